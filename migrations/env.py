@@ -1,0 +1,34 @@
+"""Alembic environment. Run programmatically by reindex_fsm.store.open_store, which
+passes an open connection in ``config.attributes["connection"]``; from the command
+line (``alembic -c alembic.ini upgrade head``) it connects to ``sqlalchemy.url``,
+or to REINDEX_FSM_STATE_DB when that is set."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+config = context.config
+target_metadata = None
+
+
+def _run(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    url = os.environ.get("REINDEX_FSM_STATE_DB") or config.get_main_option("sqlalchemy.url")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        _run(conn)

@@ -1,0 +1,465 @@
+"""The click CLI: parse, call one function of commands.py, print. Nothing else.
+
+Errors are mapped to exit codes in one place, :meth:`ReindexGroup.invoke`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, commands
+from .commands import Config, Outcome, summary
+from .engine.base import TaskStatus
+from .errors import Declined, ExitCode, ReindexFsmError, UsageError
+from .runplan import RunOptions
+from .steps.context import SilentReporter
+from .steps.plan import flatten_settings, parse_set
+from .store import RunRecord
+
+EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name}" for c in ExitCode)
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _json_mode(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().meta.get("json"))
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, default=str, sort_keys=False))
+
+
+class ReindexGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReindexFsmError as exc:
+            _fail(ctx, exc)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted: the run is resumable with `reindex-fsm resume RUN_ID`", err=True
+            )
+            ctx.exit(ExitCode.INTERRUPTED)
+
+
+def _fail(ctx: click.Context, exc: ReindexFsmError) -> NoReturn:
+    if _json_mode(ctx):
+        _emit_json({"error": exc.one_line(), "exit_code": int(exc.exit_code)})
+    click.echo(f"error: {exc.one_line()}", err=True)
+    ctx.exit(int(exc.exit_code))
+
+
+class CliReporter:
+    """State changes and copy progress, as plain lines on stderr."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self._last = 0.0
+
+    def event(self, run: RunRecord, message: str) -> None:
+        click.echo(f"run {run.id}: {message}", err=True)
+
+    def progress(self, run: RunRecord, status: TaskStatus) -> None:
+        import time
+
+        now = time.monotonic()
+        if status.completed or now - self._last >= self.every_s:
+            self._last = now
+            click.echo(
+                f"run {run.id}: copied {status.done_docs}/{status.total} "
+                f"(created {status.created}, conflicts {status.version_conflicts})",
+                err=True,
+            )
+
+
+# -- shared options --------------------------------------------------------------------
+def _set_json(ctx: click.Context, _p: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.find_root().meta["json"] = True
+    return value
+
+
+def common(f: Any) -> Any:
+    f = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=True,
+        callback=_set_json,
+        help="Print one JSON object on stdout.",
+    )(f)
+    f = click.option(
+        "--state-db",
+        envvar="REINDEX_FSM_STATE_DB",
+        metavar="URL",
+        help="State database: an SQLAlchemy URL or a file path "
+        "[default: state/reindex_fsm.db; env REINDEX_FSM_STATE_DB].",
+    )(f)
+    return f
+
+
+def engine_options(f: Any) -> Any:
+    f = click.option(
+        "--engine-url",
+        envvar="REINDEX_FSM_ENGINE_URL",
+        metavar="URL",
+        help="Cluster URL [env REINDEX_FSM_ENGINE_URL; default "
+        f"{commands.DEFAULT_ENGINE_URL}, or the run's stored URL].",
+    )(f)
+    f = click.option(
+        "--engine",
+        "engine_kind",
+        default="auto",
+        show_default=True,
+        type=click.Choice(commands.ENGINE_KINDS),
+        help="Engine flavour; auto asks GET /.",
+    )(f)
+    return f
+
+
+def _config(
+    ctx: click.Context,
+    state_db: str | None = None,
+    engine_url: str | None = None,
+    engine_kind: str | None = None,
+) -> Config:
+    base = ctx.find_root().obj if isinstance(ctx.find_root().obj, Config) else Config()
+    cfg = replace(base)
+    if state_db:
+        cfg.state_db = state_db
+    if engine_url:
+        cfg.engine_url = engine_url
+    if engine_kind:
+        cfg.engine_kind = engine_kind
+    if not _json_mode(ctx) and isinstance(cfg.reporter, SilentReporter):
+        cfg.reporter = CliReporter()
+    return cfg
+
+
+def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
+    data = summary(outcome.record)
+    if _json_mode(ctx):
+        _emit_json(data)
+    else:
+        _print_summary(data)
+    ctx.exit(int(outcome.exit_code))
+
+
+def _print_summary(data: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    for key in (
+        "run_id",
+        "state",
+        "alias",
+        "source_index",
+        "target_index",
+        "task_id",
+        "source_count",
+        "target_count",
+        "error",
+    ):
+        if data.get(key) is not None:
+            table.add_row(f"[bold]{key}[/]", str(data[key]))
+    _out().print(table)
+
+
+def _load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{what} file {path} is not valid JSON (line {exc.lineno}): {exc.msg}",
+            hint="fix the file; nothing was done",
+        ) from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{what} file {path} must hold a JSON object")
+    if what == "settings" and isinstance(data.get("settings"), dict):
+        data = data["settings"]
+    if what == "mappings" and isinstance(data.get("mappings"), dict):
+        data = data["mappings"]
+    return data
+
+
+# -- commands ---------------------------------------------------------------------------
+@click.group(
+    cls=ReindexGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=f"Exit codes:\n\n{EXIT_CODES_HELP}",
+)
+@click.version_option(__version__, prog_name="reindex-fsm")
+def cli() -> None:
+    """Rebuild the index behind a live Elasticsearch/OpenSearch alias, resumably.
+
+    \b
+    Example:
+      reindex-fsm start --alias documents --verify --rollback-on-failure --force
+    """
+
+
+@cli.command()
+@click.option("--alias", required=True, help="The alias to move to a new index.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing to the engine.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Before the swap, require the target's count to equal the source's.",
+)
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--rollback-on-failure",
+    is_flag=True,
+    help="On failure, cancel the copy and delete the target (else: FAILED, kept).",
+)
+@click.option(
+    "--target-index",
+    metavar="NAME",
+    help="Name of the new index [default: <alias>-<UTC timestamp>].",
+)
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="JSON settings to apply over the source's (nested or flat keys).",
+)
+@click.option(
+    "--mappings",
+    "mappings_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="JSON mappings: each field and top-level key given replaces the source's.",
+)
+@click.option(
+    "--set",
+    "set_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="One setting override, e.g. index.number_of_shards=3 (repeatable).",
+)
+@click.option("--requests-per-second", type=float, help="Throttle the _reindex copy.")
+@click.option("--slices", default="1", show_default=True, help="_reindex slices: a number or auto.")
+@engine_options
+@common
+@click.pass_context
+def start(
+    ctx: click.Context,
+    alias: str,
+    dry_run: bool,
+    verify: bool,
+    force: bool,
+    rollback_on_failure: bool,
+    target_index: str | None,
+    settings_file: str | None,
+    mappings_file: str | None,
+    set_pairs: tuple[str, ...],
+    requests_per_second: float | None,
+    slices: str,
+    engine_url: str | None,
+    engine_kind: str,
+    state_db: str | None,
+    as_json: bool,
+) -> None:
+    """Plan a run on ALIAS and drive it to the swap.
+
+    \b
+    Examples:
+      reindex-fsm start --alias documents --dry-run
+      reindex-fsm start --alias documents --verify --rollback-on-failure --force
+      reindex-fsm start --alias documents --set index.number_of_shards=3 --verify --force
+    """
+    overrides = flatten_settings(_load_json_file(settings_file, "settings") or {})
+    overrides.update(flatten_settings(parse_set(set_pairs)))
+    if slices != "auto" and not slices.isdigit():
+        raise UsageError(f"--slices {slices!r} is not a number or auto")
+    options = RunOptions(
+        verify=verify,
+        rollback_on_failure=rollback_on_failure,
+        target_index=target_index,
+        settings_overrides=overrides,
+        mappings_override=_load_json_file(mappings_file, "mappings"),
+        requests_per_second=requests_per_second,
+        slices=slices if slices == "auto" else int(slices),
+    )
+    cfg = _config(ctx, state_db, engine_url, engine_kind)
+    if dry_run:
+        planned = commands.plan(cfg, alias, options)
+        data = {
+            "dry_run": True,
+            "run_id": None,
+            "state": None,
+            "task_id": None,
+            "target_count": None,
+            "error": None,
+            **planned.to_dict(),
+            "steps": commands.describe(planned, options),
+        }
+        data["run_id"] = None  # nothing is stored: a real start picks its own ID
+        if as_json:
+            _emit_json(data)
+        else:
+            _out().print_json(json.dumps(data, default=str))
+        return
+    planned = None
+    if not force:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "refusing to start without confirmation: no terminal to ask on",
+                hint="pass --force (and try --dry-run first)",
+            )
+        planned = commands.plan(cfg, alias, options)
+        _out().print_json(json.dumps({"steps": commands.describe(planned, options)}))
+        if not click.confirm(
+            f"Move alias {alias} from {planned.source_index} to {planned.target_index}?"
+        ):
+            raise Declined("declined at the prompt: nothing was done")
+    _print_outcome(ctx, commands.start(cfg, alias, options, planned))
+
+
+@cli.command()
+@click.argument("run_id")
+@engine_options
+@common
+@click.pass_context
+def resume(
+    ctx: click.Context,
+    run_id: str,
+    engine_url: str | None,
+    engine_kind: str,
+    state_db: str | None,
+    as_json: bool,
+) -> None:
+    """Continue RUN_ID from its last checkpoint (after a crash, or to retry a FAILED run).
+
+    \b
+    Example:
+      reindex-fsm resume 3f2a9c1b7d4e
+    """
+    _print_outcome(ctx, commands.resume(_config(ctx, state_db, engine_url, engine_kind), run_id))
+
+
+@cli.command()
+@click.argument("run_id")
+@engine_options
+@common
+@click.pass_context
+def abort(
+    ctx: click.Context,
+    run_id: str,
+    engine_url: str | None,
+    engine_kind: str,
+    state_db: str | None,
+    as_json: bool,
+) -> None:
+    """Stop RUN_ID: cancel its copy and delete its target; the alias is not touched.
+
+    \b
+    Example:
+      reindex-fsm abort 3f2a9c1b7d4e
+    """
+    _print_outcome(ctx, commands.abort(_config(ctx, state_db, engine_url, engine_kind), run_id))
+
+
+@cli.command()
+@click.argument("run_id")
+@common
+@click.pass_context
+def show(ctx: click.Context, run_id: str, state_db: str | None, as_json: bool) -> None:
+    """Show RUN_ID: its state, counts, error and every transition.
+
+    \b
+    Example:
+      reindex-fsm show 3f2a9c1b7d4e --json
+    """
+    record, events = commands.show(_config(ctx, state_db), run_id)
+    data = {
+        **summary(record),
+        "options": record.options,
+        "plan": record.plan,
+        "events": [e.as_dict() for e in events],
+    }
+    if as_json:
+        _emit_json(data)
+        return
+    _print_summary(data)
+    table = Table(title=f"history of run {record.id}")
+    for col in ("at", "from", "to", "trigger", "detail"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.from_state or "",
+            e.to_state,
+            e.trigger,
+            json.dumps(e.detail, default=str) if e.detail else "",
+        )
+    _out().print(table)
+
+
+@cli.command()
+@click.option("--alias", help="Only runs on this alias.")
+@click.option("--state", help="Only runs in this state (e.g. FAILED).")
+@click.option("--since", type=click.DateTime(), help="Only runs started at or after (UTC).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@common
+@click.pass_context
+def history(
+    ctx: click.Context,
+    alias: str | None,
+    state: str | None,
+    since: datetime | None,
+    limit: int,
+    state_db: str | None,
+    as_json: bool,
+) -> None:
+    """List runs, newest first.
+
+    \b
+    Example:
+      reindex-fsm history --alias documents --state FAILED
+    """
+    since_utc = since.replace(tzinfo=UTC) if since else None
+    records = commands.history(_config(ctx, state_db), alias, state, since_utc, limit)
+    if as_json:
+        _emit_json([summary(r) for r in records])
+        return
+    table = Table(title="reindex-fsm runs")
+    for col in ("run", "alias", "source -> target", "state", "started", "documents", "error"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(
+            r.id,
+            r.alias,
+            f"{r.source_index} -> {r.target_index}",
+            r.state.value,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{r.target_count if r.target_count is not None else '-'}/{r.source_count}",
+            r.error or "",
+        )
+    _out().print(table)
+
+
+def main() -> None:
+    cli(prog_name="reindex-fsm")
+
+
+if __name__ == "__main__":
+    main()

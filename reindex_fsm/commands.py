@@ -1,0 +1,217 @@
+"""One plain function per verb: start, plan, resume, abort, show, history.
+
+No printing and no argument parsing here (that is cli.py); every function takes a
+:class:`Config` and returns data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .crashpoints import Crashpoints
+from .engine.base import Engine
+from .errors import ExitCode, LockHeld, RunFinished, UsageError
+from .machine import State
+from .runner import RunDriver
+from .runplan import Plan, RunOptions
+from .steps import copy, create_target, swap, verify
+from .steps.context import Reporter, RunContext, SilentReporter
+from .steps.plan import make_plan
+from .store import EventRecord, RunRecord, RunRepository, open_store
+
+DEFAULT_ENGINE_URL = "http://localhost:9200"
+ENGINE_KINDS = ("auto", "elasticsearch", "opensearch")
+
+
+def default_engine_factory(url: str, kind: str, **client_options: Any) -> Engine:
+    from .engine.connect import connect
+
+    return connect(url, kind, **client_options)
+
+
+@dataclass
+class Config:
+    state_db: str | None = None
+    engine_url: str | None = None
+    engine_kind: str = "auto"
+    client_options: dict[str, Any] = field(default_factory=dict)
+    engine_factory: Callable[..., Engine] = default_engine_factory
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    crash: Callable[[], Crashpoints] = Crashpoints.from_env
+    reporter: Reporter = field(default_factory=SilentReporter)
+    _repo: RunRepository | None = field(default=None, repr=False)
+
+    def repo(self) -> RunRepository:
+        if self._repo is None:
+            self._repo = open_store(self.state_db)
+        return self._repo
+
+    def resolved_engine_url(self, stored: str | None = None) -> str:
+        return (
+            self.engine_url
+            or os.environ.get("REINDEX_FSM_ENGINE_URL")
+            or stored
+            or DEFAULT_ENGINE_URL
+        )
+
+    def engine(self, stored_url: str | None = None) -> Engine:
+        if self.engine_kind not in ENGINE_KINDS:
+            raise UsageError(f"--engine {self.engine_kind!r} is not one of {ENGINE_KINDS}")
+        return self.engine_factory(
+            self.resolved_engine_url(stored_url), self.engine_kind, **self.client_options
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: RunRecord
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.record)
+
+
+def exit_code_for(record: RunRecord) -> ExitCode:
+    if record.state in (State.SWAPPED, State.CANCELLED):
+        return ExitCode.OK
+    if record.error_kind == "VerificationFailed":
+        return ExitCode.VERIFICATION_FAILED
+    if record.state is State.ROLLED_BACK:
+        return ExitCode.ROLLED_BACK if record.error else ExitCode.OK
+    if record.state is State.FAILED:
+        return ExitCode.RUN_FAILED
+    return ExitCode.OK  # still active: moved on by another process
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _context(cfg: Config, engine: Engine, record: RunRecord) -> RunContext:
+    return RunContext(
+        engine=engine,
+        repo=cfg.repo(),
+        record=record,
+        clock=cfg.clock,
+        sleep=cfg.sleep,
+        crash=cfg.crash(),
+        reporter=cfg.reporter,
+    )
+
+
+def _check_alias_free(repo: RunRepository, alias: str) -> None:
+    active = repo.active_run_for(alias)
+    if active is not None:
+        raise LockHeld(alias, active.id, active.state.value)
+
+
+def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
+    """What ``start`` would do; reads the engine and the database, writes nothing."""
+    _check_alias_free(cfg.repo(), alias)
+    engine = cfg.engine()
+    return make_plan(engine, engine.info(), alias, options, new_run_id(), cfg.now())
+
+
+def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
+    """Every step's plan, for --dry-run and the confirmation prompt."""
+    return [create_target.plan(p), copy.plan(p), verify.plan(p, options.verify), swap.plan(p)]
+
+
+def start(cfg: Config, alias: str, options: RunOptions, planned: Plan | None = None) -> Outcome:
+    """Plan, store and drive a new run to its end."""
+    repo = cfg.repo()
+    _check_alias_free(repo, alias)
+    engine = cfg.engine()
+    p = planned or make_plan(engine, engine.info(), alias, options, new_run_id(), cfg.now())
+    record = repo.create(
+        {
+            "id": p.run_id,
+            "alias": p.alias,
+            "source_index": p.source_index,
+            "target_index": p.target_index,
+            "options": options.to_dict(),
+            "plan": p.to_dict(),
+            "engine_url": engine.url,
+            "engine_flavor": p.engine["flavor"],
+            "engine_version": p.engine["version"],
+            "source_count": p.source_count,
+        },
+        detail={"source": p.source_index, "target": p.target_index, "count": p.source_count},
+    )
+    ctx = _context(cfg, engine, record)
+    ctx.crash("commit.PLANNED")
+    return Outcome(RunDriver(ctx).drive())
+
+
+def _driver(cfg: Config, record: RunRecord) -> RunDriver:
+    return RunDriver(_context(cfg, cfg.engine(record.engine_url), record))
+
+
+def resume(cfg: Config, run_id: str) -> Outcome:
+    record = cfg.repo().get(run_id)
+    if record.finished:
+        raise RunFinished(record.id, record.state.value)
+    return Outcome(_driver(cfg, record).resume())
+
+
+def abort(cfg: Config, run_id: str) -> Outcome:
+    record = cfg.repo().get(run_id)
+    if record.finished:
+        raise RunFinished(record.id, record.state.value)
+    return Outcome(_driver(cfg, record).abort())
+
+
+def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
+    repo = cfg.repo()
+    record = repo.get(run_id)
+    return record, repo.events(run_id)
+
+
+def history(
+    cfg: Config,
+    alias: str | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = 50,
+) -> list[RunRecord]:
+    try:
+        wanted = State(state.upper()) if state else None
+    except ValueError as exc:
+        raise UsageError(
+            f"unknown state {state!r}", hint=f"one of {', '.join(s.value for s in State)}"
+        ) from exc
+    return cfg.repo().list(alias=alias, state=wanted, since=since, limit=limit)
+
+
+SUMMARY_FIELDS = (
+    "run_id",
+    "state",
+    "alias",
+    "source_index",
+    "target_index",
+    "task_id",
+    "source_count",
+    "target_count",
+    "error",
+    "error_kind",
+    "failed_from",
+    "copy_attempts",
+    "progress",
+    "engine_url",
+    "created_at",
+    "updated_at",
+    "finished_at",
+)
+
+
+def summary(record: RunRecord) -> dict[str, Any]:
+    full = record.as_dict()
+    return {k: full[k] for k in SUMMARY_FIELDS}

@@ -1,0 +1,184 @@
+"""The Engine protocol: the few calls a run needs, and the value types they return.
+
+The real adapters (:mod:`.elasticsearch`, :mod:`.opensearch`) and the test fake
+(:mod:`.fake`) implement this one protocol. Every method raises only
+:mod:`reindex_fsm.errors` exceptions: ``EngineUnreachable`` when the cluster
+cannot be reached, ``IndexNotFound`` for a missing index, ``EngineError`` for
+any other refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Flavor = Literal["elasticsearch", "opensearch"]
+
+# Properties an alias can carry, as GET _alias returns them and _aliases "add" takes them.
+ALIAS_PROPERTIES = (
+    "filter",
+    "index_routing",
+    "search_routing",
+    "routing",
+    "is_write_index",
+    "is_hidden",
+)
+
+# The opaque-ID header every request of a run carries, so that its tasks can be found again.
+OPAQUE_ID_PREFIX = "reindex-fsm:"
+
+
+def opaque_id_for(run_id: str) -> str:
+    return f"{OPAQUE_ID_PREFIX}{run_id}"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    flavor: Flavor
+    version: str
+    cluster_name: str = ""
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        parts = self.version.split(".")
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+    @property
+    def supports_must_exist(self) -> bool:
+        """`must_exist` on an _aliases remove action: Elasticsearch 7.11+, OpenSearch 2.12+."""
+        if self.flavor == "elasticsearch":
+            return self.major_minor >= (7, 11)
+        return self.major_minor >= (2, 12)
+
+
+@dataclass(frozen=True)
+class IndexDefinition:
+    """An index's settings (flat keys, e.g. ``index.number_of_shards``) and mappings."""
+
+    settings: dict[str, Any]
+    mappings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """What the Tasks API says of a reindex task, normalised across engines."""
+
+    task_id: str
+    completed: bool
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    version_conflicts: int = 0
+    noops: int = 0
+    failures: tuple[dict[str, Any], ...] = ()
+    error: dict[str, Any] | None = None
+    cancelled: bool = False
+    opaque_id: str | None = None
+    description: str = ""
+    running_time_s: float = 0.0
+
+    @property
+    def done_docs(self) -> int:
+        return self.created + self.updated + self.deleted + self.version_conflicts + self.noops
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures) or self.error is not None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "total": self.total,
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "version_conflicts": self.version_conflicts,
+            "noops": self.noops,
+            "failures": len(self.failures),
+        }
+
+
+@dataclass(frozen=True)
+class ReindexRequest:
+    source: str
+    dest: str
+    opaque_id: str
+    op_type: Literal["index", "create"] = "create"
+    conflicts: Literal["abort", "proceed"] = "abort"
+    slices: int | str = 1
+    requests_per_second: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "source": {"index": self.source},
+            "dest": {"index": self.dest, "op_type": self.op_type},
+            "conflicts": self.conflicts,
+        }
+        body.update(self.extra)
+        return body
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The calls a run makes against a cluster."""
+
+    url: str  # shown and stored without credentials
+
+    def info(self) -> EngineInfo: ...
+
+    # -- aliases and indices ------------------------------------------------
+    def get_alias(self, alias: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{index: {alias_name: properties}}`` for every index the alias is on; {} if none."""
+        ...
+
+    def get_index_aliases(self, index: str) -> dict[str, dict[str, Any]]:
+        """Every alias of one index with its properties: ``{alias_name: properties}``."""
+        ...
+
+    def index_exists(self, index: str) -> bool: ...
+
+    def get_index(self, index: str) -> IndexDefinition: ...
+
+    def create_index(
+        self, index: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
+    ) -> None: ...
+
+    def put_settings(self, index: str, settings: Mapping[str, Any]) -> None: ...
+
+    def refresh(self, index: str) -> None: ...
+
+    def count(self, index: str) -> int: ...
+
+    def update_aliases(self, actions: list[dict[str, Any]]) -> None:
+        """One atomic _aliases request."""
+        ...
+
+    def delete_index(self, index: str) -> None: ...
+
+    # -- tasks --------------------------------------------------------------
+    def start_reindex(self, request: ReindexRequest) -> str:
+        """Start ``_reindex`` with ``wait_for_completion=false``; return the task ID."""
+        ...
+
+    def get_task(self, task_id: str) -> TaskStatus | None:
+        """The task's status, or None when the engine no longer knows it (vanished)."""
+        ...
+
+    def list_reindex_tasks(self, opaque_id: str | None = None) -> list[TaskStatus]:
+        """Running reindex tasks, those carrying ``opaque_id`` only when it is given."""
+        ...
+
+    def cancel_task(self, task_id: str) -> None: ...
+
+    def rethrottle(self, task_id: str, requests_per_second: float) -> None: ...
+
+    # -- documents ----------------------------------------------------------
+    def bulk(self, actions: Iterable[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+        """Index ``actions`` (helpers.bulk format); return (succeeded, errors)."""
+        ...
+
+    def scan(self, index: str, query: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every hit of ``query`` (all documents by default), as ``{_id, _source, ...}``."""
+        ...

@@ -1,0 +1,380 @@
+"""An in-memory engine implementing the Engine protocol, for unit tests.
+
+It records the ordered calls, lets a test script how reindex tasks progress
+(documents copied per poll, failures, cancellation, a task that vanishes), and
+injects faults (an error on the Nth call of a method, connection refused).
+The cluster outlives a simulated process death: a test keeps the same
+FakeEngine, rebuilds everything else from the database, and resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EngineError, EngineUnreachable, IndexNotFound
+from .base import EngineInfo, IndexDefinition, ReindexRequest, TaskStatus
+
+_MUTATING = {
+    "create_index",
+    "put_settings",
+    "update_aliases",
+    "delete_index",
+    "start_reindex",
+    "cancel_task",
+    "rethrottle",
+    "bulk",
+}
+
+
+@dataclass
+class FakeIndex:
+    settings: dict[str, Any]
+    mappings: dict[str, Any]
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class TaskScript:
+    """How the next reindex task behaves."""
+
+    docs_per_poll: int = 1000  # documents copied each time the task is polled
+    fail_after_polls: int | None = None  # report a bulk failure and complete
+    vanish_after_polls: int | None = None  # the engine forgets the task (node lost)
+    stall: bool = False  # never progresses (for abort tests)
+
+
+@dataclass
+class FakeTask:
+    task_id: str
+    request: ReindexRequest
+    pending: list[str]  # document IDs still to copy
+    script: TaskScript
+    total: int
+    polls: int = 0
+    created: int = 0
+    version_conflicts: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    cancelled: bool = False
+    completed: bool = False
+    vanished: bool = False
+    rps: float | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    args: tuple[Any, ...]
+
+    def __str__(self) -> str:
+        return f"{self.method}({', '.join(map(str, self.args))})"
+
+
+class FakeEngine:
+    def __init__(
+        self,
+        flavor: str = "opensearch",
+        version: str = "2.19.1",
+        url: str = "http://fake-cluster:9200",
+    ) -> None:
+        self.url = url
+        self._info = EngineInfo(flavor=flavor, version=version, cluster_name="fake")  # type: ignore[arg-type]
+        self.indices: dict[str, FakeIndex] = {}
+        self.tasks: dict[str, FakeTask] = {}
+        self.calls: list[Call] = []
+        self.task_script = TaskScript()
+        self._faults: dict[tuple[str, int], BaseException] = {}
+        self._counts: dict[str, int] = {}
+        self._task_ids = itertools.count(1)
+        self.refusing = False
+
+    # -- test controls --------------------------------------------------------
+    def add_index(
+        self,
+        name: str,
+        docs: Mapping[str, dict[str, Any]] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        mappings: Mapping[str, Any] | None = None,
+        aliases: Mapping[str, dict[str, Any]] | None = None,
+    ) -> FakeIndex:
+        idx = FakeIndex(
+            settings={
+                "index.number_of_shards": "1",
+                "index.number_of_replicas": "1",
+                "index.uuid": f"uuid-{name}",
+                "index.creation_date": "1700000000000",
+                "index.provided_name": name,
+                "index.version.created": "136408027",
+                **(settings or {}),
+            },
+            mappings=copy.deepcopy(dict(mappings or {"properties": {}})),
+            docs={k: copy.deepcopy(v) for k, v in (docs or {}).items()},
+            aliases={k: dict(v) for k, v in (aliases or {}).items()},
+        )
+        self.indices[name] = idx
+        return idx
+
+    def fail_on(self, method: str, nth: int = 1, error: BaseException | None = None) -> None:
+        """Raise ``error`` on the ``nth`` call (counted from now) of ``method``."""
+        seen = self._counts.get(method, 0)
+        self._faults[(method, seen + nth)] = error or EngineError(
+            f"injected failure in {method}", status=500
+        )
+
+    def refuse_connections(self, refusing: bool = True) -> None:
+        self.refusing = refusing
+
+    def vanish_task(self, task_id: str) -> None:
+        self.tasks[task_id].vanished = True
+
+    def call_names(self, *, mutating_only: bool = False) -> list[str]:
+        return [c.method for c in self.calls if not mutating_only or c.method in _MUTATING]
+
+    def advance(self, task_id: str, polls: int = 1) -> None:
+        """Let a task progress as if it had been polled ``polls`` times."""
+        for _ in range(polls):
+            self._progress(self.tasks[task_id])
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole cluster as plain data, for before/after comparisons."""
+        return {
+            name: {
+                "settings": idx.settings,
+                "mappings": idx.mappings,
+                "docs": idx.docs,
+                "aliases": idx.aliases,
+            }
+            for name, idx in sorted(self.indices.items())
+        }
+
+    # -- bookkeeping ------------------------------------------------------------
+    def _call(self, method: str, *args: Any) -> None:
+        if self.refusing:
+            raise EngineUnreachable(self.url, "connection refused")
+        n = self._counts.get(method, 0) + 1
+        self._counts[method] = n
+        self.calls.append(Call(method, args))
+        fault = self._faults.pop((method, n), None)
+        if fault is not None:
+            raise fault
+
+    def _index(self, name: str) -> FakeIndex:
+        try:
+            return self.indices[name]
+        except KeyError:
+            raise IndexNotFound(name) from None
+
+    # -- Engine protocol -----------------------------------------------------------
+    def info(self) -> EngineInfo:
+        self._call("info")
+        return self._info
+
+    def get_alias(self, alias: str) -> dict[str, dict[str, dict[str, Any]]]:
+        self._call("get_alias", alias)
+        return {
+            name: {alias: dict(idx.aliases[alias])}
+            for name, idx in self.indices.items()
+            if alias in idx.aliases
+        }
+
+    def get_index_aliases(self, index: str) -> dict[str, dict[str, Any]]:
+        self._call("get_index_aliases", index)
+        return {k: dict(v) for k, v in self._index(index).aliases.items()}
+
+    def index_exists(self, index: str) -> bool:
+        self._call("index_exists", index)
+        return index in self.indices
+
+    def get_index(self, index: str) -> IndexDefinition:
+        self._call("get_index", index)
+        idx = self._index(index)
+        return IndexDefinition(copy.deepcopy(idx.settings), copy.deepcopy(idx.mappings))
+
+    def create_index(
+        self, index: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
+    ) -> None:
+        self._call("create_index", index)
+        if index in self.indices or any(index in i.aliases for i in self.indices.values()):
+            raise EngineError(
+                f"resource_already_exists_exception: index [{index}] already exists", status=400
+            )
+        stored = {k: v for k, v in settings.items()}
+        stored.setdefault("index.number_of_shards", "1")
+        stored.setdefault("index.number_of_replicas", "1")
+        stored.update({"index.uuid": f"uuid-{index}", "index.provided_name": index})
+        self.indices[index] = FakeIndex(settings=stored, mappings=copy.deepcopy(dict(mappings)))
+
+    def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
+        self._call("put_settings", index)
+        self._index(index).settings.update(settings)
+
+    def refresh(self, index: str) -> None:
+        self._call("refresh", index)
+        self._index(index)
+
+    def count(self, index: str) -> int:
+        self._call("count", index)
+        return len(self._index(index).docs)
+
+    def update_aliases(self, actions: list[dict[str, Any]]) -> None:
+        self._call("update_aliases", len(actions))
+        staged = {name: dict(idx.aliases) for name, idx in self.indices.items()}
+        for action in actions:  # validate and apply on a copy: all or nothing
+            ((kind, spec),) = action.items()
+            if spec["index"] not in staged:
+                raise IndexNotFound(spec["index"])
+            aliases = staged[spec["index"]]
+            if kind == "add":
+                props = {k: v for k, v in spec.items() if k not in ("index", "alias")}
+                aliases[spec["alias"]] = props
+            elif kind == "remove":
+                if spec["alias"] not in aliases:
+                    if spec.get("must_exist"):
+                        raise EngineError(
+                            f"aliases_not_found_exception: [{spec['alias']}] missing", status=404
+                        )
+                    continue
+                del aliases[spec["alias"]]
+            else:
+                raise EngineError(f"unknown alias action {kind}", status=400)
+        for name, aliases in staged.items():
+            self.indices[name].aliases = aliases
+
+    def delete_index(self, index: str) -> None:
+        self._call("delete_index", index)
+        self._index(index)
+        del self.indices[index]
+
+    def start_reindex(self, request: ReindexRequest) -> str:
+        self._call("start_reindex", request.source, request.dest, request.op_type)
+        src = self._index(request.source)
+        task_id = f"fake-node:{next(self._task_ids)}"
+        self.tasks[task_id] = FakeTask(
+            task_id=task_id,
+            request=request,
+            pending=sorted(src.docs),
+            script=self.task_script,
+            total=len(src.docs),
+            rps=request.requests_per_second,
+        )
+        return task_id
+
+    def _progress(self, task: FakeTask) -> None:
+        if task.completed or task.vanished:
+            return
+        task.polls += 1
+        script = task.script
+        if task.cancelled:
+            task.completed = True
+            return
+        if script.vanish_after_polls is not None and task.polls > script.vanish_after_polls:
+            task.vanished = True
+            return
+        if script.fail_after_polls is not None and task.polls > script.fail_after_polls:
+            task.failures.append(
+                {
+                    "id": task.pending[0] if task.pending else None,
+                    "cause": {
+                        "type": "mapper_parsing_exception",
+                        "reason": "injected bulk failure",
+                    },
+                }
+            )
+            task.completed = True
+            return
+        if script.stall:
+            return
+        src = self.indices.get(task.request.source)
+        dest = self.indices.get(task.request.dest)
+        if dest is None:  # a real engine would auto-create it; the tool must never let it
+            raise AssertionError(f"reindex into missing index {task.request.dest}")
+        for _ in range(min(script.docs_per_poll, len(task.pending))):
+            doc_id = task.pending.pop(0)
+            if src is None or doc_id not in src.docs:
+                continue
+            if doc_id in dest.docs and task.request.op_type == "create":
+                task.version_conflicts += 1
+                if task.request.conflicts == "abort":
+                    task.failures.append(
+                        {"id": doc_id, "cause": {"type": "version_conflict_engine_exception"}}
+                    )
+                    task.completed = True
+                    return
+                continue
+            dest.docs[doc_id] = copy.deepcopy(src.docs[doc_id])
+            task.created += 1
+        if not task.pending:
+            task.completed = True
+
+    def _status(self, task: FakeTask) -> TaskStatus:
+        return TaskStatus(
+            task_id=task.task_id,
+            completed=task.completed,
+            total=task.total,
+            created=task.created,
+            version_conflicts=task.version_conflicts,
+            failures=tuple(task.failures),
+            cancelled=task.cancelled,
+            opaque_id=task.request.opaque_id,
+            description=f"reindex from [{task.request.source}] to [{task.request.dest}]",
+        )
+
+    def get_task(self, task_id: str) -> TaskStatus | None:
+        self._call("get_task", task_id)
+        task = self.tasks.get(task_id)
+        if task is None or task.vanished:
+            return None
+        self._progress(task)
+        if task.vanished:
+            return None
+        return self._status(task)
+
+    def list_reindex_tasks(self, opaque_id: str | None = None) -> list[TaskStatus]:
+        self._call("list_reindex_tasks", opaque_id)
+        return [
+            self._status(t)
+            for t in self.tasks.values()
+            if not t.completed
+            and not t.vanished
+            and (opaque_id is None or t.request.opaque_id == opaque_id)
+        ]
+
+    def cancel_task(self, task_id: str) -> None:
+        self._call("cancel_task", task_id)
+        task = self.tasks.get(task_id)
+        if task is None or task.vanished or task.completed:
+            raise EngineError(f"task [{task_id}] is not running", status=404)
+        task.cancelled = True
+
+    def rethrottle(self, task_id: str, requests_per_second: float) -> None:
+        self._call("rethrottle", task_id, requests_per_second)
+        self.tasks[task_id].rps = requests_per_second
+
+    def bulk(self, actions: Iterable[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+        self._call("bulk")
+        ok, errors = 0, []
+        for action in actions:
+            idx = self._index(action["_index"])
+            op = action.get("_op_type", "index")
+            if op == "delete":
+                idx.docs.pop(action["_id"], None)
+            elif op == "create" and action["_id"] in idx.docs:
+                errors.append({"create": {"_id": action["_id"], "status": 409}})
+                continue
+            else:
+                idx.docs[action["_id"]] = copy.deepcopy(action["_source"])
+            ok += 1
+        return ok, errors
+
+    def scan(self, index: str, query: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        self._call("scan", index)
+        for doc_id, source in sorted(self._index(index).docs.items()):
+            yield {"_index": index, "_id": doc_id, "_source": copy.deepcopy(source)}
+
+    def close(self) -> None:
+        pass

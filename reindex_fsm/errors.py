@@ -1,0 +1,205 @@
+"""One exception root for reindex-fsm, with data-carrying subclasses.
+
+Lower layers (the engine clients, SQLAlchemy) are translated into these at the
+boundary with ``raise ... from``; the CLI maps them to exit codes in one place
+(:func:`reindex_fsm.cli.main`) and prints one clear line.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; the README lists them."""
+
+    OK = 0
+    INTERNAL = 1  # a bug: please report it with the -v traceback
+    USAGE = 2  # bad input: wrong alias, bad option, nothing to resume
+    ROLLED_BACK = 3  # the run failed and was rolled back: alias and source as before
+    RUN_FAILED = 4  # the run failed and was kept (FAILED) for a human to decide
+    VERIFICATION_FAILED = 5  # verification found the target different from the source
+    ENGINE_UNREACHABLE = 6  # could not talk to the engine; the run is resumable
+    LOCK_HELD = 7  # another run is active on this alias
+    RUN_NOT_FOUND = 8  # no run with that ID in the state database
+    STATE_DB = 9  # the state database cannot be opened or written
+    DECLINED = 10  # the operator declined at the confirmation prompt; nothing done
+    INTERRUPTED = 130  # Ctrl-C; the run is resumable
+
+
+class ReindexFsmError(Exception):
+    """Root of every error reindex-fsm raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """What went wrong and what to do, on one line."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class UsageError(ReindexFsmError):
+    exit_code = ExitCode.USAGE
+
+
+class AliasNotFound(UsageError):
+    def __init__(self, alias: str) -> None:
+        super().__init__(
+            f"alias {alias!r} does not exist",
+            hint="check the name with GET _cat/aliases, or create the alias first",
+        )
+        self.alias = alias
+
+
+class NotAnAlias(UsageError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name!r} is a concrete index, not an alias",
+            hint="reindex-fsm moves an alias; put an alias in front of the index first",
+        )
+        self.name = name
+
+
+class AliasOnSeveralIndices(UsageError):
+    def __init__(self, alias: str, indices: list[str]) -> None:
+        super().__init__(
+            f"alias {alias!r} points at {len(indices)} indices ({', '.join(sorted(indices))})",
+            hint="reindex-fsm needs an alias on exactly one index",
+        )
+        self.alias = alias
+        self.indices = indices
+
+
+class TargetExists(UsageError):
+    """The target name is taken by an index this run did not create."""
+
+    def __init__(self, index: str, owner: str | None = None) -> None:
+        whose = f"by run {owner}" if owner else "outside reindex-fsm"
+        super().__init__(
+            f"index {index!r} already exists and was created {whose}",
+            hint="choose another --target-index or delete that index yourself",
+        )
+        self.index = index
+        self.owner = owner
+
+
+class RunNotFound(ReindexFsmError):
+    exit_code = ExitCode.RUN_NOT_FOUND
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"no run with ID {run_id!r} in the state database",
+            hint="list runs with `reindex-fsm history`, or check --state-db",
+        )
+        self.run_id = run_id
+
+
+class RunFinished(UsageError):
+    def __init__(self, run_id: str, state: str) -> None:
+        super().__init__(
+            f"run {run_id} already finished in state {state}",
+            hint="nothing to resume or abort; start a new run",
+        )
+        self.run_id = run_id
+        self.state = state
+
+
+class LockHeld(ReindexFsmError):
+    exit_code = ExitCode.LOCK_HELD
+
+    def __init__(self, alias: str, run_id: str, state: str | None = None) -> None:
+        what = f"run {run_id}" + (f" ({state})" if state else "")
+        super().__init__(
+            f"alias {alias!r} is busy: {what} is not finished",
+            hint=f"resume it with `reindex-fsm resume {run_id}` or abort it with "
+            f"`reindex-fsm abort {run_id}`",
+        )
+        self.alias = alias
+        self.run_id = run_id
+        self.state = state
+
+
+class StaleState(ReindexFsmError):
+    """A compare-and-set on the run row found another state: someone else moved it."""
+
+    def __init__(self, run_id: str, expected: str, actual: str | None) -> None:
+        super().__init__(
+            f"run {run_id} is in state {actual}, expected {expected}: another process moved it",
+            hint=f"see `reindex-fsm show {run_id}`",
+        )
+        self.run_id = run_id
+        self.expected = expected
+        self.actual = actual
+
+
+class StateStoreError(ReindexFsmError):
+    exit_code = ExitCode.STATE_DB
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            message, hint=hint or "pass a writable --state-db (or REINDEX_FSM_STATE_DB)"
+        )
+
+
+class EngineError(ReindexFsmError):
+    """The engine refused a request. Carries the status and the engine's reason."""
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class EngineUnreachable(EngineError):
+    exit_code = ExitCode.ENGINE_UNREACHABLE
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the engine at {url}: {reason}",
+            hint="check --engine-url (or REINDEX_FSM_ENGINE_URL) and that the cluster is up; "
+            "an interrupted run can be resumed with `reindex-fsm resume RUN_ID`",
+        )
+        self.url = url
+
+
+class UnsupportedEngine(EngineError):
+    exit_code = ExitCode.USAGE
+
+
+class IndexNotFound(EngineError):
+    def __init__(self, index: str) -> None:
+        super().__init__(f"index {index!r} does not exist", status=404)
+        self.index = index
+
+
+class TaskNotFound(EngineError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} not found", status=404)
+        self.task_id = task_id
+
+
+class RunStepFailed(ReindexFsmError):
+    """A step failed for good (not a transient error): the run takes the failure path."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+    def __init__(self, message: str, *, run_id: str, state: str, task_id: str | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+        self.state = state
+        self.task_id = task_id
+
+
+class CopyFailed(RunStepFailed):
+    pass
+
+
+class VerificationFailed(RunStepFailed):
+    exit_code = ExitCode.VERIFICATION_FAILED
+
+
+class Declined(ReindexFsmError):
+    exit_code = ExitCode.DECLINED

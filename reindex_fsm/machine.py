@@ -1,0 +1,91 @@
+"""The run's state machine: states, the transition table and the guards. No I/O here.
+
+The table names its callbacks by string; the model that drives a run
+(:class:`reindex_fsm.runner.RunDriver`) supplies them. Every transition's
+``before`` list ends with ``persist``, so the engine work of a step happens, and
+is stored with the new state in one compare-and-set transaction, *before* the
+in-memory state moves: if either raises, the machine stays where it was (see the
+callback order table in the transitions README).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from transitions import Machine
+
+
+class State(StrEnum):
+    PLANNED = "PLANNED"
+    TARGET_CREATED = "TARGET_CREATED"
+    REINDEXING = "REINDEXING"
+    VERIFYING = "VERIFYING"
+    SWAPPED = "SWAPPED"
+    ROLLED_BACK = "ROLLED_BACK"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# States a run can move forward from; FAILED waits for a human (resume retries, abort cleans up).
+ACTIVE: tuple[State, ...] = (
+    State.PLANNED,
+    State.TARGET_CREATED,
+    State.REINDEXING,
+    State.VERIFYING,
+)
+# Finished for good: the alias lock is released on entering one of these.
+TERMINAL: frozenset[State] = frozenset({State.SWAPPED, State.ROLLED_BACK, State.CANCELLED})
+# Holds the alias: active runs and FAILED runs.
+UNFINISHED: frozenset[State] = frozenset(set(State) - TERMINAL)
+
+# The forward trigger to fire from each active state.
+NEXT_TRIGGER: dict[State, str] = {
+    State.PLANNED: "create_target",
+    State.TARGET_CREATED: "start_copy",
+    State.REINDEXING: "copy_done",
+    State.VERIFYING: "verified",
+}
+
+
+def _t(trigger: str, source: Any, dest: State, *before: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "trigger": trigger,
+        "source": source,
+        "dest": dest,
+        "before": [*before, "persist"],
+        **kw,
+    }
+
+
+TRANSITIONS: list[dict[str, Any]] = [
+    _t("create_target", State.PLANNED, State.TARGET_CREATED, "step_create_target"),
+    _t("start_copy", State.TARGET_CREATED, State.REINDEXING, "step_start_copy"),
+    _t("copy_done", State.REINDEXING, State.VERIFYING, "step_wait_copy"),
+    _t("verified", State.VERIFYING, State.SWAPPED, "step_verify", "step_swap"),
+    # A step failed for good: keep everything for a human to look at.
+    _t("fail", list(ACTIVE), State.FAILED),
+    # Undo what the run wrote (cancel its task, delete its target); alias and source untouched.
+    _t("roll_back", [*ACTIVE, State.FAILED], State.ROLLED_BACK, "step_rollback"),
+    # The operator aborted a run that had written nothing.
+    _t("cancel", [State.PLANNED, State.FAILED], State.CANCELLED, conditions="nothing_written"),
+    # resume of a FAILED run (without rollback): go back to the step that failed.
+    *[_t("retry", State.FAILED, s, conditions="failed_from_is_dest") for s in ACTIVE],
+]
+
+
+def build_machine(model: Any, initial: State) -> Machine:
+    """Attach the run machine to ``model``, starting in ``initial`` (the stored state)."""
+    return Machine(
+        model=model,
+        states=State,
+        transitions=TRANSITIONS,
+        initial=initial,
+        auto_transitions=False,
+        send_event=True,
+        ignore_invalid_triggers=False,
+        model_override=False,
+    )

@@ -1,0 +1,160 @@
+"""Drives one run: for its current state, fire the next trigger; the machine calls the
+step, the step does its engine work, ``persist`` stores the result and the new
+state in one compare-and-set transaction.
+
+Errors and what they do to the run:
+- ``EngineUnreachable``: the state does not move; the run is resumable as it is.
+- ``StaleState``: another process moved the run; reload it and stop driving.
+- any other ``ReindexFsmError`` from a step: the failure path (FAILED, then
+  ROLLED_BACK when --rollback-on-failure was given).
+- anything else is a bug: it propagates and the state does not move.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transitions import EventData
+
+from .errors import EngineUnreachable, ReindexFsmError, RunFinished, StaleState
+from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
+from .steps import copy, create_target, rollback, swap, verify
+from .steps.context import RunContext
+from .store import RunRecord
+
+
+class RunDriver:
+    """The transitions model of one run."""
+
+    state: State  # set by the machine
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self._values: dict[str, Any] = {}
+        self._detail: dict[str, Any] = {}
+        self.machine = build_machine(self, ctx.record.state)
+
+    @property
+    def record(self) -> RunRecord:
+        return self.ctx.record
+
+    # -- callbacks named in machine.TRANSITIONS --------------------------------------
+    def step_create_target(self, _e: EventData) -> None:
+        self._take(create_target.run(self.ctx))
+
+    def step_start_copy(self, _e: EventData) -> None:
+        self._take(copy.run_start(self.ctx))
+
+    def step_wait_copy(self, _e: EventData) -> None:
+        self._take(copy.run_wait(self.ctx))
+
+    def step_verify(self, _e: EventData) -> None:
+        self._take(verify.run(self.ctx))
+
+    def step_swap(self, _e: EventData) -> None:
+        self._take(swap.run(self.ctx))
+
+    def step_rollback(self, _e: EventData) -> None:
+        self._take(rollback.run(self.ctx))
+
+    def nothing_written(self, _e: EventData) -> bool:
+        engine, p = self.ctx.engine, self.ctx.plan
+        return not engine.index_exists(p.target_index) and not engine.list_reindex_tasks(
+            self.ctx.opaque_id
+        )
+
+    def failed_from_is_dest(self, e: EventData) -> bool:
+        return self.record.failed_from == State(e.transition.dest)
+
+    def persist(self, e: EventData) -> None:
+        src, dst = State(e.transition.source), State(e.transition.dest)
+        values = {**self._values, **e.kwargs.get("values", {})}
+        detail = {**self._detail, **e.kwargs.get("detail", {})}
+        self.ctx.record = self.ctx.repo.transition(
+            self.record.id, src, dst, e.event.name, detail, **values
+        )
+        self.ctx.crash(f"commit.{dst.value}")
+        self.ctx.reporter.event(self.record, f"{src.value} -> {dst.value}")
+
+    # -- driving ---------------------------------------------------------------------
+    def _take(self, result: dict[str, Any]) -> None:
+        self._detail.update(result.pop("detail", None) or {})
+        self._values.update(result)
+
+    def _fire(self, trigger: str, **kwargs: Any) -> None:
+        try:
+            if not self.trigger(trigger, **kwargs):  # type: ignore[attr-defined]
+                raise ReindexFsmError(f"{trigger} is not possible from {self.state}")
+        finally:
+            self._values, self._detail = {}, {}
+
+    def _reload(self) -> RunRecord:
+        self.ctx.record = self.ctx.repo.get(self.record.id)
+        self.machine.set_state(self.record.state)
+        return self.record
+
+    def drive(self) -> RunRecord:
+        """Move the run forward until it is finished or FAILED."""
+        while self.record.state in NEXT_TRIGGER:
+            try:
+                self._fire(NEXT_TRIGGER[self.record.state])
+            except StaleState:
+                return self._reload()
+            except EngineUnreachable:
+                raise
+            except ReindexFsmError as exc:
+                try:
+                    self._fail(exc)
+                except StaleState:
+                    return self._reload()
+        return self.record
+
+    def _fail(self, exc: ReindexFsmError) -> None:
+        failed_from = self.record.state
+        self._fire(
+            "fail",
+            values={
+                "error": exc.one_line(),
+                "error_kind": type(exc).__name__,
+                "failed_from": failed_from,
+            },
+            detail={"error": exc.one_line(), "kind": type(exc).__name__},
+        )
+        if self.ctx.options.rollback_on_failure:
+            self._fire("roll_back", detail={"reason": "--rollback-on-failure"})
+
+    def resume(self) -> RunRecord:
+        """Continue a stored run: FAILED runs roll back (if asked to) or retry their step."""
+        if self.record.state in TERMINAL:
+            raise RunFinished(self.record.id, self.record.state.value)
+        if self.record.state is State.FAILED:
+            if self.ctx.options.rollback_on_failure:
+                self._fire("roll_back", detail={"reason": "resume of a failed run"})
+                return self.record
+            retry_values: dict[str, Any] = {"error": None, "error_kind": None}
+            if self.record.failed_from is State.REINDEXING:
+                retry_values["task_id"] = None  # the failed task is done with: copy again
+            self._fire(
+                "retry",
+                values=retry_values,
+                detail={
+                    "retrying": str(self.record.failed_from),
+                    "previous_error": self.record.error,
+                },
+            )
+        return self.drive()
+
+    def abort(self) -> RunRecord:
+        """Operator abort: undo what the run wrote (ROLLED_BACK), or CANCELLED if nothing."""
+        if self.record.state in TERMINAL:
+            raise RunFinished(self.record.id, self.record.state.value)
+        try:
+            if self.record.state in (State.PLANNED, State.FAILED) and self.nothing_written(
+                None  # type: ignore[arg-type]
+            ):
+                self._fire("cancel", detail={"reason": "aborted by operator"})
+            else:
+                self._fire("roll_back", detail={"reason": "aborted by operator"})
+        except StaleState:
+            return self._reload()
+        return self.record

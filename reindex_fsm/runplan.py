@@ -1,0 +1,55 @@
+"""What a run was asked to do (RunOptions) and what it decided at plan time (Plan).
+
+Both are stored as JSON on the run row, so a resumed run uses exactly the names
+and bodies chosen when it was planned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    verify: bool = False
+    rollback_on_failure: bool = False
+    target_index: str | None = None  # None: <alias>-<UTC timestamp>
+    settings_overrides: dict[str, Any] = field(default_factory=dict)  # flat keys
+    mappings_override: dict[str, Any] | None = None
+    requests_per_second: float | None = None
+    slices: int | str = 1
+    poll_interval_s: float = 0.5
+    poll_max_interval_s: float = 10.0
+    cancel_wait_s: float = 60.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunOptions:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    alias: str
+    source_index: str
+    target_index: str
+    source_count: int
+    settings: dict[str, Any]  # flat settings the target is created with
+    mappings: dict[str, Any]  # mappings the target is created with, _meta included
+    aliases: dict[str, dict[str, Any]]  # the source's aliases and their properties
+    alias_actions: list[dict[str, Any]]  # the one atomic _aliases request of the swap
+    reindex: dict[str, Any]  # the _reindex body
+    engine: dict[str, str]  # url (no credentials), flavor, version
+    planned_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})

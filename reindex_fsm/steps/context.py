@@ -1,0 +1,66 @@
+"""What every step gets: the engine, the repository, the current record, injected
+clock and sleep, the crash points and a reporter."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..crashpoints import Crashpoints
+from ..engine.base import Engine, TaskStatus, opaque_id_for
+from ..runplan import Plan, RunOptions
+from ..store import RunRecord, RunRepository
+
+
+class Reporter(Protocol):
+    def event(self, run: RunRecord, message: str) -> None: ...
+
+    def progress(self, run: RunRecord, status: TaskStatus) -> None: ...
+
+
+class SilentReporter:
+    def event(self, run: RunRecord, message: str) -> None:
+        pass
+
+    def progress(self, run: RunRecord, status: TaskStatus) -> None:
+        pass
+
+
+@dataclass
+class RunContext:
+    engine: Engine
+    repo: RunRepository
+    record: RunRecord
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    crash: Crashpoints = field(default_factory=Crashpoints)
+    reporter: Reporter = field(default_factory=SilentReporter)
+
+    @property
+    def run_id(self) -> str:
+        return self.record.id
+
+    @property
+    def plan(self) -> Plan:
+        return Plan.from_dict(self.record.plan)
+
+    @property
+    def options(self) -> RunOptions:
+        return RunOptions.from_dict(self.record.options)
+
+    @property
+    def opaque_id(self) -> str:
+        return opaque_id_for(self.record.id)
+
+    def checkpoint(
+        self, event: str | None = None, detail: dict[str, Any] | None = None, **values: Any
+    ) -> None:
+        """Store values within the current state, then pass a crash point."""
+        self.record = self.repo.checkpoint(
+            self.record.id, self.record.state, event=event, detail=detail, **values
+        )
+        self.crash(f"checkpoint.{event or 'progress'}")
+        if event:
+            self.reporter.event(self.record, event)

@@ -1,0 +1,104 @@
+"""TARGET_CREATED -> REINDEXING -> VERIFYING: the server-side ``_reindex`` copy.
+
+Starting: adopt a running task of this run if the engine has one (we crashed
+after starting it), else store the intent (copy_attempts + 1), then start. A
+second attempt copies with ``op_type=create, conflicts=proceed``: documents
+already in the target are skipped, so copying again is idempotent.
+
+Waiting: poll the Tasks API with backoff, storing progress. A task the engine
+no longer knows (404, no stored result) is not a failure: copy again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from ..engine.base import ReindexRequest, TaskStatus
+from ..errors import CopyFailed
+from ..runplan import Plan
+from .context import RunContext
+
+
+def plan(p: Plan) -> dict[str, Any]:
+    return {"step": "copy", "reindex": p.reindex, "wait_for_completion": False}
+
+
+def _request(ctx: RunContext, again: bool) -> ReindexRequest:
+    p, opts = ctx.plan, ctx.options
+    request = ReindexRequest(
+        source=p.source_index,
+        dest=p.target_index,
+        opaque_id=ctx.opaque_id,
+        slices=opts.slices,
+        requests_per_second=opts.requests_per_second,
+    )
+    return replace(request, conflicts="proceed") if again else request
+
+
+def start(ctx: RunContext) -> tuple[str, dict[str, Any]]:
+    """Start (or adopt) the copy task; return its ID and what to record."""
+    running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
+    if running:
+        return running[0].task_id, {"adopted": running[0].task_id}
+    again = ctx.record.copy_attempts > 0
+    ctx.checkpoint(copy_attempts=ctx.record.copy_attempts + 1)
+    task_id = ctx.engine.start_reindex(_request(ctx, again))
+    ctx.crash("start_copy.engine_done")
+    return task_id, {"task_id": task_id, "attempt": ctx.record.copy_attempts, "again": again}
+
+
+def run_start(ctx: RunContext) -> dict[str, Any]:
+    task_id, detail = start(ctx)
+    return {"task_id": task_id, "detail": detail}
+
+
+def _failure_summary(status: TaskStatus) -> str:
+    if status.error:
+        return f"{status.error.get('type', 'error')}: {status.error.get('reason', status.error)}"
+    first = status.failures[0]
+    cause = first.get("cause", first)
+    reason = cause.get("reason") or cause.get("type") or str(cause)
+    return f"{len(status.failures)} document(s) failed, first ({first.get('id')}): {reason}"
+
+
+def run_wait(ctx: RunContext) -> dict[str, Any]:
+    """Poll until the task completes; return its final counts."""
+    opts = ctx.options
+    delay = opts.poll_interval_s
+    last: dict[str, int] | None = None
+    while True:
+        task_id = ctx.record.task_id
+        status = ctx.engine.get_task(task_id) if task_id else None
+        if status is None:
+            new_id, detail = start(ctx)
+            ctx.checkpoint(
+                event="copy_restarted",
+                detail={"vanished_task": task_id, **detail},
+                task_id=new_id,
+            )
+            delay = opts.poll_interval_s
+            continue
+        counts = status.counts()
+        if counts != last:
+            ctx.checkpoint(progress=counts)
+            ctx.reporter.progress(ctx.record, status)
+            last = counts
+        if status.completed:
+            if status.cancelled:
+                raise CopyFailed(
+                    f"reindex task {task_id} was cancelled",
+                    run_id=ctx.run_id,
+                    state=ctx.record.state.value,
+                    task_id=task_id,
+                )
+            if status.failed:
+                raise CopyFailed(
+                    f"reindex task {task_id} failed: {_failure_summary(status)}",
+                    run_id=ctx.run_id,
+                    state=ctx.record.state.value,
+                    task_id=task_id,
+                )
+            return {"progress": counts, "detail": {"task_id": task_id, **counts}}
+        ctx.sleep(delay)
+        delay = min(delay * 1.5, opts.poll_max_interval_s)

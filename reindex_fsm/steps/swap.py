@@ -1,0 +1,35 @@
+"""VERIFYING -> SWAPPED: one atomic _aliases request moving every alias of the source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import RunStepFailed
+from ..runplan import Plan
+from .context import RunContext
+from .plan import swap_actions
+
+
+def plan(p: Plan) -> dict[str, Any]:
+    return {"step": "swap", "actions": p.alias_actions}
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    p = ctx.plan
+    on_source = ctx.engine.get_index_aliases(p.source_index)
+    on_target = ctx.engine.get_index_aliases(p.target_index)
+    if not on_source and p.alias in on_target:
+        return {
+            "detail": {"resumed": "aliases already on the target", "aliases": sorted(on_target)}
+        }
+    if p.alias not in on_source:
+        raise RunStepFailed(
+            f"alias {p.alias} is no longer on {p.source_index}: someone moved it during the run",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
+    must_exist = any("must_exist" in a.get("remove", {}) for a in p.alias_actions)
+    actions = swap_actions(p.source_index, p.target_index, on_source, must_exist)
+    ctx.engine.update_aliases(actions)
+    ctx.crash("swap.engine_done")
+    return {"detail": {"actions": actions}}

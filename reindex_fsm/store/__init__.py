@@ -1,0 +1,115 @@
+"""The state database: open it (migrating it on first use) and get its repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from ..errors import StateStoreError
+from .repository import EventRecord, RunRecord, RunRepository, utcnow
+
+__all__ = [
+    "DEFAULT_STATE_DB",
+    "EventRecord",
+    "RunRecord",
+    "RunRepository",
+    "open_store",
+    "resolve_state_db",
+    "utcnow",
+]
+
+DEFAULT_STATE_DB = "sqlite:///state/reindex_fsm.db"
+
+
+def resolve_state_db(url: str | None) -> str:
+    """--state-db, else REINDEX_FSM_STATE_DB, else state/reindex_fsm.db. A bare path is SQLite."""
+    url = url or os.environ.get("REINDEX_FSM_STATE_DB") or DEFAULT_STATE_DB
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    return url
+
+
+def _migrations_config() -> Config:
+    from .. import migrations  # the top-level migrations/ folder, shipped inside the package
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return cfg
+
+
+def _prepare_sqlite_file(path: str) -> None:
+    """Create the SQLite file (and its folder) ourselves, mode 0600: it holds run history."""
+    if path in ("", ":memory:"):
+        return
+    file = Path(path)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if not file.exists():
+            os.close(os.open(file, os.O_CREAT | os.O_WRONLY, 0o600))
+        if not os.access(file, os.W_OK) or not os.access(file.parent, os.W_OK):
+            raise PermissionError(f"{file} is not writable")
+    except OSError as exc:
+        raise StateStoreError(
+            f"cannot create the state database {file}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def open_store(url: str | None = None) -> RunRepository:
+    """Open the state database at ``url`` (see :func:`resolve_state_db`), migrated to head."""
+    resolved = resolve_state_db(url)
+    try:
+        parsed = make_url(resolved)
+    except ArgumentError as exc:
+        raise StateStoreError(f"not a database URL: {resolved!r}") from exc
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite:
+        _prepare_sqlite_file(parsed.database or "")
+    try:
+        engine = create_engine(
+            parsed, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=True
+        )
+    except (SQLAlchemyError, ImportError) as exc:
+        raise StateStoreError(f"cannot use state database {_safe(resolved)}: {exc}") from exc
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    migrate(engine)
+    return RunRepository(engine)
+
+
+def migrate(engine: Engine) -> None:
+    """Apply the Alembic migrations up to head, unless the database is there already."""
+    cfg = _migrations_config()
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    try:
+        with engine.begin() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current != head:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StateStoreError(
+            f"cannot open state database {_safe(str(engine.url))}: {reason}"
+        ) from exc
+
+
+def _safe(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"

@@ -1,0 +1,123 @@
+"""Shared fixtures: a fake cluster with a realistic source behind an alias, and a Config
+wired to it with a temporary state database (real Alembic migrations), a fixed
+clock and a sleep that takes no time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reindex_fsm.commands import Config
+from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.engine.fake import FakeEngine
+from reindex_fsm.store import open_store
+
+ALIAS = "documents"
+SOURCE = "documents-v1"
+NOW = datetime(2026, 11, 25, 3, 0, 0, tzinfo=UTC)
+TARGET = "documents-20261125030000"
+N_DOCS = 2500
+
+SOURCE_SETTINGS = {
+    "index.number_of_shards": "3",
+    "index.number_of_replicas": "1",
+    "index.refresh_interval": "5s",
+    "index.analysis.analyzer.folded.type": "custom",
+    "index.analysis.analyzer.folded.tokenizer": "standard",
+    "index.analysis.analyzer.folded.filter": ["lowercase", "asciifolding"],
+}
+SOURCE_MAPPINGS = {
+    "dynamic_templates": [{"strings": {"match_mapping_type": "string",
+                                        "mapping": {"type": "keyword"}}}],
+    "properties": {
+        "title": {"type": "text", "analyzer": "folded",
+                  "fields": {"raw": {"type": "keyword"}}},
+        "tags": {"type": "keyword"},
+        "comments": {"type": "nested", "properties": {"body": {"type": "text"}}},
+    },
+}
+
+
+def make_docs(n: int = N_DOCS) -> dict[str, dict[str, Any]]:
+    return {
+        f"doc-{i:05d}": {"title": f"Document {i}", "tags": [f"t{i % 7}"],
+                         "comments": [{"body": f"comment {i}"}]}
+        for i in range(n)
+    }
+
+
+def make_cluster(n_docs: int = N_DOCS) -> FakeEngine:
+    fake = FakeEngine()
+    fake.add_index(
+        SOURCE,
+        make_docs(n_docs),
+        settings=SOURCE_SETTINGS,
+        mappings=SOURCE_MAPPINGS,
+        aliases={
+            ALIAS: {"is_write_index": True},
+            "documents-public": {"filter": {"term": {"tags": "t1"}}, "index_routing": "1",
+                                 "search_routing": "1"},
+        },
+    )
+    return fake
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    return make_cluster()
+
+
+@pytest.fixture
+def state_db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+def make_config(
+    fake: FakeEngine,
+    state_db: str,
+    crash: Callable[[], Crashpoints] | None = None,
+) -> Config:
+    clock = FakeClock()
+    return Config(
+        state_db=state_db,
+        engine_url=fake.url,
+        engine_factory=lambda url, kind, **kw: fake,
+        now=lambda: NOW,
+        clock=clock,
+        sleep=clock.sleep,
+        crash=crash or (lambda: Crashpoints()),
+    )
+
+
+@pytest.fixture
+def cfg(fake: FakeEngine, state_db: str) -> Config:
+    return make_config(fake, state_db)
+
+
+def db_rows(state_db: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, for before/after comparisons."""
+    from sqlalchemy import text
+
+    repo = open_store(state_db)
+    with repo.engine.connect() as conn:
+        return {
+            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t}"))]
+            for t in ("runs", "run_events", "alias_locks")
+        }

@@ -1,0 +1,301 @@
+"""Runs on the fake engine: every transition, failure path and rollback, with the exact
+sequence of engine calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from reindex_fsm import commands
+from reindex_fsm.engine.base import opaque_id_for
+from reindex_fsm.engine.fake import TaskScript
+from reindex_fsm.errors import EngineError, EngineUnreachable, ExitCode, RunFinished
+from reindex_fsm.machine import State
+from reindex_fsm.runplan import RunOptions
+
+from .conftest import ALIAS, N_DOCS, SOURCE, TARGET
+
+PLAN_CALLS = [
+    "info",
+    "get_alias",  # documents -> documents-v1
+    "get_index_aliases",  # every alias of documents-v1
+    "index_exists",  # is the target name free?
+    "get_alias",
+    "get_index",  # source settings and mappings
+    "count",  # source snapshot
+]
+
+
+def run_calls(polls: int) -> list[str]:
+    return [
+        "index_exists",
+        "create_index",
+        "list_reindex_tasks",
+        "start_reindex",
+        *["get_task"] * polls,
+        "refresh",
+        "count",
+        "get_index_aliases",
+        "get_index_aliases",
+        "update_aliases",
+    ]
+
+
+def events(cfg, run_id):
+    return [(e.from_state, e.to_state, e.trigger) for e in cfg.repo().events(run_id)]
+
+
+def test_full_run_swaps_with_exact_engine_calls(cfg, fake):
+    before = fake.snapshot()[SOURCE]
+    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    rec = outcome.record
+    assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK
+    assert fake.call_names() == PLAN_CALLS + run_calls(polls=3)
+    assert rec.target_index == TARGET
+    assert rec.source_count == rec.target_count == N_DOCS
+    # documents and aliases moved, with their properties; source untouched otherwise
+    assert fake.indices[TARGET].docs == before["docs"]
+    assert fake.indices[TARGET].aliases == before["aliases"]
+    assert fake.indices[SOURCE].aliases == {}
+    assert fake.indices[SOURCE].docs == before["docs"]
+    assert events(cfg, rec.id) == [
+        (None, "PLANNED", "plan"),
+        ("PLANNED", "TARGET_CREATED", "create_target"),
+        ("TARGET_CREATED", "REINDEXING", "start_copy"),
+        ("REINDEXING", "VERIFYING", "copy_done"),
+        ("VERIFYING", "SWAPPED", "verified"),
+    ]
+    assert cfg.repo().active_run_for(ALIAS) is None  # lock released
+
+
+def test_reindex_request_carries_run_id_and_create_op(cfg, fake):
+    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    (task,) = fake.tasks.values()
+    assert task.request.opaque_id == opaque_id_for(rec.id)
+    assert task.request.op_type == "create" and task.request.conflicts == "abort"
+    assert rec.task_id == task.task_id
+
+
+def test_target_settings_and_mappings_copied_with_overrides(cfg, fake):
+    opts = RunOptions(
+        settings_overrides={"index.number_of_shards": 5, "index.refresh_interval": None},
+        mappings_override={"properties": {"tags": {"type": "text"}}},
+    )
+    rec = commands.start(cfg, ALIAS, opts).record
+    target = fake.indices[TARGET]
+    assert target.settings["index.number_of_shards"] == 5
+    assert "index.refresh_interval" not in target.settings
+    assert target.settings["index.analysis.analyzer.folded.filter"] == ["lowercase", "asciifolding"]
+    created = rec.plan["settings"]
+    assert not any(k.startswith(("index.uuid", "index.creation_date", "index.version",
+                                 "index.provided_name")) for k in created)
+    props = target.mappings["properties"]
+    assert props["tags"] == {"type": "text"}
+    assert props["title"]["fields"] == {"raw": {"type": "keyword"}}
+    assert target.mappings["dynamic_templates"][0]["strings"]["mapping"] == {"type": "keyword"}
+    assert target.mappings["_meta"]["reindex_fsm"]["run_id"] == rec.id
+
+
+def test_swap_is_one_atomic_request_with_must_exist(cfg, fake):
+    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    actions = rec.plan["alias_actions"]
+    assert [next(iter(a)) for a in actions] == ["remove", "remove", "add", "add"]
+    assert all(a["remove"]["must_exist"] for a in actions[:2])
+    public = next(a["add"] for a in actions[2:] if a["add"]["alias"] == "documents-public")
+    assert public["filter"] == {"term": {"tags": "t1"}} and public["index_routing"] == "1"
+    assert fake.call_names().count("update_aliases") == 1
+
+
+def test_must_exist_left_out_on_old_opensearch(cfg, fake):
+    from reindex_fsm.engine.base import EngineInfo
+
+    fake._info = EngineInfo("opensearch", "2.11.0")
+    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    assert rec.state is State.SWAPPED
+    assert not any("must_exist" in a.get("remove", {}) for a in rec.plan["alias_actions"])
+
+
+def test_verification_failure_rolls_back(cfg, fake):
+    original_refresh = fake.refresh
+
+    def lossy_refresh(index):
+        original_refresh(index)
+        if index == TARGET:
+            for doc_id in list(fake.indices[TARGET].docs)[:10]:
+                del fake.indices[TARGET].docs[doc_id]
+
+    fake.refresh = lossy_refresh
+    before = fake.snapshot()
+    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True, rollback_on_failure=True))
+    rec = outcome.record
+    assert rec.state is State.ROLLED_BACK
+    assert outcome.exit_code == ExitCode.VERIFICATION_FAILED
+    assert "2490" in rec.error and str(N_DOCS) in rec.error
+    assert fake.snapshot() == before  # alias untouched, target gone
+    assert events(cfg, rec.id)[-2:] == [
+        ("VERIFYING", "FAILED", "fail"),
+        ("FAILED", "ROLLED_BACK", "roll_back"),
+    ]
+    assert fake.call_names(mutating_only=True) == [
+        "create_index", "start_reindex", "delete_index",
+    ]
+
+
+def test_failure_without_rollback_keeps_target_and_alias(cfg, fake):
+    fake.task_script = TaskScript(fail_after_polls=1)
+    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    rec = outcome.record
+    assert rec.state is State.FAILED and outcome.exit_code == ExitCode.RUN_FAILED
+    assert rec.failed_from is State.REINDEXING
+    assert "injected bulk failure" in rec.error
+    assert TARGET in fake.indices  # kept for inspection
+    assert ALIAS in fake.indices[SOURCE].aliases
+    assert cfg.repo().active_run_for(ALIAS).id == rec.id  # a human decides: alias stays locked
+
+
+def test_failed_run_can_be_aborted(cfg, fake):
+    fake.task_script = TaskScript(fail_after_polls=1)
+    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    outcome = commands.abort(cfg, rec.id)
+    assert outcome.record.state is State.ROLLED_BACK
+    assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
+    assert cfg.repo().active_run_for(ALIAS) is None
+
+
+def test_failed_run_retried_by_resume(cfg, fake):
+    fake.task_script = TaskScript(fail_after_polls=1)
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    fake.task_script = TaskScript()
+    outcome = commands.resume(cfg, rec.id)
+    assert outcome.record.state is State.SWAPPED
+    assert outcome.record.error is None
+    assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
+    # the retry copied again idempotently
+    second = list(fake.tasks.values())[-1]
+    assert second.request.conflicts == "proceed" and second.request.op_type == "create"
+
+
+def test_failed_run_with_rollback_pending_rolls_back_on_resume(cfg, fake):
+    fake.task_script = TaskScript(fail_after_polls=1)
+    fake.fail_on("delete_index", error=EngineUnreachable(fake.url, "connection refused"))
+    with pytest.raises(EngineUnreachable):
+        commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+    (rec,) = cfg.repo().list()
+    assert rec.state is State.FAILED
+    outcome = commands.resume(cfg, rec.id)
+    assert outcome.record.state is State.ROLLED_BACK
+    assert TARGET not in fake.indices
+
+
+def test_vanished_task_is_copied_again_and_verified(cfg, fake):
+    fake.task_script = TaskScript(docs_per_poll=1000, vanish_after_polls=1)
+    original = fake.start_reindex
+
+    def start_reindex(request):  # the first task vanishes after one poll, the second behaves
+        task_id = original(request)
+        fake.task_script = TaskScript()
+        return task_id
+
+    fake.start_reindex = start_reindex
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    assert rec.state is State.SWAPPED
+    assert rec.copy_attempts == 2
+    first_task, second_task = fake.tasks.values()
+    assert first_task.vanished and second_task.request.conflicts == "proceed"
+    assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
+    triggers = [t for _, _, t in events(cfg, rec.id)]
+    assert "copy_restarted" in triggers
+
+
+def test_abort_during_reindexing_cancels_and_rolls_back(cfg, fake):
+    fake.task_script = TaskScript(stall=True)
+    fake.fail_on("get_task", nth=2, error=KeyboardInterrupt())  # the operator hits Ctrl-C
+    with pytest.raises(KeyboardInterrupt):
+        commands.start(cfg, ALIAS, RunOptions())
+    (rec,) = cfg.repo().list()
+    assert rec.state is State.REINDEXING
+    before_abort = len(fake.calls)
+    outcome = commands.abort(cfg, rec.id)
+    assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
+    assert [c.method for c in fake.calls[before_abort:]] == [
+        "list_reindex_tasks", "get_task", "cancel_task", "get_task",
+        "index_exists", "get_index_aliases", "get_index", "delete_index",
+    ]
+    assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
+
+
+def test_abort_of_planned_run_cancels(cfg, fake):
+    fake.fail_on("create_index", error=EngineUnreachable(fake.url, "connection refused"))
+    with pytest.raises(EngineUnreachable):
+        commands.start(cfg, ALIAS, RunOptions())
+    (rec,) = cfg.repo().list()
+    assert rec.state is State.PLANNED
+    assert commands.abort(cfg, rec.id).record.state is State.CANCELLED
+
+
+def test_unreachable_engine_mid_run_leaves_state_and_resume_finishes(cfg, fake):
+    fake.fail_on("get_task", nth=2, error=EngineUnreachable(fake.url, "connection refused"))
+    with pytest.raises(EngineUnreachable):
+        commands.start(cfg, ALIAS, RunOptions(verify=True))
+    (rec,) = cfg.repo().list()
+    assert rec.state is State.REINDEXING and rec.task_id
+    assert rec.progress["created"] == 1000
+    outcome = commands.resume(cfg, rec.id)
+    assert outcome.record.state is State.SWAPPED
+    assert len(fake.tasks) == 1  # the running task was followed, not restarted
+
+
+def test_engine_refusal_at_create_fails_with_reason(cfg, fake):
+    fake.fail_on("create_index", error=EngineError("illegal_argument_exception: bad analyzer",
+                                                    status=400))
+    outcome = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+    assert outcome.record.state is State.ROLLED_BACK
+    assert outcome.exit_code == ExitCode.ROLLED_BACK
+    assert "bad analyzer" in outcome.record.error
+
+
+def test_foreign_index_at_target_name_when_creating(cfg, fake):
+    """Someone created the target name between plan and create: never delete it."""
+    p = commands.plan(cfg, ALIAS, RunOptions())
+    fake.add_index(p.target_index, {"x": {"y": 1}})
+    outcome = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True), planned=p)
+    assert outcome.record.state is State.ROLLED_BACK
+    assert "outside reindex-fsm" in outcome.record.error
+    assert fake.indices[p.target_index].docs == {"x": {"y": 1}}  # left alone
+
+
+def test_resume_of_finished_run_is_refused(cfg):
+    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    with pytest.raises(RunFinished):
+        commands.resume(cfg, rec.id)
+
+
+def test_swap_already_done_is_recognised_on_resume(cfg, fake):
+    fake.fail_on("refresh", error=EngineUnreachable(fake.url, "timeout"))
+    with pytest.raises(EngineUnreachable):
+        commands.start(cfg, ALIAS, RunOptions())
+    (rec,) = cfg.repo().list()
+    assert rec.state is State.VERIFYING
+    fake.update_aliases(rec.plan["alias_actions"])  # as if the swap ran, then the process died
+    n = len(fake.calls)
+    assert commands.resume(cfg, rec.id).record.state is State.SWAPPED
+    assert "update_aliases" not in [c.method for c in fake.calls[n:]]
+
+
+def test_rollback_after_unrecorded_swap_moves_aliases_back(cfg, fake):
+    fake.fail_on("refresh", error=EngineUnreachable(fake.url, "timeout"))
+    before = fake.snapshot()
+    with pytest.raises(EngineUnreachable):
+        commands.start(cfg, ALIAS, RunOptions())
+    (rec,) = cfg.repo().list()
+    fake.update_aliases(rec.plan["alias_actions"])
+    assert commands.abort(cfg, rec.id).record.state is State.ROLLED_BACK
+    assert fake.snapshot() == before
+
+
+def test_polling_backs_off_without_real_time(cfg, fake):
+    fake.task_script = TaskScript(docs_per_poll=100)
+    commands.start(cfg, ALIAS, RunOptions())
+    sleeps = cfg.sleep.__self__.sleeps
+    assert len(sleeps) == N_DOCS // 100 - 1
+    assert sleeps[0] == 0.5 and max(sleeps) == 10.0
+    assert sleeps == sorted(sleeps)
