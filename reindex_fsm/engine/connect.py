@@ -1,0 +1,57 @@
+"""Build the right adapter for an engine URL.
+
+``connect(url)`` asks ``GET /`` which engine answers (with the opensearch-py client,
+which, unlike the official Elasticsearch 8 client, talks to any server) and returns an
+:class:`~reindex_fsm.engine.elasticsearch.ElasticsearchEngine` or an
+:class:`~reindex_fsm.engine.opensearch.OpenSearchEngine`. ``engine="elasticsearch"`` or
+``"opensearch"`` skips the question; the first call then finds out whether the engine
+is reachable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UnsupportedEngine
+from ._client import SUPPORTED_ENGINES, ClientEngine, detect_flavor, redact_url
+from .elasticsearch import ElasticsearchEngine
+from .opensearch import OpenSearchEngine
+
+__all__ = ["ENGINE_CHOICES", "connect", "detect_flavor", "redact_url"]
+
+ENGINE_CHOICES = ("auto", "elasticsearch", "opensearch")
+
+
+def connect(url: str, engine: str = "auto", **client_kwargs: Any) -> ClientEngine:
+    """An adapter for the engine at ``url``.
+
+    ``client_kwargs`` go to the adapter: ``api_key``, ``username``, ``password``,
+    ``ca_certs``, ``verify_certs``, ``request_timeout``, ``max_retries``.
+
+    Raises :class:`~reindex_fsm.errors.EngineUnreachable` (with the credential-free URL)
+    when "auto" cannot reach the engine, :class:`~reindex_fsm.errors.UnsupportedEngine`
+    for an unknown ``engine`` or an unsupported server, and
+    :class:`~reindex_fsm.errors.UsageError` for a malformed URL.
+    """
+    choice = engine.strip().lower()
+    if choice == "elasticsearch":
+        return ElasticsearchEngine(url, **client_kwargs)
+    if choice == "opensearch":
+        return OpenSearchEngine(url, **client_kwargs)
+    if choice != "auto":
+        raise UnsupportedEngine(
+            f"unknown engine {engine!r}",
+            hint=f"use one of {', '.join(ENGINE_CHOICES)} ({SUPPORTED_ENGINES})",
+        )
+
+    probe = OpenSearchEngine(url, **client_kwargs)
+    try:
+        info = detect_flavor(probe.server_info())
+    except BaseException:
+        probe.close()
+        raise
+    if info.flavor == "opensearch":
+        probe._info = info
+        return probe
+    probe.close()
+    return ElasticsearchEngine(url, **client_kwargs)

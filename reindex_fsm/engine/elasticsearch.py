@@ -1,0 +1,86 @@
+"""The Engine protocol on the official Elasticsearch client (elasticsearch-py 8).
+
+Everything but the client itself lives in :class:`~reindex_fsm.engine._client.ClientEngine`.
+The client checks on its first request that the server is Elasticsearch (the
+``X-Elastic-Product`` header); an OpenSearch or pre-7.14 server raises
+:class:`~reindex_fsm.errors.UnsupportedEngine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import elastic_transport
+import elasticsearch
+import elasticsearch.helpers
+from elasticsearch import Elasticsearch
+
+from ..errors import ReindexFsmError, UnsupportedEngine
+from ._client import RETRY_ON_STATUS, ClientConfig, ClientEngine
+
+__all__ = ["ElasticsearchEngine"]
+
+
+class ElasticsearchEngine(ClientEngine):
+    flavor = "elasticsearch"
+    helpers = elasticsearch.helpers
+    unreachable_errors = (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)
+    api_errors = (elastic_transport.ApiError,)
+    client_errors = (
+        elastic_transport.ApiError,
+        elastic_transport.TransportError,
+        elasticsearch.helpers.BulkIndexError,
+        elasticsearch.helpers.ScanError,
+    )
+
+    def _make_client(self, config: ClientConfig, *, max_retries: int) -> Elasticsearch:
+        auth: dict[str, Any] = {}
+        if config.api_key:
+            auth["api_key"] = config.api_key
+        elif config.basic_auth:
+            auth["basic_auth"] = config.basic_auth
+        return Elasticsearch(
+            hosts=[config.node_url],
+            request_timeout=config.request_timeout,
+            max_retries=max_retries,
+            retry_on_timeout=True,
+            retry_on_status=RETRY_ON_STATUS,
+            **auth,
+            **config.tls_options,
+        )
+
+    def _client_without_retries(self) -> Elasticsearch:
+        return self._client.options(max_retries=0)
+
+    def _send(
+        self,
+        client: Elasticsearch,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> Any:
+        # application/json is turned into the client's compatibility mimetype for us.
+        request_headers = {"accept": "application/json"}
+        if body is not None:
+            request_headers["content-type"] = "application/json"
+        request_headers.update(headers or {})
+        response = client.perform_request(
+            method, path, params=params or None, headers=request_headers, body=body
+        )
+        return response.body
+
+    def _error_status_body(self, exc: BaseException) -> tuple[int | None, Any, str]:
+        assert isinstance(exc, elastic_transport.ApiError)
+        return exc.meta.status, exc.body, exc.message
+
+    def _translate_special(self, exc: BaseException) -> ReindexFsmError | None:
+        if isinstance(exc, elasticsearch.UnsupportedProductError):
+            return UnsupportedEngine(
+                f"the server at {self.url} is not a supported Elasticsearch: {exc.message}",
+                hint="for OpenSearch use engine 'opensearch' (or 'auto')",
+            )
+        return None

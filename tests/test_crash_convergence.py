@@ -1,0 +1,141 @@
+"""Crash convergence on the fake: die at every checkpoint boundary, rebuild everything
+from the database, resume; the end must equal an uninterrupted run's.
+
+The boundaries are the crash points production code passes (after every engine call
+that changes something, and after every commit), listed by running the scenario once
+uninterrupted; each is then a test case. The fake cluster outlives the "process".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reindex_fsm import commands
+from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.engine.fake import FakeEngine, TaskScript
+from reindex_fsm.machine import State
+from reindex_fsm.runplan import RunOptions
+
+from .conftest import ALIAS, SOURCE, TARGET, make_cluster, make_config
+
+
+class SimulatedCrash(BaseException):
+    """Process death: nothing in the tool may catch it."""
+
+
+def _die(name: str) -> None:
+    raise SimulatedCrash(name)
+
+
+def _lossy(fake: FakeEngine) -> None:
+    """Make verification fail: the target loses documents when refreshed."""
+    original = fake.refresh
+
+    def refresh(index: str) -> None:
+        original(index)
+        if index == TARGET:
+            for doc_id in list(fake.indices[TARGET].docs)[:3]:
+                del fake.indices[TARGET].docs[doc_id]
+
+    fake.refresh = refresh  # type: ignore[method-assign]
+
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "swap": {"options": RunOptions(verify=True), "end": State.SWAPPED, "lossy": False},
+    "verify-fails-rollback": {
+        "options": RunOptions(verify=True, rollback_on_failure=True),
+        "end": State.ROLLED_BACK,
+        "lossy": True,
+    },
+}
+
+
+def _cluster(scenario: str) -> FakeEngine:
+    fake = make_cluster(n_docs=1200)
+    fake.task_script = TaskScript(docs_per_poll=500)
+    if SCENARIOS[scenario]["lossy"]:
+        _lossy(fake)
+    return fake
+
+
+def _outcome(fake: FakeEngine, state: State) -> dict[str, Any]:
+    snap = fake.snapshot()
+    for index in snap.values():  # run IDs are random: compare everything else
+        meta = index["mappings"].get("_meta", {}).get("reindex_fsm")
+        if meta:
+            meta["run_id"] = "<run>"
+    return {"state": state, "indices": snap}
+
+
+def _uninterrupted(scenario: str, tmp: str) -> tuple[list[str], dict[str, Any]]:
+    fake = _cluster(scenario)
+    points = Crashpoints()
+    cfg = make_config(fake, f"sqlite:///{tmp}/clean.db", crash=lambda: points)
+    rec = commands.start(cfg, ALIAS, SCENARIOS[scenario]["options"]).record
+    return points.seen, _outcome(fake, rec.state)
+
+
+def _points(scenario: str) -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        seen, _ = _uninterrupted(scenario, tmp)
+    return seen
+
+
+CASES = [
+    pytest.param(scenario, k, id=f"{scenario}-{k:02d}-{name}")
+    for scenario in SCENARIOS
+    for k, name in enumerate(_points(scenario), start=1)
+]
+
+
+def _crash_then_resume(scenario: str, tmp_path: Any, crash_at: list[int]) -> dict[str, Any]:
+    fake = _cluster(scenario)
+    db = f"sqlite:///{tmp_path}/state.db"
+    first = make_config(fake, db, crash=lambda: Crashpoints(crash_at[0], _die))
+    with pytest.raises(SimulatedCrash):
+        commands.start(first, ALIAS, SCENARIOS[scenario]["options"])
+    for k in [*crash_at[1:], None]:
+        # a new process: new Config, new repository, same database file, same cluster
+        again = make_config(
+            fake, db, crash=(lambda k=k: Crashpoints(k, _die)) if k else None
+        )
+        (rec,) = again.repo().list()
+        if rec.finished:  # died after the last commit: nothing left to resume
+            break
+        if k is None:
+            rec = commands.resume(again, rec.id).record
+        else:
+            with pytest.raises(SimulatedCrash):
+                commands.resume(again, rec.id)
+    assert again.repo().active_run_for(ALIAS) is None
+    return _outcome(fake, rec.state)
+
+
+def test_there_are_enough_boundaries():
+    seen = _points("swap")
+    for state in ("PLANNED", "TARGET_CREATED", "REINDEXING", "VERIFYING", "SWAPPED"):
+        assert f"commit.{state}" in seen
+    assert {"create_target.engine_done", "start_copy.engine_done", "swap.engine_done"} <= set(
+        seen
+    )
+    assert "rollback.engine_done" in _points("verify-fails-rollback")
+
+
+@pytest.mark.parametrize(("scenario", "crash_at"), CASES)
+def test_crash_at_boundary_converges(scenario, crash_at, tmp_path):
+    _, expected = _uninterrupted(scenario, str(tmp_path))
+    assert expected["state"] is SCENARIOS[scenario]["end"]
+    got = _crash_then_resume(scenario, tmp_path, [crash_at])
+    assert got == expected
+    if expected["state"] is State.SWAPPED:
+        assert got["indices"][TARGET]["docs"] == got["indices"][SOURCE]["docs"]
+
+
+@pytest.mark.parametrize("crash_at", [(2, 3), (4, 1), (6, 2), (9, 2), (11, 1)], ids=str)
+def test_two_crashes_in_a_row_converge(crash_at, tmp_path):
+    _, expected = _uninterrupted("swap", str(tmp_path))
+    assert _crash_then_resume("swap", tmp_path, list(crash_at)) == expected
