@@ -73,9 +73,12 @@ class Config:
 @dataclass(frozen=True)
 class Outcome:
     record: RunRecord
+    aborted: bool = False  # the operator asked for the rollback: ending there is success
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.aborted and self.record.state in (State.ROLLED_BACK, State.CANCELLED):
+            return ExitCode.OK
         return exit_code_for(self.record)
 
 
@@ -166,7 +169,7 @@ def abort(cfg: Config, run_id: str) -> Outcome:
     record = cfg.repo().get(run_id)
     if record.finished:
         raise RunFinished(record.id, record.state.value)
-    return Outcome(_driver(cfg, record).abort())
+    return Outcome(_driver(cfg, record).abort(), aborted=True)
 
 
 def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:

@@ -31,11 +31,11 @@ SOURCE_SETTINGS = {
     "index.analysis.analyzer.folded.filter": ["lowercase", "asciifolding"],
 }
 SOURCE_MAPPINGS = {
-    "dynamic_templates": [{"strings": {"match_mapping_type": "string",
-                                        "mapping": {"type": "keyword"}}}],
+    "dynamic_templates": [
+        {"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}
+    ],
     "properties": {
-        "title": {"type": "text", "analyzer": "folded",
-                  "fields": {"raw": {"type": "keyword"}}},
+        "title": {"type": "text", "analyzer": "folded", "fields": {"raw": {"type": "keyword"}}},
         "tags": {"type": "keyword"},
         "comments": {"type": "nested", "properties": {"body": {"type": "text"}}},
     },
@@ -44,8 +44,11 @@ SOURCE_MAPPINGS = {
 
 def make_docs(n: int = N_DOCS) -> dict[str, dict[str, Any]]:
     return {
-        f"doc-{i:05d}": {"title": f"Document {i}", "tags": [f"t{i % 7}"],
-                         "comments": [{"body": f"comment {i}"}]}
+        f"doc-{i:05d}": {
+            "title": f"Document {i}",
+            "tags": [f"t{i % 7}"],
+            "comments": [{"body": f"comment {i}"}],
+        }
         for i in range(n)
     }
 
@@ -59,8 +62,11 @@ def make_cluster(n_docs: int = N_DOCS) -> FakeEngine:
         mappings=SOURCE_MAPPINGS,
         aliases={
             ALIAS: {"is_write_index": True},
-            "documents-public": {"filter": {"term": {"tags": "t1"}}, "index_routing": "1",
-                                 "search_routing": "1"},
+            "documents-public": {
+                "filter": {"term": {"tags": "t1"}},
+                "index_routing": "1",
+                "search_routing": "1",
+            },
         },
     )
     return fake

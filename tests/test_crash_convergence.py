@@ -100,9 +100,7 @@ def _crash_then_resume(scenario: str, tmp_path: Any, crash_at: list[int]) -> dic
         commands.start(first, ALIAS, SCENARIOS[scenario]["options"])
     for k in [*crash_at[1:], None]:
         # a new process: new Config, new repository, same database file, same cluster
-        again = make_config(
-            fake, db, crash=(lambda k=k: Crashpoints(k, _die)) if k else None
-        )
+        again = make_config(fake, db, crash=(lambda k=k: Crashpoints(k, _die)) if k else None)
         (rec,) = again.repo().list()
         if rec.finished:  # died after the last commit: nothing left to resume
             break
@@ -119,9 +117,7 @@ def test_there_are_enough_boundaries():
     seen = _points("swap")
     for state in ("PLANNED", "TARGET_CREATED", "REINDEXING", "VERIFYING", "SWAPPED"):
         assert f"commit.{state}" in seen
-    assert {"create_target.engine_done", "start_copy.engine_done", "swap.engine_done"} <= set(
-        seen
-    )
+    assert {"create_target.engine_done", "start_copy.engine_done", "swap.engine_done"} <= set(seen)
     assert "rollback.engine_done" in _points("verify-fails-rollback")
 
 

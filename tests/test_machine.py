@@ -44,10 +44,15 @@ def test_happy_path_calls_step_then_persist():
         m.trigger(NEXT_TRIGGER[state])
     assert m.state is State.SWAPPED
     assert m.calls == [
-        "step_create_target", "persist",
-        "step_start_copy", "persist",
-        "step_wait_copy", "persist",
-        "step_verify", "step_swap", "persist",
+        "step_create_target",
+        "persist",
+        "step_start_copy",
+        "persist",
+        "step_wait_copy",
+        "persist",
+        "step_verify",
+        "step_swap",
+        "persist",
     ]
 
 

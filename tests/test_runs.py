@@ -86,8 +86,10 @@ def test_target_settings_and_mappings_copied_with_overrides(cfg, fake):
     assert "index.refresh_interval" not in target.settings
     assert target.settings["index.analysis.analyzer.folded.filter"] == ["lowercase", "asciifolding"]
     created = rec.plan["settings"]
-    assert not any(k.startswith(("index.uuid", "index.creation_date", "index.version",
-                                 "index.provided_name")) for k in created)
+    assert not any(
+        k.startswith(("index.uuid", "index.creation_date", "index.version", "index.provided_name"))
+        for k in created
+    )
     props = target.mappings["properties"]
     assert props["tags"] == {"type": "text"}
     assert props["title"]["fields"] == {"raw": {"type": "keyword"}}
@@ -136,7 +138,9 @@ def test_verification_failure_rolls_back(cfg, fake):
         ("FAILED", "ROLLED_BACK", "roll_back"),
     ]
     assert fake.call_names(mutating_only=True) == [
-        "create_index", "start_reindex", "delete_index",
+        "create_index",
+        "start_reindex",
+        "delete_index",
     ]
 
 
@@ -217,8 +221,14 @@ def test_abort_during_reindexing_cancels_and_rolls_back(cfg, fake):
     outcome = commands.abort(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
     assert [c.method for c in fake.calls[before_abort:]] == [
-        "list_reindex_tasks", "get_task", "cancel_task", "get_task",
-        "index_exists", "get_index_aliases", "get_index", "delete_index",
+        "list_reindex_tasks",
+        "get_task",
+        "cancel_task",
+        "get_task",
+        "index_exists",
+        "get_index_aliases",
+        "get_index",
+        "delete_index",
     ]
     assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
 
@@ -245,8 +255,9 @@ def test_unreachable_engine_mid_run_leaves_state_and_resume_finishes(cfg, fake):
 
 
 def test_engine_refusal_at_create_fails_with_reason(cfg, fake):
-    fake.fail_on("create_index", error=EngineError("illegal_argument_exception: bad analyzer",
-                                                    status=400))
+    fake.fail_on(
+        "create_index", error=EngineError("illegal_argument_exception: bad analyzer", status=400)
+    )
     outcome = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
     assert outcome.record.state is State.ROLLED_BACK
     assert outcome.exit_code == ExitCode.ROLLED_BACK

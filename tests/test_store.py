@@ -17,10 +17,16 @@ from reindex_fsm.store import _migrations_config, open_store, resolve_state_db
 
 def new_run(run_id="r1", alias="documents"):
     return {
-        "id": run_id, "alias": alias, "source_index": f"{alias}-v1",
-        "target_index": f"{alias}-v2", "options": {"verify": True}, "plan": {},
-        "engine_url": "http://localhost:9200", "engine_flavor": "opensearch",
-        "engine_version": "2.19.1", "source_count": 10,
+        "id": run_id,
+        "alias": alias,
+        "source_index": f"{alias}-v1",
+        "target_index": f"{alias}-v2",
+        "options": {"verify": True},
+        "plan": {},
+        "engine_url": "http://localhost:9200",
+        "engine_flavor": "opensearch",
+        "engine_version": "2.19.1",
+        "source_count": 10,
     }
 
 
@@ -45,15 +51,18 @@ def test_sqlite_file_mode_0600(tmp_path):
 def test_transition_is_compare_and_set_with_one_event(state_db):
     repo = open_store(state_db)
     repo.create(new_run())
-    rec = repo.transition("r1", State.PLANNED, State.TARGET_CREATED, "create_target",
-                          {"x": 1}, task_id=None)
+    rec = repo.transition(
+        "r1", State.PLANNED, State.TARGET_CREATED, "create_target", {"x": 1}, task_id=None
+    )
     assert rec.state is State.TARGET_CREATED
     with pytest.raises(StaleState) as err:
         repo.transition("r1", State.PLANNED, State.TARGET_CREATED, "create_target")
     assert err.value.actual == "TARGET_CREATED"
     events = repo.events("r1")
     assert [(e.from_state, e.to_state) for e in events] == [
-        (None, "PLANNED"), ("PLANNED", "TARGET_CREATED")]
+        (None, "PLANNED"),
+        ("PLANNED", "TARGET_CREATED"),
+    ]
     assert events[1].detail == {"x": 1}
 
 
