@@ -255,6 +255,12 @@ def cli() -> None:
     metavar="KEY=VALUE",
     help="One setting override, e.g. index.number_of_shards=3 (repeatable).",
 )
+@click.option(
+    "--no-bulk-tuning",
+    is_flag=True,
+    help="Keep the final replicas and refresh interval during the copy too "
+    "(default: 0 replicas and no refresh while copying, restored before verify).",
+)
 @click.option("--requests-per-second", type=float, help="Throttle the _reindex copy.")
 @click.option("--slices", default="1", show_default=True, help="_reindex slices: a number or auto.")
 @engine_options
@@ -271,6 +277,7 @@ def start(
     settings_file: str | None,
     mappings_file: str | None,
     set_pairs: tuple[str, ...],
+    no_bulk_tuning: bool,
     requests_per_second: float | None,
     slices: str,
     engine_url: str | None,
@@ -298,6 +305,7 @@ def start(
         mappings_override=_load_json_file(mappings_file, "mappings"),
         requests_per_second=requests_per_second,
         slices=slices if slices == "auto" else int(slices),
+        bulk_tuning=not no_bulk_tuning,
     )
     cfg = _config(ctx, state_db, engine_url, engine_kind)
     if dry_run:

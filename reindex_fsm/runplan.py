@@ -22,6 +22,8 @@ class RunOptions:
     poll_interval_s: float = 0.5
     poll_max_interval_s: float = 10.0
     cancel_wait_s: float = 60.0
+    bulk_tuning: bool = True  # 0 replicas and no refresh on the target while it is copied into
+    health_wait_s: float = 300.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,10 +48,13 @@ class Plan:
     reindex: dict[str, Any]  # the _reindex body
     engine: dict[str, str]  # url (no credentials), flavor, version
     planned_at: str
+    # Settings the target carries only while it is copied into; the final values are in
+    # ``settings`` (absent there: the engine default) and are put back before verify.
+    copy_settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

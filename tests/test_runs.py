@@ -32,6 +32,10 @@ def run_calls(polls: int) -> list[str]:
         "list_reindex_tasks",
         "start_reindex",
         *["get_task"] * polls,
+        "put_settings",  # final replicas and refresh interval back
+        "get_index",
+        "cluster_health",  # how many data nodes
+        "cluster_health",  # wait for the health they allow
         "refresh",
         "count",
         "get_index_aliases",
@@ -140,6 +144,7 @@ def test_verification_failure_rolls_back(cfg, fake):
     assert fake.call_names(mutating_only=True) == [
         "create_index",
         "start_reindex",
+        "put_settings",
         "delete_index",
     ]
 
@@ -310,3 +315,34 @@ def test_polling_backs_off_without_real_time(cfg, fake):
     assert len(sleeps) == N_DOCS // 100 - 1
     assert sleeps[0] == 0.5 and max(sleeps) == 10.0
     assert sleeps == sorted(sleeps)
+
+
+def test_bulk_load_tuning_during_copy_and_restored_before_verify(cfg, fake):
+    seen = {}
+    original = fake.start_reindex
+
+    def start_reindex(request):
+        seen.update(fake.indices[request.dest].settings)
+        return original(request)
+
+    fake.start_reindex = start_reindex
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    assert seen["index.number_of_replicas"] == "0" and seen["index.refresh_interval"] == "-1"
+    final = fake.indices[TARGET].settings
+    assert final["index.number_of_replicas"] == "1" and final["index.refresh_interval"] == "5s"
+    verified = [e for e in cfg.repo().events(rec.id) if e.trigger == "verified"][0]
+    assert verified.detail["restored"] == {
+        "index.number_of_replicas": "1",
+        "index.refresh_interval": "5s",
+    }
+
+
+def test_bulk_load_tuning_resets_unset_refresh_to_default_and_can_be_off(cfg, fake):
+    del fake.indices[SOURCE].settings["index.refresh_interval"]
+    commands.start(cfg, ALIAS, RunOptions(settings_overrides={"index.number_of_replicas": 2}))
+    final = fake.indices[TARGET].settings
+    assert "index.refresh_interval" not in final and final["index.number_of_replicas"] == 2
+    fake.add_index("other-v1", {"a": {"x": 1}}, aliases={"other": {}})
+    rec = commands.start(cfg, "other", RunOptions(bulk_tuning=False)).record
+    assert rec.plan["copy_settings"] == {}
+    assert "put_settings" not in fake.call_names()[-8:]

@@ -758,6 +758,20 @@ class ClientEngine:
     def refresh(self, index: str) -> None:
         self._request("POST", _path(index, "_refresh"))
 
+    def cluster_health(
+        self, index: str | None = None, wait_for_status: str | None = None, timeout_s: float = 30
+    ) -> dict[str, Any]:
+        params: dict[str, str] = {"timeout": f"{max(1, int(timeout_s))}s"}
+        if wait_for_status:
+            params["wait_for_status"] = wait_for_status
+        path = _path("_cluster", "health", index) if index else "/_cluster/health"
+        try:
+            return dict(self._request("GET", path, params=params))
+        except EngineError as exc:
+            if exc.status == 408:  # the wait ran out: say so, the caller decides
+                return {"status": None, "timed_out": True}
+            raise
+
     def count(self, index: str) -> int:
         return int(self._request("GET", _path(index, "_count"))["count"])
 

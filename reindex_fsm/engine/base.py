@@ -155,6 +155,12 @@ class Engine(Protocol):
         """One atomic _aliases request."""
         ...
 
+    def cluster_health(
+        self, index: str | None = None, wait_for_status: str | None = None, timeout_s: float = 30
+    ) -> dict[str, Any]:
+        """GET _cluster/health[/index]; ``timed_out`` is true when the wait ran out."""
+        ...
+
     def delete_index(self, index: str) -> None: ...
 
     # -- tasks --------------------------------------------------------------

@@ -211,7 +211,20 @@ class FakeEngine:
 
     def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
         self._call("put_settings", index)
-        self._index(index).settings.update(settings)
+        stored = self._index(index).settings
+        for key, value in settings.items():
+            if value is None:  # null resets a setting to its default
+                stored.pop(key, None)
+            else:
+                stored[key] = value
+
+    def cluster_health(
+        self, index: str | None = None, wait_for_status: str | None = None, timeout_s: float = 30
+    ) -> dict[str, Any]:
+        self._call("cluster_health", index)
+        if index is not None:
+            self._index(index)
+        return {"status": "green", "number_of_data_nodes": 1, "timed_out": False}
 
     def refresh(self, index: str) -> None:
         self._call("refresh", index)

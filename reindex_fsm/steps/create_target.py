@@ -16,6 +16,7 @@ def plan(p: Plan) -> dict[str, Any]:
         "index": p.target_index,
         "settings": p.settings,
         "mappings": p.mappings,
+        "while_copying": p.copy_settings,
     }
 
 
@@ -26,6 +27,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
         if owner != ctx.run_id:
             raise TargetExists(p.target_index, owner)
         return {"detail": {"target": p.target_index, "resumed": "target already created"}}
-    ctx.engine.create_index(p.target_index, p.settings, p.mappings)
+    ctx.engine.create_index(p.target_index, {**p.settings, **p.copy_settings}, p.mappings)
     ctx.crash("create_target.engine_done")
     return {"detail": {"target": p.target_index}}

@@ -34,6 +34,9 @@ VOLATILE_SETTINGS = (
 )
 
 META_KEY = "reindex_fsm"
+# Bulk-load tuning: while the copy runs the target has no replicas to write to and no
+# refreshes to make; both come back (to the planned final values) before verification.
+COPY_SETTINGS = {"index.number_of_replicas": "0", "index.refresh_interval": "-1"}
 MAX_INDEX_NAME = 255
 
 
@@ -180,6 +183,7 @@ def make_plan(
         reindex=request.body(),
         engine={"url": engine.url, "flavor": info.flavor, "version": info.version},
         planned_at=now.isoformat(),
+        copy_settings=dict(COPY_SETTINGS) if options.bulk_tuning else {},
     )
 
 

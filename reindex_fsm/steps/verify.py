@@ -1,22 +1,57 @@
-"""VERIFYING: refresh the target and count it; with --verify the count must equal
-the source's count snapshotted at plan time."""
+"""VERIFYING: put back the target's final settings (after bulk-load tuning) and wait for
+its health, refresh it and count it; with --verify the count must equal the source's
+count snapshotted at plan time. Every part is idempotent, so a resume just redoes it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import VerificationFailed
+from ..errors import RunStepFailed, VerificationFailed
 from ..runplan import Plan
 from .context import RunContext
 
 
+def final_settings(p: Plan) -> dict[str, Any]:
+    """The copy-time settings' final values; None resets one to the engine default."""
+    return {key: p.settings.get(key) for key in p.copy_settings}
+
+
 def plan(p: Plan, verify: bool) -> dict[str, Any]:
     check = f"target count == {p.source_count}" if verify else "none (pass --verify)"
-    return {"step": "verify", "refresh": p.target_index, "check": check}
+    return {
+        "step": "verify",
+        "restore_settings": final_settings(p),
+        "refresh": p.target_index,
+        "check": check,
+    }
+
+
+def restore_settings(ctx: RunContext) -> dict[str, Any]:
+    """Put the final replica count and refresh interval back and wait for the health they
+    allow: green when every replica can be placed on its own node, else yellow."""
+    p = ctx.plan
+    restore = final_settings(p)
+    if not restore:
+        return {}
+    ctx.engine.put_settings(p.target_index, restore)
+    ctx.crash("verify.settings_restored")
+    replicas = int(ctx.engine.get_index(p.target_index).settings.get("index.number_of_replicas", 1))
+    nodes = int(ctx.engine.cluster_health().get("number_of_data_nodes", 1))
+    expected = "green" if nodes > replicas else "yellow"
+    health = ctx.engine.cluster_health(p.target_index, expected, ctx.options.health_wait_s)
+    if health.get("timed_out"):
+        raise RunStepFailed(
+            f"target {p.target_index} did not reach {expected} health within "
+            f"{ctx.options.health_wait_s:.0f}s after its replicas were restored",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
+    return {"restored": restore, "health": health.get("status")}
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
+    restored = restore_settings(ctx)
     ctx.engine.refresh(p.target_index)
     target_count = ctx.engine.count(p.target_index)
     progress = ctx.record.progress or {}
@@ -26,6 +61,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "version_conflicts": progress.get("version_conflicts", 0),
         "task_failures": progress.get("failures", 0),
         "verified": ctx.options.verify,
+        **restored,
     }
     if ctx.options.verify and target_count != p.source_count:
         raise VerificationFailed(
