@@ -330,7 +330,7 @@ def test_bulk_load_tuning_during_copy_and_restored_before_verify(cfg, fake):
     assert seen["index.number_of_replicas"] == "0" and seen["index.refresh_interval"] == "-1"
     final = fake.indices[TARGET].settings
     assert final["index.number_of_replicas"] == "1" and final["index.refresh_interval"] == "5s"
-    verified = [e for e in cfg.repo().events(rec.id) if e.trigger == "verified"][0]
+    verified = next(e for e in cfg.repo().events(rec.id) if e.trigger == "verified")
     assert verified.detail["restored"] == {
         "index.number_of_replicas": "1",
         "index.refresh_interval": "5s",

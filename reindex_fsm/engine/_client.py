@@ -761,12 +761,14 @@ class ClientEngine:
     def cluster_health(
         self, index: str | None = None, wait_for_status: str | None = None, timeout_s: float = 30
     ) -> dict[str, Any]:
-        params: dict[str, str] = {"timeout": f"{max(1, int(timeout_s))}s"}
+        # The wait goes in the query string itself: opensearch-py would take a `timeout`
+        # param for its own socket timeout. Keep waits below the client's request timeout.
+        query = f"timeout={max(1, int(timeout_s))}s"
         if wait_for_status:
-            params["wait_for_status"] = wait_for_status
+            query += f"&wait_for_status={quote(wait_for_status)}"
         path = _path("_cluster", "health", index) if index else "/_cluster/health"
         try:
-            return dict(self._request("GET", path, params=params))
+            return dict(self._request("GET", f"{path}?{query}"))
         except EngineError as exc:
             if exc.status == 408:  # the wait ran out: say so, the caller decides
                 return {"status": None, "timed_out": True}

@@ -10,6 +10,8 @@ from ..errors import RunStepFailed, VerificationFailed
 from ..runplan import Plan
 from .context import RunContext
 
+HEALTH_POLL_S = 20.0
+
 
 def final_settings(p: Plan) -> dict[str, Any]:
     """The copy-time settings' final values; None resets one to the engine default."""
@@ -38,7 +40,11 @@ def restore_settings(ctx: RunContext) -> dict[str, Any]:
     replicas = int(ctx.engine.get_index(p.target_index).settings.get("index.number_of_replicas", 1))
     nodes = int(ctx.engine.cluster_health().get("number_of_data_nodes", 1))
     expected = "green" if nodes > replicas else "yellow"
-    health = ctx.engine.cluster_health(p.target_index, expected, ctx.options.health_wait_s)
+    deadline = ctx.clock() + ctx.options.health_wait_s
+    while True:  # short waits, so that no single request outlives the client's timeout
+        health = ctx.engine.cluster_health(p.target_index, expected, HEALTH_POLL_S)
+        if not health.get("timed_out") or ctx.clock() >= deadline:
+            break
     if health.get("timed_out"):
         raise RunStepFailed(
             f"target {p.target_index} did not reach {expected} health within "
