@@ -25,7 +25,7 @@ from .steps.context import SilentReporter
 from .steps.plan import flatten_settings, parse_set
 from .store import RunRecord
 
-EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name}" for c in ExitCode)
+EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name.lower().replace('_', ' ')}" for c in ExitCode)
 
 
 def _out() -> Console:
@@ -203,7 +203,7 @@ def _load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
 @click.group(
     cls=ReindexGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=f"Exit codes:\n\n{EXIT_CODES_HELP}",
+    epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}",
 )
 @click.version_option(__version__, prog_name="reindex-fsm")
 def cli() -> None:

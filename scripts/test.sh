@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the whole test suite on a fresh machine: set up, then pytest with every marker
+# (unit, integration, crash, slow). Tests that need a real engine use the cluster at
+# REINDEX_FSM_ENGINE_URL, or start a local OpenSearch themselves (scripts/engine.sh) and
+# stop it at the end. Extra arguments go to pytest, e.g.
+#
+#   scripts/test.sh                                            everything
+#   scripts/test.sh -m "not integration and not crash and not slow"   unit tests only
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+scripts/setup.sh
+exec "$ROOT/.venv/bin/python" -m pytest "$@"
