@@ -20,7 +20,7 @@ class RunOptions:
     requests_per_second: float | None = None
     slices: int | str = 1
     poll_interval_s: float = 0.5
-    poll_max_interval_s: float = 10.0
+    poll_max_interval_s: float = 2.0  # a poll is one cheap GET; a long gap is wasted time
     cancel_wait_s: float = 60.0
     bulk_tuning: bool = True  # 0 replicas and no refresh on the target while it is copied into
     health_wait_s: float = 300.0

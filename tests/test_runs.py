@@ -313,7 +313,7 @@ def test_polling_backs_off_without_real_time(cfg, fake):
     commands.start(cfg, ALIAS, RunOptions())
     sleeps = cfg.sleep.__self__.sleeps
     assert len(sleeps) == N_DOCS // 100 - 1
-    assert sleeps[0] == 0.5 and max(sleeps) == 10.0
+    assert sleeps[0] == 0.5 and max(sleeps) == 2.0
     assert sleeps == sorted(sleeps)
 
 
