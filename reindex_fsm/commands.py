@@ -83,15 +83,16 @@ class Outcome:
 
 
 def exit_code_for(record: RunRecord) -> ExitCode:
-    if record.state in (State.SWAPPED, State.CANCELLED):
+    """The exit code of a start or resume that ended with ``record``."""
+    if record.state is State.SWAPPED:
         return ExitCode.OK
     if record.error_kind == "VerificationFailed":
         return ExitCode.VERIFICATION_FAILED
-    if record.state is State.ROLLED_BACK:
-        return ExitCode.ROLLED_BACK if record.error else ExitCode.OK
+    if record.state in (State.ROLLED_BACK, State.CANCELLED):  # failed, or aborted meanwhile
+        return ExitCode.ROLLED_BACK
     if record.state is State.FAILED:
         return ExitCode.RUN_FAILED
-    return ExitCode.OK  # still active: moved on by another process
+    return ExitCode.OK  # still active: another process is moving it on
 
 
 def new_run_id() -> str:

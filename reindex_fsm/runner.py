@@ -148,13 +148,20 @@ class RunDriver:
         """Operator abort: undo what the run wrote (ROLLED_BACK), or CANCELLED if nothing."""
         if self.record.state in TERMINAL:
             raise RunFinished(self.record.id, self.record.state.value)
+        why = {
+            "values": {
+                "error": f"aborted by operator in {self.record.state}",
+                "error_kind": "Aborted",
+            },
+            "detail": {"reason": "aborted by operator"},
+        }
         try:
             if self.record.state in (State.PLANNED, State.FAILED) and self.nothing_written(
                 None  # type: ignore[arg-type]
             ):
-                self._fire("cancel", detail={"reason": "aborted by operator"})
+                self._fire("cancel", **why)
             else:
-                self._fire("roll_back", detail={"reason": "aborted by operator"})
+                self._fire("roll_back", **why)
         except StaleState:
             return self._reload()
         return self.record
