@@ -150,8 +150,10 @@ class RunDriver:
             raise RunFinished(self.record.id, self.record.state.value)
         why = {
             "values": {
-                "error": f"aborted by operator in {self.record.state}",
-                "error_kind": "Aborted",
+                "error": f"{self.record.error}; then aborted by operator"
+                if self.record.error
+                else f"aborted by operator in {self.record.state}",
+                "error_kind": self.record.error_kind or "Aborted",
             },
             "detail": {"reason": "aborted by operator"},
         }
