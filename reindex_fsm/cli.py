@@ -162,17 +162,7 @@ def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
 
 def _print_summary(data: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
-    for key in (
-        "run_id",
-        "state",
-        "alias",
-        "source_index",
-        "target_index",
-        "task_id",
-        "source_count",
-        "target_count",
-        "error",
-    ):
+    for key in commands.KEY_FIELDS:
         if data.get(key) is not None:
             table.add_row(f"[bold]{key}[/]", str(data[key]))
     _out().print(table)

@@ -195,7 +195,8 @@ def history(
     return cfg.repo().list(alias=alias, state=wanted, since=since, limit=limit)
 
 
-SUMMARY_FIELDS = (
+# What every start, resume and show prints (and the human summary shows, when set).
+KEY_FIELDS = (
     "run_id",
     "state",
     "alias",
@@ -205,6 +206,9 @@ SUMMARY_FIELDS = (
     "source_count",
     "target_count",
     "error",
+)
+SUMMARY_FIELDS = (
+    *KEY_FIELDS,
     "error_kind",
     "failed_from",
     "copy_attempts",
