@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EngineError, EngineUnreachable, IndexNotFound
+from ..errors import EngineError, EngineUnreachable, IndexNotFound, TaskNotFound
 from .base import EngineInfo, IndexDefinition, ReindexRequest, TaskStatus
 
 _MUTATING = {
@@ -141,16 +141,18 @@ class FakeEngine:
             self._progress(self.tasks[task_id])
 
     def snapshot(self) -> dict[str, Any]:
-        """The whole cluster as plain data, for before/after comparisons."""
-        return {
-            name: {
-                "settings": idx.settings,
-                "mappings": idx.mappings,
-                "docs": idx.docs,
-                "aliases": idx.aliases,
+        """The whole cluster as plain data (a deep copy), for before/after comparisons."""
+        return copy.deepcopy(
+            {
+                name: {
+                    "settings": idx.settings,
+                    "mappings": idx.mappings,
+                    "docs": idx.docs,
+                    "aliases": idx.aliases,
+                }
+                for name, idx in sorted(self.indices.items())
             }
-            for name, idx in sorted(self.indices.items())
-        }
+        )
 
     # -- bookkeeping ------------------------------------------------------------
     def _call(self, method: str, *args: Any) -> None:
@@ -366,7 +368,10 @@ class FakeEngine:
 
     def rethrottle(self, task_id: str, requests_per_second: float) -> None:
         self._call("rethrottle", task_id, requests_per_second)
-        self.tasks[task_id].rps = requests_per_second
+        task = self.tasks.get(task_id)
+        if task is None or task.vanished or task.completed:
+            raise TaskNotFound(task_id)
+        task.rps = requests_per_second
 
     def bulk(self, actions: Iterable[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
         self._call("bulk")

@@ -1,0 +1,884 @@
+"""A FakeEngine behind the REST API the real adapters speak, for contract tests.
+
+:class:`ContractServer` is an in-process HTTP server (127.0.0.1, a free port) that
+answers as Elasticsearch 8.x (with the ``X-Elastic-Product: Elasticsearch`` header the
+official client checks) or as OpenSearch 2.19, and turns every request the adapters of
+:mod:`reindex_fsm.engine` make into calls on one :class:`FakeEngine`:
+
+==========================================  ============================================
+request                                     FakeEngine
+==========================================  ============================================
+GET /                                       info (the body is the flavor's own)
+GET _alias/{name}                           get_alias (404 "alias [x] missing" if none)
+GET {index}/_alias                          get_index_aliases
+GET {index}/_settings[/{name}]              get_index, or index_exists with a name filter
+GET {index}/_mapping                        (read from the fake's state, not recorded)
+PUT {index}, PUT {index}/_settings          create_index, put_settings
+POST {index}/_refresh, GET {index}/_count   refresh, count
+POST _aliases                               update_aliases
+GET _cluster/health[/{index}]               cluster_health
+DELETE {index}                              delete_index
+POST _reindex?wait_for_completion=false     start_reindex (X-Opaque-Id read from headers)
+GET _tasks/{id}                             get_task (the task progresses as polled)
+GET _tasks?actions=*reindex&detailed=true   list_reindex_tasks
+POST _tasks/{id}/_cancel                    cancel_task
+POST _reindex/{id}/_rethrottle              rethrottle
+POST [{index}/]_bulk                        bulk (one fake call per item)
+{index}/_search?scroll, _search/scroll      scan (recorded once; pages served from a
+                                            scroll context), DELETE _search/scroll
+==========================================  ============================================
+
+Like the real engines, names that are aliases are resolved to their indices where a read
+API allows it (``_alias``, ``_settings``, ``_mapping``, ``_count``, ``_refresh``,
+``_search``), and settings are stored and answered as flat ``index.*`` keys with string
+values. FakeEngine errors become the engines' error bodies: ``IndexNotFound`` is a 404
+``index_not_found_exception``, an ``EngineError("type_exception: reason", status=N)``
+is an N with that type, an unknown task is a 404 ``resource_not_found_exception``
+(for cancel/rethrottle, by default, a 200 with ``node_failures`` as the engines answer).
+An ``EngineUnreachable`` from the fake (``refuse_connections`` or ``fail_on``) closes the
+connection without an answer. Anything the server does not implement, and any other
+exception, is answered with an error and recorded in :attr:`ContractServer.problems`.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import itertools
+import json
+import re
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from reindex_fsm.engine.base import ReindexRequest
+from reindex_fsm.engine.fake import FakeEngine, FakeTask
+from reindex_fsm.errors import EngineError, EngineUnreachable, IndexNotFound
+
+FLAVORS = ("elasticsearch", "opensearch")
+VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1"}
+REINDEX_ACTION = "indices:data/write/reindex"
+START_MILLIS = 1_700_000_000_000
+_ES_MIMETYPE = "application/vnd.elasticsearch+json"
+_TYPED_MESSAGE = re.compile(r"^([a-z_]+_exception): (.*)$", re.S)
+_DEFAULT_TYPES = {
+    400: "illegal_argument_exception",
+    404: "resource_not_found_exception",
+    409: "version_conflict_engine_exception",
+}
+_HEALTH_RANK = {"red": 0, "yellow": 1, "green": 2}
+
+Json = Any
+Answer = tuple[int, Json]
+
+
+class ApiError(Exception):
+    """An error answer of the engine: an HTTP status and the error object."""
+
+    def __init__(self, status: int, etype: str, reason: str, **extra: Any) -> None:
+        super().__init__(f"{status} {etype}: {reason}")
+        self.status = status
+        self.error = {"type": etype, "reason": reason, **extra}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"root_cause": [dict(self.error)], **self.error}, "status": self.status}
+
+
+class Unsupported(ApiError):
+    """A request the contract server does not implement (recorded as a problem)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, "illegal_argument_exception", f"contract server: {reason}")
+
+
+def index_not_found(index: str) -> ApiError:
+    return ApiError(
+        404,
+        "index_not_found_exception",
+        f"no such index [{index}]",
+        **{"resource.type": "index_or_alias", "resource.id": index, "index_uuid": "_na_"},
+        index=index,
+    )
+
+
+def from_fake_error(exc: EngineError) -> ApiError:
+    """The error answer a real engine gives where the FakeEngine raises ``exc``."""
+    if isinstance(exc, IndexNotFound):
+        return index_not_found(exc.index)
+    status = exc.status or 500
+    match = _TYPED_MESSAGE.match(exc.message)
+    if match:
+        return ApiError(status, match[1], match[2])
+    return ApiError(status, _DEFAULT_TYPES.get(status, "exception"), exc.message)
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def _setting_value(value: Any) -> Any:
+    """A setting value as the engines store it: a string (lists of strings stay lists)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return [_setting_value(v) for v in value]
+    return str(value)
+
+
+def flat_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested or flat settings as flat ``index.*`` keys with engine (string) values."""
+    if set(settings) == {"settings"} and isinstance(settings["settings"], Mapping):
+        settings = settings["settings"]
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            key = prefix if prefix.startswith("index.") else f"index.{prefix}"
+            out[key] = _setting_value(value)
+
+    walk("", settings)
+    return out
+
+
+def nested_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = copy.deepcopy(value)
+    return out
+
+
+# -- queries (scan) -----------------------------------------------------------------------
+
+
+def _field(source: Mapping[str, Any], path: str) -> Any:
+    value: Any = source
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def matches(query: Mapping[str, Any] | None, doc_id: str, source: Mapping[str, Any]) -> bool:
+    """match_all, ids and term queries; anything else is :class:`Unsupported`."""
+    if not query:
+        return True
+    if len(query) != 1:
+        raise Unsupported(f"query {query!r}")
+    ((kind, spec),) = query.items()
+    if kind == "match_all":
+        return True
+    if kind == "ids":
+        return doc_id in spec.get("values", ())
+    if kind == "term":
+        ((name, wanted),) = spec.items()
+        if isinstance(wanted, Mapping):
+            wanted = wanted.get("value")
+        value = _field(source, name)
+        return wanted in value if isinstance(value, list) else value == wanted
+    raise Unsupported(f"query {kind!r}")
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: Any = None
+
+
+@dataclass
+class _Scroll:
+    hits: list[dict[str, Any]]  # still to serve
+    size: int
+    total: int
+
+
+@dataclass
+class Call:
+    method: str
+    path: tuple[str, ...]
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+    raw: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class ContractServer(ThreadingHTTPServer):
+    """A FakeEngine answering HTTP as ``flavor``. Use as a context manager."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        fake: FakeEngine,
+        flavor: Literal["elasticsearch", "opensearch"],
+        *,
+        version: str | None = None,
+        task_not_found: Literal["node_failures", "404"] = "node_failures",
+    ) -> None:
+        if flavor not in FLAVORS:
+            raise ValueError(f"flavor must be one of {FLAVORS}")
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+        self.flavor = flavor
+        self.version = version or VERSIONS[flavor]
+        self.task_not_found = task_not_found
+        self.cluster_name = fake._info.cluster_name  # what fake.info() says, unrecorded
+        self.requests: list[Request] = []
+        self.problems: list[str] = []
+        self.lock = threading.Lock()
+        self._scrolls: dict[str, _Scroll] = {}
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> ContractServer:
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.01,), name="contract-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def paths(self, method: str | None = None) -> list[str]:
+        """The paths requested so far (with ``method`` only when given)."""
+        return [r.path for r in self.requests if method is None or r.method == method]
+
+    # -- dispatching ----------------------------------------------------------------------
+
+    def answer(self, call: Call) -> Answer:
+        """The status and body for one request; raises ApiError or the fake's errors."""
+        for method, pattern, handler in self._routes():
+            params = _match(pattern, call.path)
+            if call.method in method.split("|") and params is not None:
+                call.params = params
+                return handler(call)
+        raise Unsupported(f"no route for {call.method} /{'/'.join(call.path)}")
+
+    def _routes(self) -> list[tuple[str, tuple[str, ...], Callable[[Call], Answer]]]:
+        return [
+            ("GET|HEAD", (), self._root),
+            ("GET", ("_alias", "{name}"), self._get_alias),
+            ("GET", ("{index}", "_alias"), self._get_index_aliases),
+            ("GET", ("{index}", "_settings"), self._get_settings),
+            ("GET", ("{index}", "_settings", "{name}"), self._get_settings),
+            ("PUT", ("{index}", "_settings"), self._put_settings),
+            ("GET", ("{index}", "_mapping"), self._get_mapping),
+            ("PUT", ("{index}",), self._create_index),
+            ("DELETE", ("{index}",), self._delete_index),
+            ("POST", ("{index}", "_refresh"), self._refresh),
+            ("GET|POST", ("{index}", "_count"), self._count),
+            ("POST", ("_aliases",), self._update_aliases),
+            ("GET", ("_cluster", "health"), self._health),
+            ("GET", ("_cluster", "health", "{index}"), self._health),
+            ("POST", ("_reindex",), self._start_reindex),
+            ("GET", ("_tasks",), self._list_tasks),
+            ("GET", ("_tasks", "{task}"), self._get_task),
+            ("POST", ("_tasks", "{task}", "_cancel"), self._cancel_task),
+            ("POST", ("_reindex", "{task}", "_rethrottle"), self._rethrottle),
+            ("POST|PUT", ("_bulk",), self._bulk),
+            ("POST|PUT", ("{index}", "_bulk"), self._bulk),
+            ("GET|POST", ("{index}", "_search"), self._search),
+            ("GET|POST", ("_search", "scroll"), self._scroll),
+            ("GET|POST", ("_search", "scroll", "{scroll_id}"), self._scroll),
+            ("DELETE", ("_search", "scroll"), self._clear_scroll),
+        ]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _alias_targets(self, name: str, exc: IndexNotFound) -> list[str]:
+        """The indices alias ``name`` is on; ``exc`` again when it is not an alias."""
+        found = sorted(i for i, idx in self.fake.indices.items() if name in idx.aliases)
+        if not found:
+            raise exc
+        return found
+
+    def _body(self, call: Call) -> dict[str, Any]:
+        if call.body is None:
+            return {}
+        if not isinstance(call.body, Mapping):
+            raise ApiError(400, "parse_exception", "request body must be a JSON object")
+        return dict(call.body)
+
+    # -- GET / ----------------------------------------------------------------------------
+
+    def _root(self, call: Call) -> Answer:
+        cluster_name = self.fake.info().cluster_name
+        if self.flavor == "elasticsearch":
+            version = {
+                "number": self.version,
+                "build_flavor": "default",
+                "build_type": "docker",
+                "build_hash": "0000000000000000000000000000000000000000",
+                "build_date": "2024-10-01T00:00:00.000000000Z",
+                "build_snapshot": False,
+                "lucene_version": "9.11.1",
+                "minimum_wire_compatibility_version": "7.17.0",
+                "minimum_index_compatibility_version": "7.0.0",
+            }
+            tagline = "You Know, for Search"
+        else:
+            version = {
+                "distribution": "opensearch",
+                "number": self.version,
+                "build_type": "tar",
+                "build_hash": "0000000000000000000000000000000000000000",
+                "build_date": "2025-03-01T00:00:00.000000000Z",
+                "build_snapshot": False,
+                "lucene_version": "9.12.1",
+                "minimum_wire_compatibility_version": "7.10.0",
+                "minimum_index_compatibility_version": "7.0.0",
+            }
+            tagline = "The OpenSearch Project: https://opensearch.org/"
+        return 200, {
+            "name": "fake-node",
+            "cluster_name": cluster_name,
+            "cluster_uuid": "fake-cluster-uuid",
+            "version": version,
+            "tagline": tagline,
+        }
+
+    # -- aliases and indices --------------------------------------------------------------
+
+    def _get_alias(self, call: Call) -> Answer:
+        name = call.params["name"]
+        found = self.fake.get_alias(name)
+        if not found:
+            return 404, {"error": f"alias [{name}] missing", "status": 404}
+        return 200, {index: {"aliases": aliases} for index, aliases in found.items()}
+
+    def _get_index_aliases(self, call: Call) -> Answer:
+        index = call.params["index"]
+        try:
+            return 200, {index: {"aliases": self.fake.get_index_aliases(index)}}
+        except IndexNotFound as exc:  # an alias: the aliases of the indices it is on
+            return 200, {
+                i: {"aliases": copy.deepcopy(self.fake.indices[i].aliases)}
+                for i in self._alias_targets(index, exc)
+            }
+
+    def _get_settings(self, call: Call) -> Answer:
+        index, name = call.params["index"], call.params.get("name")
+        if name is None:
+            try:
+                per_index = {index: self.fake.get_index(index).settings}
+            except IndexNotFound as exc:
+                per_index = {
+                    i: copy.deepcopy(self.fake.indices[i].settings)
+                    for i in self._alias_targets(index, exc)
+                }
+        else:
+            concrete = (
+                [index]
+                if self.fake.index_exists(index)
+                else self._alias_targets(index, IndexNotFound(index))
+            )
+            patterns = name.split(",")
+            per_index = {
+                i: {
+                    k: copy.deepcopy(v)
+                    for k, v in self.fake.indices[i].settings.items()
+                    if any(fnmatch.fnmatchcase(k, p) for p in patterns)
+                }
+                for i in concrete
+            }
+        flat = call.query.get("flat_settings") == "true"
+        return 200, {
+            i: {"settings": settings if flat else nested_settings(settings)}
+            for i, settings in per_index.items()
+        }
+
+    def _get_mapping(self, call: Call) -> Answer:
+        index = call.params["index"]
+        concrete = (
+            [index]
+            if index in self.fake.indices
+            else self._alias_targets(index, IndexNotFound(index))
+        )
+        return 200, {
+            i: {"mappings": copy.deepcopy(self.fake.indices[i].mappings)} for i in concrete
+        }
+
+    def _create_index(self, call: Call) -> Answer:
+        index = call.params["index"]
+        body = self._body(call)
+        settings = {
+            k: v for k, v in flat_settings(body.get("settings") or {}).items() if v is not None
+        }
+        self.fake.create_index(index, settings, dict(body.get("mappings") or {}))
+        return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
+
+    def _put_settings(self, call: Call) -> Answer:
+        self.fake.put_settings(call.params["index"], flat_settings(self._body(call)))
+        return 200, {"acknowledged": True}
+
+    def _refresh(self, call: Call) -> Answer:
+        index = call.params["index"]
+        try:
+            self.fake.refresh(index)
+            n = 1
+        except IndexNotFound as exc:
+            n = len(self._alias_targets(index, exc))
+        return 200, {"_shards": {"total": 2 * n, "successful": n, "failed": 0}}
+
+    def _count(self, call: Call) -> Answer:
+        index = call.params["index"]
+        query = self._body(call).get("query")
+        if query:
+            count = sum(
+                matches(query, doc_id, source)
+                for i in self._concrete(index)
+                for doc_id, source in self.fake.indices[i].docs.items()
+            )
+        else:
+            try:
+                count = self.fake.count(index)
+            except IndexNotFound as exc:
+                count = sum(len(self.fake.indices[i].docs) for i in self._alias_targets(index, exc))
+        shards = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+        return 200, {"count": count, "_shards": shards}
+
+    def _concrete(self, name: str) -> list[str]:
+        if name in self.fake.indices:
+            return [name]
+        return self._alias_targets(name, IndexNotFound(name))
+
+    def _update_aliases(self, call: Call) -> Answer:
+        actions = self._body(call).get("actions")
+        if not isinstance(actions, list) or not all(
+            isinstance(a, Mapping) and len(a) == 1 and next(iter(a)) in ("add", "remove")
+            for a in actions
+        ):
+            raise Unsupported(f"_aliases actions {actions!r} (only single add/remove actions)")
+        self.fake.update_aliases([dict(a) for a in actions])
+        return 200, {"acknowledged": True}
+
+    def _health(self, call: Call) -> Answer:
+        index = call.params.get("index")
+        wait_for = call.query.get("wait_for_status")
+        timeout = _seconds(call.query.get("timeout", "30s"))
+        result = self.fake.cluster_health(index, wait_for, timeout)
+        body = {
+            "cluster_name": self.cluster_name,
+            "status": "green",
+            "timed_out": False,
+            "number_of_nodes": 1,
+            "number_of_data_nodes": 1,
+            "active_primary_shards": len(self.fake.indices),
+            "active_shards": len(self.fake.indices),
+            "relocating_shards": 0,
+            "initializing_shards": 0,
+            "unassigned_shards": 0,
+            "delayed_unassigned_shards": 0,
+            "number_of_pending_tasks": 0,
+            "number_of_in_flight_fetch": 0,
+            "task_max_waiting_in_queue_millis": 0,
+            "active_shards_percent_as_number": 100.0,
+            **result,
+        }
+        if wait_for and _HEALTH_RANK[body["status"]] < _HEALTH_RANK[wait_for]:
+            body["timed_out"] = True
+        return (408 if body["timed_out"] else 200), body
+
+    def _delete_index(self, call: Call) -> Answer:
+        self.fake.delete_index(call.params["index"])
+        return 200, {"acknowledged": True}
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _start_reindex(self, call: Call) -> Answer:
+        if call.query.get("wait_for_completion", "true") != "false":
+            raise Unsupported("_reindex only with wait_for_completion=false")
+        body = self._body(call)
+        source, dest = body.get("source") or {}, body.get("dest") or {}
+        if not isinstance(source.get("index"), str) or set(source) != {"index"}:
+            raise Unsupported(f"reindex source {source!r} (one index, nothing else)")
+        slices = call.query.get("slices", "1")
+        rps = float(call.query.get("requests_per_second", "-1"))
+        request = ReindexRequest(
+            source=source["index"],
+            dest=dest["index"],
+            opaque_id=call.headers.get("x-opaque-id", ""),
+            op_type=dest.get("op_type", "index"),
+            conflicts=body.get("conflicts", "abort"),
+            slices=int(slices) if slices.isdigit() else slices,
+            requests_per_second=None if rps <= 0 else rps,
+            extra={k: v for k, v in body.items() if k not in ("source", "dest", "conflicts")},
+        )
+        return 200, {"task": self.fake.start_reindex(request)}
+
+    def _task_info(self, task: FakeTask, detailed: bool = True) -> dict[str, Any]:
+        node, _, number = task.task_id.partition(":")
+        info: dict[str, Any] = {
+            "node": node,
+            "id": int(number),
+            "type": "transport",
+            "action": REINDEX_ACTION,
+        }
+        if detailed:
+            status: dict[str, Any] = {
+                "total": task.total,
+                "updated": 0,
+                "created": task.created,
+                "deleted": 0,
+                "batches": task.polls,
+                "version_conflicts": task.version_conflicts,
+                "noops": 0,
+                "retries": {"bulk": 0, "search": 0},
+                "throttled_millis": 0,
+                "requests_per_second": _rps_value(task.rps),
+                "throttled_until_millis": 0,
+            }
+            if task.cancelled:
+                status["canceled"] = "by user request"
+            info["status"] = status
+            info["description"] = f"reindex from [{task.request.source}] to [{task.request.dest}]"
+        info.update(
+            {
+                "start_time_in_millis": START_MILLIS + int(number),
+                "running_time_in_nanos": 500_000_000 * task.polls,
+                "cancellable": True,
+                "cancelled": task.cancelled,
+                "headers": {"X-Opaque-Id": task.request.opaque_id}
+                if task.request.opaque_id
+                else {},
+            }
+        )
+        return info
+
+    def _task_response(self, task: FakeTask) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "took": 500 * task.polls,
+            "timed_out": False,
+            "total": task.total,
+            "updated": 0,
+            "created": task.created,
+            "deleted": 0,
+            "batches": task.polls,
+            "version_conflicts": task.version_conflicts,
+            "noops": 0,
+            "retries": {"bulk": 0, "search": 0},
+            "throttled": "0s",
+            "throttled_millis": 0,
+            "requests_per_second": _rps_value(task.rps),
+            "throttled_until": "0s",
+            "throttled_until_millis": 0,
+            "failures": [
+                {
+                    "index": task.request.dest,
+                    **copy.deepcopy(f),
+                    "status": 409
+                    if (f.get("cause") or {}).get("type") == "version_conflict_engine_exception"
+                    else 400,
+                }
+                for f in task.failures
+            ],
+        }
+        if task.cancelled:
+            response["canceled"] = "by user request"
+        return response
+
+    def _nodes(self, tasks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        nodes: dict[str, Any] = {}
+        for task_id, info in tasks.items():
+            node = nodes.setdefault(
+                info["node"],
+                {
+                    "name": info["node"],
+                    "transport_address": "127.0.0.1:9300",
+                    "host": "127.0.0.1",
+                    "ip": "127.0.0.1:9300",
+                    "roles": ["data", "ingest", "master", "remote_cluster_client"],
+                    "tasks": {},
+                },
+            )
+            node["tasks"][task_id] = info
+        return {"nodes": nodes}
+
+    def _task_not_found(self, task_id: str) -> Answer:
+        node = task_id.partition(":")[0]
+        reason = f"task [{task_id}] is not found"
+        if self.task_not_found == "404":
+            raise ApiError(404, "resource_not_found_exception", reason)
+        return 200, {
+            "node_failures": [
+                {
+                    "type": "failed_node_exception",
+                    "reason": f"Failed node [{node}]",
+                    "node_id": node,
+                    "caused_by": {"type": "resource_not_found_exception", "reason": reason},
+                }
+            ],
+            "nodes": {},
+        }
+
+    def _get_task(self, call: Call) -> Answer:
+        task_id = _task_id(call.params["task"])
+        if self.fake.get_task(task_id) is None:
+            raise ApiError(
+                404,
+                "resource_not_found_exception",
+                f"task [{task_id}] isn't running and hasn't stored its results",
+            )
+        task = self.fake.tasks[task_id]
+        body: dict[str, Any] = {"completed": task.completed, "task": self._task_info(task)}
+        if task.completed:
+            body["response"] = self._task_response(task)
+        return 200, body
+
+    def _list_tasks(self, call: Call) -> Answer:
+        actions = call.query.get("actions", "*").split(",")
+        if "parent_task_id" in call.query or not any(
+            fnmatch.fnmatchcase(REINDEX_ACTION, a) for a in actions
+        ):
+            return 200, {"nodes": {}}  # the fake's tasks have no children, and are reindexes
+        detailed = call.query.get("detailed") == "true"
+        tasks = {
+            s.task_id: self._task_info(self.fake.tasks[s.task_id], detailed)
+            for s in self.fake.list_reindex_tasks(None)
+        }
+        group_by = call.query.get("group_by", "nodes")
+        if group_by == "none":
+            return 200, {"tasks": list(tasks.values())}
+        if group_by == "parents":
+            return 200, {"tasks": tasks}
+        return 200, self._nodes(tasks)
+
+    def _cancel_task(self, call: Call) -> Answer:
+        task_id = _task_id(call.params["task"])
+        try:
+            self.fake.cancel_task(task_id)
+        except EngineError as exc:
+            if exc.status != 404:
+                raise
+            return self._task_not_found(task_id)
+        return 200, self._nodes({task_id: self._task_info(self.fake.tasks[task_id])})
+
+    def _rethrottle(self, call: Call) -> Answer:
+        task_id = _task_id(call.params["task"])
+        if "requests_per_second" not in call.query:
+            raise ApiError(400, "action_request_validation_exception", "requests_per_second set")
+        rps = float(call.query["requests_per_second"])
+        task = self.fake.tasks.get(task_id)
+        if task is None or task.completed or task.vanished:
+            return self._task_not_found(task_id)
+        self.fake.rethrottle(task_id, float("inf") if rps <= 0 else rps)
+        return 200, self._nodes({task_id: self._task_info(task)})
+
+    # -- documents ------------------------------------------------------------------------
+
+    def _bulk(self, call: Call) -> Answer:
+        lines = [json.loads(line) for line in call.raw.splitlines() if line.strip()]
+        default_index = call.params.get("index")
+        items: list[dict[str, Any]] = []
+        while lines:
+            ((op, meta),) = lines.pop(0).items()
+            if op not in ("index", "create", "delete"):
+                raise Unsupported(f"bulk {op!r} (only index, create, delete)")
+            index = meta.get("_index", default_index)
+            doc_id = str(meta.get("_id") or f"auto-{next(self._ids)}")
+            action: dict[str, Any] = {"_op_type": op, "_index": index, "_id": doc_id}
+            if op != "delete":
+                action["_source"] = lines.pop(0)
+            items.append({op: self._bulk_item(action)})
+        errors = any("error" in item for entry in items for item in entry.values())
+        return 200, {"took": 1, "errors": errors, "items": items}
+
+    def _bulk_item(self, action: dict[str, Any]) -> dict[str, Any]:
+        index, doc_id, op = action["_index"], action["_id"], action["_op_type"]
+        item: dict[str, Any] = {"_index": index, "_id": doc_id}
+        existed = index in self.fake.indices and doc_id in self.fake.indices[index].docs
+        try:
+            _ok, errors = self.fake.bulk([action])
+        except IndexNotFound as exc:
+            error = index_not_found(exc.index)
+            return {**item, "status": 404, "error": error.error}
+        if errors:
+            status = errors[0][op].get("status", 400)
+            etype = "version_conflict_engine_exception" if status == 409 else "exception"
+            reason = f"[{doc_id}]: version conflict, document already exists"
+            return {**item, "status": status, "error": {"type": etype, "reason": reason}}
+        result = "deleted" if op == "delete" else "updated" if existed else "created"
+        shards = {"total": 2, "successful": 1, "failed": 0}
+        status = 201 if result == "created" else 200
+        return {**item, "_version": 1, "result": result, "_shards": shards, "status": status}
+
+    def _search(self, call: Call) -> Answer:
+        index = call.params["index"]
+        body = self._body(call)
+        size = int(call.query.get("size", body.get("size", 10)))
+        try:
+            hits = list(self.fake.scan(index))
+        except IndexNotFound as exc:
+            hits = [
+                {"_index": i, "_id": doc_id, "_source": copy.deepcopy(source)}
+                for i in self._alias_targets(index, exc)
+                for doc_id, source in sorted(self.fake.indices[i].docs.items())
+            ]
+        query = body.get("query")
+        hits = [h for h in hits if matches(query, h["_id"], h["_source"])]
+        wanted = body.get("_source", True)
+        for n, hit in enumerate(hits):
+            hit.update({"_score": None, "sort": [n]})
+            if wanted is False:
+                del hit["_source"]
+            elif isinstance(wanted, list):
+                hit["_source"] = {k: v for k, v in hit["_source"].items() if k in wanted}
+        answer = self._page(hits, size, len(hits))
+        if "scroll" in call.query:
+            scroll_id = f"fake-scroll-{next(self._ids)}"
+            self._scrolls[scroll_id] = _Scroll(hits[size:], size, len(hits))
+            answer["_scroll_id"] = scroll_id
+        return 200, answer
+
+    def _page(self, hits: list[dict[str, Any]], size: int, total: int) -> dict[str, Any]:
+        return {
+            "took": 1,
+            "timed_out": False,
+            "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+            "hits": {
+                "total": {"value": total, "relation": "eq"},
+                "max_score": None,
+                "hits": hits[:size],
+            },
+        }
+
+    def _scroll(self, call: Call) -> Answer:
+        scroll_id = call.params.get("scroll_id") or self._body(call).get("scroll_id")
+        scroll = self._scrolls.get(str(scroll_id))
+        if scroll is None:
+            raise ApiError(
+                404,
+                "search_context_missing_exception",
+                f"No search context found for id [{scroll_id}]",
+            )
+        page, scroll.hits = scroll.hits[: scroll.size], scroll.hits[scroll.size :]
+        return 200, {"_scroll_id": scroll_id, **self._page(page, scroll.size, scroll.total)}
+
+    def _clear_scroll(self, call: Call) -> Answer:
+        ids = self._body(call).get("scroll_id") or []
+        ids = [ids] if isinstance(ids, str) else ids
+        freed = sum(self._scrolls.pop(i, None) is not None for i in ids)
+        return 200, {"succeeded": True, "num_freed": freed}
+
+
+def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:
+    """``{placeholder: value}`` when ``path`` fits ``pattern``; ``{index}`` never takes
+    a name starting with ``_`` (those are APIs)."""
+    if len(pattern) != len(path):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(pattern, path, strict=True):
+        if want.startswith("{"):
+            if want == "{index}" and got.startswith("_"):
+                return None
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
+
+
+def _task_id(task_id: str) -> str:
+    node, sep, number = task_id.partition(":")
+    if not (node and sep and number.isdigit()):
+        raise ApiError(400, "illegal_argument_exception", f"malformed task id {task_id}")
+    return task_id
+
+
+def _rps_value(rps: float | None) -> float:
+    return -1.0 if rps is None or rps == float("inf") or rps <= 0 else float(rps)
+
+
+def _seconds(value: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", value)
+    if match is None:
+        raise ApiError(400, "illegal_argument_exception", f"failed to parse time [{value}]")
+    return float(match[1]) * units[match[2] or "ms"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ContractServer
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        path = tuple(unquote(p) for p in url.path.split("/") if p)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        is_bulk = path[-1:] == ("_bulk",)
+        server = self.server
+        try:
+            body = json.loads(raw) if raw and not is_bulk else None
+        except ValueError:
+            body = None
+        server.requests.append(Request(self.command, url.path, query, headers, body))
+        call = Call(self.command, path, query, body, headers, raw)
+        try:
+            with server.lock:
+                status, answer = server.answer(call)
+        except EngineUnreachable:
+            self.close_connection = True  # no answer at all: the client sees a dead server
+            return
+        except Unsupported as exc:
+            server.problems.append(f"{self.command} {self.path}: {exc}")
+            status, answer = exc.status, exc.body()
+        except ApiError as exc:
+            status, answer = exc.status, exc.body()
+        except EngineError as exc:
+            error = from_fake_error(exc)
+            status, answer = error.status, error.body()
+        except BaseException as exc:  # a bug in the server, the fake or the tool
+            server.problems.append(
+                f"{self.command} {self.path}: {''.join(traceback.format_exception(exc))}"
+            )
+            error = ApiError(500, "exception", f"{type(exc).__name__}: {exc}")
+            status, answer = error.status, error.body()
+        self._reply(status, answer, headers)
+
+    def _reply(self, status: int, answer: Json, request_headers: Mapping[str, str]) -> None:
+        data = b"" if self.command == "HEAD" else json.dumps(answer).encode()
+        mimetype = "application/json"
+        if self.server.flavor == "elasticsearch" and request_headers.get("accept", "").startswith(
+            _ES_MIMETYPE
+        ):
+            mimetype = f"{_ES_MIMETYPE};compatible-with=8"
+        self.send_response(status)
+        self.send_header("content-type", mimetype)
+        self.send_header("content-length", str(len(data)))
+        if self.server.flavor == "elasticsearch":
+            self.send_header("x-elastic-product", "Elasticsearch")
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

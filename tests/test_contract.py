@@ -1,0 +1,540 @@
+"""Contract tests: both real adapters, over HTTP, against the same FakeEngine.
+
+A :class:`~tests.contract_server.ContractServer` answers as Elasticsearch 8.x or as
+OpenSearch 2.19 with a FakeEngine behind it. Every test runs for both flavors, goes
+through ``connect(url)`` auto-detection and the real adapter, and checks the same
+engine-protocol behaviours (and the same FakeEngine calls) as the fake gives directly.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from reindex_fsm import commands
+from reindex_fsm.commands import Config
+from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.engine._client import ClientEngine
+from reindex_fsm.engine.base import Engine, EngineInfo, IndexDefinition, ReindexRequest, TaskStatus
+from reindex_fsm.engine.connect import connect
+from reindex_fsm.engine.elasticsearch import ElasticsearchEngine
+from reindex_fsm.engine.fake import FakeEngine, TaskScript
+from reindex_fsm.engine.opensearch import OpenSearchEngine
+from reindex_fsm.errors import (
+    EngineError,
+    EngineUnreachable,
+    ExitCode,
+    IndexNotFound,
+    TaskNotFound,
+    UnsupportedEngine,
+)
+from reindex_fsm.machine import State
+from reindex_fsm.runplan import RunOptions
+from reindex_fsm.steps.plan import swap_actions
+
+from .conftest import ALIAS, NOW, SOURCE, TARGET, make_cluster, make_docs
+from .contract_server import VERSIONS, ContractServer
+from .test_runs import PLAN_CALLS, events, run_calls
+
+FLAVORS = ["elasticsearch", "opensearch"]
+ADAPTERS = {"elasticsearch": ElasticsearchEngine, "opensearch": OpenSearchEngine}
+# GET / answered per connect(): auto-detection asks with the OpenSearch client, and the
+# Elasticsearch adapter asks again for itself (the OpenSearch one keeps the probe's answer).
+INFO_CALLS = {"elasticsearch": 2, "opensearch": 1}
+CLIENT = {"request_timeout": 5}  # the clients' default retries (3), a bounded wait
+OPAQUE = "reindex-fsm:run-1"
+COPY = "copy-v2"
+N_DOCS = 250  # a tenth of tests/conftest.py's cluster, copied in as many polls (3)
+PER_POLL = 100
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    cluster = make_cluster(N_DOCS)
+    cluster.task_script = TaskScript(docs_per_poll=PER_POLL)
+    return cluster
+
+
+@pytest.fixture(params=FLAVORS)
+def flavor(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def server(fake: FakeEngine, flavor: str) -> Iterator[ContractServer]:
+    with ContractServer(fake, flavor) as srv:  # type: ignore[arg-type]
+        yield srv
+    assert srv.problems == [], "the contract server met requests it cannot answer"
+
+
+@pytest.fixture
+def engine(server: ContractServer) -> Iterator[ClientEngine]:
+    adapter = connect(server.url, **CLIENT)
+    yield adapter
+    adapter.close()
+
+
+def without_info(calls: list[str]) -> list[str]:
+    return [c for c in calls if c != "info"]
+
+
+def create_copy(engine: Engine, fake: FakeEngine, name: str = COPY) -> None:
+    engine.create_index(name, {"index.number_of_shards": 1}, fake.indices[SOURCE].mappings)
+
+
+def comparable(status: TaskStatus | None) -> TaskStatus | None:
+    """A status without what only a real Tasks API body has (running time, the failures'
+    index and HTTP status), to compare with the FakeEngine's own."""
+    if status is None:
+        return None
+    failures = tuple({k: f[k] for k in ("id", "cause")} for f in status.failures)
+    return replace(status, running_time_s=0.0, failures=failures)
+
+
+# -- GET / ----------------------------------------------------------------------------------
+
+
+def test_connect_picks_the_adapter_of_the_flavor(server: ContractServer, flavor: str) -> None:
+    with connect(server.url, **CLIENT) as engine:
+        assert type(engine) is ADAPTERS[flavor]
+        assert isinstance(engine, Engine)
+        assert engine.info() == EngineInfo(flavor, VERSIONS[flavor], "fake")  # type: ignore[arg-type]
+    assert server.paths().count("/") == INFO_CALLS[flavor]
+
+
+def test_the_adapter_of_the_other_flavor_is_refused(server: ContractServer, flavor: str) -> None:
+    other = next(f for f in FLAVORS if f != flavor)
+    with connect(server.url, other, **CLIENT) as engine:
+        assert type(engine) is ADAPTERS[other]
+        with pytest.raises(UnsupportedEngine):
+            engine.info()
+
+
+# -- aliases and indices ----------------------------------------------------------------------
+
+
+def test_alias_and_index_lookups(engine: ClientEngine, fake: FakeEngine) -> None:
+    aliases = copy.deepcopy(fake.indices[SOURCE].aliases)
+    assert engine.get_alias(ALIAS) == {SOURCE: {ALIAS: aliases[ALIAS]}}
+    assert engine.get_alias("documents-public") == {
+        SOURCE: {"documents-public": aliases["documents-public"]}
+    }
+    assert engine.get_alias("nope") == {}
+    assert engine.get_alias(SOURCE) == {}  # an index is no alias
+    assert engine.get_index_aliases(SOURCE) == aliases
+    with pytest.raises(IndexNotFound):
+        engine.get_index_aliases(ALIAS)  # an alias resolves to other names
+    with pytest.raises(IndexNotFound) as missing:
+        engine.get_index_aliases("nope")
+    assert missing.value.index == "nope"
+    assert engine.index_exists(SOURCE) is True
+    assert engine.index_exists(ALIAS) is False
+    assert engine.index_exists("nope") is False
+
+
+def test_get_index(engine: ClientEngine, fake: FakeEngine) -> None:
+    definition = engine.get_index(SOURCE)
+    assert isinstance(definition, IndexDefinition)
+    assert definition == fake.get_index(SOURCE)  # flat settings, lists kept, and mappings
+    for name in (ALIAS, "nope"):
+        with pytest.raises(IndexNotFound):
+            engine.get_index(name)
+
+
+def test_create_index_and_put_settings(engine: ClientEngine, fake: FakeEngine) -> None:
+    mappings = {"properties": {"x": {"type": "keyword"}}, "_meta": {"by": "test"}}
+    settings = {
+        "index.number_of_shards": 2,
+        "index.refresh_interval": "-1",
+        "index.analysis.analyzer.a.filter": ["lowercase"],
+    }
+    engine.create_index(COPY, settings, mappings)
+    created = engine.get_index(COPY)
+    assert created.mappings == mappings
+    assert created.settings["index.number_of_shards"] == "2"  # engines answer strings
+    assert created.settings["index.refresh_interval"] == "-1"
+    assert created.settings["index.analysis.analyzer.a.filter"] == ["lowercase"]
+    assert fake.indices[COPY].docs == {}
+
+    for taken in (COPY, ALIAS):  # an index, or an alias, has the name already
+        with pytest.raises(EngineError) as refused:
+            engine.create_index(taken, {}, {})
+        assert refused.value.status == 400
+        assert "resource_already_exists_exception" in refused.value.message
+
+    engine.put_settings(COPY, {"index.number_of_replicas": 0, "index.refresh_interval": None})
+    updated = engine.get_index(COPY).settings
+    assert updated["index.number_of_replicas"] == "0"
+    assert "index.refresh_interval" not in updated  # null resets to the default
+    with pytest.raises(IndexNotFound):
+        engine.put_settings("nope", {"index.number_of_replicas": 0})
+
+
+def test_refresh_count_and_health(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    assert engine.count(SOURCE) == N_DOCS
+    engine.refresh(SOURCE)
+    for call in (engine.count, engine.refresh):
+        with pytest.raises(IndexNotFound):
+            call("nope")
+    health = engine.cluster_health()
+    assert (health["status"], health["number_of_data_nodes"], health["timed_out"]) == (
+        "green",
+        1,
+        False,
+    )
+    assert engine.cluster_health(SOURCE, "green", 1)["status"] == "green"
+    (asked,) = [r for r in server.requests if r.path == f"/_cluster/health/{SOURCE}"]
+    assert asked.query == {"timeout": "1s", "wait_for_status": "green"}
+    assert fake.call_names()[-2:] == ["cluster_health", "cluster_health"]
+
+    def yellow(*args: object) -> dict:
+        return {"status": "yellow", "number_of_data_nodes": 1, "timed_out": False}
+
+    fake.cluster_health = yellow  # type: ignore[method-assign]
+    assert engine.cluster_health(SOURCE, "yellow")["status"] == "yellow"
+    # waiting for green runs out: the engines answer 408, the adapters say timed_out
+    assert engine.cluster_health(SOURCE, "green", 1) == {"status": None, "timed_out": True}
+
+
+def test_update_aliases_is_atomic(engine: ClientEngine, fake: FakeEngine) -> None:
+    before = copy.deepcopy(fake.snapshot())
+    with pytest.raises(EngineError) as refused:
+        engine.update_aliases(
+            [
+                {"add": {"index": SOURCE, "alias": "extra"}},
+                {"remove": {"index": SOURCE, "alias": "ghost", "must_exist": True}},
+            ]
+        )
+    assert refused.value.status == 404
+    assert "aliases_not_found_exception" in refused.value.message
+    with pytest.raises(IndexNotFound):
+        engine.update_aliases(
+            [
+                {"remove": {"index": SOURCE, "alias": ALIAS, "must_exist": True}},
+                {"add": {"index": "nope", "alias": ALIAS}},
+            ]
+        )
+    assert fake.snapshot() == before  # neither failing request changed anything
+
+    create_copy(engine, fake)
+    moved = before[SOURCE]["aliases"]
+    engine.update_aliases(swap_actions(SOURCE, COPY, moved, True))
+    assert engine.get_index_aliases(SOURCE) == {}
+    assert engine.get_index_aliases(COPY) == moved
+    assert engine.get_alias(ALIAS) == {COPY: {ALIAS: moved[ALIAS]}}
+
+
+def test_delete_index(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
+    create_copy(engine, fake)
+    engine.delete_index(COPY)
+    assert engine.index_exists(COPY) is False and COPY not in fake.indices
+    with pytest.raises(IndexNotFound):
+        engine.delete_index(COPY)
+    sent = len(server.requests)
+    for pattern in ("copy-*", "_all", "a,b"):
+        with pytest.raises(ValueError):
+            engine.delete_index(pattern)
+    assert len(server.requests) == sent  # refused before any request
+
+
+# -- tasks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "prefilled", "polls"),
+    [
+        pytest.param(TaskScript(docs_per_poll=PER_POLL), {}, 3, id="completes"),
+        pytest.param(TaskScript(docs_per_poll=PER_POLL, fail_after_polls=1), {}, 2, id="fails"),
+        pytest.param(TaskScript(), {"doc-00007": {"x": 1}}, 1, id="version-conflict"),
+    ],
+)
+def test_reindex_task_polled_as_the_fake_reports_it(
+    engine: ClientEngine,
+    fake: FakeEngine,
+    script: TaskScript,
+    prefilled: dict,
+    polls: int,
+) -> None:
+    twin = make_cluster(N_DOCS)  # the same cluster, driven through the fake directly
+    request = ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE)
+    for cluster in (fake, twin):
+        cluster.task_script = script
+        cluster.add_index(COPY, prefilled)
+
+    task_id = engine.start_reindex(request)
+    assert task_id == twin.start_reindex(request) == "fake-node:1"
+    assert fake.tasks[task_id].request == request  # opaque ID from X-Opaque-Id, body, params
+    seen = [engine.get_task(task_id) for _ in range(polls)]
+    expected = [twin.get_task(task_id) for _ in range(polls)]
+    assert [comparable(s) for s in seen] == expected
+    last = seen[-1]
+    assert last is not None and last.completed
+    assert [s.completed for s in seen if s] == [False] * (polls - 1) + [True]
+    assert all(s is not None and s.opaque_id == OPAQUE for s in seen)
+    assert engine.get_task(task_id) == last  # the result is kept once completed
+    assert fake.indices[COPY].docs == twin.indices[COPY].docs
+    if last.failures:
+        (failure,) = last.failures
+        assert failure["index"] == COPY and failure["status"] in (400, 409)
+
+
+def test_list_reindex_tasks_by_opaque_id(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    fake.task_script = TaskScript(stall=True)
+    for name in ("copy-a", "copy-b"):
+        create_copy(engine, fake, name)
+    first = engine.start_reindex(ReindexRequest(SOURCE, "copy-a", opaque_id="reindex-fsm:a"))
+    second = engine.start_reindex(ReindexRequest(SOURCE, "copy-b", opaque_id="reindex-fsm:b"))
+    assert [t.task_id for t in engine.list_reindex_tasks()] == [first, second]
+    (mine,) = engine.list_reindex_tasks("reindex-fsm:b")
+    assert [comparable(mine)] == fake.list_reindex_tasks("reindex-fsm:b")
+    assert engine.list_reindex_tasks("reindex-fsm:nobody") == []
+    asked = [r for r in server.requests if r.path == "/_tasks"]
+    assert asked[-1].query == {"actions": "*reindex", "detailed": "true"}
+    engine.cancel_task(first)
+    engine.get_task(first)  # the cancelled task stops at its next batch
+    assert [t.task_id for t in engine.list_reindex_tasks()] == [second]
+
+
+@pytest.mark.parametrize("not_found", ["node_failures", "404"])
+def test_cancel_task(fake: FakeEngine, flavor: str, not_found: str) -> None:
+    with (
+        ContractServer(fake, flavor, task_not_found=not_found) as server,  # type: ignore[arg-type]
+        connect(server.url, **CLIENT) as engine,
+    ):
+        fake.task_script = TaskScript(stall=True)
+        create_copy(engine, fake)
+        task_id = engine.start_reindex(ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE))
+        assert engine.get_task(task_id).completed is False  # type: ignore[union-attr]
+        engine.cancel_task(task_id)
+        assert fake.tasks[task_id].cancelled
+        status = engine.get_task(task_id)
+        assert status is not None
+        assert (status.completed, status.cancelled, status.failed) == (True, True, False)
+        for gone in (task_id, "fake-node:99"):  # finished, or never known
+            with pytest.raises(TaskNotFound) as caught:
+                engine.cancel_task(gone)
+            assert caught.value.task_id == gone
+    assert server.problems == []
+
+
+def test_get_task_of_a_vanished_task_is_none(engine: ClientEngine, fake: FakeEngine) -> None:
+    fake.task_script = TaskScript(docs_per_poll=PER_POLL, vanish_after_polls=1)
+    create_copy(engine, fake)
+    task_id = engine.start_reindex(ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE))
+    assert engine.get_task(task_id).created == PER_POLL  # type: ignore[union-attr]
+    assert engine.get_task(task_id) is None  # the node lost it
+    assert engine.list_reindex_tasks(OPAQUE) == []
+    assert engine.get_task("fake-node:99") is None  # never known
+    with pytest.raises(TaskNotFound):
+        engine.cancel_task(task_id)
+    with pytest.raises(EngineError) as malformed:  # the engines refuse it: not a task ID
+        engine.get_task("not-a-task-id")
+    assert malformed.value.status == 400
+
+
+def test_rethrottle(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
+    fake.task_script = TaskScript(stall=True)
+    create_copy(engine, fake)
+    request = ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE, requests_per_second=50)
+    task_id = engine.start_reindex(request)
+    assert fake.tasks[task_id].rps == 50.0
+    engine.rethrottle(task_id, 12.5)
+    assert fake.tasks[task_id].rps == 12.5
+    engine.rethrottle(task_id, 0)  # unthrottled
+    assert fake.tasks[task_id].rps == float("inf")
+    assert server.requests[-1].query == {"requests_per_second": "-1"}
+    with pytest.raises(TaskNotFound):
+        engine.rethrottle("fake-node:99", 10)
+
+
+# -- documents ------------------------------------------------------------------------------
+
+
+def test_bulk_and_scan(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
+    create_copy(engine, fake)
+    ok, errors = engine.bulk(
+        [
+            {"_index": COPY, "_id": "a", "_source": {"tags": ["t1"]}},
+            {"_index": COPY, "_id": "b", "_source": {"tags": ["t2"]}},
+            {"_op_type": "create", "_index": COPY, "_id": "a", "_source": {"tags": []}},
+            {"_op_type": "delete", "_index": COPY, "_id": "b"},
+        ]
+    )
+    assert ok == 3
+    ((op, item),) = errors[0].items()
+    assert (op, item["_id"], item["status"]) == ("create", "a", 409)
+    assert fake.indices[COPY].docs == {"a": {"tags": ["t1"]}}
+
+    fake.add_index("big", make_docs(2100))
+    hits = list(engine.scan("big"))  # pages of 1000: one search, three scrolls (the last empty)
+    assert {h["_id"]: h["_source"] for h in hits} == fake.indices["big"].docs
+    assert server.paths("POST").count("/_search/scroll") == 3
+    assert server.paths("DELETE") == ["/_search/scroll"]
+    tagged = {h["_id"] for h in engine.scan(ALIAS, {"term": {"tags": "t1"}})}
+    assert tagged == {k for k, v in fake.indices[SOURCE].docs.items() if "t1" in v["tags"]}
+    with pytest.raises(IndexNotFound):
+        list(engine.scan("nope"))
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_engine_errors_and_lost_connections(engine: ClientEngine, fake: FakeEngine) -> None:
+    fake.fail_on("count")  # EngineError(status=500)
+    with pytest.raises(EngineError) as refused:
+        engine.count(SOURCE)
+    assert refused.value.status == 500 and "injected failure in count" in refused.value.message
+
+    # a lost connection is retried by the client for a read, which then succeeds...
+    fake.fail_on("count", error=EngineUnreachable(fake.url, "connection reset"))
+    assert engine.count(SOURCE) == N_DOCS
+    assert fake.call_names()[-2:] == ["count", "count"]
+    # ...but never for starting a reindex, which could start a second task
+    create_copy(engine, fake)
+    fake.fail_on("start_reindex", error=EngineUnreachable(fake.url, "connection reset"))
+    with pytest.raises(EngineUnreachable):
+        engine.start_reindex(ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE))
+    assert fake.call_names().count("start_reindex") == 1 and fake.tasks == {}
+
+    fake.refuse_connections()
+    with pytest.raises(EngineUnreachable) as unreachable:
+        engine.index_exists(SOURCE)
+    assert unreachable.value.url == engine.url
+    fake.refuse_connections(False)
+    assert engine.index_exists(SOURCE) is True
+
+
+# -- whole runs through reindex_fsm.commands and the real adapter ---------------------------
+
+
+def contract_config(server: ContractServer, state_db: str, **overrides) -> Config:
+    options = {
+        "state_db": state_db,
+        "engine_url": server.url,
+        "client_options": dict(CLIENT),
+        "now": lambda: NOW,
+        "sleep": lambda s: None,
+        "crash": lambda: Crashpoints(),
+    }
+    return Config(**{**options, **overrides})  # type: ignore[arg-type]
+
+
+def test_run_swaps_with_the_same_engine_calls(
+    server: ContractServer, fake: FakeEngine, flavor: str, state_db: str
+) -> None:
+    cfg = contract_config(server, state_db)
+    before = copy.deepcopy(fake.snapshot()[SOURCE])
+    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    rec = outcome.record
+    assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK
+    assert (rec.engine_flavor, rec.engine_url) == (flavor, server.url)
+    assert rec.target_index == TARGET and rec.source_count == rec.target_count == N_DOCS
+    assert fake.indices[TARGET].docs == before["docs"]
+    assert fake.indices[TARGET].aliases == before["aliases"]
+    assert fake.indices[SOURCE].aliases == {}
+    assert fake.indices[SOURCE].docs == before["docs"]
+    target_settings = fake.indices[TARGET].settings
+    assert target_settings["index.number_of_replicas"] == "1"
+    assert target_settings["index.refresh_interval"] == "5s"
+    # exactly the calls of the same run on the fake directly (tests/test_runs.py)
+    calls = fake.call_names()
+    assert without_info(calls) == without_info(PLAN_CALLS + run_calls(polls=3))
+    assert calls.count("info") == INFO_CALLS[flavor]
+    assert fake.tasks[rec.task_id].request.opaque_id == f"reindex-fsm:{rec.id}"
+    assert [t for _, _, t in events(cfg, rec.id)] == [
+        "plan",
+        "create_target",
+        "start_copy",
+        "copy_done",
+        "verified",
+    ]
+    assert cfg.repo().active_run_for(ALIAS) is None
+
+
+def test_copy_failure_rolls_back_to_the_cluster_as_before(
+    server: ContractServer, fake: FakeEngine, state_db: str
+) -> None:
+    fake.task_script = TaskScript(docs_per_poll=PER_POLL, fail_after_polls=1)
+    before = copy.deepcopy(fake.snapshot())
+    cfg = contract_config(server, state_db)
+    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True, rollback_on_failure=True))
+    rec = outcome.record
+    assert rec.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.ROLLED_BACK
+    assert rec.failed_from is State.REINDEXING
+    assert "injected bulk failure" in rec.error
+    assert fake.snapshot() == before  # alias and source as before, target gone
+    assert fake.call_names(mutating_only=True) == ["create_index", "start_reindex", "delete_index"]
+    assert events(cfg, rec.id)[-2:] == [
+        ("REINDEXING", "FAILED", "fail"),
+        ("FAILED", "ROLLED_BACK", "roll_back"),
+    ]
+
+
+def test_vanished_task_is_copied_again_and_swapped(
+    server: ContractServer, fake: FakeEngine, state_db: str
+) -> None:
+    fake.task_script = TaskScript(docs_per_poll=PER_POLL, vanish_after_polls=1)
+    original = fake.start_reindex
+
+    def start_reindex(request: ReindexRequest) -> str:  # the second task behaves
+        task_id = original(request)
+        fake.task_script = TaskScript(docs_per_poll=PER_POLL)
+        return task_id
+
+    fake.start_reindex = start_reindex  # type: ignore[method-assign]
+    cfg = contract_config(server, state_db)
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    assert rec.state is State.SWAPPED and rec.copy_attempts == 2
+    first, second = fake.tasks.values()
+    assert first.vanished and rec.task_id == second.task_id
+    assert (first.request.conflicts, second.request.conflicts) == ("abort", "proceed")
+    assert first.request.opaque_id == second.request.opaque_id == f"reindex-fsm:{rec.id}"
+    assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
+    assert ALIAS in fake.indices[TARGET].aliases
+    assert "copy_restarted" in [t for _, _, t in events(cfg, rec.id)]
+
+
+def test_abort_during_reindexing_cancels_and_rolls_back(
+    server: ContractServer, fake: FakeEngine, state_db: str
+) -> None:
+    fake.task_script = TaskScript(stall=True)
+    before = copy.deepcopy(fake.snapshot())
+    naps: list[float] = []
+
+    def ctrl_c_on_second_nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt  # the operator hits Ctrl-C while the copy runs
+
+    with pytest.raises(KeyboardInterrupt):
+        commands.start(
+            contract_config(server, state_db, sleep=ctrl_c_on_second_nap), ALIAS, RunOptions()
+        )
+    cfg = contract_config(server, state_db)  # a new process
+    (rec,) = cfg.repo().list()
+    assert rec.state is State.REINDEXING
+    (task,) = fake.tasks.values()
+    assert not task.completed and task.request.opaque_id == f"reindex-fsm:{rec.id}"
+
+    before_abort = len(fake.calls)
+    outcome = commands.abort(cfg, rec.id)
+    assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
+    assert without_info([c.method for c in fake.calls[before_abort:]]) == [
+        "list_reindex_tasks",
+        "get_task",
+        "cancel_task",
+        "get_task",
+        "index_exists",
+        "get_index_aliases",
+        "get_index",
+        "delete_index",
+    ]
+    assert task.cancelled and task.completed
+    assert fake.snapshot() == before
