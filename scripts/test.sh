@@ -11,4 +11,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 scripts/setup.sh
+export PATH="$ROOT/.venv/bin:$PATH"  # the crash tests run `reindex-fsm` as a subprocess
 exec "$ROOT/.venv/bin/python" -m pytest "$@"
