@@ -24,6 +24,7 @@ class State(StrEnum):
     SWAPPED = "SWAPPED"
     ROLLED_BACK = "ROLLED_BACK"
     FAILED = "FAILED"
+    ABORTING = "ABORTING"
     CANCELLED = "CANCELLED"
 
     def __str__(self) -> str:
@@ -69,9 +70,12 @@ TRANSITIONS: list[dict[str, Any]] = [
     # A step failed for good: keep everything for a human to look at.
     _t("fail", list(ACTIVE), State.FAILED),
     # Undo what the run wrote (cancel its task, delete its target); alias and source untouched.
-    _t("roll_back", [*ACTIVE, State.FAILED], State.ROLLED_BACK, "step_rollback"),
+    _t("roll_back", [*ACTIVE, State.FAILED, State.ABORTING], State.ROLLED_BACK, "step_rollback"),
+    # abort, first stored as intent: from here on every compare-and-set of a process still
+    # driving the run fails, so it can neither record a failure nor start or swap anything.
+    _t("request_abort", [*ACTIVE, State.FAILED], State.ABORTING),
     # The operator aborted a run that had written nothing.
-    _t("cancel", [State.PLANNED, State.FAILED], State.CANCELLED, conditions="nothing_written"),
+    _t("cancel", State.ABORTING, State.CANCELLED, conditions="nothing_written"),
     # resume of a FAILED run (without rollback): go back to the step that failed.
     *[_t("retry", State.FAILED, s, conditions="failed_from_is_dest") for s in ACTIVE],
 ]

@@ -99,15 +99,25 @@ class RunDriver:
             try:
                 self._fire(NEXT_TRIGGER[self.record.state])
             except StaleState:
-                return self._reload()
+                return self._moved_elsewhere()
             except EngineUnreachable:
                 raise
             except ReindexFsmError as exc:
                 try:
                     self._fail(exc)
                 except StaleState:
-                    return self._reload()
+                    return self._moved_elsewhere()
         return self.record
+
+    def _moved_elsewhere(self) -> RunRecord:
+        """Another process moved the run. If it is aborting it, wait for the abort to end
+        (bounded), so that this process reports how the run ended."""
+        record = self._reload()
+        deadline = self.ctx.clock() + self.ctx.options.cancel_wait_s + 60
+        while record.state is State.ABORTING and self.ctx.clock() < deadline:
+            self.ctx.sleep(self.ctx.options.poll_interval_s)
+            record = self._reload()
+        return record
 
     def _fail(self, exc: ReindexFsmError) -> None:
         failed_from = self.record.state
@@ -127,6 +137,8 @@ class RunDriver:
         """Continue a stored run: FAILED runs roll back (if asked to) or retry their step."""
         if self.record.state in TERMINAL:
             raise RunFinished(self.record.id, self.record.state.value)
+        if self.record.state is State.ABORTING:  # an abort was interrupted: finish it
+            return self._finish_abort()
         if self.record.state is State.FAILED:
             if self.ctx.options.rollback_on_failure:
                 self._fire("roll_back", detail={"reason": "resume of a failed run"})
@@ -145,25 +157,33 @@ class RunDriver:
         return self.drive()
 
     def abort(self) -> RunRecord:
-        """Operator abort: undo what the run wrote (ROLLED_BACK), or CANCELLED if nothing."""
+        """Operator abort: store the intent (ABORTING), then undo what the run wrote
+        (ROLLED_BACK), or CANCELLED if it wrote nothing."""
         if self.record.state in TERMINAL:
             raise RunFinished(self.record.id, self.record.state.value)
-        why = {
-            "values": {
-                "error": f"{self.record.error}; then aborted by operator"
+        if self.record.state is not State.ABORTING:
+            error = (
+                f"{self.record.error}; then aborted by operator"
                 if self.record.error
-                else f"aborted by operator in {self.record.state}",
-                "error_kind": self.record.error_kind or "Aborted",
-            },
-            "detail": {"reason": "aborted by operator"},
-        }
+                else f"aborted by operator in {self.record.state}"
+            )
+            try:
+                self._fire(
+                    "request_abort",
+                    values={"error": error, "error_kind": self.record.error_kind or "Aborted"},
+                    detail={"reason": "aborted by operator"},
+                )
+            except StaleState:  # moved meanwhile: abort from where it is now
+                self._reload()
+                return self.abort()
+        return self._finish_abort()
+
+    def _finish_abort(self) -> RunRecord:
         try:
-            if self.record.state in (State.PLANNED, State.FAILED) and self.nothing_written(
-                None  # type: ignore[arg-type]
-            ):
-                self._fire("cancel", **why)
+            if self.nothing_written(None):  # type: ignore[arg-type]
+                self._fire("cancel")
             else:
-                self._fire("roll_back", **why)
+                self._fire("roll_back")
         except StaleState:
             return self._reload()
         return self.record

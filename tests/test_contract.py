@@ -527,14 +527,16 @@ def test_abort_during_reindexing_cancels_and_rolls_back(
     outcome = commands.abort(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
     assert without_info([c.method for c in fake.calls[before_abort:]]) == [
+        "index_exists",  # wrote anything? (else CANCELLED)
         "list_reindex_tasks",
         "get_task",
         "cancel_task",
         "get_task",
+        "get_index_aliases",  # aliases still on the source?
         "index_exists",
-        "get_index_aliases",
-        "get_index",
+        "get_index",  # the target is this run's
         "delete_index",
+        "get_index_aliases",  # and still on the source after the delete
     ]
     assert task.cancelled and task.completed
     assert fake.snapshot() == before

@@ -100,6 +100,9 @@ def test_retry_returns_to_the_state_that_failed(origin):
 
 def test_cancel_needs_nothing_written():
     m = Model(written=True)
-    build_machine(m, State.PLANNED)
+    build_machine(m, State.ABORTING)
     assert not m.cancel()
-    assert m.state is State.PLANNED
+    assert m.state is State.ABORTING
+    m.written = False
+    assert m.cancel()
+    assert m.state is State.CANCELLED

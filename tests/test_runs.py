@@ -30,6 +30,8 @@ def run_calls(polls: int) -> list[str]:
         "index_exists",
         "create_index",
         "list_reindex_tasks",
+        "index_exists",  # never copy into a target that is not this run's
+        "get_index",
         "start_reindex",
         *["get_task"] * polls,
         "put_settings",  # final replicas and refresh interval back
@@ -226,14 +228,16 @@ def test_abort_during_reindexing_cancels_and_rolls_back(cfg, fake):
     outcome = commands.abort(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
     assert [c.method for c in fake.calls[before_abort:]] == [
+        "index_exists",  # wrote anything? (else CANCELLED)
         "list_reindex_tasks",
         "get_task",
         "cancel_task",
         "get_task",
+        "get_index_aliases",  # aliases still on the source?
         "index_exists",
-        "get_index_aliases",
-        "get_index",
+        "get_index",  # the target is this run's
         "delete_index",
+        "get_index_aliases",  # and still on the source after the delete
     ]
     assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
 
@@ -346,3 +350,94 @@ def test_bulk_load_tuning_resets_unset_refresh_to_default_and_can_be_off(cfg, fa
     rec = commands.start(cfg, "other", RunOptions(bulk_tuning=False)).record
     assert rec.plan["copy_settings"] == {}
     assert "put_settings" not in fake.call_names()[-8:]
+
+
+# -- abort racing a process that is still driving the run ------------------------------------
+def _other_process(cfg, fake):
+    from .conftest import make_config
+
+    return make_config(fake, cfg.state_db)
+
+
+def test_abort_from_another_process_while_copying(cfg, fake):
+    fake.task_script = TaskScript(docs_per_poll=100)
+    aborted = {}
+
+    def sleep_then_abort(seconds):  # between two polls, an operator aborts elsewhere
+        if not aborted:
+            (rec,) = cfg.repo().list()
+            aborted["outcome"] = commands.abort(_other_process(cfg, fake), rec.id)
+
+    cfg.sleep = sleep_then_abort
+    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    assert aborted["outcome"].record.state is State.ROLLED_BACK
+    assert aborted["outcome"].exit_code == ExitCode.OK
+    assert outcome.record.state is State.ROLLED_BACK  # the driver reports the abort...
+    assert outcome.exit_code == ExitCode.ROLLED_BACK  # ...as not a success
+    assert [to for _, to, _ in events(cfg, outcome.record.id)][-2:] == [
+        "ABORTING",
+        "ROLLED_BACK",
+    ]  # never FAILED
+    assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
+
+
+def test_driver_waits_for_an_abort_in_progress_and_resume_finishes_it(cfg, fake):
+    class Died(BaseException):
+        pass
+
+    def die(name):
+        raise Died(name)
+
+    fake.task_script = TaskScript(docs_per_poll=100)
+
+    def sleep_then_half_abort(seconds):
+        if not fake.calls or fake.calls[-1].method != "get_task":
+            return cfg.clock.sleep(seconds)
+        (rec,) = cfg.repo().list()
+        if rec.state is State.REINDEXING:
+            other = _other_process(cfg, fake)
+            other.crash = lambda: Crashpoints("commit.ABORTING", die)
+            with pytest.raises(Died):  # the aborting process dies right after its intent
+                commands.abort(other, rec.id)
+        cfg.clock.sleep(seconds)
+
+    from reindex_fsm.crashpoints import Crashpoints
+
+    cfg.sleep = sleep_then_half_abort
+    outcome = commands.start(cfg, ALIAS, RunOptions())
+    assert outcome.record.state is State.ABORTING  # waited, bounded, then reported it
+    assert ALIAS in fake.indices[SOURCE].aliases
+    resumed = commands.resume(_other_process(cfg, fake), outcome.record.id)
+    assert resumed.record.state is State.ROLLED_BACK
+    assert TARGET not in fake.indices
+
+
+def test_swap_racing_a_rollback_cannot_take_the_alias_away(cfg, fake):
+    fake.fail_on("refresh", error=EngineUnreachable(fake.url, "timeout"))
+    before = fake.snapshot()
+    with pytest.raises(EngineUnreachable):
+        commands.start(cfg, ALIAS, RunOptions())
+    (rec,) = cfg.repo().list()
+    original_delete = fake.delete_index
+
+    def delete_after_a_racing_swap(index):
+        fake.update_aliases(rec.plan["alias_actions"])  # the driver's swap lands just now
+        original_delete(index)  # ...and the aliases go with the deleted target
+
+    fake.delete_index = delete_after_a_racing_swap
+    assert commands.abort(cfg, rec.id).record.state is State.ROLLED_BACK
+    assert fake.snapshot() == before
+
+
+def test_copy_never_writes_into_a_target_that_is_gone(cfg, fake):
+    fake.task_script = TaskScript(fail_after_polls=1)
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    assert rec.state is State.FAILED
+    fake.task_script = TaskScript()
+    fake.delete_index(TARGET)  # someone cleaned up by hand
+    n_tasks = len(fake.tasks)
+    outcome = commands.resume(cfg, rec.id)
+    assert outcome.record.state is State.FAILED
+    assert "is gone or no longer this run's" in outcome.record.error
+    assert len(fake.tasks) == n_tasks and TARGET not in fake.indices
+    assert ALIAS in fake.indices[SOURCE].aliases

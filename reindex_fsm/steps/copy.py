@@ -18,6 +18,7 @@ from ..engine.base import ReindexRequest, TaskStatus
 from ..errors import CopyFailed
 from ..runplan import Plan
 from .context import RunContext
+from .plan import owner_of
 
 
 def plan(p: Plan) -> dict[str, Any]:
@@ -41,6 +42,16 @@ def start(ctx: RunContext) -> tuple[str, dict[str, Any]]:
     running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
     if running:
         return running[0].task_id, {"adopted": running[0].task_id}
+    p = ctx.plan
+    if not ctx.engine.index_exists(p.target_index) or owner_of(ctx.engine, p.target_index) != (
+        ctx.run_id
+    ):
+        raise CopyFailed(
+            f"target {p.target_index} is gone or no longer this run's: not copying into it "
+            "(the engine would create it with default mappings)",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
     again = ctx.record.copy_attempts > 0
     ctx.checkpoint(copy_attempts=ctx.record.copy_attempts + 1)
     task_id = ctx.engine.start_reindex(_request(ctx, again))

@@ -40,6 +40,30 @@ def _cancel_and_wait(ctx: RunContext, task_id: str) -> str:
         delay = min(delay * 1.5, ctx.options.poll_max_interval_s)
 
 
+def _restore_aliases(ctx: RunContext) -> list[str]:
+    """Every alias the source had at plan time is on the source again: moved back from the
+    target if a swap happened unrecorded, re-added if it went with a deleted target."""
+    p = ctx.plan
+    on_source = ctx.engine.get_index_aliases(p.source_index)
+    missing = {name: props for name, props in p.aliases.items() if name not in on_source}
+    if not missing:
+        return []
+    on_target = (
+        ctx.engine.get_index_aliases(p.target_index)
+        if ctx.engine.index_exists(p.target_index)
+        else {}
+    )
+    actions = [
+        {"remove": {"index": p.target_index, "alias": name}}
+        for name in missing
+        if name in on_target
+    ]
+    actions += swap_actions(p.target_index, p.source_index, missing, False)[len(missing) :]
+    ctx.engine.update_aliases(actions)
+    ctx.crash("rollback.aliases_restored")
+    return sorted(missing)
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
     detail: dict[str, Any] = {}
@@ -48,13 +72,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         task_ids.insert(0, ctx.record.task_id)
     for task_id in task_ids:
         detail[f"task {task_id}"] = _cancel_and_wait(ctx, task_id)
+    restored = _restore_aliases(ctx)
     if ctx.engine.index_exists(p.target_index):
-        on_target = ctx.engine.get_index_aliases(p.target_index)
-        moved = {name: props for name, props in p.aliases.items() if name in on_target}
-        if moved:  # the swap happened but was never recorded: put the aliases back first
-            ctx.engine.update_aliases(swap_actions(p.target_index, p.source_index, moved, False))
-            ctx.crash("rollback.aliases_restored")
-            detail["aliases"] = f"moved back to {p.source_index}: {sorted(moved)}"
         if owner_of(ctx.engine, p.target_index) == ctx.run_id:
             ctx.engine.delete_index(p.target_index)
             ctx.crash("rollback.engine_done")
@@ -63,4 +82,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
             detail["target"] = f"{p.target_index} not ours: left alone"
     else:
         detail["target"] = "none to delete"
+    # A swap racing this rollback may have moved an alias onto the target just before it
+    # was deleted, taking the alias with it: check once more.
+    restored += _restore_aliases(ctx)
+    if restored:
+        detail["aliases"] = f"back on {p.source_index}: {sorted(set(restored))}"
     return {"detail": detail}

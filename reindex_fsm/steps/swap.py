@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RunStepFailed
+from ..errors import RunStepFailed, StaleState
 from ..runplan import Plan
 from .context import RunContext
 from .plan import swap_actions
@@ -30,6 +30,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
     must_exist = any("must_exist" in a.get("remove", {}) for a in p.alias_actions)
     actions = swap_actions(p.source_index, p.target_index, on_source, must_exist)
+    current = ctx.repo.get(ctx.run_id).state
+    if current is not ctx.record.state:  # aborted meanwhile: never move the alias then
+        raise StaleState(ctx.run_id, ctx.record.state.value, current.value)
     ctx.engine.update_aliases(actions)
     ctx.crash("swap.engine_done")
     return {"detail": {"actions": actions}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 DEFAULT_STATE_DB = "sqlite:///state/reindex_fsm.db"
+_MIGRATE_LOCK = threading.Lock()  # alembic's command API keeps global context
 
 
 def resolve_state_db(url: str | None) -> str:
@@ -96,7 +98,7 @@ def migrate(engine: Engine) -> None:
     cfg = _migrations_config()
     head = ScriptDirectory.from_config(cfg).get_current_head()
     try:
-        with engine.begin() as conn:
+        with _MIGRATE_LOCK, engine.begin() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
             if current != head:
                 cfg.attributes["connection"] = conn
