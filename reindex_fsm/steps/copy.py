@@ -83,11 +83,8 @@ def run_wait(ctx: RunContext) -> dict[str, Any]:
         status = ctx.engine.get_task(task_id) if task_id else None
         if status is None:
             new_id, detail = start(ctx)
-            ctx.checkpoint(
-                event="copy_restarted",
-                detail={"vanished_task": task_id, **detail},
-                task_id=new_id,
-            )
+            why = {"vanished_task": task_id} if task_id else {"reason": "retry of a failed copy"}
+            ctx.checkpoint(event="copy_restarted", detail={**why, **detail}, task_id=new_id)
             delay = opts.poll_interval_s
             continue
         counts = status.counts()

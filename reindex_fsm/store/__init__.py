@@ -65,6 +65,10 @@ def _prepare_sqlite_file(path: str) -> None:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    # pysqlite opens transactions only before DML, so the migrations' CREATE TABLEs would
+    # each commit on their own and a kill in between would leave half a schema. Let
+    # SQLAlchemy's "begin" event emit BEGIN instead (the SQLAlchemy pysqlite recipe).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
@@ -89,6 +93,7 @@ def open_store(url: str | None = None) -> RunRepository:
         raise StateStoreError(f"cannot use state database {_safe(resolved)}: {exc}") from exc
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     migrate(engine)
     return RunRepository(engine)
 
