@@ -252,7 +252,9 @@ def cli() -> None:
     "(default: 0 replicas and no refresh while copying, restored before verify).",
 )
 @click.option("--requests-per-second", type=float, help="Throttle the _reindex copy.")
-@click.option("--slices", default="1", show_default=True, help="_reindex slices: a number or auto.")
+@click.option(
+    "--slices", default="auto", show_default=True, help="_reindex slices: a number or auto."
+)
 @engine_options
 @common
 @click.pass_context

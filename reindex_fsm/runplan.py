@@ -18,7 +18,7 @@ class RunOptions:
     settings_overrides: dict[str, Any] = field(default_factory=dict)  # flat keys
     mappings_override: dict[str, Any] | None = None
     requests_per_second: float | None = None
-    slices: int | str = 1
+    slices: int | str = "auto"  # one slice per source shard: parallel copy
     poll_interval_s: float = 0.5
     poll_max_interval_s: float = 2.0  # a poll is one cheap GET; a long gap is wasted time
     cancel_wait_s: float = 60.0
