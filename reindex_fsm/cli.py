@@ -29,7 +29,10 @@ EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name.lower().replace('_', ' ')}
 
 
 def _out() -> Console:
-    return Console(soft_wrap=True)
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
+        console = Console(soft_wrap=True, width=200)
+    return console
 
 
 def _err() -> Console:
