@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     RUN_NOT_FOUND = 8  # no run with that ID in the state database
     STATE_DB = 9  # the state database cannot be opened or written
     DECLINED = 10  # the operator declined at the confirmation prompt; nothing done
+    ENGINE_REFUSED = 11  # the engine refused a request outside a run step (e.g. a privilege)
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
 
 
@@ -147,6 +148,8 @@ class StateStoreError(ReindexFsmError):
 
 class EngineError(ReindexFsmError):
     """The engine refused a request. Carries the status and the engine's reason."""
+
+    exit_code = ExitCode.ENGINE_REFUSED
 
     def __init__(self, message: str, *, status: int | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
