@@ -38,7 +38,6 @@ pytestmark = pytest.mark.integration
 N_DOCS = 3000
 RPS = 20
 WAIT_S = 60.0
-DOCUMENTED_EXIT_CODES = {int(c) for c in ExitCode} - {int(ExitCode.INTERNAL)}
 
 
 def wait_for(what: str, probe, timeout: float = WAIT_S, every: float = 0.2) -> Any:
