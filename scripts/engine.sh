@@ -390,12 +390,18 @@ log_tail() { # name
 # wait_health URL want_nodes want_status(green|yellow|any) deadline_epoch
 wait_health() {
     local url="$1" want_nodes="$2" want_status="$3" deadline="$4" summary status nodes name
+    local -A missing=()
     while :; do
         for name in $(node_names); do
             if [[ -f "$(node_home "$name")/.stopped" ]]; then
                 continue
             fi
-            if ! node_alive "$name"; then
+            # A node just launched may not have exec'd java yet (its command line has no
+            # marker for a moment on a loaded machine): only a node missing on 5 checks
+            # in a row has exited.
+            if node_alive "$name"; then
+                missing[$name]=0
+            elif ((++missing[$name] >= 5)); then
                 log_tail "$name"
                 log "node $name exited during startup"
                 return 1
