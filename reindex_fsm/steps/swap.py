@@ -18,7 +18,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
     on_source = ctx.engine.get_index_aliases(p.source_index)
     on_target = ctx.engine.get_index_aliases(p.target_index)
-    if not on_source and p.alias in on_target:
+    if p.alias in on_target and p.alias not in on_source:  # only this run moves it there
         return {
             "detail": {"resumed": "aliases already on the target", "aliases": sorted(on_target)}
         }
