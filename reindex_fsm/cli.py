@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,8 +79,6 @@ class CliReporter:
         click.echo(f"run {run.id}: {message}", err=True)
 
     def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        import time
-
         now = time.monotonic()
         if status.completed or now - self._last >= self.every_s:
             self._last = now

@@ -25,6 +25,21 @@ PLAN_CALLS = [
 ]
 
 
+# The engine calls of an abort during REINDEXING.
+ABORT_CALLS = [
+    "index_exists",  # wrote anything? (else CANCELLED)
+    "list_reindex_tasks",
+    "get_task",
+    "cancel_task",
+    "get_task",
+    "get_index_aliases",  # aliases still on the source?
+    "index_exists",
+    "get_index",  # the target is this run's
+    "delete_index",
+    "get_index_aliases",  # and still on the source after the delete
+]
+
+
 def run_calls(polls: int) -> list[str]:
     return [
         "index_exists",
@@ -227,18 +242,7 @@ def test_abort_during_reindexing_cancels_and_rolls_back(cfg, fake):
     before_abort = len(fake.calls)
     outcome = commands.abort(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
-    assert [c.method for c in fake.calls[before_abort:]] == [
-        "index_exists",  # wrote anything? (else CANCELLED)
-        "list_reindex_tasks",
-        "get_task",
-        "cancel_task",
-        "get_task",
-        "get_index_aliases",  # aliases still on the source?
-        "index_exists",
-        "get_index",  # the target is this run's
-        "delete_index",
-        "get_index_aliases",  # and still on the source after the delete
-    ]
+    assert [c.method for c in fake.calls[before_abort:]] == ABORT_CALLS
     assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
 
 
