@@ -155,22 +155,20 @@ def start(cfg: Config, alias: str, options: RunOptions, planned: Plan | None = N
     return Outcome(RunDriver(ctx).drive())
 
 
-def _driver(cfg: Config, record: RunRecord) -> RunDriver:
+def _driver(cfg: Config, run_id: str) -> RunDriver:
+    """The driver of an unfinished run; a finished one is refused before any engine call."""
+    record = cfg.repo().get(run_id)
+    if record.finished:
+        raise RunFinished(record.id, record.state.value)
     return RunDriver(_context(cfg, cfg.engine(record.engine_url), record))
 
 
 def resume(cfg: Config, run_id: str) -> Outcome:
-    record = cfg.repo().get(run_id)
-    if record.finished:
-        raise RunFinished(record.id, record.state.value)
-    return Outcome(_driver(cfg, record).resume())
+    return Outcome(_driver(cfg, run_id).resume())
 
 
 def abort(cfg: Config, run_id: str) -> Outcome:
-    record = cfg.repo().get(run_id)
-    if record.finished:
-        raise RunFinished(record.id, record.state.value)
-    return Outcome(_driver(cfg, record).abort(), aborted=True)
+    return Outcome(_driver(cfg, run_id).abort(), aborted=True)
 
 
 def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
