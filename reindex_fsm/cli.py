@@ -207,6 +207,36 @@ def cli() -> None:
     """
 
 
+def _recompute_options(enabled: bool, **given: Any) -> dict[str, Any]:
+    """The --recompute-embeddings options as RunOptions fields; they need the flag."""
+    defaults = {
+        "batch_size": 500,
+        "embedder": "hashing",
+        "text_field": "text",
+        "vector_field": "embedding",
+        "workers": 1,
+    }
+    if not enabled:
+        named = [k for k, v in given.items() if v is not None and v != defaults.get(k)]
+        if named:
+            flag = "--" + named[0].replace("_", "-")
+            raise UsageError(f"{flag} needs --recompute-embeddings")
+        return {}
+    mapping = given.pop("vector_mapping")
+    if mapping is not None:
+        try:
+            parsed = json.loads(mapping)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--vector-mapping is not JSON: {exc}") from exc
+        if not isinstance(parsed, dict) or "type" not in parsed:
+            raise UsageError(
+                "--vector-mapping must be a JSON object with a type",
+                hint='e.g. \'{"type": "float"}\'',
+            )
+        given["vector_mapping"] = parsed
+    return {"recompute_embeddings": True, **given}
+
+
 @cli.command()
 @click.option("--alias", required=True, help="The alias to move to a new index.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing to the engine.")
@@ -257,6 +287,70 @@ def cli() -> None:
 @click.option(
     "--slices", default="auto", show_default=True, help="_reindex slices: a number or auto."
 )
+@click.option(
+    "--recompute-embeddings",
+    is_flag=True,
+    help="Copy by embedding each document's text and bulk-indexing it with its vector "
+    "(instead of _reindex).",
+)
+@click.option(
+    "--documents-path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.jsonl",
+    help="With --recompute-embeddings: read documents from this JSONL file "
+    "[default: the source index].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Documents embedded and indexed per batch (and per checkpoint).",
+)
+@click.option(
+    "--embedder",
+    default="hashing",
+    show_default=True,
+    metavar="NAME|MODULE:FUNCTION",
+    help="hashing, minilm, zeros (tests only), an entry point of group "
+    "reindex_fsm.embedders, or module:function.",
+)
+@click.option(
+    "--id-field", metavar="FIELD", help="Document ID field [default: id; the source's _id]."
+)
+@click.option(
+    "--text-field",
+    default="text",
+    show_default=True,
+    metavar="FIELD|TEMPLATE",
+    help='Field to embed, or a template of fields such as "{title}. {body}".',
+)
+@click.option(
+    "--vector-field",
+    default="embedding",
+    show_default=True,
+    metavar="FIELD",
+    help="Field that receives the vector.",
+)
+@click.option(
+    "--vector-mapping",
+    metavar="JSON",
+    help='Mapping of the vector field, e.g. \'{"type": "float"}\' [default: dense_vector '
+    "on Elasticsearch, knn_vector on OpenSearch with k-NN].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes that embed in parallel (for a CPU-bound embedder).",
+)
+@click.option(
+    "--skip-invalid",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write invalid input lines with their reason to FILE and go on (else: stop).",
+)
 @engine_options
 @common
 @click.pass_context
@@ -274,6 +368,16 @@ def start(
     no_bulk_tuning: bool,
     requests_per_second: float | None,
     slices: str,
+    recompute_embeddings: bool,
+    documents_path: str | None,
+    batch_size: int,
+    embedder: str,
+    id_field: str | None,
+    text_field: str,
+    vector_field: str,
+    vector_mapping: str | None,
+    workers: int,
+    skip_invalid: str | None,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -300,6 +404,18 @@ def start(
         requests_per_second=requests_per_second,
         slices=slices if slices == "auto" else int(slices),
         bulk_tuning=not no_bulk_tuning,
+        **_recompute_options(
+            recompute_embeddings,
+            documents_path=documents_path,
+            batch_size=batch_size,
+            embedder=embedder,
+            id_field=id_field,
+            text_field=text_field,
+            vector_field=vector_field,
+            vector_mapping=vector_mapping,
+            workers=workers,
+            skip_invalid=skip_invalid,
+        ),
     )
     cfg = _config(ctx, state_db, engine_url, engine_kind)
     if dry_run:

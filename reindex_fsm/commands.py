@@ -20,7 +20,7 @@ from .errors import ExitCode, LockHeld, RunFinished, UsageError
 from .machine import State
 from .runner import RunDriver
 from .runplan import Plan, RunOptions
-from .steps import copy, create_target, swap, verify
+from .steps import copy, create_target, recompute, swap, verify
 from .steps.context import Reporter, RunContext, SilentReporter
 from .steps.plan import make_plan
 from .store import EventRecord, RunRecord, RunRepository, open_store
@@ -126,7 +126,8 @@ def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
 
 def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
     """Every step's plan, for --dry-run and the confirmation prompt."""
-    return [create_target.plan(p), copy.plan(p), verify.plan(p, options.verify), swap.plan(p)]
+    copy_plan = recompute.plan(p) if p.recompute else copy.plan(p)
+    return [create_target.plan(p), copy_plan, verify.plan(p, options.verify), swap.plan(p)]
 
 
 def start(cfg: Config, alias: str, options: RunOptions, planned: Plan | None = None) -> Outcome:

@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     STATE_DB = 9  # the state database cannot be opened or written
     DECLINED = 10  # the operator declined at the confirmation prompt; nothing done
     ENGINE_REFUSED = 11  # the engine refused a request outside a run step (e.g. a privilege)
+    BAD_INPUT = 12  # the documents file or the embedder is unusable; nothing was written
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
 
 
@@ -202,6 +203,29 @@ class CopyFailed(RunStepFailed):
 
 class VerificationFailed(RunStepFailed):
     exit_code = ExitCode.VERIFICATION_FAILED
+
+
+class BadInput(ReindexFsmError):
+    """The documents file, a document in it, or the embedder cannot be used. Raised before
+    anything is written when found at plan time; during a run it fails the copy step."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class EmbedderError(BadInput):
+    pass
+
+
+class InputError(BadInput):
+    """A documents file (or one line of it) is unusable."""
+
+    def __init__(
+        self, path: str, message: str, line: int | None = None, *, hint: str | None = None
+    ) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.path = path
+        self.line = line
 
 
 class Declined(ReindexFsmError):

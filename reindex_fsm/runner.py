@@ -18,7 +18,7 @@ from transitions import EventData
 
 from .errors import EngineUnreachable, ReindexFsmError, RunFinished, StaleState
 from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
-from .steps import copy, create_target, rollback, swap, verify
+from .steps import copy, create_target, recompute, rollback, swap, verify
 from .steps.context import RunContext
 from .store import RunRecord
 
@@ -43,10 +43,12 @@ class RunDriver:
         self._take(create_target.run(self.ctx))
 
     def step_start_copy(self, _e: EventData) -> None:
-        self._take(copy.run_start(self.ctx))
+        strategy = recompute if self.ctx.plan.recompute else copy
+        self._take(strategy.run_start(self.ctx))
 
     def step_wait_copy(self, _e: EventData) -> None:
-        self._take(copy.run_wait(self.ctx))
+        strategy = recompute if self.ctx.plan.recompute else copy
+        self._take(strategy.run_wait(self.ctx))
 
     def step_verify(self, _e: EventData) -> None:
         self._take(verify.run(self.ctx))

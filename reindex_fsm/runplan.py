@@ -24,6 +24,18 @@ class RunOptions:
     cancel_wait_s: float = 60.0
     bulk_tuning: bool = True  # 0 replicas and no refresh on the target while it is copied into
     health_wait_s: float = 300.0
+    # --recompute-embeddings: the copy embeds and bulk-indexes instead of _reindex.
+    recompute_embeddings: bool = False
+    documents_path: str | None = None  # JSONL; None: read the source index itself
+    batch_size: int = 500
+    embedder: str = "hashing"
+    id_field: str | None = None  # None: "id" in a JSONL file; the source's _id otherwise
+    text_field: str = "text"
+    vector_field: str = "embedding"
+    vector_mapping: dict[str, Any] | None = None
+    workers: int = 1
+    skip_invalid: str | None = None  # file that gets the rejected lines with their reason
+    verify_sample: int = 50  # documents embedded again at verify
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +63,8 @@ class Plan:
     # Settings the target carries only while it is copied into; the final values are in
     # ``settings`` (absent there: the engine default) and are put back before verify.
     copy_settings: dict[str, Any] = field(default_factory=dict)
+    # --recompute-embeddings: what the copy reads, embeds and checks (steps/recompute.py).
+    recompute: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -528,6 +528,8 @@ class ClientEngine:
 
     flavor: ClassVar[Flavor]
     helpers: ClassVar[ModuleType]  # elasticsearch.helpers / opensearchpy.helpers
+    pit_path: ClassVar[tuple[str, ...]]
+    pit_id_key: ClassVar[str]
     # Exceptions of the client meaning: cannot reach the engine (connection, timeout, TLS).
     unreachable_errors: ClassVar[tuple[type[BaseException], ...]]
     # Exceptions of the client carrying an HTTP status and the engine's error body.
@@ -876,7 +878,38 @@ class ClientEngine:
             )
         return int(ok), list(errors)
 
-    def scan(self, index: str, query: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def search(self, index: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        path = _path(index, "_search") if index else "/_search"
+        return dict(self._request("POST", path, body=dict(body)))
+
+    def open_pit(self, index: str, keep_alive: str) -> str | None:
+        try:
+            body = self._request(
+                "POST", _path(index, *self.pit_path), params={"keep_alive": keep_alive}
+            )
+        except EngineError as exc:
+            if exc.status in (400, 404, 405) and not isinstance(exc, IndexNotFound):
+                return None  # no PIT API on this engine: the caller scrolls instead
+            raise
+        return str(body[self.pit_id_key])
+
+    def close_pit(self, pit_id: str) -> None:
+        body = {self.pit_id_key: [pit_id] if self.flavor == "opensearch" else pit_id}
+        try:
+            self._request("DELETE", "/" + "/".join(self.pit_path), body=body)
+        except IndexNotFound:
+            pass
+        except EngineError as exc:
+            if exc.status != 404:
+                raise
+
+    def plugins(self) -> set[str]:
+        rows = self._request("GET", "/_cat/plugins", params={"format": "json"})
+        return {str(row.get("component")) for row in rows or [] if isinstance(row, Mapping)}
+
+    def scan(
+        self, index: str, query: Mapping[str, Any] | None = None, preserve_order: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """Every hit (scroll, unordered, 1000 a page). ``query`` is either a query clause
         (``{"term": {...}}``) or a search body whose keys are all search-body keys
         (``{"query": ..., "_source": ...}``)."""
@@ -888,5 +921,5 @@ class ClientEngine:
             body = {"query": dict(query)}
         with self._translating(f"scan of {index}"):
             yield from self.helpers.scan(
-                self._client, query=body, index=index, size=1000, preserve_order=False
+                self._client, query=body, index=index, size=1000, preserve_order=preserve_order
             )

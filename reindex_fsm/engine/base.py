@@ -185,6 +185,26 @@ class Engine(Protocol):
         """Index ``actions`` (helpers.bulk format); return (succeeded, errors)."""
         ...
 
-    def scan(self, index: str, query: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Every hit of ``query`` (all documents by default), as ``{_id, _source, ...}``."""
+    def scan(
+        self, index: str, query: Mapping[str, Any] | None = None, preserve_order: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every hit of ``query`` (all documents by default), as ``{_id, _source, ...}``;
+        in the query's sort order only with ``preserve_order``."""
+        ...
+
+    def search(self, index: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One search request; ``index`` None for a point-in-time search (the PIT names it).
+        Returns the raw response (``hits.hits`` holds the hits)."""
+        ...
+
+    def open_pit(self, index: str, keep_alive: str) -> str | None:
+        """Open a point in time on ``index``; None when the engine has no PIT API."""
+        ...
+
+    def close_pit(self, pit_id: str) -> None:
+        """Close a point in time; one that is already gone is not an error."""
+        ...
+
+    def plugins(self) -> set[str]:
+        """The component names of the plugins and modules installed on any node."""
         ...

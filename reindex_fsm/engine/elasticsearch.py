@@ -24,6 +24,8 @@ __all__ = ["ElasticsearchEngine"]
 
 class ElasticsearchEngine(ClientEngine):
     flavor = "elasticsearch"
+    pit_path = ("_pit",)  # POST <index>/...: open a PIT
+    pit_id_key = "id"
     helpers = elasticsearch.helpers
     unreachable_errors = (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)
     api_errors = (elastic_transport.ApiError,)

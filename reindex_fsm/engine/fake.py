@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,9 @@ class FakeEngine:
         self._counts: dict[str, int] = {}
         self._task_ids = itertools.count(1)
         self.refusing = False
+        self.plugin_names: set[str] = set()
+        self.pits: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self.pit_supported = True
 
     # -- test controls --------------------------------------------------------
     def add_index(
@@ -389,10 +393,53 @@ class FakeEngine:
             ok += 1
         return ok, errors
 
-    def scan(self, index: str, query: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def scan(
+        self, index: str, query: Mapping[str, Any] | None = None, preserve_order: bool = False
+    ) -> Iterator[dict[str, Any]]:
         self._call("scan", index)
         for doc_id, source in sorted(self._index(index).docs.items()):
             yield {"_index": index, "_id": doc_id, "_source": copy.deepcopy(source)}
+
+    def search(self, index: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._call("search", index)
+        pit = body.get("pit")
+        if pit:
+            if pit["id"] not in self.pits:
+                raise EngineError("search_context_missing_exception: no such PIT", status=404)
+            docs = list(self.pits[pit["id"]])
+        else:
+            docs = sorted(self._index(str(index)).docs.items())
+        query = body.get("query") or {"match_all": {}}
+        if "ids" in query:
+            wanted = set(query["ids"]["values"])
+            docs = [d for d in docs if d[0] in wanted]
+        elif "function_score" in query:
+            seed = str(query["function_score"].get("random_score", {}).get("seed", 0))
+            docs.sort(key=lambda d: zlib.crc32(f"{seed}:{d[0]}".encode()))
+        after = body.get("search_after")
+        if after is not None:
+            docs = [d for d in docs if d[0] > after[0]]
+        hits = [
+            {"_index": index, "_id": doc_id, "_source": copy.deepcopy(src), "sort": [doc_id]}
+            for doc_id, src in docs[: int(body.get("size", 10))]
+        ]
+        return {"hits": {"hits": hits}, **({"pit_id": pit["id"]} if pit else {})}
+
+    def open_pit(self, index: str, keep_alive: str) -> str | None:
+        self._call("open_pit", index)
+        if not self.pit_supported:
+            return None
+        pit_id = f"pit-{len(self.pits) + 1}-{index}"
+        self.pits[pit_id] = sorted(copy.deepcopy(self._index(index).docs).items())
+        return pit_id
+
+    def close_pit(self, pit_id: str) -> None:
+        self._call("close_pit", pit_id)
+        self.pits.pop(pit_id, None)
+
+    def plugins(self) -> set[str]:
+        self._call("plugins")
+        return set(self.plugin_names)
 
     def close(self) -> None:
         pass

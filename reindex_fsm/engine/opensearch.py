@@ -21,6 +21,8 @@ __all__ = ["OpenSearchEngine"]
 
 class OpenSearchEngine(ClientEngine):
     flavor = "opensearch"
+    pit_path = ("_search", "point_in_time")  # POST <index>/...: open a PIT
+    pit_id_key = "pit_id"
     helpers = opensearchpy.helpers
     # ConnectionError covers ConnectionTimeout and SSLError too.
     unreachable_errors = (opensearchpy.exceptions.ConnectionError,)

@@ -162,7 +162,19 @@ def make_plan(
     else:
         target = choose_target_name(engine, alias, now)
     definition = engine.get_index(source)
+    source_count = engine.count(source)
     meta = {"run_id": run_id, "alias": alias, "source_index": source, "tool": "reindex-fsm"}
+    settings = target_settings(definition.settings, options.settings_overrides)
+    mappings = target_mappings(definition.mappings, options.mappings_override, meta)
+    recompute_plan = None
+    if options.recompute_embeddings:
+        from . import recompute
+
+        recompute_plan, vector_mappings, vector_settings = recompute.prepare(
+            engine, info, options, source, source_count, mappings
+        )
+        mappings = target_mappings(mappings, vector_mappings, meta)
+        settings = dict(sorted({**settings, **vector_settings}.items()))
     request = ReindexRequest(
         source=source,
         dest=target,
@@ -175,15 +187,16 @@ def make_plan(
         alias=alias,
         source_index=source,
         target_index=target,
-        source_count=engine.count(source),
-        settings=target_settings(definition.settings, options.settings_overrides),
-        mappings=target_mappings(definition.mappings, options.mappings_override, meta),
+        source_count=source_count,
+        settings=settings,
+        mappings=mappings,
         aliases=aliases,
         alias_actions=swap_actions(source, target, aliases, info.supports_must_exist),
         reindex=request.body(),
         engine={"url": engine.url, "flavor": info.flavor, "version": info.version},
         planned_at=now.isoformat(),
         copy_settings=dict(COPY_SETTINGS) if options.bulk_tuning else {},
+        recompute=recompute_plan,
     )
 
 

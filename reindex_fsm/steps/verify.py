@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import RunStepFailed, VerificationFailed
 from ..runplan import Plan
+from . import recompute
 from .context import RunContext
 
 HEALTH_POLL_S = 20.0
@@ -20,6 +21,16 @@ def final_settings(p: Plan) -> dict[str, Any]:
 
 def plan(p: Plan, verify: bool) -> dict[str, Any]:
     check = f"target count == {p.source_count}" if verify else "none (pass --verify)"
+    if p.recompute and verify:
+        rp = p.recompute
+        expected = rp["expected"] if rp.get("expected") is not None else (
+            f"{p.source_count} less rejected documents"
+        )
+        check = (
+            f"target count == {expected}; {rp['fields']['vector']} mapped with dimension "
+            f"{rp['dimension']}; {rp['verify_sample']} random documents embedded again "
+            "match their stored vectors (cosine >= 0.999)"
+        )
     return {
         "step": "verify",
         "restore_settings": final_settings(p),
@@ -69,12 +80,56 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "verified": ctx.options.verify,
         **restored,
     }
+    if p.recompute:
+        return _recompute_checks(ctx, target_count, detail)
     if ctx.options.verify and target_count != p.source_count:
         raise VerificationFailed(
             f"verification failed: target {p.target_index} has {target_count} documents, "
             f"source {p.source_index} had {p.source_count}"
             f" (version conflicts {detail['version_conflicts']},"
             f" task failures {detail['task_failures']})",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
+    return {"target_count": target_count, "detail": detail}
+
+
+def _recompute_checks(ctx: RunContext, target_count: int, detail: dict[str, Any]) -> dict[str, Any]:
+    """Count (input less rejects), the vector's dimension in the target mapping, and a
+    random sample embedded again."""
+    p = ctx.plan
+    rp = p.recompute or {}
+    expected = recompute.expected_count(p, ctx.record.progress)
+    mapped = recompute.mapped_dimension(ctx.engine, p)
+    sample = recompute.sample_check(ctx)
+    rejected = int((ctx.record.progress or {}).get("rejected", 0))
+    detail.update(
+        expected_count=expected,
+        rejected=rejected,
+        input=rp.get("path") or p.source_index,
+        mapped_dimension=mapped,
+        dimension=rp["dimension"],
+        **{f"sample_{k}": v for k, v in sample.items()},
+    )
+    problems = []
+    if target_count != expected:
+        problems.append(
+            f"target {p.target_index} has {target_count} documents, expected {expected} "
+            f"({rp.get('documents', p.source_count)} read, {rejected} rejected)"
+        )
+    if mapped is not None and mapped != rp["dimension"]:
+        problems.append(f"{rp['fields']['vector']} is mapped with dimension {mapped}, "
+                        f"the embedder gives {rp['dimension']}")
+    if sample["bad_dimension"]:
+        problems.append(f"stored vectors of the wrong length: {sample['bad_dimension']}")
+    if sample["mismatched"]:
+        problems.append(
+            f"stored vectors differ from a fresh embedding (min cosine "
+            f"{sample['min_cosine']:.6f}): {sample['mismatched']}"
+        )
+    if ctx.options.verify and problems:
+        raise VerificationFailed(
+            "verification failed: " + "; ".join(problems),
             run_id=ctx.run_id,
             state=ctx.record.state.value,
         )

@@ -1,0 +1,385 @@
+"""Where a recompute run reads its documents: a JSONL file, or the source index itself.
+
+Both readers cut their input into numbered batches that are the same on every read of
+an unchanged input (a JSONL batch is ``batch_size`` physical lines; an index batch is
+``batch_size`` hits in ``_id`` order), and each batch carries the position just after
+it (``{"line", "offset"}`` or ``{"after"}``). A run stores that position when the
+batch is acknowledged and a resume reads on from there.
+
+A JSONL file is checked whole at plan time (:func:`inspect_jsonl`), before anything is
+written: malformed JSON, a missing ID or text and a duplicate ID are errors naming the
+file and line, or, with ``--skip-invalid FILE``, lines set aside in FILE with their reason.
+Duplicate IDs are found through a temporary SQLite table, so memory does not grow with
+the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from .engine.base import Engine
+from .errors import EngineError, InputError
+
+MAX_ID_BYTES = 512  # the engines' limit on _id
+PIT_KEEP_ALIVE = "10m"
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")  # {field} or {dotted.path} in a text template
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Which field is the ID, which the text (a name, a dotted path, or a template such
+    as ``"{title}\\n{body}"``) and where the vector goes."""
+
+    id: str
+    text: str
+    vector: str
+
+    @property
+    def is_template(self) -> bool:
+        return "{" in self.text
+
+    def template_fields(self) -> list[str]:
+        return _PLACEHOLDER.findall(self.text)
+
+    def text_of(self, doc: dict[str, Any]) -> tuple[str | None, str]:
+        """The text to embed, or None and why not."""
+        if not self.is_template:
+            value = lookup(doc, self.text)
+            if value is None:
+                return None, f"missing text field {self.text!r}"
+            if not isinstance(value, str):
+                return None, f"text field {self.text!r} is {type(value).__name__}, not a string"
+            return value, ""
+        values: dict[str, Any] = {}
+        for name in self.template_fields():
+            value = lookup(doc, name)
+            if value is None:
+                return None, f"missing field {name!r} of the text template"
+            values[name] = value
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), self.text), ""
+
+    def id_of(self, doc: dict[str, Any]) -> tuple[str | None, str]:
+        value = lookup(doc, self.id)
+        if value is None or value == "":
+            return None, f"missing ID field {self.id!r}"
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return None, f"ID field {self.id!r} is {type(value).__name__}, not a string or integer"
+        doc_id = str(value)
+        if len(doc_id.encode()) > MAX_ID_BYTES:
+            return None, f"ID is longer than {MAX_ID_BYTES} bytes"
+        return doc_id, ""
+
+
+def lookup(doc: dict[str, Any], path: str) -> Any:
+    """``doc[path]``, or the dotted path through nested objects; None if absent."""
+    if path in doc:
+        return doc[path]
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def parse_line(raw: bytes, fields: Fields) -> tuple[tuple[str, str, dict[str, Any]] | None, str]:
+    """One JSONL line as (id, text, document), or None and the reason it is rejected."""
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"malformed JSON: {exc}"
+    if not isinstance(doc, dict):
+        return None, f"not a JSON object but {type(doc).__name__}"
+    doc_id, why = fields.id_of(doc)
+    if doc_id is None:
+        return None, why
+    text, why = fields.text_of(doc)
+    if text is None:
+        return None, why
+    return (doc_id, text, doc), ""
+
+
+@dataclass(frozen=True)
+class Batch:
+    number: int
+    docs: list[tuple[str, str, dict[str, Any]]]  # (id, text, document without the vector)
+    rejected: list[dict[str, Any]]  # {"where", "reason"}: only when skipping invalid input
+    end: dict[str, Any]  # the position just after this batch
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for _, text, _ in self.docs]
+
+
+# -- JSONL ---------------------------------------------------------------------------------
+
+
+@dataclass
+class JsonlSummary:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    lines: int = 0  # physical lines, blank ones included
+    documents: int = 0  # valid documents: what the target will hold
+    rejected: int = 0
+    duplicate_lines: list[int] = field(default_factory=list)
+    first_rejects: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "sha256": self.sha256,
+            "lines": self.lines,
+            "documents": self.documents,
+            "rejected": self.rejected,
+            "duplicate_lines": self.duplicate_lines,
+            "first_rejects": self.first_rejects,
+        }
+
+
+def _open(path: str) -> IO[bytes]:
+    try:
+        return open(path, "rb")  # the caller closes it
+    except OSError as exc:
+        raise InputError(
+            path, f"cannot be read: {exc.strerror or exc}", hint="check the path and permissions"
+        ) from exc
+
+
+def inspect_jsonl(path: str, fields: Fields, skip_file: str | None, write: bool) -> JsonlSummary:
+    """Check every line of ``path``. Without ``skip_file`` the first bad line is an
+    InputError; with it, bad lines are counted (and written to it when ``write``)."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise InputError(path, "is a directory, not a JSONL file")
+    with _open(path) as fh:
+        stat = os.fstat(fh.fileno())
+        summary = JsonlSummary(path, stat.st_size, stat.st_mtime_ns, "")
+        digest = hashlib.sha256()
+        rejects_out: IO[str] | None = None
+        if skip_file and write:
+            try:
+                rejects_out = open(skip_file, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise InputError(skip_file, f"cannot be written: {exc.strerror or exc}") from exc
+        with tempfile.TemporaryDirectory(prefix="reindex-fsm-ids-") as tmp:
+            ids = sqlite3.connect(os.path.join(tmp, "ids.sqlite"), isolation_level=None)
+            try:
+                ids.execute("PRAGMA journal_mode=OFF")
+                ids.execute("PRAGMA synchronous=OFF")
+                ids.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID")
+                ids.execute("BEGIN")
+                offset = 0
+                for number, raw in enumerate(_read_lines(fh, path), start=1):
+                    digest.update(raw)
+                    summary.lines = number
+                    this_offset, offset = offset, offset + len(raw)
+                    if not raw.strip():
+                        continue
+                    parsed, why = parse_line(raw, fields)
+                    if parsed is not None:
+                        cur = ids.execute(
+                            "INSERT OR IGNORE INTO ids VALUES (?, ?)", (parsed[0], number)
+                        )
+                        if cur.rowcount == 0:
+                            first = ids.execute(
+                                "SELECT line FROM ids WHERE id = ?", (parsed[0],)
+                            ).fetchone()[0]
+                            why = f"duplicate ID {parsed[0]!r} (first on line {first})"
+                            summary.duplicate_lines.append(number)
+                            parsed = None
+                    if parsed is not None:
+                        summary.documents += 1
+                        continue
+                    if skip_file is None:
+                        raise InputError(
+                            path,
+                            why,
+                            number,
+                            hint="fix the line, or pass --skip-invalid FILE to set such "
+                            "lines aside",
+                        )
+                    summary.rejected += 1
+                    reject = {"line": number, "offset": this_offset, "reason": why}
+                    if len(summary.first_rejects) < 5:
+                        summary.first_rejects.append(reject)
+                    if rejects_out is not None:
+                        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                        rejects_out.write(json.dumps({**reject, "text": text}) + "\n")
+            finally:
+                ids.close()
+                if rejects_out is not None:
+                    rejects_out.close()
+        summary.sha256 = digest.hexdigest()
+    if summary.documents == 0:
+        if summary.rejected:
+            raise InputError(
+                path,
+                f"has no valid document: all {summary.rejected} non-blank lines were rejected"
+                + (f" (see {skip_file})" if write else ""),
+            )
+        raise InputError(path, "is empty: no documents to index")
+    return summary
+
+
+def _read_lines(fh: IO[bytes], path: str) -> Iterator[bytes]:
+    try:
+        yield from fh
+    except OSError as exc:
+        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
+
+
+class JsonlReader:
+    """Batches of a JSONL file checked at plan time; refuses a file changed since."""
+
+    def __init__(self, plan: dict[str, Any], fields: Fields, batch_size: int) -> None:
+        self.path = plan["path"]
+        self.fields = fields
+        self.batch_size = batch_size
+        self.skipping = plan.get("skip_file") is not None
+        self.duplicates = set(plan.get("duplicate_lines") or ())
+        self.expected = (plan["size"], plan["mtime_ns"])
+
+    def _check_unchanged(self, fh: IO[bytes]) -> None:
+        stat = os.fstat(fh.fileno())
+        if (stat.st_size, stat.st_mtime_ns) != self.expected:
+            raise InputError(
+                self.path,
+                f"changed since the run was planned (size {stat.st_size}, was "
+                f"{self.expected[0]})",
+                hint="put the planned file back, or abort this run and start a new one",
+            )
+
+    def batches(self, first: int, position: dict[str, Any] | None) -> Iterator[Batch]:
+        """Batches from number ``first``, which starts at ``position`` (None: the start)."""
+        line = int((position or {}).get("line", 0))
+        offset = int((position or {}).get("offset", 0))
+        with _open(self.path) as fh:
+            self._check_unchanged(fh)
+            fh.seek(offset)
+            number = first
+            docs: list[tuple[str, str, dict[str, Any]]] = []
+            rejected: list[dict[str, Any]] = []
+            in_batch = 0
+            for raw in _read_lines(fh, self.path):
+                line += 1
+                offset += len(raw)
+                in_batch += 1
+                if raw.strip():
+                    parsed, why = parse_line(raw, self.fields)
+                    if parsed is not None and line in self.duplicates:
+                        parsed, why = None, "duplicate ID"
+                    if parsed is not None:
+                        docs.append(parsed)
+                    elif self.skipping:
+                        rejected.append({"where": f"{self.path}:{line}", "reason": why})
+                    else:  # checked at plan time: only a changed file gets here
+                        raise InputError(self.path, why, line)
+                if in_batch == self.batch_size:
+                    yield Batch(number, docs, rejected, {"line": line, "offset": offset})
+                    number, docs, rejected, in_batch = number + 1, [], [], 0
+            if in_batch:
+                yield Batch(number, docs, rejected, {"line": line, "offset": offset})
+
+
+# -- the source index --------------------------------------------------------------------------
+
+
+class IndexReader:
+    """Batches of the source index through a point in time and ``search_after`` on
+    ``_id`` (stable across points in time, so a resume after the PIT expired reads on
+    from the stored key); a scroll sorted on ``_id`` where the engine has no PIT API."""
+
+    SORT = [{"_id": "asc"}]
+
+    def __init__(
+        self, engine: Engine, index: str, fields: Fields, batch_size: int, skipping: bool
+    ) -> None:
+        self.engine = engine
+        self.index = index
+        self.fields = fields
+        self.batch_size = batch_size
+        self.skipping = skipping
+        self.pit_id: str | None = None
+
+    def _batch(self, number: int, hits: list[dict[str, Any]]) -> Batch:
+        docs, rejected = [], []
+        for hit in hits:
+            source = hit.get("_source") or {}
+            text, why = self.fields.text_of(source)
+            if text is not None:
+                docs.append((hit["_id"], text, source))
+            elif self.skipping:
+                rejected.append({"where": f"{self.index}/_doc/{hit['_id']}", "reason": why})
+            else:
+                raise InputError(
+                    f"{self.index}/_doc/{hit['_id']}",
+                    why,
+                    hint="fix the document, choose --text-field, or pass --skip-invalid FILE",
+                )
+        return Batch(number, docs, rejected, {"after": hits[-1]["sort"]})
+
+    def batches(self, first: int, position: dict[str, Any] | None) -> Iterator[Batch]:
+        after = (position or {}).get("after")
+        self.pit_id = self.engine.open_pit(self.index, PIT_KEEP_ALIVE)
+        if self.pit_id is None:
+            yield from self._scroll_batches(first, after)
+            return
+        number = first
+        while True:
+            body: dict[str, Any] = {
+                "size": self.batch_size,
+                "sort": self.SORT,
+                "pit": {"id": self.pit_id, "keep_alive": PIT_KEEP_ALIVE},
+                "track_total_hits": False,
+            }
+            if after is not None:
+                body["search_after"] = after
+            try:
+                response = self.engine.search(None, body)
+            except EngineError as exc:
+                if exc.status != 404:
+                    raise
+                # The PIT expired (a long pause): a new one reads on from the same _id.
+                self.pit_id = self.engine.open_pit(self.index, PIT_KEEP_ALIVE)
+                continue
+            self.pit_id = response.get("pit_id", self.pit_id)
+            hits = response["hits"]["hits"]
+            if not hits:
+                return
+            batch = self._batch(number, hits)
+            after = batch.end["after"]
+            yield batch
+            number += 1
+
+    def _scroll_batches(self, first: int, after: list[Any] | None) -> Iterator[Batch]:
+        number, page = first, []
+        query = {"query": {"match_all": {}}, "sort": self.SORT}
+        for hit in self.engine.scan(self.index, query, preserve_order=True):
+            hit.setdefault("sort", [hit["_id"]])
+            if after is not None and hit["_id"] <= after[0]:
+                continue
+            page.append(hit)
+            if len(page) == self.batch_size:
+                yield self._batch(number, page)
+                number, page = number + 1, []
+        if page:
+            yield self._batch(number, page)
+
+    def close(self) -> None:
+        if self.pit_id is not None:
+            with contextlib.suppress(EngineError):  # else it expires on its own
+                self.engine.close_pit(self.pit_id)
+            self.pit_id = None

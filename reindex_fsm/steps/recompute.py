@@ -1,0 +1,479 @@
+"""REINDEXING by recomputing embeddings: read documents (a JSONL file or the source index),
+embed their text, bulk-index them with the vector into the target.
+
+At plan time (:func:`prepare`), before anything is written: the embedder is loaded and
+probed for its dimension, a JSONL file is checked whole, and the vector field's mapping
+is chosen for the engine.
+
+While copying (:func:`run_wait`), reading, embedding and indexing overlap: batch k+1 is
+embedded (in a thread, or in ``--workers`` processes) while batch k is indexed. Batch
+``b`` belongs to stripe ``b % workers``; every stripe has its own checkpoint, stored
+with the state (one compare-and-set transaction) after each of its batches is
+acknowledged: the next batch it owns and the input position to read on from. A resume
+reads from the earliest stripe position and skips the batches a stripe already has, so
+nothing is lost; indexing is by document ID, so a batch indexed twice is not duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures.process import ProcessPoolExecutor
+from concurrent.futures.thread import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from .. import embedders
+from ..documents import Batch, Fields, IndexReader, JsonlReader, inspect_jsonl
+from ..engine.base import Engine, EngineInfo, TaskStatus
+from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
+from ..runplan import Plan, RunOptions
+from .context import RunContext
+from .plan import owner_of
+
+VECTOR_TYPES = ("dense_vector", "knn_vector")
+
+
+# -- plan time -----------------------------------------------------------------------------
+
+
+def fields_for(options: RunOptions) -> Fields:
+    id_field = options.id_field or ("id" if options.documents_path else "_id")
+    return Fields(id=id_field, text=options.text_field, vector=options.vector_field)
+
+
+def _declared_dimension(mapping: dict[str, Any]) -> int | None:
+    value = mapping.get("dims", mapping.get("dimension"))
+    return int(value) if value is not None else None
+
+
+def vector_mapping(
+    engine: Engine,
+    info: EngineInfo,
+    options: RunOptions,
+    dimension: int,
+    source_mappings: dict[str, Any],
+    zeros: bool,
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The vector field's mapping, settings the target needs for it, and what was chosen."""
+    name = options.vector_field
+    existing = (source_mappings.get("properties") or {}).get(name)
+    if options.vector_mapping is not None:
+        given = _declared_dimension(options.vector_mapping)
+        if given is not None and given != dimension:
+            raise BadInput(
+                f"--vector-mapping declares dimension {given}, but embedder "
+                f"{options.embedder!r} returns {dimension}",
+                hint="fix the mapping or choose the matching embedder",
+            )
+        return dict(options.vector_mapping), {}, "given by --vector-mapping"
+    if existing is not None:
+        have = _declared_dimension(existing)
+        if existing.get("type") in VECTOR_TYPES and have != dimension:
+            raise BadInput(
+                f"the source maps {name!r} as {existing.get('type')} of dimension {have}, "
+                f"but embedder {options.embedder!r} returns {dimension}: stopping before "
+                "anything is written",
+                hint="use an embedder of that dimension, or pass --vector-mapping to "
+                "replace the field's mapping knowingly",
+            )
+        if existing.get("type") in VECTOR_TYPES or existing.get("type") == "float":
+            return dict(existing), (
+                {"index.knn": "true"} if existing.get("type") == "knn_vector" else {}
+            ), f"the source's {existing.get('type')} mapping"
+    if info.flavor == "elasticsearch":
+        # ES refuses zero vectors under cosine; the zeros embedder gets l2_norm.
+        similarity = "l2_norm" if zeros else "cosine"
+        return (
+            {"type": "dense_vector", "dims": dimension, "index": True, "similarity": similarity},
+            {},
+            "dense_vector (Elasticsearch)",
+        )
+    if any("knn" in component for component in engine.plugins()):
+        space = "l2" if zeros else "cosinesimil"
+        return (
+            {
+                "type": "knn_vector",
+                "dimension": dimension,
+                "method": {"name": "hnsw", "engine": "lucene", "space_type": space},
+            },
+            {"index.knn": "true"},
+            "knn_vector (OpenSearch k-NN plugin, lucene engine)",
+        )
+    raise BadInput(
+        f"this OpenSearch ({engine.url}) has no k-NN plugin, so it has no vector field type "
+        f"for {name!r}",
+        hint="install the opensearch-knn plugin, or pass --vector-mapping "
+        "'{\"type\": \"float\"}' to store the vector as a plain float array (not k-NN "
+        "searchable)",
+    )
+
+
+def prepare(
+    engine: Engine,
+    info: EngineInfo,
+    options: RunOptions,
+    source_index: str,
+    source_count: int,
+    source_mappings: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Check everything a recompute run needs before anything is written.
+
+    Returns the recompute plan, the mappings to merge over the source's, and extra
+    target settings."""
+    if options.batch_size < 1:
+        raise UsageError(f"--batch-size {options.batch_size} must be at least 1")
+    if options.workers < 1:
+        raise UsageError(f"--workers {options.workers} must be at least 1")
+    if options.skip_invalid and options.documents_path and (
+        os.path.abspath(options.skip_invalid) == os.path.abspath(options.documents_path)
+    ):
+        raise UsageError("--skip-invalid must not be the --documents-path file itself")
+    fields = fields_for(options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
+        embedder = embedders.load(options.embedder)
+    zeros = embedder.allows_zero_rows
+    mapping, settings, chosen = vector_mapping(
+        engine, info, options, embedder.dimension, source_mappings, zeros
+    )
+    plan: dict[str, Any] = {
+        "source": "jsonl" if options.documents_path else "index",
+        "index": source_index,
+        "fields": {"id": fields.id, "text": fields.text, "vector": fields.vector},
+        "embedder": options.embedder,
+        "dimension": embedder.dimension,
+        "vector_mapping": mapping,
+        "vector_mapping_chosen": chosen,
+        "batch_size": options.batch_size,
+        "workers": options.workers,
+        "skip_file": os.path.abspath(options.skip_invalid) if options.skip_invalid else None,
+        "verify_sample": options.verify_sample,
+    }
+    if options.documents_path:
+        summary = inspect_jsonl(options.documents_path, fields, options.skip_invalid, write=False)
+        plan.update(summary.to_dict())
+        plan["expected"] = summary.documents
+    else:
+        plan["expected"] = None  # the source's count less what is rejected on the way
+        plan["source_count"] = source_count
+    return plan, {"properties": {fields.vector: mapping}}, settings
+
+
+def plan(p: Plan) -> dict[str, Any]:
+    rp = dict(p.recompute or {})
+    rp.pop("duplicate_lines", None)
+    return {"step": "copy", "strategy": "recompute embeddings", **rp}
+
+
+# -- copying ---------------------------------------------------------------------------------
+
+
+def initial_progress(workers: int) -> dict[str, Any]:
+    stripes = [
+        {"next_batch": s, "resume_batch": 0, "position": None, "indexed": 0, "rejected": 0}
+        for s in range(workers)
+    ]
+    return {"strategy": "recompute", "stripes": stripes, "indexed": 0, "rejected": 0}
+
+
+def run_start(ctx: RunContext) -> dict[str, Any]:
+    p = ctx.plan
+    if not ctx.engine.index_exists(p.target_index) or owner_of(ctx.engine, p.target_index) != (
+        ctx.run_id
+    ):
+        raise CopyFailed(
+            f"target {p.target_index} is gone or no longer this run's: not writing into it",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
+    rp = p.recompute or {}
+    if rp["source"] == "jsonl":
+        # Check the file again (unchanged since planned) and write the rejected lines.
+        fields = Fields(**rp["fields"])
+        summary = inspect_jsonl(rp["path"], fields, rp.get("skip_file"), write=True)
+        if summary.sha256 != rp["sha256"]:
+            raise BadInput(
+                f"{rp['path']}: changed since the run was planned",
+                hint="put the planned file back, or abort this run and start a new one",
+            )
+    progress = initial_progress(int(rp["workers"]))
+    return {
+        "progress": progress,
+        "detail": {"strategy": "recompute", "embedder": rp["embedder"], "source": rp["source"]},
+    }
+
+
+# Each embedding process loads the embedder once.
+_worker_fn: embedders.EmbedFn | None = None
+
+
+def _worker_init(spec: str) -> None:
+    global _worker_fn
+    warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
+    _worker_fn = embedders.resolve(spec)
+
+
+def _worker_embed(texts: list[str]) -> np.ndarray:
+    assert _worker_fn is not None
+    return _worker_fn(texts)
+
+
+def _executor(spec: str, workers: int) -> Executor:
+    if workers == 1:
+        return ThreadPoolExecutor(1, thread_name_prefix="embed")
+    # spawn: the parent holds engine and database connections that must not be forked.
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(spec,),
+    )
+
+
+def _done_future(value: np.ndarray) -> Future[np.ndarray]:
+    future: Future[np.ndarray] = Future()
+    future.set_result(value)
+    return future
+
+
+class _Stream:
+    """One pass of the copy: reads, embeds, indexes and checkpoints until the input ends."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.plan = ctx.plan
+        self.rp: dict[str, Any] = self.plan.recompute or {}
+        self.workers = int(self.rp["workers"])
+        self.fields = Fields(**self.rp["fields"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
+            self.embedder = embedders.load(self.rp["embedder"])
+        if self.embedder.dimension != self.rp["dimension"]:
+            raise EmbedderError(
+                f"embedder {self.rp['embedder']!r} now returns dimension "
+                f"{self.embedder.dimension}, the run was planned with {self.rp['dimension']}"
+            )
+        self.progress: dict[str, Any] = dict(ctx.record.progress or {})
+        if self.progress.get("strategy") != "recompute":
+            self.progress = initial_progress(self.workers)
+        self.stripes: list[dict[str, Any]] = [dict(s) for s in self.progress["stripes"]]
+
+    def reader(self) -> tuple[Iterator[Batch], Any]:
+        start = min(self.stripes, key=lambda s: s["resume_batch"])
+        batch_size = int(self.rp["batch_size"])
+        if self.rp["source"] == "jsonl":
+            jsonl = JsonlReader(self.rp, self.fields, batch_size)
+            return jsonl.batches(start["resume_batch"], start["position"]), None
+        index_reader = IndexReader(
+            self.ctx.engine,
+            self.plan.source_index,
+            self.fields,
+            batch_size,
+            skipping=self.rp.get("skip_file") is not None,
+        )
+        return index_reader.batches(start["resume_batch"], start["position"]), index_reader
+
+    def embed(self, executor: Executor, batch: Batch) -> Future[np.ndarray]:
+        if not batch.docs:
+            return _done_future(np.zeros((0, self.embedder.dimension), dtype=np.float32))
+        if self.workers == 1:
+            return executor.submit(self.embedder.fn, batch.texts)
+        return executor.submit(_worker_embed, batch.texts)
+
+    def run(self) -> dict[str, Any]:
+        batches, closeable = self.reader()
+        executor = _executor(self.rp["embedder"], self.workers)
+        in_flight: dict[Future[np.ndarray], Batch] = {}
+        try:
+            for batch in batches:
+                stripe = self.stripes[batch.number % self.workers]
+                if batch.number < stripe["next_batch"]:
+                    continue  # this stripe acknowledged it before a crash
+                self.ctx.crash("recompute.read")
+                in_flight[self.embed(executor, batch)] = batch
+                # Up to `workers` batches embed while the oldest finished one is indexed.
+                while len(in_flight) > self.workers:
+                    self._index_one(in_flight)
+            while in_flight:
+                self._index_one(in_flight)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+            if closeable is not None:
+                closeable.close()
+        return self.progress
+
+    def _index_one(self, in_flight: dict[Future[np.ndarray], Batch]) -> None:
+        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        future = min(done, key=lambda f: in_flight[f].number)
+        batch = in_flight.pop(future)
+        try:
+            raw = future.result()
+        except Exception as exc:
+            raise EmbedderError(
+                f"embedder {self.rp['embedder']!r} failed on batch {batch.number}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        vectors = embedders.check_batch(
+            self.rp["embedder"],
+            raw,
+            len(batch.docs),
+            self.embedder.dimension,
+            self.embedder.allows_zero_rows,
+        )
+        self.ctx.crash("recompute.embedded")
+        self._bulk(batch, vectors)
+        self.ctx.crash("recompute.indexed")
+        self._write_rejects(batch)
+        self._checkpoint(batch)
+
+    def _bulk(self, batch: Batch, vectors: np.ndarray) -> None:
+        if not batch.docs:
+            return
+        target, vector_field = self.plan.target_index, self.fields.vector
+        actions = (
+            {
+                "_op_type": "index",
+                "_index": target,
+                "_id": doc_id,
+                "_source": {**doc, vector_field: row},
+            }
+            for (doc_id, _, doc), row in zip(batch.docs, vectors.tolist(), strict=True)
+        )
+        _, errors = self.ctx.engine.bulk(actions)
+        if errors:
+            first = errors[0]
+            item = next(iter(first.values()), {}) if isinstance(first, dict) else {}
+            reason = item.get("error", first) if isinstance(item, dict) else first
+            raise CopyFailed(
+                f"{len(errors)} of {len(batch.docs)} documents of batch {batch.number} were "
+                f"refused by the engine, first ({item.get('_id', '?')}): {reason}",
+                run_id=self.ctx.run_id,
+                state=self.ctx.record.state.value,
+            )
+
+    def _write_rejects(self, batch: Batch) -> None:
+        # A JSONL file's rejects were written whole at plan time; the index's are found now.
+        skip_file = self.rp.get("skip_file")
+        if not batch.rejected or self.rp["source"] != "index" or not skip_file:
+            return
+        with open(skip_file, "a", encoding="utf-8") as out:
+            for reject in batch.rejected:
+                out.write(json.dumps({"batch": batch.number, **reject}) + "\n")
+
+    def _checkpoint(self, batch: Batch) -> None:
+        s = batch.number % self.workers
+        stripe = self.stripes[s]
+        stripe.update(
+            next_batch=batch.number + self.workers,
+            resume_batch=batch.number + 1,
+            position=batch.end,
+            indexed=stripe["indexed"] + len(batch.docs),
+            rejected=stripe["rejected"] + len(batch.rejected),
+        )
+        self.progress = {
+            "strategy": "recompute",
+            "stripes": self.stripes,
+            "indexed": sum(x["indexed"] for x in self.stripes),
+            "rejected": sum(x["rejected"] for x in self.stripes),
+            "batches": self.progress.get("batches", 0) + 1,
+        }
+        self.ctx.checkpoint(progress=self.progress)
+        self.ctx.reporter.progress(self.ctx.record, self._status())
+
+    def _status(self) -> TaskStatus:
+        expected = self.rp.get("expected") or self.rp.get("source_count") or 0
+        return TaskStatus(
+            task_id="recompute",
+            completed=False,
+            total=int(expected),
+            created=int(self.progress["indexed"]),
+            description=f"recompute embeddings ({self.rp['embedder']})",
+        )
+
+
+def run_wait(ctx: RunContext) -> dict[str, Any]:
+    progress = _Stream(ctx).run()
+    detail = {
+        "strategy": "recompute",
+        "indexed": progress.get("indexed", 0),
+        "rejected": progress.get("rejected", 0),
+    }
+    return {"progress": progress, "detail": detail}
+
+
+# -- verification ----------------------------------------------------------------------------
+
+
+def expected_count(p: Plan, progress: dict[str, Any] | None) -> int:
+    rp = p.recompute or {}
+    if rp.get("expected") is not None:
+        return int(rp["expected"])
+    return int(rp.get("source_count", p.source_count)) - int((progress or {}).get("rejected", 0))
+
+
+def mapped_dimension(engine: Engine, p: Plan) -> int | None:
+    rp = p.recompute or {}
+    props = engine.get_index(p.target_index).mappings.get("properties") or {}
+    return _declared_dimension(props.get(rp["fields"]["vector"]) or {})
+
+
+def sample_check(ctx: RunContext) -> dict[str, Any]:
+    """Embed a random sample of the target's documents again and compare with their
+    stored vectors: the smallest cosine similarity, and how many are off."""
+    p = ctx.plan
+    rp = p.recompute or {}
+    fields = Fields(**rp["fields"])
+    size = int(rp.get("verify_sample", 50))
+    seed = int(ctx.run_id, 16) % 2**31 if all(c in "0123456789abcdef" for c in ctx.run_id) else 7
+    body = {
+        "size": size,
+        "query": {
+            "function_score": {
+                "query": {"match_all": {}},
+                "random_score": {"seed": seed, "field": "_seq_no"},
+            }
+        },
+    }
+    hits = ctx.engine.search(p.target_index, body)["hits"]["hits"]
+    if not hits:
+        return {"sample": 0, "min_cosine": None, "mismatched": [], "bad_dimension": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
+        embedder = embedders.load(rp["embedder"])
+    texts, stored, ids, bad_dimension = [], [], [], []
+    for hit in hits:
+        source = hit.get("_source") or {}
+        text, _ = fields.text_of(source)
+        vector = source.get(fields.vector)
+        if not isinstance(vector, list) or len(vector) != rp["dimension"]:
+            bad_dimension.append(hit["_id"])
+            continue
+        texts.append(text or "")
+        stored.append(vector)
+        ids.append(hit["_id"])
+    mismatched: list[str] = []
+    min_cosine: float | None = None
+    if texts:
+        fresh = embedder(texts)
+        kept = np.asarray(stored, dtype=np.float32)
+        if embedder.allows_zero_rows:
+            close = np.all(np.isclose(fresh, kept, atol=1e-6), axis=1)
+            mismatched = [i for i, ok in zip(ids, close, strict=True) if not ok]
+            min_cosine = 1.0 if not mismatched else 0.0
+        else:
+            norms = np.linalg.norm(fresh, axis=1) * np.linalg.norm(kept, axis=1)
+            cosine = np.sum(fresh * kept, axis=1) / np.where(norms == 0, 1, norms)
+            min_cosine = float(cosine.min())
+            mismatched = [i for i, c in zip(ids, cosine, strict=True) if c < 0.999]
+    return {
+        "sample": len(hits),
+        "min_cosine": min_cosine,
+        "mismatched": mismatched[:10],
+        "bad_dimension": bad_dimension[:10],
+    }

@@ -1,0 +1,332 @@
+"""--recompute-embeddings on the fake engine: the strategy's runs, checkpoints, resume,
+bad input and verification. The real engine runs it in tests/integration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reindex_fsm import commands
+from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.embedders import hashing
+from reindex_fsm.engine.fake import FakeEngine
+from reindex_fsm.errors import BadInput, EmbedderError, InputError, StaleState
+from reindex_fsm.machine import State
+from reindex_fsm.runplan import RunOptions
+
+from .conftest import ALIAS, SOURCE, db_rows, make_cluster, make_config
+
+FLOAT = {"type": "float"}
+
+
+def write_jsonl(path: Path, n: int, start: int = 0) -> Path:
+    with path.open("w") as out:
+        for i in range(start, start + n):
+            out.write(json.dumps({"id": f"j{i:05d}", "text": f"text number {i}", "n": i}) + "\n")
+    return path
+
+
+def opts(**kw: Any) -> RunOptions:
+    base: dict[str, Any] = {
+        "recompute_embeddings": True,
+        "verify": True,
+        "batch_size": 7,
+        "vector_mapping": FLOAT,
+    }
+    return RunOptions(**{**base, **kw})
+
+
+def target_docs(fake: FakeEngine, record: Any) -> dict[str, dict[str, Any]]:
+    return fake.indices[record.target_index].docs
+
+
+def test_jsonl_run_embeds_every_document_and_swaps(fake: FakeEngine, cfg, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "docs.jsonl", 30)
+    out = commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+    rec = out.record
+    assert rec.state is State.SWAPPED, rec.error
+    docs = target_docs(fake, rec)
+    assert len(docs) == 30
+    expected = hashing.compute_embeddings(["text number 12"])[0]
+    assert np.allclose(docs["j00012"]["embedding"], expected)
+    assert docs["j00012"]["n"] == 12 and docs["j00012"]["id"] == "j00012"
+    assert list(fake.get_alias(ALIAS)) == [rec.target_index]
+    assert rec.progress["indexed"] == 30 and rec.progress["batches"] == 5
+    verified = next(e for e in commands.show(cfg, rec.id)[1] if e.to_state == "SWAPPED")
+    assert verified.detail["expected_count"] == 30
+    assert verified.detail["sample_min_cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert verified.detail["mapped_dimension"] is None  # a float array has no dimension
+
+
+def test_source_index_run_reads_through_a_point_in_time(fake: FakeEngine, cfg) -> None:
+    out = commands.start(
+        cfg, ALIAS, opts(text_field="{title} / {tags}", vector_field="vec", batch_size=300)
+    )
+    rec = out.record
+    assert rec.state is State.SWAPPED, rec.error
+    src = fake.indices[SOURCE].docs
+    docs = target_docs(fake, rec)
+    assert set(docs) == set(src)
+    one = next(iter(src))
+    assert {k: v for k, v in docs[one].items() if k != "vec"} == src[one]
+    text = f"{src[one]['title']} / {src[one]['tags']}"
+    assert np.allclose(docs[one]["vec"], hashing.compute_embeddings([text])[0])
+    assert "open_pit" in fake.call_names() and "close_pit" in fake.call_names()
+    assert not fake.pits
+
+
+def test_scroll_where_the_engine_has_no_point_in_time(fake: FakeEngine, cfg) -> None:
+    fake.pit_supported = False
+    out = commands.start(cfg, ALIAS, opts(text_field="title", batch_size=300))
+    assert out.record.state is State.SWAPPED, out.record.error
+    assert set(target_docs(fake, out.record)) == set(fake.indices[SOURCE].docs)
+
+
+def test_vector_mapping_per_engine(fake: FakeEngine, cfg, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 3)
+    # OpenSearch without k-NN: a clear error naming the alternatives, nothing written.
+    before = fake.snapshot()
+    with pytest.raises(BadInput) as err:
+        commands.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=None))
+    assert "has no k-NN plugin" in err.value.one_line()
+    assert '--vector-mapping \'{"type": "float"}\'' in err.value.one_line()
+    assert fake.snapshot() == before
+    fake.plugin_names = {"opensearch-knn"}
+    p = commands.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=None))
+    assert p.mappings["properties"]["embedding"] == {
+        "type": "knn_vector",
+        "dimension": hashing.DIMENSION,
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
+    }
+    assert p.settings["index.knn"] == "true"
+    es = FakeEngine(flavor="elasticsearch", version="8.15.0")
+    es.indices = fake.indices
+    p = commands.plan(make_config(es, cfg.state_db), ALIAS, opts(vector_mapping=None))
+    assert p.mappings["properties"]["embedding"]["type"] == "dense_vector"
+    assert p.mappings["properties"]["embedding"]["dims"] == hashing.DIMENSION
+
+
+def test_source_vector_of_another_dimension_stops_before_writing(fake: FakeEngine, cfg) -> None:
+    props = fake.indices[SOURCE].mappings["properties"]
+    props["embedding"] = {"type": "knn_vector", "dimension": 3}
+    before, rows = fake.snapshot(), db_rows(cfg.state_db)
+    with pytest.raises(BadInput, match="dimension 3"):
+        commands.start(cfg, ALIAS, opts(vector_mapping=None, text_field="title"))
+    assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "malformed JSON"),
+        ('{"text": "no id"}', "missing ID field 'id'"),
+        ('{"id": "x1"}', "missing text field 'text'"),
+        ('{"id": "j00001", "text": "again"}', "duplicate ID 'j00001' (first on line 2)"),
+        ("[1, 2]", "not a JSON object"),
+    ],
+)
+def test_bad_line_names_file_and_line_and_writes_nothing(
+    fake: FakeEngine, cfg, tmp_path: Path, line: str, reason: str
+) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 5)
+    lines = path.read_text().splitlines()
+    lines.insert(3, line)
+    path.write_text("\n".join(lines) + "\n")
+    before, rows = fake.snapshot(), db_rows(cfg.state_db)
+    with pytest.raises(InputError) as err:
+        commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+    assert f"{path}:4: {reason}" in err.value.one_line()
+    assert "--skip-invalid" in err.value.one_line()
+    assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "is empty"), ("\n\n", "is empty"), (None, "cannot be read")],
+)
+def test_empty_or_unreadable_file(
+    fake: FakeEngine, cfg, tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "d.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError, match=message):
+        commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+    assert db_rows(cfg.state_db)["runs"] == []
+
+
+def test_skip_invalid_sets_lines_aside_and_verification_expects_the_rest(
+    fake: FakeEngine, cfg, tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 20)
+    lines = path.read_text().splitlines()
+    lines[3] = "{broken"
+    lines[9] = json.dumps({"id": "j00002", "text": "dup"})
+    lines[15] = json.dumps({"id": "z"})
+    path.write_text("\n".join(lines) + "\n")
+    skip = tmp_path / "rejects.jsonl"
+    out = commands.start(cfg, ALIAS, opts(documents_path=str(path), skip_invalid=str(skip)))
+    rec = out.record
+    assert rec.state is State.SWAPPED, rec.error
+    assert len(target_docs(fake, rec)) == 17
+    assert target_docs(fake, rec)["j00002"]["text"] == "text number 2"  # the first one wins
+    rejects = [json.loads(x) for x in skip.read_text().splitlines()]
+    assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
+        (4, "malformed JSON"),
+        (10, "duplicate ID 'j00002' (first on line 3)"),
+        (16, "missing text field 'text'"),
+    ]
+    assert rejects[0]["text"] == "{broken"
+    assert rec.progress["rejected"] == 3 and rec.progress["indexed"] == 17
+    swapped = next(e for e in commands.show(cfg, rec.id)[1] if e.to_state == "SWAPPED")
+    assert swapped.detail["expected_count"] == 17 and swapped.detail["rejected"] == 3
+
+
+def test_broken_embedder_is_an_error_before_anything_is_written(
+    fake: FakeEngine, cfg, tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 3)
+    before, rows = fake.snapshot(), db_rows(cfg.state_db)
+    for spec, message in [
+        ("nosuch", "unknown embedder"),
+        ("nosuchmodule:fn", "cannot be imported"),
+        ("json:nosuchfn", "has no attribute"),
+        ("tests.tests_embedders:raising", "failed on the dimension probe"),
+        ("tests.tests_embedders:wrong_shape", "expected \\(1, d\\)"),
+        ("tests.tests_embedders:nan", "non-finite"),
+        ("tests.tests_embedders:zero", "all-zero"),
+        ("tests.tests_embedders:ints", "not floats"),
+    ]:
+        with pytest.raises(EmbedderError, match=message):
+            commands.start(cfg, ALIAS, opts(documents_path=str(path), embedder=spec))
+    assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
+
+
+def test_embedder_breaking_mid_run_fails_the_run_without_a_swap(
+    fake: FakeEngine, cfg, tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 30)
+    out = commands.start(
+        cfg,
+        ALIAS,
+        opts(
+            documents_path=str(path),
+            embedder="tests.tests_embedders:nan_after_probe",
+            rollback_on_failure=True,
+        ),
+    )
+    assert out.record.state is State.ROLLED_BACK
+    assert "non-finite" in out.record.error
+    assert list(fake.get_alias(ALIAS)) == [SOURCE]
+    assert set(fake.indices) == {SOURCE}
+
+
+def test_zeros_embedder_only_by_name_with_a_warning(fake: FakeEngine, cfg, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 5)
+    out = commands.start(cfg, ALIAS, opts(documents_path=str(path), embedder="zeros"))
+    assert out.record.state is State.SWAPPED
+    assert all(not any(d["embedding"]) for d in target_docs(fake, out.record).values())
+    from reindex_fsm import embedders
+
+    with pytest.warns(embedders.ZerosEmbedderWarning):
+        embedders.load("zeros")
+
+
+def test_module_function_embedder(fake: FakeEngine, cfg, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 5)
+    out = commands.start(
+        cfg, ALIAS, opts(documents_path=str(path), embedder="tests.tests_embedders:three_d")
+    )
+    assert out.record.state is State.SWAPPED
+    assert target_docs(fake, out.record)["j00001"]["embedding"] == [1.0, 1.0, 1.0]
+
+
+class Kill(Exception):
+    pass
+
+
+class KillAt(Crashpoints):
+    """Raise at the k-th pass of a named point, like a SIGKILL there (nothing after it runs)."""
+
+    def __init__(self, name: str, k: int) -> None:
+        super().__init__()
+        self.name, self.k, self.seen = name, k, 0
+
+    def __call__(self, name: str) -> None:
+        if name == self.name:
+            self.seen += 1
+            if self.seen == self.k:
+                raise Kill(f"{name}#{self.k}")
+
+
+@pytest.mark.parametrize(
+    ("point", "workers"),
+    [
+        (("recompute.read", 1), 1),
+        (("recompute.read", 3), 1),
+        (("recompute.embedded", 1), 1),
+        (("recompute.embedded", 4), 1),
+        (("recompute.indexed", 2), 1),
+        (("recompute.indexed", 5), 1),
+        (("checkpoint.progress", 1), 1),
+        (("checkpoint.progress", 3), 1),
+        (("commit.REINDEXING", 1), 1),
+        (("commit.VERIFYING", 1), 1),
+        # Two embedding processes, batches acknowledged out of order.
+        (("recompute.indexed", 3), 2),
+        (("checkpoint.progress", 4), 2),
+    ],
+)
+def test_resume_after_a_kill_ends_as_an_uninterrupted_run(
+    tmp_path: Path, point: tuple[str, int], workers: int
+) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 40)
+    options = opts(documents_path=str(path), workers=workers)
+
+    clean = FakeEngineWithCluster()
+    ref = commands.start(make_config(clean, f"sqlite:///{tmp_path}/a.db"), ALIAS, options).record
+
+    fake = FakeEngineWithCluster()
+    state_db = f"sqlite:///{tmp_path}/b.db"
+    killed = make_config(fake, state_db, crash=lambda: KillAt(*point))
+    with pytest.raises(Kill):
+        commands.start(killed, ALIAS, options)
+    (run,) = commands.history(make_config(fake, state_db))
+    bulks_before = fake.call_names().count("bulk")
+    out = commands.resume(make_config(fake, state_db), run.id)
+    assert out.record.state is State.SWAPPED, out.record.error
+    assert fake.indices[out.record.target_index].docs == clean.indices[ref.target_index].docs
+    assert out.record.progress["indexed"] >= 40 - 7 * (workers + 1)  # only this pass counts
+    # The resume did not start over: it skipped the acknowledged batches.
+    if point[0] in ("checkpoint.progress",) and workers == 1:
+        assert fake.call_names().count("bulk") - bulks_before == 6 - point[1]
+
+
+def FakeEngineWithCluster() -> FakeEngine:
+    return make_cluster()
+
+
+def test_abort_while_copying_stops_the_stream(fake: FakeEngine, cfg, tmp_path: Path) -> None:
+    """abort from another process: the driver's next checkpoint fails its compare-and-set."""
+    path = write_jsonl(tmp_path / "d.jsonl", 40)
+    repo = cfg.repo()
+
+    class AbortAfterTwo(Crashpoints):
+        n = 0
+
+        def __call__(self, name: str) -> None:
+            if name == "checkpoint.progress":
+                self.n += 1
+                if self.n == 2:
+                    (run,) = repo.list()
+                    repo.transition(run.id, State.REINDEXING, State.ABORTING, "request_abort")
+
+    cfg.crash = AbortAfterTwo
+    out = commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+    assert out.record.state is State.ABORTING
+    with pytest.raises(StaleState):
+        repo.checkpoint(out.record.id, State.REINDEXING, progress={})
