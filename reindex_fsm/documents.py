@@ -257,8 +257,7 @@ class JsonlReader:
         if (stat.st_size, stat.st_mtime_ns) != self.expected:
             raise InputError(
                 self.path,
-                f"changed since the run was planned (size {stat.st_size}, was "
-                f"{self.expected[0]})",
+                f"changed since the run was planned (size {stat.st_size}, was {self.expected[0]})",
                 hint="put the planned file back, or abort this run and start a new one",
             )
 
@@ -297,16 +296,28 @@ class JsonlReader:
 # -- the source index --------------------------------------------------------------------------
 
 
+class PositionLost(Exception):
+    """The stored position belongs to a point in time that is gone and cannot be carried
+    over to a new one: the copy has to read from the start again."""
+
+
 class IndexReader:
-    """Batches of the source index through a point in time and ``search_after`` on
-    ``_id`` (stable across points in time, so a resume after the PIT expired reads on
-    from the stored key); a scroll sorted on ``_id`` where the engine has no PIT API."""
+    """Batches of the source index through a point in time and ``search_after``.
+
+    OpenSearch sorts on ``_id``: stable across points in time, so a resume after the PIT
+    expired reads on from the stored key. Elasticsearch 8 refuses to sort on ``_id``
+    (no fielddata on it by default), so there the sort is ``_shard_doc``, whose keys hold
+    only within one PIT: the position keeps the PIT's ID, and a resume whose PIT expired
+    raises :class:`PositionLost`. Where the engine has no PIT API: a scroll sorted on
+    ``_id``, skipping up to the stored key."""
 
     SORT = [{"_id": "asc"}]
+    SHARD_DOC_SORT = [{"_shard_doc": "asc"}]
 
     def __init__(
         self, engine: Engine, index: str, fields: Fields, batch_size: int, skipping: bool
     ) -> None:
+        self.by_id = engine.info().flavor != "elasticsearch"
         self.engine = engine
         self.index = index
         self.fields = fields
@@ -329,11 +340,18 @@ class IndexReader:
                     why,
                     hint="fix the document, choose --text-field, or pass --skip-invalid FILE",
                 )
-        return Batch(number, docs, rejected, {"after": hits[-1]["sort"]})
+        end: dict[str, Any] = {"after": hits[-1]["sort"]}
+        if not self.by_id:
+            end["pit"] = self.pit_id
+        return Batch(number, docs, rejected, end)
 
     def batches(self, first: int, position: dict[str, Any] | None) -> Iterator[Batch]:
         after = (position or {}).get("after")
-        self.pit_id = self.engine.open_pit(self.index, PIT_KEEP_ALIVE)
+        kept_pit = (position or {}).get("pit")
+        if kept_pit and not self.by_id:
+            self.pit_id = kept_pit  # _shard_doc keys: only this PIT can go on from them
+        else:
+            self.pit_id = self.engine.open_pit(self.index, PIT_KEEP_ALIVE)
         if self.pit_id is None:
             yield from self._scroll_batches(first, after)
             return
@@ -341,7 +359,7 @@ class IndexReader:
         while True:
             body: dict[str, Any] = {
                 "size": self.batch_size,
-                "sort": self.SORT,
+                "sort": self.SORT if self.by_id else self.SHARD_DOC_SORT,
                 "pit": {"id": self.pit_id, "keep_alive": PIT_KEEP_ALIVE},
                 "track_total_hits": False,
             }
@@ -352,6 +370,12 @@ class IndexReader:
             except EngineError as exc:
                 if exc.status != 404:
                     raise
+                if not self.by_id and after is not None:
+                    self.pit_id = None
+                    raise PositionLost(
+                        f"the point in time on {self.index} expired; its positions do not "
+                        "carry over to a new one"
+                    ) from exc
                 # The PIT expired (a long pause): a new one reads on from the same _id.
                 self.pit_id = self.engine.open_pit(self.index, PIT_KEEP_ALIVE)
                 continue

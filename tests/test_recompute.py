@@ -330,3 +330,29 @@ def test_abort_while_copying_stops_the_stream(fake: FakeEngine, cfg, tmp_path: P
     assert out.record.state is State.ABORTING
     with pytest.raises(StaleState):
         repo.checkpoint(out.record.id, State.REINDEXING, progress={})
+
+
+def test_elasticsearch_resume_after_the_pit_expired_reads_everything_again(
+    tmp_path: Path,
+) -> None:
+    """ES sorts on _shard_doc, whose keys hold only within one PIT: when the run's PIT is
+    gone at resume, the copy starts over (by ID, so nothing is duplicated)."""
+    fake = make_cluster()
+    fake._info = FakeEngine(flavor="elasticsearch", version="8.15.0").info()
+    state_db = f"sqlite:///{tmp_path}/s.db"
+    options = opts(text_field="title", batch_size=500)
+    with pytest.raises(Kill):
+        commands.start(
+            make_config(fake, state_db, crash=lambda: KillAt("checkpoint.progress", 2)),
+            ALIAS,
+            options,
+        )
+    (run,) = commands.history(make_config(fake, state_db))
+    assert run.progress["stripes"][0]["position"]["pit"]
+    fake.pits.clear()  # expired while the run was down (a SIGKILL leaves it open till then)
+    out = commands.resume(make_config(fake, state_db), run.id)
+    assert out.record.state is State.SWAPPED, out.record.error
+    assert set(target_docs(fake, out.record)) == set(fake.indices[SOURCE].docs)
+    assert out.record.progress["indexed"] == len(fake.indices[SOURCE].docs)
+    events = [e.trigger for e in commands.show(make_config(fake, state_db), run.id)[1]]
+    assert "copy_restarted" in events

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import embedders
-from ..documents import Batch, Fields, IndexReader, JsonlReader, inspect_jsonl
+from ..documents import Batch, Fields, IndexReader, JsonlReader, PositionLost, inspect_jsonl
 from ..engine.base import Engine, EngineInfo, TaskStatus
 from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
 from ..runplan import Plan, RunOptions
@@ -83,9 +83,11 @@ def vector_mapping(
                 "replace the field's mapping knowingly",
             )
         if existing.get("type") in VECTOR_TYPES or existing.get("type") == "float":
-            return dict(existing), (
-                {"index.knn": "true"} if existing.get("type") == "knn_vector" else {}
-            ), f"the source's {existing.get('type')} mapping"
+            return (
+                dict(existing),
+                ({"index.knn": "true"} if existing.get("type") == "knn_vector" else {}),
+                f"the source's {existing.get('type')} mapping",
+            )
     if info.flavor == "elasticsearch":
         # ES refuses zero vectors under cosine; the zeros embedder gets l2_norm.
         similarity = "l2_norm" if zeros else "cosine"
@@ -109,7 +111,7 @@ def vector_mapping(
         f"this OpenSearch ({engine.url}) has no k-NN plugin, so it has no vector field type "
         f"for {name!r}",
         hint="install the opensearch-knn plugin, or pass --vector-mapping "
-        "'{\"type\": \"float\"}' to store the vector as a plain float array (not k-NN "
+        '\'{"type": "float"}\' to store the vector as a plain float array (not k-NN '
         "searchable)",
     )
 
@@ -130,8 +132,10 @@ def prepare(
         raise UsageError(f"--batch-size {options.batch_size} must be at least 1")
     if options.workers < 1:
         raise UsageError(f"--workers {options.workers} must be at least 1")
-    if options.skip_invalid and options.documents_path and (
-        os.path.abspath(options.skip_invalid) == os.path.abspath(options.documents_path)
+    if (
+        options.skip_invalid
+        and options.documents_path
+        and (os.path.abspath(options.skip_invalid) == os.path.abspath(options.documents_path))
     ):
         raise UsageError("--skip-invalid must not be the --documents-path file itself")
     fields = fields_for(options)
@@ -287,6 +291,19 @@ class _Stream:
         return executor.submit(_worker_embed, batch.texts)
 
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        except PositionLost as exc:
+            # Elasticsearch only: read everything again into a fresh PIT. Indexing is by
+            # ID, so what was indexed before is overwritten with the same documents.
+            self.progress = initial_progress(self.workers)
+            self.stripes = [dict(s) for s in self.progress["stripes"]]
+            self.ctx.checkpoint(
+                event="copy_restarted", detail={"reason": str(exc)}, progress=self.progress
+            )
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         batches, closeable = self.reader()
         executor = _executor(self.rp["embedder"], self.workers)
         in_flight: dict[Future[np.ndarray], Batch] = {}
