@@ -303,3 +303,102 @@ def test_state_db_env_var(tmp_path: Path, fake, monkeypatch):
     cfg = Config(engine_factory=lambda *a, **k: fake)
     assert invoke(cfg, "history", "--json").exit_code == 0
     assert path.exists() and (path.stat().st_mode & 0o777) == 0o600
+
+
+# -- --recompute-embeddings ------------------------------------------------------------------
+
+
+def _jsonl(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+GOOD = [json.dumps({"id": f"d{i}", "text": f"text {i}"}) for i in range(5)]
+RECOMPUTE = ("--recompute-embeddings", "--vector-mapping", '{"type": "float"}', "--force")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--documents-path", "x.jsonl"), "--documents-path needs --recompute-embeddings"),
+        (("--embedder", "zeros"), "--embedder needs --recompute-embeddings"),
+        (("--workers", "2"), "--workers needs --recompute-embeddings"),
+        (("--recompute-embeddings", "--vector-mapping", "{nope"), "--vector-mapping is not JSON"),
+        (("--recompute-embeddings", "--vector-mapping", "[1]"), "must be a JSON object"),
+        (("--recompute-embeddings", "--embedder", "nosuch"), "unknown embedder 'nosuch'"),
+    ],
+)
+def test_recompute_usage_errors(cfg, fake, args, message):
+    before, rows = fake.snapshot(), db_rows(cfg.state_db)
+    result = invoke(cfg, "start", "--alias", ALIAS, "--force", *args)
+    assert result.exit_code in (ExitCode.USAGE, ExitCode.BAD_INPUT), result.stderr
+    unknown = message.startswith("unknown embedder")
+    assert result.exit_code == (ExitCode.BAD_INPUT if unknown else ExitCode.USAGE)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([*GOOD[:2], "{oops", *GOOD[2:]], ":3: malformed JSON"),
+        ([*GOOD, GOOD[1]], ":6: duplicate ID 'd1' (first on line 2)"),
+        ([*GOOD[:4], json.dumps({"id": "x"})], ":5: missing text field 'text'"),
+        ([], "is empty"),
+    ],
+)
+def test_recompute_bad_input_is_one_line_exit_12(cfg, fake, tmp_path, lines, message):
+    path = _jsonl(tmp_path, lines)
+    before, rows = fake.snapshot(), db_rows(cfg.state_db)
+    result = invoke(cfg, "start", "--alias", ALIAS, "--documents-path", str(path), *RECOMPUTE)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert str(path) in result.stderr and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
+
+
+def test_recompute_dry_run_reports_the_input_and_writes_nothing(cfg, fake, tmp_path):
+    path = _jsonl(tmp_path, [*GOOD, "{oops"])
+    skip = tmp_path / "rejects.jsonl"
+    before, rows = fake.snapshot(), db_rows(cfg.state_db)
+    result = invoke(
+        cfg,
+        "start",
+        "--alias",
+        ALIAS,
+        "--documents-path",
+        str(path),
+        "--dry-run",
+        "--json",
+        "--skip-invalid",
+        str(skip),
+        *RECOMPUTE,
+    )
+    assert result.exit_code == 0, result.stderr
+    copy_step = json.loads(result.stdout)["steps"][1]
+    assert copy_step["strategy"] == "recompute embeddings"
+    assert copy_step["documents"] == 5 and copy_step["rejected"] == 1
+    assert copy_step["dimension"] == 256 and copy_step["embedder"] == "hashing"
+    assert copy_step["first_rejects"][0]["line"] == 6
+    assert not skip.exists()
+    assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
+
+
+def test_recompute_run_json(cfg, fake, tmp_path):
+    path = _jsonl(tmp_path, GOOD)
+    result = invoke(
+        cfg,
+        "start",
+        "--alias",
+        ALIAS,
+        "--documents-path",
+        str(path),
+        "--verify",
+        "--json",
+        *RECOMPUTE,
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["state"] == "SWAPPED" and data["target_count"] == 5
+    assert data["progress"]["indexed"] == 5
