@@ -356,3 +356,59 @@ def test_elasticsearch_resume_after_the_pit_expired_reads_everything_again(
     assert out.record.progress["indexed"] == len(fake.indices[SOURCE].docs)
     events = [e.trigger for e in commands.show(make_config(fake, state_db), run.id)[1]]
     assert "copy_restarted" in events
+
+
+_embed_started: list[int] = []
+
+
+def recording_embedder(texts: list[str]) -> np.ndarray:
+    """Records which batch (by its first text) started embedding."""
+    _embed_started.append(int(texts[0].split()[-1]) // 7)
+    return hashing.compute_embeddings(texts)
+
+
+def test_batch_k_plus_1_is_embedded_while_batch_k_is_indexed(tmp_path: Path) -> None:
+    import time
+
+    class WatchingEngine(FakeEngine):
+        """bulk of batch k waits (bounded) until the embedding of batch k+1 has started."""
+
+        overlapped: list[bool] = []
+
+        def bulk(self, actions):  # type: ignore[no-untyped-def]
+            actions = list(actions)
+            k = int(actions[0]["_source"]["n"]) // 7
+            deadline = time.monotonic() + 5
+            while k < 4 and k + 1 not in _embed_started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.overlapped.append(k + 1 in _embed_started)
+            return super().bulk(actions)
+
+    fake = WatchingEngine()
+    fake.indices = make_cluster().indices
+    _embed_started.clear()
+    path = write_jsonl(tmp_path / "d.jsonl", 35)  # 5 batches of 7
+    with _probe_ok():
+        out = commands.start(
+            make_config(fake, f"sqlite:///{tmp_path}/s.db"),
+            ALIAS,
+            opts(documents_path=str(path), embedder=f"{__name__}:recording_embedder"),
+        )
+    assert out.record.state is State.SWAPPED, out.record.error
+    # Batches 0-3 were each indexed while the next one was being embedded.
+    assert fake.overlapped == [True, True, True, True, False]
+
+
+class _probe_ok:
+    """The probe text has no number: let it through the recorder."""
+
+    def __enter__(self) -> None:
+        from reindex_fsm import embedders
+
+        self.saved = embedders.PROBE_TEXT
+        embedders.PROBE_TEXT = "probe 0"
+
+    def __exit__(self, *exc: object) -> None:
+        from reindex_fsm import embedders
+
+        embedders.PROBE_TEXT = self.saved
