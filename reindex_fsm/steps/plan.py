@@ -175,6 +175,8 @@ def make_plan(
         )
         mappings = target_mappings(mappings, vector_mappings, meta)
         settings = dict(sorted({**settings, **vector_settings}.items()))
+        if recompute_plan["expected"] is not None:
+            source_count = recompute_plan["expected"]  # what the target is to hold
     request = ReindexRequest(
         source=source,
         dest=target,

@@ -159,13 +159,13 @@ def prepare(
         "skip_file": os.path.abspath(options.skip_invalid) if options.skip_invalid else None,
         "verify_sample": options.verify_sample,
     }
+    plan["source_count"] = source_count  # of the source index
     if options.documents_path:
         summary = inspect_jsonl(options.documents_path, fields, options.skip_invalid, write=False)
         plan.update(summary.to_dict())
         plan["expected"] = summary.documents
     else:
         plan["expected"] = None  # the source's count less what is rejected on the way
-        plan["source_count"] = source_count
     return plan, {"properties": {fields.vector: mapping}}, settings
 
 
@@ -431,7 +431,7 @@ def expected_count(p: Plan, progress: dict[str, Any] | None) -> int:
     rp = p.recompute or {}
     if rp.get("expected") is not None:
         return int(rp["expected"])
-    return int(rp.get("source_count", p.source_count)) - int((progress or {}).get("rejected", 0))
+    return int(rp["source_count"]) - int((progress or {}).get("rejected", 0))
 
 
 def mapped_dimension(engine: Engine, p: Plan) -> int | None:
