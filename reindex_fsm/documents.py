@@ -308,8 +308,9 @@ class IndexReader:
     expired reads on from the stored key. Elasticsearch 8 refuses to sort on ``_id``
     (no fielddata on it by default), so there the sort is ``_shard_doc``, whose keys hold
     only within one PIT: the position keeps the PIT's ID, and a resume whose PIT expired
-    raises :class:`PositionLost`. Where the engine has no PIT API: a scroll sorted on
-    ``_id``, skipping up to the stored key."""
+    raises :class:`PositionLost`. Where the engine has no PIT API: a scroll, sorted on
+    ``_id`` (OpenSearch; a resume skips up to the stored key) or unsorted (Elasticsearch;
+    a resume reads everything again)."""
 
     SORT = [{"_id": "asc"}]
     SHARD_DOC_SORT = [{"_shard_doc": "asc"}]
@@ -389,9 +390,11 @@ class IndexReader:
             number += 1
 
     def _scroll_batches(self, first: int, after: list[Any] | None) -> Iterator[Batch]:
+        if not self.by_id and after is not None:
+            raise PositionLost("a scroll on Elasticsearch (sorted on _doc) cannot resume")
         number, page = first, []
-        query = {"query": {"match_all": {}}, "sort": self.SORT}
-        for hit in self.engine.scan(self.index, query, preserve_order=True):
+        query = {"query": {"match_all": {}}, "sort": self.SORT if self.by_id else ["_doc"]}
+        for hit in self.engine.scan(self.index, query, preserve_order=self.by_id):
             hit.setdefault("sort", [hit["_id"]])
             if after is not None and hit["_id"] <= after[0]:
                 continue

@@ -26,7 +26,30 @@ POST _reindex/{id}/_rethrottle              rethrottle
 POST [{index}/]_bulk                        bulk (one fake call per item)
 {index}/_search?scroll, _search/scroll      scan (recorded once; pages served from a
                                             scroll context), DELETE _search/scroll
+POST {index}/_search (no scroll)            search (match_all, ids, function_score with
+                                            random_score; the sample of a verify)
+ES: POST {index}/_pit?keep_alive=           open_pit, answering {"id"}; a fake without
+OS: POST {index}/_search/point_in_time      PIT (open_pit None) answers 400 "no handler
+                                            found", as an engine without the API does
+POST _search {"pit", "sort", ...}           search with a point in time: ``pit_id`` in the
+                                            answer; 404 search_context_missing_exception
+                                            (in a search_phase_execution_exception) for a
+                                            closed or unknown PIT
+ES: DELETE _pit {"id": str}                 close_pit, {"succeeded", "num_freed"}
+OS: DELETE _search/point_in_time            close_pit, {"pits": [{"successful", "pit_id"}]}
+    {"pit_id": [str, ...]}
+GET _cat/plugins?format=json                plugins, rows of {name, component, version}
 ==========================================  ============================================
+
+Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
+sorts as it does: ``_shard_doc`` only with a PIT and only on Elasticsearch (OpenSearch
+2.19 has no mapping for it), an implicit ``_shard_doc`` tiebreaker at the end of every
+Elasticsearch PIT search, and ``_id`` refused on Elasticsearch 8 (no fielddata on _id;
+``id_fielddata=True`` is the cluster setting ``indices.id_field_data.enabled: true``).
+PIT IDs are opaque base64 strings wrapping the fake's own. A request a real engine
+refuses as malformed (a close-PIT body with the other flavor's key, say) is answered
+with the engine's refusal and recorded in :attr:`ContractServer.problems` too: the
+adapters must never send one, and some of their callers ignore errors (closing a PIT).
 
 Like the real engines, names that are aliases are resolved to their indices where a read
 API allows it (``_alias``, ``_settings``, ``_mapping``, ``_count``, ``_refresh``,
@@ -42,6 +65,7 @@ exception, is answered with an error and recorded in :attr:`ContractServer.probl
 
 from __future__ import annotations
 
+import base64
 import copy
 import fnmatch
 import itertools
@@ -79,13 +103,23 @@ Answer = tuple[int, Json]
 class ApiError(Exception):
     """An error answer of the engine: an HTTP status and the error object."""
 
-    def __init__(self, status: int, etype: str, reason: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        etype: str,
+        reason: str,
+        *,
+        root_cause: list[dict[str, Any]] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(f"{status} {etype}: {reason}")
         self.status = status
         self.error = {"type": etype, "reason": reason, **extra}
+        self.root_cause = root_cause
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"root_cause": [dict(self.error)], **self.error}, "status": self.status}
+        root_cause = self.root_cause or [dict(self.error)]
+        return {"error": {"root_cause": root_cause, **self.error}, "status": self.status}
 
 
 class Unsupported(ApiError):
@@ -93,6 +127,26 @@ class Unsupported(ApiError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(400, "illegal_argument_exception", f"contract server: {reason}")
+
+
+class BadRequest(ApiError):
+    """A request a real engine refuses as malformed: answered as the engine would, and
+    recorded as a problem (the adapters must never send one)."""
+
+
+def search_phase_error(status: int, etype: str, reason: str, index: str | None = None) -> ApiError:
+    """A search failing on its shard: how the engines wrap a shard-level error."""
+    cause = {"type": etype, "reason": reason}
+    return ApiError(
+        status,
+        "search_phase_execution_exception",
+        "all shards failed",
+        root_cause=[dict(cause)],
+        phase="query",
+        grouped=True,
+        failed_shards=[{"shard": 0, "index": index, "node": "fake-node", "reason": dict(cause)}],
+        caused_by=dict(cause),
+    )
 
 
 def index_not_found(index: str) -> ApiError:
@@ -233,6 +287,7 @@ class ContractServer(ThreadingHTTPServer):
         *,
         version: str | None = None,
         task_not_found: Literal["node_failures", "404"] = "node_failures",
+        id_fielddata: bool | None = None,
     ) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {FLAVORS}")
@@ -241,11 +296,14 @@ class ContractServer(ThreadingHTTPServer):
         self.flavor = flavor
         self.version = version or VERSIONS[flavor]
         self.task_not_found = task_not_found
+        # Sorting on _id: OpenSearch allows it, Elasticsearch 8 not by default.
+        self.id_fielddata = flavor == "opensearch" if id_fielddata is None else id_fielddata
         self.cluster_name = fake._info.cluster_name  # what fake.info() says, unrecorded
         self.requests: list[Request] = []
         self.problems: list[str] = []
         self.lock = threading.Lock()
         self._scrolls: dict[str, _Scroll] = {}
+        self._pit_index: dict[str, str] = {}  # the fake's PIT ID -> the index it is on
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
 
@@ -282,7 +340,20 @@ class ContractServer(ThreadingHTTPServer):
         raise Unsupported(f"no route for {call.method} /{'/'.join(call.path)}")
 
     def _routes(self) -> list[tuple[str, tuple[str, ...], Callable[[Call], Answer]]]:
+        if self.flavor == "elasticsearch":
+            pit = [
+                ("POST", ("{index}", "_pit"), self._open_pit),
+                ("DELETE", ("_pit",), self._close_pit),
+            ]
+        else:
+            pit = [
+                ("POST", ("{index}", "_search", "point_in_time"), self._open_pit),
+                ("DELETE", ("_search", "point_in_time"), self._close_pit),
+            ]
         return [
+            *pit,
+            ("GET|POST", ("_search",), self._search),
+            ("GET", ("_cat", "plugins"), self._cat_plugins),
             ("GET|HEAD", (), self._root),
             ("GET", ("_alias", "{name}"), self._get_alias),
             ("GET", ("{index}", "_alias"), self._get_index_aliases),
@@ -730,9 +801,183 @@ class ContractServer(ThreadingHTTPServer):
         return {**item, "_version": 1, "result": result, "_shards": shards, "status": status}
 
     def _search(self, call: Call) -> Answer:
-        index = call.params["index"]
+        if "scroll" in call.query:
+            return self._scroll_search(call)
         body = self._body(call)
-        size = int(call.query.get("size", body.get("size", 10)))
+        unknown = set(body) - _SEARCH_KEYS
+        if unknown:
+            raise Unsupported(f"search body keys {sorted(unknown)}")
+        index = call.params.get("index")
+        if "pit" in body:
+            if index is not None:
+                raise BadRequest(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: [indices] cannot be used with point in time. Do "
+                    "not specify any index with point in time.;",
+                )
+            return self._pit_search(call, body)
+        if index is None:
+            raise Unsupported("a search of every index")
+        concrete = self._concrete(index)
+        if len(concrete) != 1:
+            raise Unsupported(f"a search of {index} ({len(concrete)} indices)")
+        keys = self._sort_keys(body.get("sort"), pit=False, index=concrete[0])
+        if body.get("search_after") is not None:
+            raise Unsupported("search_after without a point in time")
+        query = _fake_query(body.get("query"))
+        size = _size(call, body)
+        hits = self.fake.search(concrete[0], {**_fake_body(query), "size": size})["hits"]
+        docs = self.fake.indices[concrete[0]].docs
+        total = sum(matches(_filter_of(query), doc_id, src) for doc_id, src in docs.items())
+        return 200, self._answer(body, hits["hits"], keys, total, positions={})
+
+    def _pit_search(self, call: Call, body: dict[str, Any]) -> Answer:
+        pit = body["pit"]
+        if not isinstance(pit, Mapping) or not isinstance(pit.get("id"), str):
+            raise BadRequest(400, "parsing_exception", "[pit] needs an [id] string")
+        if "keep_alive" in pit:
+            _seconds(str(pit["keep_alive"]))
+        rest_id = pit["id"]
+        fake_id = _fake_pit_id(rest_id)
+        if body.get("sort") is None:
+            raise Unsupported("a point-in-time search without a sort")
+        keys = self._sort_keys(body["sort"], pit=True, index=None)
+        query = _fake_query(body.get("query"))
+        snapshot = self.fake.pits.get(fake_id) or []
+        positions = {doc_id: n for n, (doc_id, _) in enumerate(snapshot)}
+        fake_body: dict[str, Any] = {
+            **_fake_body(query),
+            "size": _size(call, body),
+            "pit": {"id": fake_id, "keep_alive": pit.get("keep_alive")},
+        }
+        after = body.get("search_after")
+        if after is not None:
+            fake_body["search_after"] = [self._after_id(keys, after, snapshot)]
+        try:
+            answer = self.fake.search(None, fake_body)
+        except EngineError as exc:
+            if exc.status == 404 and "search_context_missing_exception" in exc.message:
+                raise search_phase_error(
+                    404,
+                    "search_context_missing_exception",
+                    f"No search context found for id [{rest_id}]",
+                ) from exc
+            raise
+        index = self._pit_index.get(fake_id)
+        hits = [{**hit, "_index": index or hit.get("_index")} for hit in answer["hits"]["hits"]]
+        total = sum(matches(_filter_of(query), doc_id, src) for doc_id, src in snapshot)
+        return 200, {"pit_id": rest_id, **self._answer(body, hits, keys, total, positions)}
+
+    def _sort_keys(self, sort: Any, *, pit: bool, index: str | None) -> list[str]:
+        """The sort keys of a search (ascending all), refused as the flavor refuses them;
+        on Elasticsearch a PIT search ends with an implicit ``_shard_doc`` tiebreaker."""
+        if sort is None:
+            return []
+        keys: list[str] = []
+        for item in sort if isinstance(sort, list) else [sort]:
+            if isinstance(item, str):
+                name, order = item, "asc"
+            elif isinstance(item, Mapping) and len(item) == 1:
+                ((name, spec),) = item.items()
+                order = spec.get("order", "asc") if isinstance(spec, Mapping) else spec
+            else:
+                raise Unsupported(f"sort {sort!r}")
+            if order != "asc" or name not in ("_id", "_shard_doc", "_doc"):
+                raise Unsupported(f"sort {sort!r} (only _id, _shard_doc or _doc ascending)")
+            if name == "_id" and not self.id_fielddata:
+                raise search_phase_error(
+                    400,
+                    "illegal_argument_exception",
+                    "Fielddata access on the _id field is disallowed, you can re-enable it by "
+                    "updating the dynamic cluster setting: indices.id_field_data.enabled",
+                    index,
+                )
+            if name == "_shard_doc" and self.flavor == "opensearch":
+                raise search_phase_error(
+                    400,
+                    "query_shard_exception",
+                    "No mapping found for [_shard_doc] in order to sort on",
+                    index,
+                )
+            if name == "_shard_doc" and not pit:
+                raise ApiError(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: [_shard_doc] sort field cannot be used without "
+                    "[point in time];",
+                )
+            keys.append(name)
+        if pit and self.flavor == "elasticsearch" and "_shard_doc" not in keys:
+            keys.append("_shard_doc")  # the implicit tiebreaker of every PIT search
+        return keys
+
+    def _after_id(self, keys: list[str], after: Any, snapshot: list[tuple[str, Any]]) -> str:
+        """The document ID the fake reads on after, from a ``search_after`` on ``keys``."""
+        if not isinstance(after, list) or len(after) != len(keys) or not keys:
+            raise BadRequest(
+                400,
+                "illegal_argument_exception",
+                f"search_after has {len(after) if isinstance(after, list) else 0} value(s) "
+                f"but sort has {len(keys)}.",
+            )
+        if keys[0] == "_id":
+            return str(after[0])
+        if keys[0] == "_shard_doc":
+            n = after[0]
+            if not isinstance(n, int):
+                raise BadRequest(400, "illegal_argument_exception", f"invalid _shard_doc {n!r}")
+            return snapshot[n][0] if 0 <= n < len(snapshot) else "\U0010ffff"
+        raise Unsupported(f"search_after on {keys[0]}")
+
+    def _answer(
+        self,
+        body: Mapping[str, Any],
+        hits: list[dict[str, Any]],
+        keys: list[str],
+        total: int,
+        positions: Mapping[str, int],
+    ) -> dict[str, Any]:
+        """A search answer: hits as the engines give them (``sort`` values when sorted,
+        ``_score`` otherwise), ``hits.total`` unless ``track_total_hits`` is false."""
+        wanted = body.get("_source", True)
+        out: list[dict[str, Any]] = []
+        for n, hit in enumerate(hits):
+            doc_id = hit["_id"]
+            shaped: dict[str, Any] = {"_index": hit["_index"], "_id": doc_id}
+            if keys:
+                shaped["_score"] = None
+            else:  # relevance order: the fake's order, as descending scores
+                shaped["_score"] = round(1.0 - n / (len(hits) + 1), 6)
+            if wanted is not False:
+                source = hit["_source"]
+                if isinstance(wanted, list):
+                    source = {k: v for k, v in source.items() if k in wanted}
+                shaped["_source"] = source
+            if keys:
+                values = {"_id": doc_id, "_shard_doc": positions.get(doc_id, n), "_doc": n}
+                shaped["sort"] = [values[k] for k in keys]
+            out.append(shaped)
+        hits_part: dict[str, Any] = {
+            "max_score": None if keys or not out else out[0]["_score"],
+            "hits": out,
+        }
+        if body.get("track_total_hits", True) is not False:
+            hits_part = {"total": {"value": total, "relation": "eq"}, **hits_part}
+        return {
+            "took": 1,
+            "timed_out": False,
+            "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+            "hits": hits_part,
+        }
+
+    def _scroll_search(self, call: Call) -> Answer:
+        index = call.params.get("index")
+        if index is None:
+            raise Unsupported("a scroll of every index")
+        body = self._body(call)
+        size = _size(call, body)
+        keys = self._sort_keys(body.get("sort"), pit=False, index=index)
         try:
             hits = list(self.fake.scan(index))
         except IndexNotFound as exc:
@@ -743,19 +988,93 @@ class ContractServer(ThreadingHTTPServer):
             ]
         query = body.get("query")
         hits = [h for h in hits if matches(query, h["_id"], h["_source"])]
+        if keys == ["_id"]:
+            hits.sort(key=lambda h: h["_id"])
         wanted = body.get("_source", True)
         for n, hit in enumerate(hits):
-            hit.update({"_score": None, "sort": [n]})
+            hit.update({"_score": None, "sort": [hit["_id"] if keys == ["_id"] else n]})
             if wanted is False:
                 del hit["_source"]
             elif isinstance(wanted, list):
                 hit["_source"] = {k: v for k, v in hit["_source"].items() if k in wanted}
         answer = self._page(hits, size, len(hits))
-        if "scroll" in call.query:
-            scroll_id = f"fake-scroll-{next(self._ids)}"
-            self._scrolls[scroll_id] = _Scroll(hits[size:], size, len(hits))
-            answer["_scroll_id"] = scroll_id
+        scroll_id = f"fake-scroll-{next(self._ids)}"
+        self._scrolls[scroll_id] = _Scroll(hits[size:], size, len(hits))
+        answer["_scroll_id"] = scroll_id
         return 200, answer
+
+    # -- points in time and plugins -------------------------------------------------------
+
+    def _open_pit(self, call: Call) -> Answer:
+        index = call.params["index"]
+        keep_alive = call.query.get("keep_alive")
+        if not keep_alive:
+            raise BadRequest(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: [keep_alive] is not specified;",
+            )
+        _seconds(keep_alive)
+        name = index
+        if index not in self.fake.indices:  # an alias: the one index it is on
+            on = sorted(i for i, idx in self.fake.indices.items() if index in idx.aliases)
+            if len(on) > 1:
+                raise Unsupported(f"a point in time on {index} ({len(on)} indices)")
+            name = on[0] if on else index
+        fake_id = self.fake.open_pit(name, keep_alive)
+        if fake_id is None:  # an engine without the PIT API has no route for it
+            uri = "/" + "/".join(call.path)
+            return 400, {
+                "error": f"no handler found for uri [{uri}?keep_alive={keep_alive}] and "
+                "method [POST]",
+                "status": 400,
+            }
+        self._pit_index[fake_id] = name
+        rest_id = _rest_pit_id(fake_id)
+        if self.flavor == "elasticsearch":
+            return 200, {"id": rest_id}
+        shards = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+        return 200, {"pit_id": rest_id, "_shards": shards, "creation_time": START_MILLIS}
+
+    def _close_pit(self, call: Call) -> Answer:
+        body = self._body(call)
+        if self.flavor == "elasticsearch":
+            if set(body) != {"id"} or not isinstance(body["id"], str):
+                raise BadRequest(
+                    400,
+                    "x_content_parse_exception",
+                    f"[close_point_in_time] takes one [id] string, not {body!r}",
+                )
+            rest_ids = [body["id"]]
+        else:
+            ids = body.get("pit_id")
+            ids = [ids] if isinstance(ids, str) else ids
+            if set(body) != {"pit_id"} or not ids or not all(isinstance(i, str) for i in ids):
+                raise BadRequest(
+                    400,
+                    "action_request_validation_exception",
+                    f"Validation Failed: 1: no pit ids specified; (body {body!r})",
+                )
+            rest_ids = list(ids)
+        freed = 0
+        for rest_id in rest_ids:
+            fake_id = _fake_pit_id(rest_id)
+            freed += fake_id in self.fake.pits
+            self.fake.close_pit(fake_id)
+            self._pit_index.pop(fake_id, None)
+        if self.flavor == "elasticsearch":  # 200 even when nothing was freed (8.8+)
+            return 200, {"succeeded": True, "num_freed": freed}
+        # OpenSearch: a missing PIT counts as deleted
+        return 200, {"pits": [{"successful": True, "pit_id": i} for i in rest_ids]}
+
+    def _cat_plugins(self, call: Call) -> Answer:
+        if call.query.get("format") != "json":
+            raise Unsupported("_cat/plugins only with format=json")
+        version = self.version if self.flavor == "elasticsearch" else f"{self.version}.0"
+        return 200, [
+            {"name": "fake-node", "component": component, "version": version}
+            for component in sorted(self.fake.plugins())
+        ]
 
     def _page(self, hits: list[dict[str, Any]], size: int, total: int) -> dict[str, Any]:
         return {
@@ -823,6 +1142,64 @@ def _seconds(value: str) -> float:
     return float(match[1]) * units[match[2] or "ms"]
 
 
+_SEARCH_KEYS = frozenset(
+    {"query", "size", "sort", "pit", "search_after", "track_total_hits", "_source"}
+)
+
+
+def _size(call: Call, body: Mapping[str, Any]) -> int:
+    return int(call.query.get("size", body.get("size", 10)))
+
+
+def _fake_query(query: Any) -> dict[str, Any] | None:
+    """``query`` if FakeEngine.search answers it as the engines do (match_all, ids, a
+    function_score of random_score over match_all); else :class:`Unsupported`."""
+    if query is None:
+        return None
+    if not isinstance(query, Mapping) or len(query) != 1:
+        raise Unsupported(f"query {query!r}")
+    ((kind, spec),) = query.items()
+    if kind == "match_all" or (kind == "ids" and isinstance(spec.get("values"), list)):
+        return dict(query)
+    if kind == "function_score":
+        inner = spec.get("query", {"match_all": {}})
+        random_score = spec.get("random_score")
+        if (
+            set(spec) <= {"query", "random_score", "boost_mode"}
+            and isinstance(random_score, Mapping)
+            and set(random_score) <= {"seed", "field"}
+            and set(inner) == {"match_all"}
+        ):
+            return dict(query)
+    raise Unsupported(f"query {query!r} (the fake searches match_all, ids, random_score)")
+
+
+def _filter_of(query: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Which documents ``query`` matches (a function_score only scores its query's)."""
+    if query and "function_score" in query:
+        return dict(query["function_score"].get("query") or {"match_all": {}})
+    return query
+
+
+def _fake_body(query: dict[str, Any] | None) -> dict[str, Any]:
+    return {"query": query} if query is not None else {}
+
+
+def _rest_pit_id(fake_id: str) -> str:
+    """A PIT ID as the engines give one: opaque URL-safe base64."""
+    return base64.urlsafe_b64encode(f"fake-pit:{fake_id}".encode()).decode()
+
+
+def _fake_pit_id(rest_id: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(rest_id.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    if not raw.startswith("fake-pit:"):
+        raise BadRequest(400, "illegal_argument_exception", f"invalid id: [{rest_id}]")
+    return raw.removeprefix("fake-pit:")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: ContractServer
 
@@ -847,7 +1224,7 @@ class _Handler(BaseHTTPRequestHandler):
         except EngineUnreachable:
             self.close_connection = True  # no answer at all: the client sees a dead server
             return
-        except Unsupported as exc:
+        except (Unsupported, BadRequest) as exc:
             server.problems.append(f"{self.command} {self.path}: {exc}")
             status, answer = exc.status, exc.body()
         except ApiError as exc:

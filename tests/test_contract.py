@@ -9,14 +9,18 @@ engine-protocol behaviours (and the same FakeEngine calls) as the fake gives dir
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reindex_fsm import commands
 from reindex_fsm.commands import Config
 from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.embedders import hashing
 from reindex_fsm.engine._client import ClientEngine
 from reindex_fsm.engine.base import Engine, EngineInfo, IndexDefinition, ReindexRequest, TaskStatus
 from reindex_fsm.engine.connect import connect
@@ -35,7 +39,7 @@ from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 from reindex_fsm.steps.plan import swap_actions
 
-from .conftest import ALIAS, NOW, SOURCE, TARGET, make_cluster, make_docs
+from .conftest import ALIAS, NOW, SOURCE, TARGET, make_cluster, make_config, make_docs
 from .contract_server import VERSIONS, ContractServer
 from .test_runs import ABORT_CALLS, PLAN_CALLS, events, run_calls
 
@@ -529,3 +533,310 @@ def test_abort_during_reindexing_cancels_and_rolls_back(
     assert without_info([c.method for c in fake.calls[before_abort:]]) == ABORT_CALLS
     assert task.cancelled and task.completed
     assert fake.snapshot() == before
+
+
+# -- points in time, searches and plugins ---------------------------------------------------
+
+# The sort each flavor's IndexReader pages on, and the other flavor refuses.
+PIT_SORT = {"elasticsearch": [{"_shard_doc": "asc"}], "opensearch": [{"_id": "asc"}]}
+PIT_PATHS = {  # (open: POST /<index>/..., close: DELETE ...)
+    "elasticsearch": (f"/{SOURCE}/_pit", "/_pit"),
+    "opensearch": (f"/{SOURCE}/_search/point_in_time", "/_search/point_in_time"),
+}
+
+
+def sample_body(seed: int, size: int = 5) -> dict:
+    """The verification's random sample (reindex_fsm.steps.recompute.sample_check)."""
+    return {
+        "size": size,
+        "query": {
+            "function_score": {
+                "query": {"match_all": {}},
+                "random_score": {"seed": seed, "field": "_seq_no"},
+            }
+        },
+    }
+
+
+def test_point_in_time_pages_in_the_flavors_sort(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer, flavor: str
+) -> None:
+    pit = engine.open_pit(SOURCE, "1m")
+    assert pit is not None and len(fake.pits) == 1
+    seen: list[str] = []
+    afters: list = []
+    after = None
+    while True:
+        body = {
+            "size": PER_POLL,
+            "sort": PIT_SORT[flavor],
+            "pit": {"id": pit, "keep_alive": "1m"},
+            "track_total_hits": False,
+        }
+        if after is not None:
+            body["search_after"] = after
+        page = engine.search(None, body)
+        pit = page["pit_id"]
+        hits = page["hits"]["hits"]
+        assert "total" not in page["hits"]
+        if not hits:
+            break
+        assert {h["_index"] for h in hits} == {SOURCE}
+        assert all(h["_source"] == fake.indices[SOURCE].docs[h["_id"]] for h in hits)
+        seen += [h["_id"] for h in hits]
+        after = hits[-1]["sort"]
+        afters.append(after)
+    assert seen == sorted(fake.indices[SOURCE].docs)
+    # Elasticsearch's _shard_doc keys are numbers, OpenSearch's _id keys the IDs
+    ends = [PER_POLL - 1, 2 * PER_POLL - 1, N_DOCS - 1]
+    assert afters == [[n] if flavor == "elasticsearch" else [f"doc-{n:05d}"] for n in ends]
+
+    # each flavor refuses the other's sort (so the reader must choose per flavor)
+    other = PIT_SORT["opensearch" if flavor == "elasticsearch" else "elasticsearch"]
+    with pytest.raises(EngineError) as refused:
+        engine.search(None, {"size": 1, "sort": other, "pit": {"id": pit}})
+    assert refused.value.status == 400
+
+    engine.close_pit(pit)
+    assert fake.pits == {}
+    engine.close_pit(pit)  # already gone: no error
+    with pytest.raises(EngineError) as gone:
+        engine.search(None, {"size": 1, "sort": PIT_SORT[flavor], "pit": {"id": pit}})
+    assert gone.value.status == 404
+    assert "search_context_missing_exception" in gone.value.message
+    with pytest.raises(IndexNotFound):
+        engine.open_pit("nope", "1m")
+
+    opened, closed = PIT_PATHS[flavor]
+    opens = [r for r in server.requests if r.path == opened]
+    assert [(r.method, r.query) for r in opens] == [("POST", {"keep_alive": "1m"})]
+    closes = [r.body for r in server.requests if (r.method, r.path) == ("DELETE", closed)]
+    key = "id" if flavor == "elasticsearch" else "pit_id"
+    assert closes == [{key: pit if flavor == "elasticsearch" else [pit]}] * 2
+    searches = [r for r in server.requests if r.path == "/_search"]
+    assert len(searches) == len(afters) + 3 and all("pit" in r.body for r in searches)
+    # every page and the search of the closed PIT reached the fake; the refused sort not
+    assert fake.call_names().count("search") == len(afters) + 2
+
+
+def test_ids_and_random_sample_searches(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    found = engine.search(SOURCE, {"query": {"ids": {"values": ["doc-00007", "doc-00003", "x"]}}})
+    assert sorted(h["_id"] for h in found["hits"]["hits"]) == ["doc-00003", "doc-00007"]
+    assert found["hits"]["total"] == {"value": 2, "relation": "eq"}
+
+    sample = engine.search(SOURCE, sample_body(seed=42))
+    hits = sample["hits"]["hits"]
+    assert len({h["_id"] for h in hits}) == 5 and sample["hits"]["total"]["value"] == N_DOCS
+    scores = [h["_score"] for h in hits]
+    assert scores == sorted(scores, reverse=True) and sample["hits"]["max_score"] == scores[0]
+    assert all(h["_source"] == fake.indices[SOURCE].docs[h["_id"]] for h in hits)
+    again = engine.search(SOURCE, sample_body(seed=42))["hits"]["hits"]
+    assert [h["_id"] for h in again] == [h["_id"] for h in hits]  # the seed decides
+    other = engine.search(SOURCE, sample_body(seed=7))["hits"]["hits"]
+    assert [h["_id"] for h in other] != [h["_id"] for h in hits]
+    assert [h["_id"] for h in hits] == [
+        h["_id"] for h in fake.search(SOURCE, sample_body(seed=42))["hits"]["hits"]
+    ]
+    assert server.paths("POST")[-4:] == [f"/{SOURCE}/_search"] * 4
+    with pytest.raises(IndexNotFound):
+        engine.search("nope", sample_body(seed=1))
+
+
+def test_open_pit_is_none_where_the_engine_has_no_pit_api(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer, flavor: str
+) -> None:
+    fake.pit_supported = False  # the facade answers 400 "no handler found", as such an engine
+    assert engine.open_pit(SOURCE, "10m") is None
+    assert server.paths()[-1] == PIT_PATHS[flavor][0]
+    assert fake.call_names()[-1] == "open_pit"
+
+
+def test_plugins(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
+    assert engine.plugins() == set()
+    fake.plugin_names = {"opensearch-knn", "analysis-icu", "repository-s3"}
+    assert engine.plugins() == {"opensearch-knn", "analysis-icu", "repository-s3"}
+    asked = [r for r in server.requests if r.path == "/_cat/plugins"]
+    assert [(r.method, r.query) for r in asked] == [("GET", {"format": "json"})] * 2
+    assert fake.call_names()[-2:] == ["plugins", "plugins"]
+
+
+# -- whole --recompute-embeddings runs through the real adapter -------------------------------
+
+BATCH = 60  # the source's 250 documents in 5 batches (the last of 10)
+FLOAT = {"type": "float"}
+
+
+def recompute_options(**overrides) -> RunOptions:
+    options = {"recompute_embeddings": True, "verify": True, "batch_size": BATCH}
+    return RunOptions(**{**options, **overrides})  # type: ignore[arg-type]
+
+
+def comparable_calls(calls: list[str]) -> list[str]:
+    """Calls without ``info``, one ``bulk`` per request: the contract server makes a fake
+    call per bulk item, the real adapter one request per batch."""
+    out: list[str] = []
+    for call in without_info(calls):
+        if not (call == "bulk" and out[-1:] == ["bulk"]):
+            out.append(call)
+    return out
+
+
+def direct_run_calls(
+    flavor: str, tmp_path: Path, options: RunOptions, **fake_settings: object
+) -> list[str]:
+    """The engine calls of the same run on a FakeEngine of ``flavor`` directly."""
+    twin = FakeEngine(flavor=flavor, version=VERSIONS[flavor])
+    twin.indices = make_cluster(N_DOCS).indices
+    for name, value in fake_settings.items():
+        setattr(twin, name, value)
+    cfg = make_config(twin, f"sqlite:///{tmp_path / 'direct.db'}")
+    rec = commands.start(cfg, ALIAS, options).record
+    assert rec.state is State.SWAPPED, rec.error
+    return comparable_calls(twin.call_names())
+
+
+def write_jsonl(path: Path, n: int) -> Path:
+    with path.open("w") as out:
+        for i in range(n):
+            out.write(json.dumps({"id": f"j{i:05d}", "text": f"text number {i}", "n": i}) + "\n")
+    return path
+
+
+def assert_embedded(docs: dict, text_of: Callable[[dict], str], vector_field: str) -> None:
+    vectors = hashing.compute_embeddings([text_of(d) for d in docs.values()])
+    for (doc_id, doc), expected in zip(docs.items(), vectors, strict=True):
+        assert np.allclose(doc[vector_field], expected, atol=1e-6), doc_id
+
+
+def assert_verified_by_sample(cfg: Config, run_id: str, server: ContractServer) -> None:
+    (verified,) = [e for e in cfg.repo().events(run_id) if e.trigger == "verified"]
+    assert verified.detail["sample_min_cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert verified.detail["sample_mismatched"] == []
+    (sampled,) = [r for r in server.requests if r.path == f"/{TARGET}/_search"]
+    random_score = sampled.body["query"]["function_score"]["random_score"]
+    assert sampled.method == "POST" and random_score["field"] == "_seq_no"
+    assert sampled.body["size"] == 50 and isinstance(random_score["seed"], int)
+
+
+def test_recompute_run_from_a_jsonl_file(
+    server: ContractServer, fake: FakeEngine, flavor: str, state_db: str, tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "docs.jsonl", 30)
+    options = recompute_options(documents_path=str(path), batch_size=7, vector_mapping=FLOAT)
+    before = copy.deepcopy(fake.snapshot()[SOURCE])
+    cfg = contract_config(server, state_db)
+    outcome = commands.start(cfg, ALIAS, options)
+    rec = outcome.record
+    assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK, rec.error
+    assert rec.engine_flavor == flavor and rec.target_index == TARGET
+    docs = fake.indices[TARGET].docs
+    assert sorted(docs) == [f"j{i:05d}" for i in range(30)]
+    assert {k: v for k, v in docs["j00012"].items() if k != "embedding"} == {
+        "id": "j00012",
+        "text": "text number 12",
+        "n": 12,
+    }
+    assert_embedded(docs, lambda d: d["text"], "embedding")
+    assert fake.indices[TARGET].mappings["properties"]["embedding"] == FLOAT
+    assert fake.indices[TARGET].aliases == before["aliases"]
+    assert fake.indices[SOURCE].aliases == {} and fake.indices[SOURCE].docs == before["docs"]
+    assert rec.progress["indexed"] == 30 and rec.progress["batches"] == 5
+    assert_verified_by_sample(cfg, rec.id, server)
+    # a file is read, not the source: no point in time, no scroll
+    assert not any(p.endswith(("/_pit", "/point_in_time", "/scroll")) for p in server.paths())
+    assert server.paths().count("/_bulk") == 5  # one request per batch
+    assert comparable_calls(fake.call_names()) == direct_run_calls(flavor, tmp_path, options)
+
+
+def test_recompute_run_from_the_source_index(
+    server: ContractServer, fake: FakeEngine, flavor: str, state_db: str, tmp_path: Path
+) -> None:
+    # Each flavor's own vector field: dense_vector on Elasticsearch, knn_vector where
+    # OpenSearch's _cat/plugins lists the k-NN plugin.
+    plugins = {"opensearch-knn"} if flavor == "opensearch" else set()
+    fake.plugin_names = set(plugins)
+    options = recompute_options(text_field="title")
+    source = copy.deepcopy(fake.indices[SOURCE].docs)
+    cfg = contract_config(server, state_db)
+    outcome = commands.start(cfg, ALIAS, options)
+    rec = outcome.record
+    assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK, rec.error
+    docs = fake.indices[TARGET].docs
+    assert sorted(docs) == sorted(source)
+    assert all(
+        {k: v for k, v in d.items() if k != "embedding"} == source[i] for i, d in docs.items()
+    )
+    assert_embedded(docs, lambda d: d["title"], "embedding")
+    assert ALIAS in fake.indices[TARGET].aliases and fake.indices[SOURCE].aliases == {}
+    mapping = fake.indices[TARGET].mappings["properties"]["embedding"]
+    if flavor == "elasticsearch":
+        assert (mapping["type"], mapping["dims"]) == ("dense_vector", hashing.DIMENSION)
+    else:
+        assert (mapping["type"], mapping["dimension"]) == ("knn_vector", hashing.DIMENSION)
+        assert fake.indices[TARGET].settings["index.knn"] == "true"
+    assert rec.progress["indexed"] == N_DOCS and rec.progress["batches"] == 5
+    assert_verified_by_sample(cfg, rec.id, server)
+    assert fake.pits == {}  # closed when the copy was done
+
+    # the flavor's own PIT endpoints and sort
+    opened, closed = PIT_PATHS[flavor]
+    (opening,) = [r for r in server.requests if r.path == opened]
+    assert (opening.method, opening.query) == ("POST", {"keep_alive": "10m"})
+    (closing,) = [r for r in server.requests if r.path == closed]
+    searches = [r.body for r in server.requests if r.path == "/_search"]
+    pit_id = searches[0]["pit"]["id"]
+    if flavor == "elasticsearch":
+        assert closing.method == "DELETE" and closing.body == {"id": pit_id}
+        assert not any("point_in_time" in p for p in server.paths())
+        afters = [[n] for n in (59, 119, 179, 239, 249)]  # _shard_doc keys: numbers
+    else:
+        assert closing.method == "DELETE" and closing.body == {"pit_id": [pit_id]}
+        assert not any(p.endswith("/_pit") for p in server.paths())
+        afters = [[f"doc-{n:05d}"] for n in (59, 119, 179, 239, 249)]
+    assert [b["sort"] for b in searches] == [PIT_SORT[flavor]] * 6
+    assert [b["pit"] for b in searches] == [{"id": pit_id, "keep_alive": "10m"}] * 6
+    assert [b.get("search_after") for b in searches] == [None, *afters]
+    assert all(b["size"] == BATCH and b["track_total_hits"] is False for b in searches)
+    assert [p for p in server.paths() if "scroll" in p] == []
+    assert ("plugins" in fake.call_names()) is (flavor == "opensearch")
+    assert comparable_calls(fake.call_names()) == direct_run_calls(
+        flavor, tmp_path, options, plugin_names=plugins
+    )
+
+
+@pytest.mark.parametrize(
+    ("flavor", "id_fielddata"),
+    [
+        pytest.param("opensearch", None, id="opensearch"),
+        pytest.param("elasticsearch", True, id="elasticsearch-id_field_data-enabled"),
+        # Elasticsearch 8 refuses to sort on _id by default: the scroll goes unsorted.
+        pytest.param("elasticsearch", None, id="elasticsearch"),
+    ],
+)
+def test_recompute_run_where_the_engine_has_no_pit_scrolls(
+    fake: FakeEngine, flavor: str, id_fielddata: bool | None, state_db: str, tmp_path: Path
+) -> None:
+    fake.pit_supported = False  # the PIT endpoint is answered 400 "no handler found"
+    options = recompute_options(text_field="title", vector_mapping=FLOAT)
+    with ContractServer(fake, flavor, id_fielddata=id_fielddata) as server:  # type: ignore[arg-type]
+        cfg = contract_config(server, state_db)
+        rec = commands.start(cfg, ALIAS, options).record
+    assert server.problems == []
+    (opening,) = [r for r in server.requests if r.path == PIT_PATHS[flavor][0]]
+    assert opening.method == "POST"
+    assert fake.call_names().count("open_pit") == 1
+    assert rec.state is State.SWAPPED, rec.error
+    docs = fake.indices[TARGET].docs
+    assert sorted(docs) == sorted(fake.indices[SOURCE].docs)
+    assert_embedded(docs, lambda d: d["title"], "embedding")
+    # one scroll (sorted on _id where the engine allows it), no PIT search, nothing to close
+    (scrolled,) = [r for r in server.requests if r.path == f"/{SOURCE}/_search"]
+    sort = [{"_id": "asc"}] if flavor == "opensearch" else "_doc"
+    assert "scroll" in scrolled.query and scrolled.body["sort"] == sort
+    assert "/_search" not in server.paths() and PIT_PATHS[flavor][1] not in server.paths()
+    assert "close_pit" not in fake.call_names()
+    assert comparable_calls(fake.call_names()) == direct_run_calls(
+        flavor, tmp_path, options, pit_supported=False
+    )

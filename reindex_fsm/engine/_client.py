@@ -888,8 +888,13 @@ class ClientEngine:
                 "POST", _path(index, *self.pit_path), params={"keep_alive": keep_alive}
             )
         except EngineError as exc:
-            if exc.status in (400, 404, 405) and not isinstance(exc, IndexNotFound):
-                return None  # no PIT API on this engine: the caller scrolls instead
+            # An engine without the PIT API answers "no handler found for uri" (400, or
+            # 404/405); any other refusal (e.g. keep_alive above the maximum) is an error.
+            unknown_endpoint = exc.status in (404, 405) or (
+                exc.status == 400 and "no handler found" in exc.message.lower()
+            )
+            if unknown_endpoint and not isinstance(exc, IndexNotFound):
+                return None  # the caller scrolls instead
             raise
         return str(body[self.pit_id_key])
 
