@@ -11,7 +11,8 @@
 #   scripts/engine.sh stop-node NAME|INDEX [--kill]
 #                                              stop one node (SIGTERM; --kill: SIGKILL, a crash)
 #   scripts/engine.sh start-node NAME|INDEX    start a stopped node again (keeps its data)
-#   scripts/engine.sh fetch                    only populate the cache (download + compile)
+#   scripts/engine.sh fetch                    only populate the cache (download + compile);
+#                                              also retries a k-NN plugin download that failed
 #
 # Nodes are named node-1..node-N, each its own JVM (so stop-node is a real process exit);
 # all are cluster-manager-eligible data nodes and node-1 bootstraps the cluster. The URL
@@ -19,6 +20,16 @@
 # --nodes 3 if any node, including the elected cluster manager, may be stopped).
 # Not the stock launcher: no root refusal, bootstrap checks or security manager, and the
 # modules show up in GET _cat/plugins. Data is deleted by `stop`; logs stay in logs/.
+#
+# The k-NN plugin (org.opensearch.plugin:opensearch-knn, the version in engine/pom.xml: Maven
+# Central's only 2.19.x, 2.19.1.0) is on by default: a second mvn run unpacks its zip into the
+# cache and every node loads it as a classpath plugin, listed as "opensearch-knn" in
+# _cat/plugins. Only its pure-Java "lucene" engine works (no faiss/nmslib native libraries):
+# give every knn_vector field "method": {"name": "hnsw", "engine": "lucene", ...}. Without it
+# 2.19 picks faiss, and such an index is created but its first refresh/flush never answers
+# (UnsatisfiedLinkError in the node's log; the node stays up and the index can be deleted).
+# If it cannot be downloaded the engine starts without it and says so on stderr; `start`
+# retries the download at most once an hour, `fetch` every time.
 #
 # Environment:
 #   REINDEX_FSM_ENGINE_CACHE      cache of jars (default ~/.cache/reindex-fsm/engine); the
@@ -29,6 +40,7 @@
 #   REINDEX_FSM_ENGINE_JAVA_HOME  JDK to use (default: OpenJDK 17 if present, else JAVA_HOME, else PATH)
 #   REINDEX_FSM_ENGINE_JAVA_OPTS  extra JVM options for every node
 #   REINDEX_FSM_ENGINE_MVN_REPO   local Maven repository for the first download (default ~/.m2)
+#   REINDEX_FSM_ENGINE_KNN        0: no k-NN plugin (neither downloaded nor loaded); default 1
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -39,9 +51,12 @@ START_TIMEOUT="${REINDEX_FSM_ENGINE_TIMEOUT:-180}"
 HEAP_MAX="${REINDEX_FSM_ENGINE_HEAP:-1g}"
 CLUSTER_NAME="reindex-fsm-engine"
 MAX_NODES=9
+KNN_MODE="${REINDEX_FSM_ENGINE_KNN:-1}"
+KNN_RETRY_SECONDS=3600
 
 STATE_DIR=""   # canonical, set by init_state_dir
 DIST_DIR=""    # set by ensure_dist
+KNN_DIR=""     # set by ensure_knn: the unpacked k-NN plugin, or empty to run without it
 JAVA_HOME_SEL=""
 
 log() { printf 'engine.sh: %s\n' "$*" >&2; }
@@ -75,9 +90,11 @@ java_major() {
         sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p' | head -n 1
 }
 
-pom_opensearch_version() {
-    sed -n 's:.*<opensearch.version>\(.*\)</opensearch.version>.*:\1:p' "$ENGINE_SRC/pom.xml" | head -n 1
+pom_property() { # name
+    sed -n "s:.*<$1>\\(.*\\)</$1>.*:\\1:p" "$ENGINE_SRC/pom.xml" | head -n 1
 }
+
+pom_opensearch_version() { pom_property opensearch.version; }
 
 # Populates "$CACHE_ROOT/opensearch-<version>-<hash of pom+launcher>/{lib,classes}" once;
 # afterwards no network is needed.
@@ -142,6 +159,96 @@ ensure_dist() {
     mv "$tmp" "$DIST_DIR"
     exec {lock_fd}>&-
     log "cached OpenSearch $version in $DIST_DIR"
+}
+
+knn_enabled() {
+    case "$KNN_MODE" in
+        0 | false | no | off) return 1 ;;
+        *) return 0 ;;
+    esac
+}
+
+# Sets KNN_DIR to "$DIST_DIR/knn" (the k-NN plugin zip, unpacked) once it is there,
+# downloading it if need be, else to "" with a warning: the engine then runs without it.
+# A failed download is tried again only after KNN_RETRY_SECONDS, unless FORCE is given.
+ensure_knn() { # [force]
+    local force="${1:-}" failed="$DIST_DIR/knn.failed" age
+    KNN_DIR=""
+    knn_enabled || return 0
+    if [[ ! -f "$DIST_DIR/knn/.complete" ]]; then
+        if [[ -z "$force" && -f "$failed" ]]; then
+            age=$(($(date +%s) - $(stat -c %Y "$failed")))
+            if ((age < KNN_RETRY_SECONDS)); then
+                log "warning: no k-NN plugin: its download failed ${age}s ago (log: $failed); the engine runs without it (scripts/engine.sh fetch retries)"
+                return 0
+            fi
+        fi
+        if ! fetch_knn; then
+            log "warning: no k-NN plugin: could not download it (log: $failed); the engine runs without it (scripts/engine.sh fetch retries)"
+            return 0
+        fi
+    fi
+    KNN_DIR="$DIST_DIR/knn"
+}
+
+# Unpacks org.opensearch.plugin:opensearch-knn (profile "knn" of the pom) into "$DIST_DIR/knn".
+fetch_knn() {
+    local version lock_fd tmp="$DIST_DIR/knn.tmp.$$" failed="$DIST_DIR/knn.failed"
+    version="$(pom_property opensearch-knn.version)"
+    exec {lock_fd}>"$CACHE_ROOT/.lock"
+    if ! flock -w 900 "$lock_fd"; then
+        exec {lock_fd}>&-
+        log "timed out waiting for the cache lock $CACHE_ROOT/.lock"
+        return 1
+    fi
+    if [[ -f "$DIST_DIR/knn/.complete" ]]; then
+        exec {lock_fd}>&-
+        return 0
+    fi
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    cp "$ENGINE_SRC/pom.xml" "$tmp/pom.xml"
+    local ok=0 attempt
+    if [[ -z "$version" ]]; then
+        echo "no opensearch-knn.version in $ENGINE_SRC/pom.xml" >"$tmp/mvn.log"
+    elif ! command -v mvn >/dev/null; then
+        echo "mvn not found" >"$tmp/mvn.log"
+    else
+        log "downloading the k-NN plugin (org.opensearch.plugin:opensearch-knn:$version) with mvn into $DIST_DIR/knn ..."
+        local -a mvn_args=(-B -f "$tmp/pom.xml" -P knn dependency:unpack-dependencies
+            -DincludeGroupIds=org.opensearch.plugin -DincludeArtifactIds=opensearch-knn
+            -DincludeTypes=zip "-DoutputDirectory=$tmp/plugin")
+        if [[ -n "${REINDEX_FSM_ENGINE_MVN_REPO:-}" ]]; then
+            mvn_args+=("-Dmaven.repo.local=$REINDEX_FSM_ENGINE_MVN_REPO")
+        fi
+        for attempt in 1 2; do
+            if (cd "$tmp" && JAVA_HOME="$JAVA_HOME_SEL" mvn "${mvn_args[@]}") >"$tmp/mvn.log" 2>&1; then
+                ok=1
+                break
+            fi
+            ((attempt == 2)) || sleep 3
+        done
+        if [[ "$ok" == 1 ]] && ! grep -qs '^classname=org\.opensearch\.knn\.' "$tmp/plugin/plugin-descriptor.properties"; then
+            echo "the opensearch-knn zip has no plugin-descriptor.properties naming a k-NN plugin class" >>"$tmp/mvn.log"
+            ok=0
+        fi
+        if [[ "$ok" == 1 ]] && ! compgen -G "$tmp/plugin/opensearch-knn-*.jar" >/dev/null; then
+            echo "the opensearch-knn zip has no opensearch-knn-*.jar" >>"$tmp/mvn.log"
+            ok=0
+        fi
+    fi
+    if [[ "$ok" != 1 ]]; then
+        mv -f "$tmp/mvn.log" "$failed"
+        rm -rf "$tmp"
+        exec {lock_fd}>&-
+        return 1
+    fi
+    touch "$tmp/plugin/.complete"
+    rm -rf "$DIST_DIR/knn"
+    mv "$tmp/plugin" "$DIST_DIR/knn"
+    rm -rf "$tmp" "$failed"
+    exec {lock_fd}>&-
+    log "cached the k-NN plugin $version in $DIST_DIR/knn"
 }
 
 # --------------------------------------------------------------------------- state
@@ -321,12 +428,21 @@ launch_node() { # name
     if [[ -n "$major" ]] && ((major < 23)); then
         opts+=("-Djava.locale.providers=SPI,COMPAT")
     fi
+    # The k-NN plugin, if the cluster was started with it (see launch_cluster).
+    local classpath="$DIST_DIR/lib/*:$DIST_DIR/classes" knn=""
+    [[ ! -f "$STATE_DIR/knn" ]] || knn="$(cat "$STATE_DIR/knn")"
+    if [[ -n "$knn" && -f "$knn/.complete" ]]; then
+        classpath="$DIST_DIR/lib/*:$knn/*:$DIST_DIR/classes"
+        opts+=("-Dengine.plugin.descriptors=$knn/plugin-descriptor.properties")
+    elif [[ -n "$knn" ]]; then
+        log "warning: the k-NN plugin is gone from $knn; starting $name without it"
+    fi
     if [[ -n "${REINDEX_FSM_ENGINE_JAVA_OPTS:-}" ]]; then
         local -a extra
         read -r -a extra <<<"$REINDEX_FSM_ENGINE_JAVA_OPTS"
         opts+=("${extra[@]}")
     fi
-    opts+=("$(node_marker "$name")" -cp "$DIST_DIR/lib/*:$DIST_DIR/classes" EngineNode "$home")
+    opts+=("$(node_marker "$name")" -cp "$classpath" EngineNode "$home")
     printf '=== %s starting %s (java %s) ===\n' "$(date -u +%FT%TZ)" "$name" "$major" >>"$logfile"
     # New session: the JVM outlives this script and the caller's terminal / process group.
     # The state lock fd is closed for it so that it never holds the lock.
@@ -376,7 +492,7 @@ stop_all() {
     for name in $names; do
         kill_node "$name" TERM 30
     done
-    rm -rf "$STATE_DIR/nodes" "$(nodes_file)" "$STATE_DIR/url"
+    rm -rf "$STATE_DIR/nodes" "$(nodes_file)" "$STATE_DIR/url" "$STATE_DIR/knn"
 }
 
 log_tail() { # name
@@ -472,24 +588,30 @@ cmd_start() {
     fi
 
     ensure_dist
+    ensure_knn
     init_state_dir
     lock_state
 
-    # Reuse a healthy engine started earlier.
+    # Reuse a healthy engine started earlier (with the k-NN plugin iff it is to be loaded now).
     if [[ -f "$STATE_DIR/url" ]]; then
-        local url have summary="" down="" name
+        local url have summary="" down="" name had_knn=""
         url="$(engine_url)"
         have="$(node_count)"
+        [[ ! -f "$STATE_DIR/knn" ]] || had_knn="$(cat "$STATE_DIR/knn")"
         for name in $(node_names); do
             node_alive "$name" || down+=" $name"
         done
         if [[ -z "$down" ]] && summary="$(health_summary "$url")" &&
             [[ "${summary% *}" != red && "${summary#* }" == "$have" ]] &&
-            { ((explicit == 0)) || [[ "$have" == "$count" ]]; }; then
+            { ((explicit == 0)) || [[ "$have" == "$count" ]]; } &&
+            [[ "$had_knn" == "$KNN_DIR" ]]; then
             printf '%s\n' "$url"
             return 0
         fi
-        log "restarting the engine in $STATE_DIR (was: $have node(s), down:${down:- none}, health: ${summary:-no answer}; wanted: $count)"
+        local knn_was=off knn_wanted=off
+        [[ -z "$had_knn" ]] || knn_was=on
+        [[ -z "$KNN_DIR" ]] || knn_wanted=on
+        log "restarting the engine in $STATE_DIR (was: $have node(s), down:${down:- none}, health: ${summary:-no answer}, k-NN: $knn_was; wanted: $count, k-NN: $knn_wanted)"
     fi
 
     local attempt
@@ -529,6 +651,7 @@ launch_cluster() { # count
         printf '%s %s %s\n' "$name" "${ports[$i]}" "${ports[$((count + i))]}" >>"$(nodes_file).tmp"
     done
     mv "$(nodes_file).tmp" "$(nodes_file)"
+    printf '%s\n' "$KNN_DIR" >"$STATE_DIR/knn"
     for name in $(node_names); do
         launch_node "$name"
     done
@@ -631,7 +754,8 @@ main() {
         start-node) cmd_start_node "$@" ;;
         fetch)
             ensure_dist
-            log "cache ready: $DIST_DIR"
+            ensure_knn force
+            log "cache ready: $DIST_DIR${KNN_DIR:+ (with the k-NN plugin)}"
             ;;
         -h | --help | help)
             usage
