@@ -234,6 +234,17 @@ def inspect_jsonl(path: str, fields: Fields, skip_file: str | None, write: bool)
     return summary
 
 
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with _open(path) as fh:
+        try:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        except OSError as exc:
+            raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
 def _read_lines(fh: IO[bytes], path: str) -> Iterator[bytes]:
     try:
         yield from fh

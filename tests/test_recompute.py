@@ -412,3 +412,19 @@ class _probe_ok:
         from reindex_fsm import embedders
 
         embedders.PROBE_TEXT = self.saved
+
+
+def test_a_file_changed_after_planning_is_refused(fake: FakeEngine, cfg, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", 20)
+    with pytest.raises(Kill):
+        commands.start(
+            make_config(fake, cfg.state_db, crash=lambda: KillAt("commit.TARGET_CREATED", 1)),
+            ALIAS,
+            opts(documents_path=str(path), rollback_on_failure=True),
+        )
+    write_jsonl(path, 20, start=100)  # same size, other documents
+    (run,) = commands.history(cfg)
+    out = commands.resume(cfg, run.id)
+    assert out.record.state is State.ROLLED_BACK
+    assert "changed since the run was planned" in out.record.error
+    assert list(fake.get_alias(ALIAS)) == [SOURCE] and set(fake.indices) == {SOURCE}

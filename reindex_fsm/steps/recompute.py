@@ -29,7 +29,15 @@ from typing import Any
 import numpy as np
 
 from .. import embedders
-from ..documents import Batch, Fields, IndexReader, JsonlReader, PositionLost, inspect_jsonl
+from ..documents import (
+    Batch,
+    Fields,
+    IndexReader,
+    JsonlReader,
+    PositionLost,
+    file_sha256,
+    inspect_jsonl,
+)
 from ..engine.base import Engine, EngineInfo, TaskStatus
 from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
 from ..runplan import Plan, RunOptions
@@ -198,10 +206,14 @@ def run_start(ctx: RunContext) -> dict[str, Any]:
         )
     rp = p.recompute or {}
     if rp["source"] == "jsonl":
-        # Check the file again (unchanged since planned) and write the rejected lines.
-        fields = Fields(**rp["fields"])
-        summary = inspect_jsonl(rp["path"], fields, rp.get("skip_file"), write=True)
-        if summary.sha256 != rp["sha256"]:
+        # The file must be the one checked at plan time; with --skip-invalid, the check is
+        # done again to write the rejected lines (a plan writes nothing).
+        if rp.get("skip_file"):
+            fields = Fields(**rp["fields"])
+            digest = inspect_jsonl(rp["path"], fields, rp["skip_file"], write=True).sha256
+        else:
+            digest = file_sha256(rp["path"])
+        if digest != rp["sha256"]:
             raise BadInput(
                 f"{rp['path']}: changed since the run was planned",
                 hint="put the planned file back, or abort this run and start a new one",
