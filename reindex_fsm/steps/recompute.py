@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -229,8 +231,17 @@ def run_start(ctx: RunContext) -> dict[str, Any]:
 _worker_fn: embedders.EmbedFn | None = None
 
 
-def _worker_init(spec: str) -> None:
+def _exit_with_parent(parent: int) -> None:
+    # A SIGKILLed parent cannot shut the pool down, and a worker waits on its call queue
+    # forever (it holds both ends of the pipe): leave when the parent is gone.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _worker_init(spec: str, parent: int) -> None:
     global _worker_fn
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
     _worker_fn = embedders.resolve(spec)
 
@@ -248,7 +259,7 @@ def _executor(spec: str, workers: int) -> Executor:
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
-        initargs=(spec,),
+        initargs=(spec, os.getpid()),
     )
 
 
