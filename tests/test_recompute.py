@@ -428,3 +428,26 @@ def test_a_file_changed_after_planning_is_refused(fake: FakeEngine, cfg, tmp_pat
     assert out.record.state is State.ROLLED_BACK
     assert "changed since the run was planned" in out.record.error
     assert list(fake.get_alias(ALIAS)) == [SOURCE] and set(fake.indices) == {SOURCE}
+
+
+def test_source_index_documents_without_text(fake: FakeEngine, cfg, tmp_path: Path) -> None:
+    docs = fake.indices[SOURCE].docs
+    for doc_id in ("doc-00003", "doc-00700"):
+        del docs[doc_id]["title"]
+    # Without --skip-invalid: the run fails naming the document; nothing swapped.
+    out = commands.start(cfg, ALIAS, opts(text_field="title", batch_size=500))
+    assert out.record.state is State.FAILED
+    assert f"{SOURCE}/_doc/doc-00003: missing text field 'title'" in out.record.error
+    assert list(fake.get_alias(ALIAS)) == [SOURCE]
+    commands.abort(cfg, out.record.id)
+    # With it: both set aside, the rest copied, verification expects the source less two.
+    skip = tmp_path / "rejects.jsonl"
+    skip.write_text("left over from an earlier run\n")
+    out = commands.start(
+        cfg, ALIAS, opts(text_field="title", batch_size=500, skip_invalid=str(skip))
+    )
+    assert out.record.state is State.SWAPPED, out.record.error
+    assert len(target_docs(fake, out.record)) == len(docs) - 2
+    rejects = [json.loads(line) for line in skip.read_text().splitlines()]
+    assert [r["where"] for r in rejects] == [f"{SOURCE}/_doc/doc-00003", f"{SOURCE}/_doc/doc-00700"]
+    assert out.record.progress["rejected"] == 2

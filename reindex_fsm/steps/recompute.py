@@ -220,6 +220,12 @@ def run_start(ctx: RunContext) -> dict[str, Any]:
                 f"{rp['path']}: changed since the run was planned",
                 hint="put the planned file back, or abort this run and start a new one",
             )
+    elif rp.get("skip_file"):
+        # The index's rejects are appended batch by batch: start from an empty file.
+        try:
+            open(rp["skip_file"], "w").close()
+        except OSError as exc:
+            raise BadInput(f"{rp['skip_file']}: cannot be written: {exc.strerror or exc}") from exc
     progress = initial_progress(int(rp["workers"]))
     return {
         "progress": progress,
