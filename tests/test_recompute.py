@@ -4,6 +4,7 @@ bad input and verification. The real engine runs it in tests/integration."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -276,9 +277,9 @@ class KillAt(Crashpoints):
         (("checkpoint.progress", 3), 1),
         (("commit.REINDEXING", 1), 1),
         (("commit.VERIFYING", 1), 1),
-        # Two embedding processes, batches acknowledged out of order.
-        (("recompute.indexed", 3), 2),
-        (("checkpoint.progress", 4), 2),
+        # Two embedding processes, batches acknowledged out of order (slow: they spawn).
+        pytest.param(("recompute.indexed", 3), 2, marks=pytest.mark.slow),
+        pytest.param(("checkpoint.progress", 4), 2, marks=pytest.mark.slow),
     ],
 )
 def test_resume_after_a_kill_ends_as_an_uninterrupted_run(
@@ -287,8 +288,9 @@ def test_resume_after_a_kill_ends_as_an_uninterrupted_run(
     path = write_jsonl(tmp_path / "d.jsonl", 40)
     options = opts(documents_path=str(path), workers=workers)
 
-    clean = FakeEngineWithCluster()
-    ref = commands.start(make_config(clean, f"sqlite:///{tmp_path}/a.db"), ALIAS, options).record
+    clean = FakeEngineWithCluster()  # the reference: uninterrupted, one embedding thread
+    one = replace(options, workers=1)
+    ref = commands.start(make_config(clean, f"sqlite:///{tmp_path}/a.db"), ALIAS, one).record
 
     fake = FakeEngineWithCluster()
     state_db = f"sqlite:///{tmp_path}/b.db"
