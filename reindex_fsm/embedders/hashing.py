@@ -3,8 +3,9 @@
 Each text is lower-cased and split into word tokens; every token and every pair of
 adjacent tokens is hashed (CRC-32, so the result is the same in every process and
 on every machine, unlike ``hash()``) into one of ``DIMENSION`` buckets with a sign,
-and the row is L2-normalised. Similar texts share buckets, so cosine similarity
-means something; a text with no tokens gets a fixed non-zero vector.
+and the row is L2-normalised. Similar texts share buckets, so cosine similarity means
+something; a text with no tokens gets a fixed non-zero vector. The hashing is one Python
+pass over the features; the summing is one ``numpy.bincount`` over the whole batch.
 """
 
 from __future__ import annotations
@@ -20,33 +21,25 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 _EMPTY = "\x00empty"
 
 
-def _features(text: str) -> list[str]:
-    tokens = _TOKEN.findall(text.lower())
-    if not tokens:
-        return [_EMPTY]
-    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
-
-
-def _bucket(feature: str) -> tuple[int, float]:
-    digest = crc32(feature.encode())
-    return digest % DIMENSION, 1.0 if digest >> 31 else -1.0
-
-
 def compute_embeddings(texts: list[str]) -> np.ndarray:
-    out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
-    cache: dict[str, tuple[int, float]] = {}
-    for row, text in enumerate(texts):
-        for feature in _features(text):
-            hit = cache.get(feature)
-            if hit is None:
-                hit = cache[feature] = _bucket(feature)
-            out[row, hit[0]] += hit[1]
+    n = len(texts)
+    hashes: list[int] = []
+    counts: list[int] = []
+    for text in texts:
+        tokens = _TOKEN.findall(text.lower()) or [_EMPTY]
+        features = tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+        hashes.extend([crc32(f.encode()) for f in features])
+        counts.append(len(features))
+    h = np.fromiter(hashes, dtype=np.uint32, count=len(hashes))
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    signs = np.where(h >> 31, 1.0, -1.0)
+    flat = rows * DIMENSION + (h % DIMENSION).astype(np.int64)
+    out = np.bincount(flat, weights=signs, minlength=n * DIMENSION).reshape(n, DIMENSION)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
-    # A text whose features all cancel out is vanishingly rare; give it the empty text's vector.
     zero = norms[:, 0] == 0
     if zero.any():
-        index, sign = _bucket(_EMPTY)
-        out[zero, index] = sign
+        e = crc32(_EMPTY.encode())
+        out[zero] = 0.0
+        out[zero, e % DIMENSION] = 1.0 if e >> 31 else -1.0
         norms[zero] = 1.0
-    out /= norms
-    return out
+    return (out / norms).astype(np.float32)
