@@ -104,6 +104,9 @@ def test_vector_mapping_per_engine(fake: FakeEngine, cfg, tmp_path: Path) -> Non
         "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
     }
     assert p.settings["index.knn"] == "true"
+    given = {"type": "knn_vector", "dimension": hashing.DIMENSION, "method": {"name": "hnsw"}}
+    p = commands.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=given))
+    assert p.mappings["properties"]["embedding"] == given and p.settings["index.knn"] == "true"
     es = FakeEngine(flavor="elasticsearch", version="8.15.0")
     es.indices = fake.indices
     p = commands.plan(make_config(es, cfg.state_db), ALIAS, opts(vector_mapping=None))
@@ -379,7 +382,7 @@ def test_batch_k_plus_1_is_embedded_while_batch_k_is_indexed(tmp_path: Path) -> 
 
         def bulk(self, actions):  # type: ignore[no-untyped-def]
             actions = list(actions)
-            k = int(actions[0]["_source"]["n"]) // 7
+            k = int(json.loads(actions[0]["_source"])["n"]) // 7
             deadline = time.monotonic() + 5
             while k < 4 and k + 1 not in _embed_started and time.monotonic() < deadline:
                 time.sleep(0.01)

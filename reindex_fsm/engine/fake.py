@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -389,7 +390,10 @@ class FakeEngine:
                 errors.append({"create": {"_id": action["_id"], "status": 409}})
                 continue
             else:
-                idx.docs[action["_id"]] = copy.deepcopy(action["_source"])
+                source = action["_source"]  # a dict, or JSON as the clients accept it
+                idx.docs[action["_id"]] = (
+                    json.loads(source) if isinstance(source, str | bytes) else copy.deepcopy(source)
+                )
             ok += 1
         return ok, errors
 

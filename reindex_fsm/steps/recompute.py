@@ -81,7 +81,8 @@ def vector_mapping(
                 f"{options.embedder!r} returns {dimension}",
                 hint="fix the mapping or choose the matching embedder",
             )
-        return dict(options.vector_mapping), {}, "given by --vector-mapping"
+        knn = {"index.knn": "true"} if options.vector_mapping.get("type") == "knn_vector" else {}
+        return dict(options.vector_mapping), knn, "given by --vector-mapping"
     if existing is not None:
         have = _declared_dimension(existing)
         if existing.get("type") in VECTOR_TYPES and have != dimension:
@@ -269,8 +270,12 @@ def _executor(spec: str, workers: int) -> Executor:
     )
 
 
-def _done_future(value: np.ndarray) -> Future[np.ndarray]:
-    future: Future[np.ndarray] = Future()
+# The clients' own JSON form (compact, UTF-8 as is).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _done_future(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
     future.set_result(value)
     return future
 
@@ -312,12 +317,25 @@ class _Stream:
         )
         return index_reader.batches(start["resume_batch"], start["position"]), index_reader
 
-    def embed(self, executor: Executor, batch: Batch) -> Future[np.ndarray]:
+    def embed(self, executor: Executor, batch: Batch) -> Future[Any]:
+        """Start embedding ``batch``: with one worker, a thread embeds, checks and serializes
+        it (so that the main thread only sends); with more, a process embeds it."""
         if not batch.docs:
-            return _done_future(np.zeros((0, self.embedder.dimension), dtype=np.float32))
+            return _done_future([])
         if self.workers == 1:
-            return executor.submit(self.embedder.fn, batch.texts)
+            return executor.submit(self._prepare, batch)
         return executor.submit(_worker_embed, batch.texts)
+
+    def _prepare(self, batch: Batch) -> list[str]:
+        return self._sources(batch, self.embedder(batch.texts))  # checked by Embedder
+
+    def _sources(self, batch: Batch, vectors: np.ndarray) -> list[str]:
+        """Each document with its vector as the JSON the client would send."""
+        field = self.fields.vector
+        return [
+            _dumps({**doc, field: row})
+            for (_, _, doc), row in zip(batch.docs, vectors.tolist(), strict=True)
+        ]
 
     def run(self) -> dict[str, Any]:
         try:
@@ -335,7 +353,7 @@ class _Stream:
     def _run(self) -> dict[str, Any]:
         batches, closeable = self.reader()
         executor = _executor(self.rp["embedder"], self.workers)
-        in_flight: dict[Future[np.ndarray], Batch] = {}
+        in_flight: dict[Future[Any], Batch] = {}
         try:
             for batch in batches:
                 stripe = self.stripes[batch.number % self.workers]
@@ -354,42 +372,42 @@ class _Stream:
                 closeable.close()
         return self.progress
 
-    def _index_one(self, in_flight: dict[Future[np.ndarray], Batch]) -> None:
+    def _index_one(self, in_flight: dict[Future[Any], Batch]) -> None:
         done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         future = min(done, key=lambda f: in_flight[f].number)
         batch = in_flight.pop(future)
         try:
-            raw = future.result()
+            result = future.result()
+        except EmbedderError:
+            raise
         except Exception as exc:
             raise EmbedderError(
                 f"embedder {self.rp['embedder']!r} failed on batch {batch.number}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        vectors = embedders.check_batch(
-            self.rp["embedder"],
-            raw,
-            len(batch.docs),
-            self.embedder.dimension,
-            self.embedder.allows_zero_rows,
-        )
+        if self.workers > 1 and batch.docs:
+            vectors = embedders.check_batch(
+                self.rp["embedder"],
+                result,
+                len(batch.docs),
+                self.embedder.dimension,
+                self.embedder.allows_zero_rows,
+            )
+            result = self._sources(batch, vectors)
         self.ctx.crash("recompute.embedded")
-        self._bulk(batch, vectors)
+        self._bulk(batch, result)
         self.ctx.crash("recompute.indexed")
         self._write_rejects(batch)
         self._checkpoint(batch)
 
-    def _bulk(self, batch: Batch, vectors: np.ndarray) -> None:
+    def _bulk(self, batch: Batch, sources: list[str]) -> None:
         if not batch.docs:
             return
-        target, vector_field = self.plan.target_index, self.fields.vector
+        target = self.plan.target_index
+        # _source is already JSON: both clients' serializers pass strings through.
         actions = (
-            {
-                "_op_type": "index",
-                "_index": target,
-                "_id": doc_id,
-                "_source": {**doc, vector_field: row},
-            }
-            for (doc_id, _, doc), row in zip(batch.docs, vectors.tolist(), strict=True)
+            {"_op_type": "index", "_index": target, "_id": doc_id, "_source": source}
+            for (doc_id, _, _), source in zip(batch.docs, sources, strict=True)
         )
         _, errors = self.ctx.engine.bulk(actions)
         if errors:
