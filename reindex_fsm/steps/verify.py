@@ -23,8 +23,10 @@ def plan(p: Plan, verify: bool) -> dict[str, Any]:
     check = f"target count == {p.source_count}" if verify else "none (pass --verify)"
     if p.recompute and verify:
         rp = p.recompute
-        expected = rp["expected"] if rp.get("expected") is not None else (
-            f"{p.source_count} less rejected documents"
+        expected = (
+            rp["expected"]
+            if rp.get("expected") is not None
+            else (f"{p.source_count} less rejected documents")
         )
         check = (
             f"target count == {expected}; {rp['fields']['vector']} mapped with dimension "
@@ -118,8 +120,10 @@ def _recompute_checks(ctx: RunContext, target_count: int, detail: dict[str, Any]
             f"({rp.get('documents', p.source_count)} read, {rejected} rejected)"
         )
     if mapped is not None and mapped != rp["dimension"]:
-        problems.append(f"{rp['fields']['vector']} is mapped with dimension {mapped}, "
-                        f"the embedder gives {rp['dimension']}")
+        problems.append(
+            f"{rp['fields']['vector']} is mapped with dimension {mapped}, "
+            f"the embedder gives {rp['dimension']}"
+        )
     if sample["bad_dimension"]:
         problems.append(f"stored vectors of the wrong length: {sample['bad_dimension']}")
     if sample["mismatched"]:
