@@ -209,15 +209,9 @@ def cli() -> None:
 
 def _recompute_options(enabled: bool, **given: Any) -> dict[str, Any]:
     """The --recompute-embeddings options as RunOptions fields; they need the flag."""
-    defaults = {
-        "batch_size": 500,
-        "embedder": "hashing",
-        "text_field": "text",
-        "vector_field": "embedding",
-        "workers": 1,
-    }
+    defaults = RunOptions()
     if not enabled:
-        named = [k for k, v in given.items() if v is not None and v != defaults.get(k)]
+        named = [k for k, v in given.items() if v != getattr(defaults, k)]
         if named:
             flag = "--" + named[0].replace("_", "-")
             raise UsageError(f"{flag} needs --recompute-embeddings")
