@@ -411,6 +411,10 @@ def start(
             skip_invalid=skip_invalid,
         ),
     )
+    if options.recompute_embeddings and options.embedder == "zeros":
+        click.echo(
+            "warning: the zeros embedder writes all-zero vectors: it is for tests only", err=True
+        )
     cfg = _config(ctx, state_db, engine_url, engine_kind)
     if dry_run:
         planned = commands.plan(cfg, alias, options)

@@ -402,3 +402,22 @@ def test_recompute_run_json(cfg, fake, tmp_path):
     data = json.loads(result.stdout)
     assert data["state"] == "SWAPPED" and data["target_count"] == 5
     assert data["progress"]["indexed"] == 5
+
+
+def test_zeros_embedder_warns(cfg, fake, tmp_path):
+    path = _jsonl(tmp_path, GOOD)
+    result = invoke(
+        cfg,
+        "start",
+        "--alias",
+        ALIAS,
+        "--documents-path",
+        str(path),
+        "--embedder",
+        "zeros",
+        *RECOMPUTE,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "warning: the zeros embedder writes all-zero vectors: it is for tests only" in (
+        result.stderr
+    )
