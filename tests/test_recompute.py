@@ -270,16 +270,17 @@ class KillAt(Crashpoints):
 @pytest.mark.parametrize(
     ("point", "workers"),
     [
-        (("recompute.read", 1), 1),
         (("recompute.read", 3), 1),
-        (("recompute.embedded", 1), 1),
         (("recompute.embedded", 4), 1),
         (("recompute.indexed", 2), 1),
-        (("recompute.indexed", 5), 1),
-        (("checkpoint.progress", 1), 1),
         (("checkpoint.progress", 3), 1),
         (("commit.REINDEXING", 1), 1),
-        (("commit.VERIFYING", 1), 1),
+        # More of the same points (the crash suite kills real processes at all of them).
+        pytest.param(("recompute.read", 1), 1, marks=pytest.mark.slow),
+        pytest.param(("recompute.embedded", 1), 1, marks=pytest.mark.slow),
+        pytest.param(("recompute.indexed", 5), 1, marks=pytest.mark.slow),
+        pytest.param(("checkpoint.progress", 1), 1, marks=pytest.mark.slow),
+        pytest.param(("commit.VERIFYING", 1), 1, marks=pytest.mark.slow),
         # Two embedding processes, batches acknowledged out of order (slow: they spawn).
         pytest.param(("recompute.indexed", 3), 2, marks=pytest.mark.slow),
         pytest.param(("checkpoint.progress", 4), 2, marks=pytest.mark.slow),
