@@ -103,15 +103,16 @@ def available() -> list[str]:
     return sorted(registered())
 
 
-def resolve(spec: str) -> EmbedFn:
-    """The function ``spec`` names; EmbedderError if it does not load."""
+def resolve(spec: str, *, warn_zeros: bool = True) -> EmbedFn:
+    """The function ``spec`` names; EmbedderError if it does not load. Naming ``zeros``
+    warns, unless the caller has told the operator already (``warn_zeros=False``)."""
     target = registered().get(spec, spec)
     if spec not in registered() and ":" not in spec:
         raise EmbedderError(
             f"unknown embedder {spec!r}",
             hint=f"use one of {', '.join(available())} or module:function",
         )
-    if spec == "zeros":
+    if spec == "zeros" and warn_zeros:
         warnings.warn(
             "the zeros embedder writes all-zero vectors: it is for tests only",
             ZerosEmbedderWarning,
@@ -120,10 +121,9 @@ def resolve(spec: str) -> EmbedFn:
     return _import_target(spec, target)
 
 
-def load(spec: str = DEFAULT_EMBEDDER) -> Embedder:
+def load(spec: str = DEFAULT_EMBEDDER, *, warn_zeros: bool = True) -> Embedder:
     """Load ``spec`` and learn its dimension by embedding a probe text."""
-    fn = resolve(spec)
-    probe = Embedder(spec, fn, dimension=-1)
+    fn = resolve(spec, warn_zeros=warn_zeros)
     try:
         vectors = fn([PROBE_TEXT])
     except Exception as exc:
@@ -137,7 +137,8 @@ def load(spec: str = DEFAULT_EMBEDDER) -> Embedder:
             "text; expected (1, d)"
         )
     embedder = Embedder(spec, fn, dimension=int(array.shape[1]))
-    check_batch(spec, array, 1, embedder.dimension, probe.allows_zero_rows or spec == "zeros")
+    # The probe's answer as given: what every batch will be checked against.
+    check_batch(spec, vectors, 1, embedder.dimension, embedder.allows_zero_rows)
     return embedder
 
 

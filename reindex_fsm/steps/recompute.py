@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import ProcessPoolExecutor
@@ -150,9 +149,7 @@ def prepare(
     ):
         raise UsageError("--skip-invalid must not be the --documents-path file itself")
     fields = fields_for(options)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
-        embedder = embedders.load(options.embedder)
+    embedder = embedders.load(options.embedder, warn_zeros=False)  # the CLI has warned
     zeros = embedder.allows_zero_rows
     mapping, settings, chosen = vector_mapping(
         engine, info, options, embedder.dimension, source_mappings, zeros
@@ -249,8 +246,7 @@ def _exit_with_parent(parent: int) -> None:
 def _worker_init(spec: str, parent: int) -> None:
     global _worker_fn
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
-    _worker_fn = embedders.resolve(spec)
+    _worker_fn = embedders.resolve(spec, warn_zeros=False)
 
 
 def _worker_embed(texts: list[str]) -> np.ndarray:
@@ -289,9 +285,7 @@ class _Stream:
         self.rp: dict[str, Any] = self.plan.recompute or {}
         self.workers = int(self.rp["workers"])
         self.fields = Fields(**self.rp["fields"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
-            self.embedder = embedders.load(self.rp["embedder"])
+        self.embedder = embedders.load(self.rp["embedder"], warn_zeros=False)
         if self.embedder.dimension != self.rp["dimension"]:
             raise EmbedderError(
                 f"embedder {self.rp['embedder']!r} now returns dimension "
@@ -507,9 +501,7 @@ def sample_check(ctx: RunContext) -> dict[str, Any]:
     hits = ctx.engine.search(p.target_index, body)["hits"]["hits"]
     if not hits:
         return {"sample": 0, "min_cosine": None, "mismatched": [], "bad_dimension": []}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", embedders.ZerosEmbedderWarning)
-        embedder = embedders.load(rp["embedder"])
+    embedder = embedders.load(rp["embedder"], warn_zeros=False)
     texts, stored, ids, bad_dimension = [], [], [], []
     for hit in hits:
         source = hit.get("_source") or {}
