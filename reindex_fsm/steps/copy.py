@@ -37,11 +37,9 @@ def _request(ctx: RunContext, again: bool) -> ReindexRequest:
     return replace(request, conflicts="proceed") if again else request
 
 
-def start(ctx: RunContext) -> tuple[str, dict[str, Any]]:
-    """Start (or adopt) the copy task; return its ID and what to record."""
-    running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
-    if running:
-        return running[0].task_id, {"adopted": running[0].task_id}
+def require_own_target(ctx: RunContext) -> None:
+    """Refuse to copy into a target that is gone or not this run's: the engine would create
+    a missing one with default mappings on the first write."""
     p = ctx.plan
     if not ctx.engine.index_exists(p.target_index) or owner_of(ctx.engine, p.target_index) != (
         ctx.run_id
@@ -52,6 +50,14 @@ def start(ctx: RunContext) -> tuple[str, dict[str, Any]]:
             run_id=ctx.run_id,
             state=ctx.record.state.value,
         )
+
+
+def start(ctx: RunContext) -> tuple[str, dict[str, Any]]:
+    """Start (or adopt) the copy task; return its ID and what to record."""
+    running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
+    if running:
+        return running[0].task_id, {"adopted": running[0].task_id}
+    require_own_target(ctx)
     again = ctx.record.copy_attempts > 0
     ctx.checkpoint(copy_attempts=ctx.record.copy_attempts + 1)
     task_id = ctx.engine.start_reindex(_request(ctx, again))

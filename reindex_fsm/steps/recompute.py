@@ -43,9 +43,10 @@ from ..engine.base import Engine, EngineInfo, TaskStatus
 from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
 from ..runplan import Plan, RunOptions
 from .context import RunContext
-from .plan import owner_of
+from .copy import require_own_target
 
 VECTOR_TYPES = ("dense_vector", "knn_vector")
+SAMPLE_MIN_COSINE = 0.999  # a stored vector this close to a fresh embedding of its text
 
 
 # -- plan time -----------------------------------------------------------------------------
@@ -59,6 +60,11 @@ def fields_for(options: RunOptions) -> Fields:
 def _declared_dimension(mapping: dict[str, Any]) -> int | None:
     value = mapping.get("dims", mapping.get("dimension"))
     return int(value) if value is not None else None
+
+
+def _settings_for(mapping: dict[str, Any]) -> dict[str, Any]:
+    """A knn_vector field needs the index created with k-NN on."""
+    return {"index.knn": "true"} if mapping.get("type") == "knn_vector" else {}
 
 
 def vector_mapping(
@@ -80,8 +86,8 @@ def vector_mapping(
                 f"{options.embedder!r} returns {dimension}",
                 hint="fix the mapping or choose the matching embedder",
             )
-        knn = {"index.knn": "true"} if options.vector_mapping.get("type") == "knn_vector" else {}
-        return dict(options.vector_mapping), knn, "given by --vector-mapping"
+        given_mapping = dict(options.vector_mapping)
+        return given_mapping, _settings_for(given_mapping), "given by --vector-mapping"
     if existing is not None:
         have = _declared_dimension(existing)
         if existing.get("type") in VECTOR_TYPES and have != dimension:
@@ -93,11 +99,8 @@ def vector_mapping(
                 "replace the field's mapping knowingly",
             )
         if existing.get("type") in VECTOR_TYPES or existing.get("type") == "float":
-            return (
-                dict(existing),
-                ({"index.knn": "true"} if existing.get("type") == "knn_vector" else {}),
-                f"the source's {existing.get('type')} mapping",
-            )
+            kept = dict(existing)
+            return kept, _settings_for(kept), f"the source's {existing.get('type')} mapping"
     if info.flavor == "elasticsearch":
         # ES refuses zero vectors under cosine; the zeros embedder gets l2_norm.
         similarity = "l2_norm" if zeros else "cosine"
@@ -108,15 +111,12 @@ def vector_mapping(
         )
     if any("knn" in component for component in engine.plugins()):
         space = "l2" if zeros else "cosinesimil"
-        return (
-            {
-                "type": "knn_vector",
-                "dimension": dimension,
-                "method": {"name": "hnsw", "engine": "lucene", "space_type": space},
-            },
-            {"index.knn": "true"},
-            "knn_vector (OpenSearch k-NN plugin, lucene engine)",
-        )
+        knn = {
+            "type": "knn_vector",
+            "dimension": dimension,
+            "method": {"name": "hnsw", "engine": "lucene", "space_type": space},
+        }
+        return knn, _settings_for(knn), "knn_vector (OpenSearch k-NN plugin, lucene engine)"
     raise BadInput(
         f"this OpenSearch ({engine.url}) has no k-NN plugin, so it has no vector field type "
         f"for {name!r}",
@@ -166,8 +166,8 @@ def prepare(
         "workers": options.workers,
         "skip_file": os.path.abspath(options.skip_invalid) if options.skip_invalid else None,
         "verify_sample": options.verify_sample,
+        "source_count": source_count,  # of the source index
     }
-    plan["source_count"] = source_count  # of the source index
     if options.documents_path:
         summary = inspect_jsonl(options.documents_path, fields, options.skip_invalid, write=False)
         plan.update(summary.to_dict())
@@ -195,16 +195,8 @@ def initial_progress(workers: int) -> dict[str, Any]:
 
 
 def run_start(ctx: RunContext) -> dict[str, Any]:
-    p = ctx.plan
-    if not ctx.engine.index_exists(p.target_index) or owner_of(ctx.engine, p.target_index) != (
-        ctx.run_id
-    ):
-        raise CopyFailed(
-            f"target {p.target_index} is gone or no longer this run's: not writing into it",
-            run_id=ctx.run_id,
-            state=ctx.record.state.value,
-        )
-    rp = p.recompute or {}
+    require_own_target(ctx)
+    rp = ctx.plan.recompute or {}
     if rp["source"] == "jsonl":
         # The file must be the one checked at plan time; with --skip-invalid, the check is
         # done again to write the rejected lines (a plan writes nothing).
@@ -291,9 +283,12 @@ class _Stream:
                 f"embedder {self.rp['embedder']!r} now returns dimension "
                 f"{self.embedder.dimension}, the run was planned with {self.rp['dimension']}"
             )
-        self.progress: dict[str, Any] = dict(ctx.record.progress or {})
-        if self.progress.get("strategy") != "recompute":
-            self.progress = initial_progress(self.workers)
+        stored = ctx.record.progress or {}
+        self._start_from(stored if stored.get("strategy") == "recompute" else None)
+
+    def _start_from(self, progress: dict[str, Any] | None) -> None:
+        """Go on from stored progress, or from the start (None)."""
+        self.progress: dict[str, Any] = dict(progress or initial_progress(self.workers))
         self.stripes: list[dict[str, Any]] = [dict(s) for s in self.progress["stripes"]]
 
     def reader(self) -> tuple[Iterator[Batch], Any]:
@@ -337,8 +332,7 @@ class _Stream:
         except PositionLost as exc:
             # Elasticsearch only: read everything again into a fresh PIT. Indexing is by
             # ID, so what was indexed before is overwritten with the same documents.
-            self.progress = initial_progress(self.workers)
-            self.stripes = [dict(s) for s in self.progress["stripes"]]
+            self._start_from(None)
             self.ctx.checkpoint(
                 event="copy_restarted", detail={"reason": str(exc)}, progress=self.progress
             )
@@ -526,7 +520,7 @@ def sample_check(ctx: RunContext) -> dict[str, Any]:
             norms = np.linalg.norm(fresh, axis=1) * np.linalg.norm(kept, axis=1)
             cosine = np.sum(fresh * kept, axis=1) / np.where(norms == 0, 1, norms)
             min_cosine = float(cosine.min())
-            mismatched = [i for i, c in zip(ids, cosine, strict=True) if c < 0.999]
+            mismatched = [i for i, c in zip(ids, cosine, strict=True) if c < SAMPLE_MIN_COSINE]
     return {
         "sample": len(hits),
         "min_cosine": min_cosine,

@@ -31,7 +31,7 @@ def plan(p: Plan, verify: bool) -> dict[str, Any]:
         check = (
             f"target count == {expected}; {rp['fields']['vector']} mapped with dimension "
             f"{rp['dimension']}; {rp['verify_sample']} random documents embedded again "
-            "match their stored vectors (cosine >= 0.999)"
+            f"match their stored vectors (cosine >= {recompute.SAMPLE_MIN_COSINE})"
         )
     return {
         "step": "verify",
