@@ -384,9 +384,13 @@ class Source:
             assert self.engine.get_alias(name) == {self.index: {name: props}}, name
         assert self.ours() == [], "a run that was never stored left an index"
 
-    def assert_converged(self, db: Path, run_id: str) -> dict[str, Any]:
+    def assert_converged(
+        self, db: Path, run_id: str, want: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """SWAPPED, the aliases on the target alone, the target holding exactly the source's
-        documents, no other index or running task of the run, the alias lock released."""
+        documents (or ``want``: IDs and _source hashes), no other index or running task of
+        the run, the alias lock released."""
+        want = self.hashes if want is None else want
         repo = open_store(f"sqlite:///{db}")
         record = repo.get(run_id)
         assert record.state.value == "SWAPPED", (record.state, record.error)
@@ -397,7 +401,7 @@ class Source:
             assert self.engine.get_alias(name) == {target: {name: props}}, f"alias {name}"
         assert self.engine.get_index_aliases(self.index) == {}, "aliases left on the source"
         got = doc_hashes(self.engine, target)
-        assert got == self.hashes, diff_docs(self.hashes, got)
+        assert got == want, diff_docs(want, got)
         assert self.owned_by(run_id) == [target], "stray index of the run"
         assert self.engine.list_reindex_tasks(opaque_id_for(run_id)) == [], "task left running"
         settings = self.engine.get_index(target).settings

@@ -300,28 +300,14 @@ def wait_for_batches(proc: subprocess.Popen[str], db: Path, n: int, timeout: flo
 
 
 def assert_converged(src: Source, db: Path, run_id: str, want: dict[str, str]) -> None:
-    """SWAPPED; every alias of the source on the target alone; the target holding exactly
-    ``want`` (IDs and _source hashes, vectors included); no other index of the run or of
-    any run on the alias; settings restored; the lock released; history shows SWAPPED."""
-    repo = open_store(f"sqlite:///{db}")
-    record = repo.get(run_id)
-    assert record.state.value == "SWAPPED", (record.state, record.error)
-    assert record.finished_at is not None
-    assert repo.active_run_for(src.alias) is None, "alias lock not released"
-    target = record.target_index
-    for name, props in src.aliases.items():
-        assert src.engine.get_alias(name) == {target: {name: props}}, f"alias {name}"
-    assert src.engine.get_index_aliases(src.index) == {}, "aliases left on the source"
-    got = doc_hashes(src.engine, target)
-    assert got == want, diff_docs(want, got)
-    assert record.target_count == len(want), record.target_count
-    indexed = (record.progress or {}).get("indexed")
+    """The common convergence checks (Source.assert_converged) with ``want`` (IDs and
+    _source hashes, vectors included) as the target's documents; and each document counted
+    once, no other index of any run on the alias, history showing SWAPPED."""
+    record = src.assert_converged(db, run_id, want)
+    assert record["target_count"] == len(want), record["target_count"]
+    indexed = (record["progress"] or {}).get("indexed")
     assert indexed == len(want), f"progress counts {indexed} documents indexed, not {len(want)}"
-    assert src.owned_by(run_id) == [target], "stray index of the run"
-    assert src.ours() == [target], "another index of a run on this alias"
-    settings = src.engine.get_index(target).settings
-    for key, value in src.settings.items():
-        assert str(settings.get(key)) == str(value), f"{key} not restored on {target}"
+    assert src.ours() == [record["target_index"]], "another index of a run on this alias"
     runs = commands.history(commands.Config(state_db=f"sqlite:///{db}"), alias=src.alias)
     assert [(r.id, r.state.value) for r in runs] == [(run_id, "SWAPPED")]
 
