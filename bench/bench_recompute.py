@@ -76,11 +76,11 @@ from typing import Any
 
 import click
 import numpy as np
+from _common import bench_engine, report
 from opensearchpy import helpers
 
 from reindex_fsm import commands
 from reindex_fsm.embedders.hashing import compute_embeddings as hashing_embeddings
-from reindex_fsm.engine.connect import connect
 from reindex_fsm.runplan import Plan, RunOptions
 
 if __name__ == "__main__":
@@ -172,16 +172,6 @@ def load_table(path: Path, batch_size: int = 5000) -> float:
 
 
 # -- engine --------------------------------------------------------------------------------
-
-
-def _engine_url() -> tuple[str, bool]:
-    url = os.environ.get("REINDEX_FSM_ENGINE_URL")
-    if url:
-        return url, False
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "engine.sh"), "start"], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip(), True
 
 
 def _reset(engine: Any) -> None:
@@ -338,9 +328,7 @@ def throughput(
     if unknown:
         raise click.UsageError(f"unknown variants {sorted(unknown)}; known: {sorted(VARIANTS)}")
     code = _code_version()
-    url, started = _engine_url()
-    engine = connect(url, request_timeout=900)
-    try:
+    with bench_engine() as (url, engine):
         with tempfile.TemporaryDirectory(prefix="bench-recompute-") as tmp:
             work = Path(workdir) if workdir else Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
@@ -421,13 +409,7 @@ def throughput(
             "precompute_s": round(table_s, 3),
             "variants": summary,
         }
-        print(json.dumps(result, indent=2))
-        if out:
-            Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        engine.close()
-        if started:
-            subprocess.run([str(ROOT / "scripts" / "engine.sh"), "stop"], check=False)
+        report(result, out)
 
 
 # -- peak RSS ------------------------------------------------------------------------------
@@ -535,9 +517,7 @@ def rss(
         vector_mapping,
     ]
     code = _code_version()
-    url, started = _engine_url()
-    engine = connect(url, request_timeout=900)
-    try:
+    with bench_engine() as (url, engine):
         with tempfile.TemporaryDirectory(prefix="bench-recompute-") as tmp:
             work = Path(workdir) if workdir else Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
@@ -569,13 +549,7 @@ def rss(
             "ratio_largest_to_smallest": peaks[-1] / peaks[0],
             "goal": "within 10%",
         }
-        print(json.dumps(result, indent=2))
-        if out:
-            Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        engine.close()
-        if started:
-            subprocess.run([str(ROOT / "scripts" / "engine.sh"), "stop"], check=False)
+        report(result, out)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,30 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import click
+from _common import bench_engine, report
 
 from reindex_fsm import commands
-from reindex_fsm.engine.connect import connect
 from reindex_fsm.runplan import RunOptions
 from reindex_fsm.sample import create_sample
 from reindex_fsm.steps.plan import target_settings
 
-ROOT = Path(__file__).resolve().parents[1]
 # OpenSearch 2.19 answers a blocking _reindex with one TASK_RESOURCE_USAGE header per scroll
 # phase (hundreds for 200k documents); Python's http.client refuses more than 100 headers.
 # Only the baseline's blocking call needs this; the tool's async _reindex does not.
 http.client._MAXHEADERS = 100_000  # type: ignore[attr-defined]
 ALIAS = "bench-documents"
 SOURCE = "bench-documents-src"
-
-
-def _engine_url() -> tuple[str, bool]:
-    url = os.environ.get("REINDEX_FSM_ENGINE_URL")
-    if url:
-        return url, False
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "engine.sh"), "start"], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip(), True
 
 
 def _reset(engine: Any, keep: set[str]) -> None:
@@ -108,9 +95,7 @@ def _baseline(engine: Any, n: int, i: int) -> float:
     help="Write the results as JSON here too.",
 )
 def main(docs: int, repeats: int, out: str | None) -> None:
-    url, started = _engine_url()
-    engine = connect(url, request_timeout=900)
-    try:
+    with bench_engine() as (url, engine):
         if not engine.index_exists(SOURCE) or engine.count(SOURCE) != docs:
             if engine.index_exists(SOURCE):
                 engine.delete_index(SOURCE)
@@ -146,13 +131,7 @@ def main(docs: int, repeats: int, out: str | None) -> None:
             "median_ratio": statistics.median(r["ratio"] for r in rows),
             "rows": rows,
         }
-        print(json.dumps(result, indent=2))
-        if out:
-            Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        engine.close()
-        if started:
-            subprocess.run([str(ROOT / "scripts" / "engine.sh"), "stop"], check=False)
+        report(result, out)
 
 
 if __name__ == "__main__":
