@@ -57,6 +57,8 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    write_block: dict[str, Any] | None = None
+    verification: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunRecord:
@@ -117,6 +119,8 @@ _WRITABLE = {
     "progress",
     "error",
     "error_kind",
+    "write_block",
+    "verification",
 }
 
 
