@@ -38,8 +38,8 @@ class RunRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The write block this run holds on its source (None: none); see migration 0002.
-    write_block: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Write policy state: the block this run holds on its source, catch-up passes.
+    write_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # What the last verification compared and what differed.
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 

@@ -57,7 +57,7 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
-    write_block: dict[str, Any] | None = None
+    write_policy: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
 
     @classmethod
@@ -119,7 +119,7 @@ _WRITABLE = {
     "progress",
     "error",
     "error_kind",
-    "write_block",
+    "write_policy",
     "verification",
 }
 

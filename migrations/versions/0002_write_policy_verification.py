@@ -1,7 +1,7 @@
-"""runs.write_block and runs.verification
+"""runs.write_policy and runs.verification
 
-write_block: the write block a run put on its source (index, policy, when), so that a
-crash leaves nothing blocked after resume or abort. verification: what the last
+write_policy: the write policy state of a run (the block it holds on its source, catch-up
+passes), so that a crash leaves nothing blocked after resume or abort. verification: what the last
 verification compared and found different, shown by ``show``.
 
 Revision ID: 0002
@@ -22,11 +22,11 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("runs") as batch:
-        batch.add_column(sa.Column("write_block", sa.JSON))
+        batch.add_column(sa.Column("write_policy", sa.JSON))
         batch.add_column(sa.Column("verification", sa.JSON))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("verification")
-        batch.drop_column("write_block")
+        batch.drop_column("write_policy")
