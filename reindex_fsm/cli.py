@@ -155,6 +155,14 @@ def _config(
 
 def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
     data = summary(outcome.record)
+    held = outcome.record.write_policy or {}
+    if held.get("blocked") and not held.get("pre_existing"):
+        click.echo(
+            f"warning: writes to {held.get('index')} are still BLOCKED by run "
+            f"{outcome.record.id} ({outcome.record.state}): `reindex-fsm resume "
+            f"{outcome.record.id}` or `reindex-fsm abort {outcome.record.id}` lifts the block",
+            err=True,
+        )
     if _json_mode(ctx):
         _emit_json(data)
     else:
@@ -282,6 +290,36 @@ def _recompute_options(enabled: bool, **given: Any) -> dict[str, Any]:
     "--slices", default="auto", show_default=True, help="_reindex slices: a number or auto."
 )
 @click.option(
+    "--write-policy",
+    type=click.Choice(["block", "catch-up"]),
+    default="block",
+    show_default=True,
+    help="Writes to the source during the run: block = refused (403) from just before the "
+    "copy until the swap; catch-up = allowed, copied again afterwards by --since-field, "
+    "then a short final block.",
+)
+@click.option(
+    "--since-field",
+    metavar="FIELD",
+    help="With --write-policy catch-up: the date field writers set on every write.",
+)
+@click.option(
+    "--catch-up-margin",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Each catch-up pass starts this much before the previous one did "
+    "(writers' clock skew and refresh delay).",
+)
+@click.option(
+    "--catch-up-max-passes",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Catch-up passes at most; the last one runs under the final block.",
+)
+@click.option(
     "--recompute-embeddings",
     is_flag=True,
     help="Copy by embedding each document's text and bulk-indexing it with its vector "
@@ -362,6 +400,10 @@ def start(
     no_bulk_tuning: bool,
     requests_per_second: float | None,
     slices: str,
+    write_policy: str,
+    since_field: str | None,
+    catch_up_margin: float,
+    catch_up_max_passes: int,
     recompute_embeddings: bool,
     documents_path: str | None,
     batch_size: int,
@@ -398,6 +440,10 @@ def start(
         requests_per_second=requests_per_second,
         slices=slices if slices == "auto" else int(slices),
         bulk_tuning=not no_bulk_tuning,
+        write_policy=write_policy,
+        since_field=since_field,
+        catch_up_margin_s=catch_up_margin,
+        catch_up_max_passes=catch_up_max_passes,
         **_recompute_options(
             recompute_embeddings,
             documents_path=documents_path,

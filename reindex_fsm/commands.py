@@ -20,7 +20,7 @@ from .errors import ExitCode, LockHeld, RunFinished, UsageError
 from .machine import State
 from .runner import RunDriver
 from .runplan import Plan, RunOptions
-from .steps import copy, create_target, recompute, swap, verify
+from .steps import copy, create_target, recompute, swap, verify, write_policy
 from .steps.context import Reporter, RunContext, SilentReporter
 from .steps.plan import make_plan
 from .store import EventRecord, RunRecord, RunRepository, open_store
@@ -108,6 +108,7 @@ def _context(cfg: Config, engine: Engine, record: RunRecord) -> RunContext:
         sleep=cfg.sleep,
         crash=cfg.crash(),
         reporter=cfg.reporter,
+        now=cfg.now,
     )
 
 
@@ -127,7 +128,13 @@ def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
 def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
     """Every step's plan, for --dry-run and the confirmation prompt."""
     copy_plan = recompute.plan(p) if p.recompute else copy.plan(p)
-    return [create_target.plan(p), copy_plan, verify.plan(p, options.verify), swap.plan(p)]
+    return [
+        create_target.plan(p),
+        write_policy.plan(p, options),
+        copy_plan,
+        verify.plan(p, options.verify),
+        swap.plan(p),
+    ]
 
 
 def start(cfg: Config, alias: str, options: RunOptions, planned: Plan | None = None) -> Outcome:
@@ -216,6 +223,7 @@ SUMMARY_FIELDS = (
     "created_at",
     "updated_at",
     "finished_at",
+    "write_policy",
 )
 
 

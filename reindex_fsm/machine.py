@@ -75,7 +75,13 @@ TRANSITIONS: list[dict[str, Any]] = [
     # driving the run fails, so it can neither record a failure nor start or swap anything.
     _t("request_abort", [*ACTIVE, State.FAILED], State.ABORTING),
     # The operator aborted a run that had written nothing.
-    _t("cancel", State.ABORTING, State.CANCELLED, conditions="nothing_written"),
+    _t(
+        "cancel",
+        State.ABORTING,
+        State.CANCELLED,
+        "step_release_block",
+        conditions="nothing_written",
+    ),
     # resume of a FAILED run (without rollback): go back to the step that failed.
     *[_t("retry", State.FAILED, s, conditions="failed_from_is_dest") for s in ACTIVE],
 ]

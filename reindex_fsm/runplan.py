@@ -36,6 +36,11 @@ class RunOptions:
     workers: int = 1
     skip_invalid: str | None = None  # file that gets the rejected lines with their reason
     verify_sample: int = 50  # documents embedded again at verify
+    # --write-policy: what happens to writes made to the source during the run.
+    write_policy: str = "block"  # or "catch-up" (needs since_field)
+    since_field: str | None = None
+    catch_up_margin_s: float = 60.0  # each delta starts this much before the previous pass
+    catch_up_max_passes: int = 5  # the last one is the final, blocked, pass
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,8 @@ GET {index}/_alias                          get_index_aliases
 GET {index}/_settings[/{name}]              get_index, or index_exists with a name filter
 GET {index}/_mapping                        (read from the fake's state, not recorded)
 PUT {index}, PUT {index}/_settings          create_index, put_settings
+PUT {index}/_block/write                    add_write_block
+PUT {index}/_settings {blocks.write: null}  remove_write_block
 POST {index}/_refresh, GET {index}/_count   refresh, count
 POST _aliases                               update_aliases
 GET _cluster/health[/{index}]               cluster_health
@@ -379,6 +381,8 @@ class ContractServer(ThreadingHTTPServer):
             ("GET|POST", ("_search", "scroll"), self._scroll),
             ("GET|POST", ("_search", "scroll", "{scroll_id}"), self._scroll),
             ("DELETE", ("_search", "scroll"), self._clear_scroll),
+            # -- write policy (issue 5) --
+            ("PUT", ("{index}", "_block", "{block}"), self._add_block),
         ]
 
     # -- helpers --------------------------------------------------------------------------
@@ -506,7 +510,11 @@ class ContractServer(ThreadingHTTPServer):
         return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
 
     def _put_settings(self, call: Call) -> Answer:
-        self.fake.put_settings(call.params["index"], flat_settings(self._body(call)))
+        settings = flat_settings(self._body(call))
+        if settings == {"index.blocks.write": None}:  # how the adapters lift a write block
+            self.fake.remove_write_block(call.params["index"])
+            return 200, {"acknowledged": True}
+        self.fake.put_settings(call.params["index"], settings)
         return 200, {"acknowledged": True}
 
     def _refresh(self, call: Call) -> Answer:
@@ -588,8 +596,8 @@ class ContractServer(ThreadingHTTPServer):
             raise Unsupported("_reindex only with wait_for_completion=false")
         body = self._body(call)
         source, dest = body.get("source") or {}, body.get("dest") or {}
-        if not isinstance(source.get("index"), str) or set(source) != {"index"}:
-            raise Unsupported(f"reindex source {source!r} (one index, nothing else)")
+        if not isinstance(source.get("index"), str) or not set(source) <= {"index", "query"}:
+            raise Unsupported(f"reindex source {source!r} (one index and a query)")
         slices = call.query.get("slices", "1")
         rps = float(call.query.get("requests_per_second", "-1"))
         request = ReindexRequest(
@@ -600,7 +608,10 @@ class ContractServer(ThreadingHTTPServer):
             conflicts=body.get("conflicts", "abort"),
             slices=int(slices) if slices.isdigit() else slices,
             requests_per_second=None if rps <= 0 else rps,
-            extra={k: v for k, v in body.items() if k not in ("source", "dest", "conflicts")},
+            extra={
+                **{k: v for k, v in body.items() if k not in ("source", "dest", "conflicts")},
+                **({"source": source} if "query" in source else {}),
+            },
         )
         return 200, {"task": self.fake.start_reindex(request)}
 
@@ -1105,6 +1116,19 @@ class ContractServer(ThreadingHTTPServer):
         ids = [ids] if isinstance(ids, str) else ids
         freed = sum(self._scrolls.pop(i, None) is not None for i in ids)
         return 200, {"succeeded": True, "num_freed": freed}
+
+    # -- write policy (issue 5) --------------------------------------------------------------
+    def _add_block(self, call: Call) -> Answer:
+        index, block = call.params["index"], call.params["block"]
+        if block != "write":
+            raise Unsupported(f"block {block!r} (only write)")
+        self.fake.add_write_block(index)
+        # Both engines answer so (OpenSearch 2.x, Elasticsearch 7.9+).
+        return 200, {
+            "acknowledged": True,
+            "shards_acknowledged": True,
+            "indices": [{"name": index, "blocked": True}],
+        }
 
 
 def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:

@@ -455,6 +455,7 @@ def test_run_swaps_with_the_same_engine_calls(
     assert [t for _, _, t in events(cfg, rec.id)] == [
         "plan",
         "create_target",
+        "write_block",  # a checkpoint: recorded before the block is put on
         "start_copy",
         "copy_done",
         "verified",
@@ -474,7 +475,13 @@ def test_copy_failure_rolls_back_to_the_cluster_as_before(
     assert rec.failed_from is State.REINDEXING
     assert "injected bulk failure" in rec.error
     assert fake.snapshot() == before  # alias and source as before, target gone
-    assert fake.call_names(mutating_only=True) == ["create_index", "start_reindex", "delete_index"]
+    assert fake.call_names(mutating_only=True) == [
+        "create_index",
+        "add_write_block",
+        "start_reindex",
+        "delete_index",
+        "remove_write_block",
+    ]
     assert events(cfg, rec.id)[-2:] == [
         ("REINDEXING", "FAILED", "fail"),
         ("FAILED", "ROLLED_BACK", "roll_back"),

@@ -19,6 +19,7 @@ from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 
 from .conftest import ALIAS, SOURCE, TARGET, make_cluster, make_config
+from .test_write_policy import with_since_field
 
 
 class SimulatedCrash(BaseException):
@@ -49,12 +50,21 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "end": State.ROLLED_BACK,
         "lossy": True,
     },
+    # no writer (the fake's time does not move on a crash), so every catch-up pass is
+    # empty: the crash points of the passes, the final block and the deletion check
+    "catch-up": {
+        "options": RunOptions(verify=True, write_policy="catch-up", since_field="updated_at"),
+        "end": State.SWAPPED,
+        "lossy": False,
+    },
 }
 
 
 def _cluster(scenario: str) -> FakeEngine:
     fake = make_cluster(n_docs=1200)
     fake.task_script = TaskScript(docs_per_poll=500)
+    if scenario == "catch-up":
+        with_since_field(fake)
     if SCENARIOS[scenario]["lossy"]:
         _lossy(fake)
     return fake
@@ -119,6 +129,9 @@ def test_there_are_enough_boundaries():
         assert f"commit.{state}" in seen
     assert {"create_target.engine_done", "start_copy.engine_done", "swap.engine_done"} <= set(seen)
     assert "rollback.engine_done" in _points("verify-fails-rollback")
+    assert {"write_policy.blocked", "write_policy.released"} <= set(seen)
+    catch_up = set(_points("catch-up"))
+    assert {"catch_up.pass_started", "write_policy.blocked"} <= catch_up
 
 
 @pytest.mark.parametrize(("scenario", "crash_at"), CASES)

@@ -37,6 +37,8 @@ ABORT_CALLS = [
     "get_index",  # the target is this run's
     "delete_index",
     "get_index_aliases",  # and still on the source after the delete
+    "index_exists",
+    "remove_write_block",  # the source takes writes again
 ]
 
 
@@ -44,11 +46,17 @@ def run_calls(polls: int) -> list[str]:
     return [
         "index_exists",
         "create_index",
+        "get_index",  # was the source write-blocked already?
+        "add_write_block",  # --write-policy block: from just before the copy
+        "refresh",  # every acknowledged write visible to the copy
+        "count",  # the count verification compares with
         "list_reindex_tasks",
         "index_exists",  # never copy into a target that is not this run's
         "get_index",
         "start_reindex",
         *["get_task"] * polls,
+        "index_exists",  # swapped before a crash? then verification is done
+        "get_index_aliases",
         "put_settings",  # final replicas and refresh interval back
         "get_index",
         "cluster_health",  # how many data nodes
@@ -58,6 +66,8 @@ def run_calls(polls: int) -> list[str]:
         "get_index_aliases",
         "get_index_aliases",
         "update_aliases",
+        "index_exists",
+        "remove_write_block",  # ... until the swap
     ]
 
 
@@ -81,6 +91,7 @@ def test_full_run_swaps_with_exact_engine_calls(cfg, fake):
     assert events(cfg, rec.id) == [
         (None, "PLANNED", "plan"),
         ("PLANNED", "TARGET_CREATED", "create_target"),
+        ("TARGET_CREATED", "TARGET_CREATED", "write_block"),
         ("TARGET_CREATED", "REINDEXING", "start_copy"),
         ("REINDEXING", "VERIFYING", "copy_done"),
         ("VERIFYING", "SWAPPED", "verified"),
@@ -160,9 +171,11 @@ def test_verification_failure_rolls_back(cfg, fake):
     ]
     assert fake.call_names(mutating_only=True) == [
         "create_index",
+        "add_write_block",
         "start_reindex",
         "put_settings",
         "delete_index",
+        "remove_write_block",
     ]
 
 
@@ -294,7 +307,8 @@ def test_resume_of_finished_run_is_refused(cfg):
 
 
 def test_swap_already_done_is_recognised_on_resume(cfg, fake):
-    fake.fail_on("refresh", error=EngineUnreachable(fake.url, "timeout"))
+    # the first refresh is the source's, under the write block; the second the target's
+    fake.fail_on("refresh", nth=2, error=EngineUnreachable(fake.url, "timeout"))
     with pytest.raises(EngineUnreachable):
         commands.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
@@ -306,7 +320,7 @@ def test_swap_already_done_is_recognised_on_resume(cfg, fake):
 
 
 def test_rollback_after_unrecorded_swap_moves_aliases_back(cfg, fake):
-    fake.fail_on("refresh", error=EngineUnreachable(fake.url, "timeout"))
+    fake.fail_on("refresh", nth=2, error=EngineUnreachable(fake.url, "timeout"))
     before = fake.snapshot()
     with pytest.raises(EngineUnreachable):
         commands.start(cfg, ALIAS, RunOptions())

@@ -928,3 +928,18 @@ class ClientEngine:
             yield from self.helpers.scan(
                 self._client, query=body, index=index, size=1000, preserve_order=preserve_order
             )
+
+    # -- write policy (issue 5) ------------------------------------------------------------
+
+    def add_write_block(self, index: str) -> None:
+        body = self._request("PUT", _path(index, "_block", "write"))
+        if isinstance(body, Mapping) and not body.get("shards_acknowledged", True):
+            # The block is in the cluster state but not every shard confirmed it yet:
+            # writes in flight may still land. Not safe to copy from yet.
+            raise EngineError(
+                f"write block on {index} was not acknowledged by every shard",
+                hint="check the cluster's health, then resume the run",
+            )
+
+    def remove_write_block(self, index: str) -> None:
+        self._request("PUT", _path(index, "_settings"), body={"index.blocks.write": None})

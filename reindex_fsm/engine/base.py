@@ -208,3 +208,13 @@ class Engine(Protocol):
     def plugins(self) -> set[str]:
         """The component names of the plugins and modules installed on any node."""
         ...
+
+    # -- write policy (issue 5) ----------------------------------------------
+    def add_write_block(self, index: str) -> None:
+        """``PUT <index>/_block/write``: refuse writes to ``index``. Returns once every
+        shard has the block, i.e. after the writes in flight have finished."""
+        ...
+
+    def remove_write_block(self, index: str) -> None:
+        """Reset ``index.blocks.write`` on ``index`` (to its default: writable)."""
+        ...

@@ -29,6 +29,8 @@ _MUTATING = {
     "cancel_task",
     "rethrottle",
     "bulk",
+    "add_write_block",
+    "remove_write_block",
 }
 
 
@@ -59,6 +61,7 @@ class FakeTask:
     total: int
     polls: int = 0
     created: int = 0
+    updated: int = 0
     version_conflicts: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     cancelled: bool = False
@@ -74,6 +77,17 @@ class Call:
 
     def __str__(self) -> str:
         return f"{self.method}({', '.join(map(str, self.args))})"
+
+
+def _matches(query: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    """The two queries a run sends with ``_reindex``: match_all and a range (gte)."""
+    if "match_all" in query:
+        return True
+    ((field_name, bounds),) = query["range"].items()
+    value: Any = doc
+    for part in field_name.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value is not None and value >= bounds["gte"]
 
 
 class FakeEngine:
@@ -273,13 +287,15 @@ class FakeEngine:
     def start_reindex(self, request: ReindexRequest) -> str:
         self._call("start_reindex", request.source, request.dest, request.op_type)
         src = self._index(request.source)
+        query = dict(request.body()["source"].get("query") or {"match_all": {}})
+        pending = sorted(k for k, doc in src.docs.items() if _matches(query, doc))
         task_id = f"fake-node:{next(self._task_ids)}"
         self.tasks[task_id] = FakeTask(
             task_id=task_id,
             request=request,
-            pending=sorted(src.docs),
+            pending=pending,
             script=self.task_script,
-            total=len(src.docs),
+            total=len(pending),
             rps=request.requests_per_second,
         )
         return task_id
@@ -326,8 +342,11 @@ class FakeEngine:
                     task.completed = True
                     return
                 continue
+            if doc_id in dest.docs:
+                task.updated += 1
+            else:
+                task.created += 1
             dest.docs[doc_id] = copy.deepcopy(src.docs[doc_id])
-            task.created += 1
         if not task.pending:
             task.completed = True
 
@@ -337,6 +356,7 @@ class FakeEngine:
             completed=task.completed,
             total=task.total,
             created=task.created,
+            updated=task.updated,
             version_conflicts=task.version_conflicts,
             failures=tuple(task.failures),
             cancelled=task.cancelled,
@@ -447,3 +467,32 @@ class FakeEngine:
 
     def close(self) -> None:
         pass
+
+    # -- write policy (issue 5) ----------------------------------------------------------
+    def add_write_block(self, index: str) -> None:
+        self._call("add_write_block", index)
+        self._index(index).settings["index.blocks.write"] = "true"
+
+    def remove_write_block(self, index: str) -> None:
+        self._call("remove_write_block", index)
+        self._index(index).settings.pop("index.blocks.write", None)
+
+    def write_blocked(self, index: str) -> bool:
+        return str(self._index(index).settings.get("index.blocks.write")).lower() == "true"
+
+    def write(self, index_or_alias: str, doc_id: str, source: dict[str, Any] | None) -> None:
+        """A client's write through an alias (``source`` None: a delete), refused like a
+        real engine's while the index has a write block."""
+        targets = [n for n, i in self.indices.items() if index_or_alias in i.aliases]
+        name = targets[0] if targets else index_or_alias
+        if self.write_blocked(name):
+            raise EngineError(
+                f"cluster_block_exception: index [{name}] blocked by: "
+                "[FORBIDDEN/8/index write (api)];",
+                status=403,
+            )
+        docs = self._index(name).docs
+        if source is None:
+            docs.pop(doc_id, None)
+        else:
+            docs[doc_id] = copy.deepcopy(source)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..crashpoints import Crashpoints
@@ -37,6 +38,7 @@ class RunContext:
     sleep: Callable[[float], None] = time.sleep
     crash: Crashpoints = field(default_factory=Crashpoints)
     reporter: Reporter = field(default_factory=SilentReporter)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @property
     def run_id(self) -> str:
@@ -63,4 +65,5 @@ class RunContext:
         )
         self.crash(f"checkpoint.{event or 'progress'}")
         if event:
-            self.reporter.event(self.record, event)
+            note = (detail or {}).get("note")
+            self.reporter.event(self.record, f"{event}: {note}" if note else event)

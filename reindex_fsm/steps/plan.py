@@ -13,6 +13,7 @@ from typing import Any
 from ..engine.base import ALIAS_PROPERTIES, Engine, EngineInfo, ReindexRequest, opaque_id_for
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..runplan import Plan, RunOptions
+from .write_policy import check_options
 
 # Settings an index reports but cannot be created with (or must not inherit).
 VOLATILE_SETTINGS = (
@@ -162,6 +163,7 @@ def make_plan(
     else:
         target = choose_target_name(engine, alias, now)
     definition = engine.get_index(source)
+    check_options(options, definition.mappings, source)
     source_count = engine.count(source)
     meta = {"run_id": run_id, "alias": alias, "source_index": source, "tool": "reindex-fsm"}
     settings = target_settings(definition.settings, options.settings_overrides)

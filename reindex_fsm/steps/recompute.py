@@ -462,11 +462,16 @@ def run_wait(ctx: RunContext) -> dict[str, Any]:
 # -- verification ----------------------------------------------------------------------------
 
 
-def expected_count(p: Plan, progress: dict[str, Any] | None) -> int:
+def expected_count(
+    p: Plan, progress: dict[str, Any] | None, source_count: int | None = None
+) -> int:
+    """Documents the target should hold: a file's valid lines, or the source index's
+    count (``source_count``: counted again under the write block) less rejects."""
     rp = p.recompute or {}
     if rp.get("expected") is not None:
         return int(rp["expected"])
-    return int(rp["source_count"]) - int((progress or {}).get("rejected", 0))
+    count = source_count if source_count is not None else rp["source_count"]
+    return int(count) - int((progress or {}).get("rejected", 0))
 
 
 def mapped_dimension(engine: Engine, p: Plan) -> int | None:

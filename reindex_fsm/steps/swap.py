@@ -14,6 +14,16 @@ def plan(p: Plan) -> dict[str, Any]:
     return {"step": "swap", "actions": p.alias_actions}
 
 
+def already_swapped(ctx: RunContext) -> bool:
+    """The alias is on the target and not on the source: only this run's swap moves it
+    there, and only after verification passed."""
+    p = ctx.plan
+    if not ctx.engine.index_exists(p.target_index):
+        return False
+    on_target = ctx.engine.get_index_aliases(p.target_index)
+    return p.alias in on_target and p.alias not in ctx.engine.get_index_aliases(p.source_index)
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
     on_source = ctx.engine.get_index_aliases(p.source_index)

@@ -41,6 +41,13 @@ def plan(p: Plan, verify: bool) -> dict[str, Any]:
     }
 
 
+def expected_source_count(ctx: RunContext) -> int:
+    """The source's count the copy saw: counted again under the write block (or after the
+    last catch-up pass) when the write policy did, else snapshotted at plan time."""
+    count = ctx.record.source_count
+    return int(count) if count is not None else ctx.plan.source_count
+
+
 def restore_settings(ctx: RunContext) -> dict[str, Any]:
     """Put the final replica count and refresh interval back and wait for the health they
     allow: green when every replica can be placed on its own node, else yellow."""
@@ -74,8 +81,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ctx.engine.refresh(p.target_index)
     target_count = ctx.engine.count(p.target_index)
     progress = ctx.record.progress or {}
+    source_count = expected_source_count(ctx)
     detail: dict[str, Any] = {
-        "source_count": p.source_count,
+        "source_count": source_count,
         "target_count": target_count,
         "version_conflicts": progress.get("version_conflicts", 0),
         "task_failures": progress.get("failures", 0),
@@ -84,10 +92,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
     }
     if p.recompute:
         return _recompute_checks(ctx, target_count, detail)
-    if ctx.options.verify and target_count != p.source_count:
+    if ctx.options.verify and target_count != source_count:
         raise VerificationFailed(
             f"verification failed: target {p.target_index} has {target_count} documents, "
-            f"source {p.source_index} had {p.source_count}"
+            f"source {p.source_index} had {source_count}"
             f" (version conflicts {detail['version_conflicts']},"
             f" task failures {detail['task_failures']})",
             run_id=ctx.run_id,
@@ -101,7 +109,7 @@ def _recompute_checks(ctx: RunContext, target_count: int, detail: dict[str, Any]
     random sample embedded again."""
     p = ctx.plan
     rp = p.recompute or {}
-    expected = recompute.expected_count(p, ctx.record.progress)
+    expected = recompute.expected_count(p, ctx.record.progress, ctx.record.source_count)
     mapped = recompute.mapped_dimension(ctx.engine, p)
     sample = recompute.sample_check(ctx)
     rejected = int((ctx.record.progress or {}).get("rejected", 0))

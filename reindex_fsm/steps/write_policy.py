@@ -1,0 +1,355 @@
+"""What happens to writes made to the source while a run copies it (``--write-policy``).
+
+``block`` (default): a write block on the source from just before the copy until the
+swap. ``PUT <source>/_block/write`` returns once the writes in flight have finished,
+so after a refresh the copy sees every acknowledged write; writers get 403 until the
+swap moves the alias (their later writes go to the target) and the block comes off.
+
+``catch-up``: no block during the main copy. Afterwards the documents whose
+``--since-field`` is at or after the previous pass's start (less a margin for clock
+skew and refresh delay) are copied again (``op_type=index``: a newer version replaces
+the copied one), pass after pass while the delta shrinks; then a short final block,
+the last delta, documents deleted from the source meanwhile are deleted from the
+target, and the swap lifts the block.
+
+The block is recorded (``runs.write_policy``) *before* it is put on, and taken off
+only by the run that recorded it: on swap, rollback, abort, cancel and undo. A crash
+in between leaves the record, and ``resume`` or ``abort`` finishes the job. A block
+that was already on the source before the run is left as it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..engine.base import Engine, ReindexRequest
+from ..errors import CopyFailed, UsageError
+from ..runplan import Plan, RunOptions
+from .context import RunContext
+
+POLICIES = ("block", "catch-up")
+# Field types a --since-field can have: a range query with an ISO timestamp works on
+# dates; epoch milliseconds on numbers.
+DATE_TYPES = ("date", "date_nanos")
+NUMBER_TYPES = ("long", "double", "float", "scaled_float", "unsigned_long")
+RECONCILE_BATCH = 1000
+
+
+# -- plan time -------------------------------------------------------------------------
+def field_type(mappings: dict[str, Any], path: str) -> str | None:
+    """The mapped type of a (dotted) field, or None if it is not mapped."""
+    props: dict[str, Any] = mappings.get("properties") or {}
+    spec: dict[str, Any] = {}
+    for i, part in enumerate(path.split(".")):
+        spec = props.get(part) or {}
+        if not spec:
+            return None
+        if i < len(path.split(".")) - 1:
+            props = spec.get("properties") or {}
+    return spec.get("type") or ("object" if "properties" in spec else None)
+
+
+def check_options(options: RunOptions, source_mappings: dict[str, Any], source: str) -> None:
+    """Refuse a write policy that cannot work, before anything is written."""
+    if options.write_policy not in POLICIES:
+        raise UsageError(
+            f"--write-policy {options.write_policy!r} is not one of {', '.join(POLICIES)}"
+        )
+    if options.write_policy != "catch-up":
+        if options.since_field:
+            raise UsageError("--since-field needs --write-policy catch-up")
+        return
+    if options.recompute_embeddings:
+        raise UsageError(
+            "--write-policy catch-up is not supported with --recompute-embeddings",
+            hint="use --write-policy block (the default): writers wait until the swap",
+        )
+    if not options.since_field:
+        raise UsageError(
+            "--write-policy catch-up needs --since-field FIELD",
+            hint="a date field your writers set on every insert and update, e.g. updated_at",
+        )
+    kind = field_type(source_mappings, options.since_field)
+    if kind not in DATE_TYPES + NUMBER_TYPES:
+        found = f"mapped as {kind}" if kind else "not mapped"
+        raise UsageError(
+            f"--since-field {options.since_field} is {found} in {source}: it must be a date "
+            "(or epoch milliseconds)",
+            hint="give the field your writers set to the time of every write",
+        )
+
+
+def plan(p: Plan, options: RunOptions) -> dict[str, Any]:
+    if options.write_policy == "catch-up":
+        return {
+            "step": "write_policy",
+            "policy": "catch-up",
+            "since_field": options.since_field,
+            "while_copying": f"writes to {p.source_index} go on; no block",
+            "after_copy": (
+                f"copy again documents with {options.since_field} >= previous pass start "
+                f"- {options.catch_up_margin_s:g}s, while the delta shrinks "
+                f"(at most {options.catch_up_max_passes} passes)"
+            ),
+            "final": f"short write block on {p.source_index}, last delta, deletions "
+            "reconciled, swap, unblock",
+        }
+    return {
+        "step": "write_policy",
+        "policy": "block",
+        "block": f"writes to {p.source_index} are refused (HTTP 403) from just before the "
+        "copy until the swap; removed on swap, rollback, abort and undo",
+    }
+
+
+# -- the block ---------------------------------------------------------------------------
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds")
+
+
+def _state(ctx: RunContext) -> dict[str, Any]:
+    return dict(ctx.record.write_policy or {})
+
+
+def is_blocked(write_policy: dict[str, Any] | None) -> bool:
+    """The run holds a write block on its source (recorded, maybe not yet put on)."""
+    return bool(
+        write_policy and write_policy.get("blocked") and not write_policy.get("pre_existing")
+    )
+
+
+def _blocked_already(engine: Engine, index: str) -> bool:
+    settings = engine.get_index(index).settings
+    return str(settings.get("index.blocks.write", "false")).lower() == "true"
+
+
+def put_block(ctx: RunContext) -> dict[str, Any]:
+    """Record the block, then put it on the source (again, on resume: it is idempotent)."""
+    p, state = ctx.plan, _state(ctx)
+    if not state.get("blocked"):
+        state.update(
+            policy=ctx.options.write_policy,
+            index=p.source_index,
+            blocked=True,
+            pre_existing=_blocked_already(ctx.engine, p.source_index),
+            blocked_at=_iso(ctx.now()),
+        )
+        ctx.checkpoint(event="write_block", detail=_block_detail(state), write_policy=state)
+    if not state.get("pre_existing"):
+        ctx.engine.add_write_block(p.source_index)
+        ctx.crash("write_policy.blocked")
+    return state
+
+
+def _block_detail(state: dict[str, Any]) -> dict[str, Any]:
+    if state.get("pre_existing"):
+        return {"index": state["index"], "note": "already write-blocked before the run: kept"}
+    return {
+        "index": state["index"],
+        "note": f"WRITES TO {state['index']} ARE BLOCKED until the swap (or rollback, abort, undo)",
+    }
+
+
+def release(ctx: RunContext) -> dict[str, Any]:
+    """Take the run's block off the source; values to store with the next transition."""
+    state = _state(ctx)
+    if not state.get("blocked"):
+        return {}
+    detail: dict[str, Any] = {}
+    if not state.get("pre_existing") and ctx.engine.index_exists(state["index"]):
+        ctx.engine.remove_write_block(state["index"])
+        ctx.crash("write_policy.released")
+        detail = {"write_block": f"removed from {state['index']}"}
+    state.update(blocked=False, released_at=_iso(ctx.now()))
+    return {"write_policy": state, "detail": detail}
+
+
+def _recount(ctx: RunContext) -> int:
+    """The source as the copy will see it: refreshed, so that every acknowledged write
+    is visible to the copy's search, then counted (verification compares with this)."""
+    ctx.engine.refresh(ctx.plan.source_index)
+    return ctx.engine.count(ctx.plan.source_index)
+
+
+# -- around the copy -----------------------------------------------------------------------
+def before_copy(ctx: RunContext) -> dict[str, Any]:
+    """TARGET_CREATED -> REINDEXING, before the copy starts."""
+    opts = ctx.options
+    if opts.write_policy == "catch-up":
+        state = _state(ctx)
+        if not state.get("copy_started_at"):  # kept across resumes: the first start counts
+            state.update(
+                policy="catch-up",
+                index=ctx.plan.source_index,
+                since_field=opts.since_field,
+                blocked=False,
+                copy_started_at=_iso(ctx.now()),
+                passes=[],
+            )
+            ctx.checkpoint(write_policy=state)
+        ctx.engine.refresh(ctx.plan.source_index)
+        return {"write_policy": state}
+    state = put_block(ctx)
+    count = _recount(ctx)
+    if (ctx.plan.recompute or {}).get("path"):  # the file is what the target will hold
+        return {"write_policy": state, "detail": {"source_index_count": count}}
+    return {"write_policy": state, "source_count": count, "detail": {"source_count": count}}
+
+
+def after_copy(ctx: RunContext) -> dict[str, Any]:
+    """REINDEXING -> VERIFYING, after the main copy: the catch-up passes."""
+    if ctx.options.write_policy != "catch-up":
+        return {}
+    while True:
+        state = _state(ctx)
+        passes = state.get("passes") or []
+        current = passes[-1] if passes and "copied" not in passes[-1] else None
+        if current is None:
+            if passes and passes[-1].get("final"):
+                break
+            current = _next_pass(ctx, state, passes)
+        copied = _run_pass(ctx, current)
+        state = _state(ctx)
+        state["passes"][-1] = {**state["passes"][-1], "copied": copied}
+        ctx.checkpoint(event="catch_up_pass", detail=state["passes"][-1], write_policy=state)
+    deleted = _reconcile_deletes(ctx)
+    count = _recount(ctx)
+    state = _state(ctx)
+    state["deleted_from_target"] = deleted
+    ctx.checkpoint(write_policy=state)
+    detail = {"catch_up_passes": len(state["passes"]), "deleted_from_target": deleted}
+    return {"write_policy": state, "source_count": count, "detail": detail}
+
+
+def _next_pass(
+    ctx: RunContext, state: dict[str, Any], passes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Decide and record the next pass; put the final block on first when it is due."""
+    opts = ctx.options
+    copied = [int(p["copied"]) for p in passes]
+    final = bool(passes) and (
+        copied[-1] == 0
+        or (len(copied) > 1 and copied[-1] >= copied[-2])  # no longer shrinking
+        or len(passes) >= opts.catch_up_max_passes - 1
+    )
+    if final:
+        state = put_block(ctx)
+    prev_start = datetime.fromisoformat(
+        passes[-1]["started_at"] if passes else state["copy_started_at"]
+    )
+    since = prev_start - timedelta(seconds=opts.catch_up_margin_s)
+    ctx.engine.refresh(ctx.plan.source_index)
+    current = {
+        "n": len(passes) + 1,
+        "since": _iso(since),
+        "started_at": _iso(ctx.now()),
+        "final": final,
+        "task_id": None,
+    }
+    state["passes"] = [*passes, current]
+    ctx.checkpoint(write_policy=state)
+    return current
+
+
+def _since_value(ctx: RunContext, since: str) -> Any:
+    kind = field_type(ctx.plan.mappings, ctx.options.since_field or "")
+    if kind in NUMBER_TYPES:
+        return int(datetime.fromisoformat(since).timestamp() * 1000)
+    return since
+
+
+def _pass_request(ctx: RunContext, since: str) -> ReindexRequest:
+    from . import copy  # the main copy's request: same throttle, slices and transforms
+
+    base = copy._request(ctx, True)
+    source = dict(base.body()["source"])
+    source["query"] = {"range": {ctx.options.since_field: {"gte": _since_value(ctx, since)}}}
+    return ReindexRequest(
+        source=base.source,
+        dest=base.dest,
+        opaque_id=base.opaque_id,
+        op_type="index",  # a newer version of a copied document replaces it
+        conflicts="proceed",
+        slices=base.slices,
+        requests_per_second=base.requests_per_second,
+        extra={**base.extra, "source": source},
+    )
+
+
+def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
+    """Start (or adopt) the pass's reindex task and wait for it; the documents it wrote."""
+    opts = ctx.options
+    task_id = current.get("task_id")
+    delay = opts.poll_interval_s
+    while True:
+        status = ctx.engine.get_task(task_id) if task_id else None
+        if status is None:  # not started yet, or vanished: (re)start it, same since
+            running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
+            task_id = running[0].task_id if running else None
+            if task_id is None:
+                task_id = ctx.engine.start_reindex(_pass_request(ctx, current["since"]))
+                ctx.crash("catch_up.pass_started")
+            state = _state(ctx)
+            state["passes"][-1] = {**state["passes"][-1], "task_id": task_id}
+            ctx.checkpoint(write_policy=state, task_id=task_id)
+            continue
+        if status.completed:
+            if status.failed or status.cancelled:
+                why = "cancelled" if status.cancelled else (status.error or status.failures[0])
+                raise CopyFailed(
+                    f"catch-up pass {current['n']} (task {task_id}) failed: {why}",
+                    run_id=ctx.run_id,
+                    state=ctx.record.state.value,
+                    task_id=task_id,
+                )
+            return status.created + status.updated
+        ctx.sleep(delay)
+        delay = min(delay * 1.5, opts.poll_max_interval_s)
+
+
+def _reconcile_deletes(ctx: RunContext) -> int:
+    """Documents deleted from the source during the copy are still in the target (a
+    delete leaves no since-field to find). The source is blocked now: every document the
+    target has beyond the source's count is one of those; find and delete them."""
+    p = ctx.plan
+    ctx.engine.refresh(p.source_index)
+    ctx.engine.refresh(p.target_index)
+    extra = ctx.engine.count(p.target_index) - ctx.engine.count(p.source_index)
+    if extra <= 0:
+        return 0
+    deleted = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal deleted
+        found = ctx.engine.search(
+            p.source_index,
+            {"query": {"ids": {"values": batch}}, "size": len(batch), "_source": False},
+        )
+        present = {h["_id"] for h in found["hits"]["hits"]}
+        gone = [i for i in batch if i not in present]
+        if gone:
+            ok, errors = ctx.engine.bulk(
+                {"_op_type": "delete", "_index": p.target_index, "_id": i} for i in gone
+            )
+            failed = [e for e in errors if (e.get("delete") or {}).get("status") != 404]
+            if failed:
+                raise CopyFailed(
+                    f"deleting {len(failed)} document(s) removed from the source during the "
+                    f"copy failed: {failed[0]}",
+                    run_id=ctx.run_id,
+                    state=ctx.record.state.value,
+                )
+            deleted += ok
+        batch.clear()
+
+    for hit in ctx.engine.scan(p.target_index, {"query": {"match_all": {}}, "_source": False}):
+        batch.append(hit["_id"])
+        if len(batch) >= RECONCILE_BATCH:
+            flush()
+    if batch:
+        flush()
+    ctx.engine.refresh(p.target_index)
+    ctx.crash("catch_up.deletes_reconciled")
+    return deleted

@@ -1,0 +1,223 @@
+"""--write-policy on the fake: the block (when it is on, that it always comes off) and
+catch-up (writes made during the copy reach the target; deletions too)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from reindex_fsm import commands
+from reindex_fsm.engine.fake import FakeEngine, TaskScript
+from reindex_fsm.errors import EngineError, ExitCode, UsageError
+from reindex_fsm.machine import State
+from reindex_fsm.runplan import RunOptions
+
+from .conftest import ALIAS, NOW, SOURCE, SOURCE_MAPPINGS, TARGET, db_rows, make_config
+
+STAMP = NOW.isoformat()
+CATCH_UP = {"write_policy": "catch-up", "since_field": "updated_at", "verify": True}
+
+
+def with_since_field(fake: FakeEngine) -> None:
+    idx = fake.indices[SOURCE]
+    idx.mappings = copy.deepcopy(SOURCE_MAPPINGS)
+    idx.mappings["properties"]["updated_at"] = {"type": "date"}
+    for doc in idx.docs.values():
+        doc["updated_at"] = "2026-11-24T00:00:00.000+00:00"  # a day before the run
+
+
+class Writer:
+    """A client writing through the alias while the run polls its tasks: what it was
+    acknowledged and what was refused."""
+
+    def __init__(self, fake: FakeEngine, per_poll: int = 3) -> None:
+        self.fake, self.per_poll = fake, per_poll
+        self.n = 0
+        self.acked: dict[str, dict[str, Any] | None] = {}  # id -> last acknowledged (None: deleted)
+        self.refused = 0
+        original = fake.get_task
+
+        def get_task(task_id: str):  # type: ignore[no-untyped-def]
+            self.write_some()
+            return original(task_id)
+
+        fake.get_task = get_task  # type: ignore[method-assign]
+
+    def _write(self, doc_id: str, source: dict[str, Any] | None) -> None:
+        try:
+            self.fake.write(ALIAS, doc_id, source)
+        except EngineError as exc:
+            assert exc.status == 403 and "blocked" in exc.message
+            self.refused += 1
+            return
+        self.acked[doc_id] = source
+
+    def write_some(self) -> None:
+        for _ in range(self.per_poll):
+            self.n += 1
+            self._write(f"new-{self.n}", {"title": f"new {self.n}", "updated_at": STAMP})
+        # an update and a delete of documents the main copy has already seen
+        self._write(f"doc-{self.n:05d}", {"title": f"updated {self.n}", "updated_at": STAMP})
+        self._write(f"doc-{self.n + 1000:05d}", None)
+
+    def assert_nothing_lost(self) -> None:
+        behind = next(i for i, idx in self.fake.indices.items() if ALIAS in idx.aliases)
+        docs = self.fake.indices[behind].docs
+        lost = [
+            doc_id
+            for doc_id, source in self.acked.items()
+            if (source is None and doc_id in docs)
+            or (source is not None and docs.get(doc_id) != source)
+        ]
+        assert lost == [], f"{len(lost)} acknowledged writes lost, e.g. {lost[:5]}"
+
+
+# -- block -----------------------------------------------------------------------------
+
+
+def test_block_refuses_writes_during_the_copy_and_lifts_on_swap(cfg, fake):
+    fake.task_script = TaskScript(docs_per_poll=500)
+    writer = Writer(fake)
+    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    rec = outcome.record
+    assert rec.state is State.SWAPPED
+    assert writer.refused > 0 and not writer.acked  # every write came during the block
+    assert not fake.write_blocked(SOURCE) and not fake.write_blocked(TARGET)
+    assert rec.write_policy["blocked"] is False and rec.write_policy["released_at"]
+    fake.write(ALIAS, "after", {"title": "after the swap"})  # goes to the target
+    assert "after" in fake.indices[TARGET].docs
+
+
+def test_count_verified_against_the_source_as_blocked_not_as_planned(cfg, fake):
+    """Writes between the plan and the block are in the copy and in the count."""
+    planned = commands.plan(cfg, ALIAS, RunOptions(verify=True))
+    fake.write(ALIAS, "late", {"title": "written after the plan"})
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True), planned=planned).record
+    assert rec.state is State.SWAPPED, rec.error
+    assert rec.source_count == rec.target_count == planned.source_count + 1
+    assert "late" in fake.indices[TARGET].docs
+
+
+def test_abort_lifts_the_block(cfg, fake):
+    fake.task_script = TaskScript(stall=True)
+    fake.fail_on("get_task", nth=2, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        commands.start(cfg, ALIAS, RunOptions())
+    (rec,) = cfg.repo().list()
+    assert fake.write_blocked(SOURCE) and rec.write_policy["blocked"]
+    assert commands.abort(cfg, rec.id).record.state is State.ROLLED_BACK
+    assert not fake.write_blocked(SOURCE)
+
+
+def test_failed_run_keeps_the_block_until_resumed_or_aborted(cfg, fake):
+    fake.task_script = TaskScript(docs_per_poll=500, fail_after_polls=1)
+    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    assert rec.state is State.FAILED
+    assert fake.write_blocked(SOURCE)  # a retry copies with op_type=create: keep it static
+    fake.task_script = TaskScript(docs_per_poll=500)
+    assert commands.resume(cfg, rec.id).record.state is State.SWAPPED
+    assert not fake.write_blocked(SOURCE)
+
+
+def test_a_block_that_was_there_before_the_run_stays(cfg, fake):
+    fake.indices[SOURCE].settings["index.blocks.write"] = "true"
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    assert rec.state is State.SWAPPED
+    assert rec.write_policy["pre_existing"] is True
+    assert fake.write_blocked(SOURCE)
+    assert "add_write_block" not in fake.call_names()
+    assert "remove_write_block" not in fake.call_names()
+
+
+def test_rollback_lifts_the_block(cfg, fake):
+    fake.task_script = TaskScript(docs_per_poll=500, fail_after_polls=1)
+    before = fake.snapshot()
+    rec = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True)).record
+    assert rec.state is State.ROLLED_BACK
+    assert fake.snapshot() == before
+
+
+# -- catch-up --------------------------------------------------------------------------
+
+
+def test_catch_up_copies_writes_made_during_the_copy(cfg, fake):
+    with_since_field(fake)
+    fake.task_script = TaskScript(docs_per_poll=400)
+    writer = Writer(fake)
+    rec = commands.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    assert rec.state is State.SWAPPED, rec.error
+    writer.assert_nothing_lost()
+    assert len(writer.acked) > 10  # writes went on during the main copy
+    passes = rec.write_policy["passes"]
+    assert passes[-1]["final"] and not any(p["final"] for p in passes[:-1])
+    assert rec.write_policy["deleted_from_target"] > 0  # deletions made during the copy
+    assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
+    assert not fake.write_blocked(SOURCE)
+    # each pass asks for the documents written since the previous one began, less the margin
+    queries = [t.request.body()["source"].get("query") for t in fake.tasks.values()]
+    assert queries[0] is None
+    assert queries[1] == {"range": {"updated_at": {"gte": "2026-11-25T02:59:00.000+00:00"}}}
+    assert all(t.request.op_type == "index" for t in list(fake.tasks.values())[1:])
+
+
+def test_catch_up_stops_when_the_delta_no_longer_shrinks(cfg, fake):
+    with_since_field(fake)
+    fake.task_script = TaskScript(docs_per_poll=5000)  # every pass ends at its first poll
+    Writer(fake, per_poll=3)  # the same number of writes during every pass
+    rec = commands.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    assert rec.state is State.SWAPPED, rec.error
+    passes = rec.write_policy["passes"]
+    assert len(passes) <= 3 and passes[-1]["final"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"write_policy": "catch-up"}, "needs --since-field"),
+        ({"write_policy": "catch-up", "since_field": "nope"}, "nope is not mapped"),
+        ({"write_policy": "catch-up", "since_field": "tags"}, "tags is mapped as keyword"),
+        ({"since_field": "updated_at"}, "--since-field needs --write-policy catch-up"),
+        (
+            {"write_policy": "catch-up", "since_field": "updated_at", "recompute_embeddings": True},
+            "not supported with --recompute-embeddings",
+        ),
+    ],
+)
+def test_unusable_catch_up_options_are_refused_before_anything_is_written(
+    cfg, fake, state_db, options, message
+):
+    with_since_field(fake)
+    before, rows = fake.snapshot(), db_rows(state_db)
+    with pytest.raises(UsageError, match=message) as info:
+        commands.start(cfg, ALIAS, RunOptions(**options))
+    assert info.value.exit_code == ExitCode.USAGE
+    assert fake.snapshot() == before and db_rows(state_db) == rows
+    assert fake.call_names(mutating_only=True) == []
+
+
+def test_catch_up_resumes_a_pass_after_a_crash(fake, state_db):
+    """Killed while a catch-up pass runs: the resumed run adopts or redoes that pass and
+    loses nothing."""
+    from reindex_fsm.crashpoints import Crashpoints
+
+    class Died(BaseException):
+        pass
+
+    def die(_name: str) -> None:
+        raise Died
+
+    with_since_field(fake)
+    fake.task_script = TaskScript(docs_per_poll=400)
+    writer = Writer(fake)
+    first = make_config(fake, state_db, crash=lambda: Crashpoints("catch_up.pass_started#2", die))
+    with pytest.raises(Died):
+        commands.start(first, ALIAS, RunOptions(**CATCH_UP))
+    again = make_config(fake, state_db)
+    (rec,) = again.repo().list()
+    assert rec.state is State.REINDEXING
+    rec = commands.resume(again, rec.id).record
+    assert rec.state is State.SWAPPED, rec.error
+    writer.assert_nothing_lost()
+    assert not fake.write_blocked(SOURCE)
