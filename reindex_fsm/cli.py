@@ -69,16 +69,21 @@ def _fail(ctx: click.Context, exc: ReindexFsmError) -> NoReturn:
 
 
 class CliReporter:
-    """State changes and copy progress, as plain lines on stderr."""
+    """State changes and copy progress, as plain lines on stderr. ``notes_only`` (--json):
+    only the events an operator must see (those with a note, e.g. writes blocked)."""
 
-    def __init__(self, every_s: float = 5.0) -> None:
+    def __init__(self, every_s: float = 5.0, notes_only: bool = False) -> None:
         self.every_s = every_s
+        self.notes_only = notes_only
         self._last = 0.0
 
     def event(self, run: RunRecord, message: str) -> None:
-        click.echo(f"run {run.id}: {message}", err=True)
+        if not self.notes_only or ": " in message:
+            click.echo(f"run {run.id}: {message}", err=True)
 
     def progress(self, run: RunRecord, status: TaskStatus) -> None:
+        if self.notes_only:
+            return
         now = time.monotonic()
         if status.completed or now - self._last >= self.every_s:
             self._last = now
@@ -148,8 +153,8 @@ def _config(
         cfg.engine_url = engine_url
     if engine_kind:
         cfg.engine_kind = engine_kind
-    if not _json_mode(ctx) and isinstance(cfg.reporter, SilentReporter):
-        cfg.reporter = CliReporter()
+    if isinstance(cfg.reporter, SilentReporter):
+        cfg.reporter = CliReporter(notes_only=_json_mode(ctx))
     return cfg
 
 

@@ -234,6 +234,11 @@ def _next_pass(
         or len(passes) >= opts.catch_up_max_passes - 1
     )
     if final:
+        # The replicas come back and recover before the block, not during it: writers
+        # wait only for the last delta, the verification and the swap.
+        from .verify import restore_settings
+
+        restore_settings(ctx)
         state = put_block(ctx)
     prev_start = datetime.fromisoformat(
         passes[-1]["started_at"] if passes else state["copy_started_at"]
@@ -259,7 +264,7 @@ def _since_value(ctx: RunContext, since: str) -> Any:
     return since
 
 
-def _pass_request(ctx: RunContext, since: str) -> ReindexRequest:
+def _pass_request(ctx: RunContext, since: str, final: bool) -> ReindexRequest:
     from . import copy  # the main copy's request: same throttle, slices and transforms
 
     base = copy._request(ctx, True)
@@ -272,7 +277,8 @@ def _pass_request(ctx: RunContext, since: str) -> ReindexRequest:
         op_type="index",  # a newer version of a copied document replaces it
         conflicts="proceed",
         slices=base.slices,
-        requests_per_second=base.requests_per_second,
+        # unthrottled under the final block: it holds up the writers; a delta is small
+        requests_per_second=None if final else base.requests_per_second,
         extra={**base.extra, "source": source},
     )
 
@@ -288,7 +294,8 @@ def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
             running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
             task_id = running[0].task_id if running else None
             if task_id is None:
-                task_id = ctx.engine.start_reindex(_pass_request(ctx, current["since"]))
+                request = _pass_request(ctx, current["since"], bool(current.get("final")))
+                task_id = ctx.engine.start_reindex(request)
                 ctx.crash("catch_up.pass_started")
             state = _state(ctx)
             state["passes"][-1] = {**state["passes"][-1], "task_id": task_id}

@@ -363,9 +363,15 @@ class Source:
                 actions.append({"add": {"index": self.index, "alias": name, **props}})
         if actions:
             self.engine.update_aliases(actions)
+        if self.write_blocked():
+            self.engine.remove_write_block(self.index)
         for index, meta in run_meta(self.url).items():
             if meta.get("alias") == self.alias and index != self.index:
                 self.engine.delete_index(index)
+
+    def write_blocked(self) -> bool:
+        blocks = self.engine.get_index(self.index).settings.get("index.blocks.write")
+        return str(blocks).lower() == "true"
 
     def owned_by(self, run_id: str) -> list[str]:
         return sorted(i for i, m in run_meta(self.url).items() if m.get("run_id") == run_id)
@@ -383,6 +389,7 @@ class Source:
         for name, props in self.aliases.items():
             assert self.engine.get_alias(name) == {self.index: {name: props}}, name
         assert self.ours() == [], "a run that was never stored left an index"
+        assert not self.write_blocked(), "a run that was never stored left a write block"
 
     def assert_converged(
         self, db: Path, run_id: str, want: dict[str, str] | None = None
@@ -400,6 +407,8 @@ class Source:
         for name, props in self.aliases.items():
             assert self.engine.get_alias(name) == {target: {name: props}}, f"alias {name}"
         assert self.engine.get_index_aliases(self.index) == {}, "aliases left on the source"
+        assert not self.write_blocked(), "write block left on the source"
+        assert not (record.write_policy or {}).get("blocked"), "block still recorded"
         got = doc_hashes(self.engine, target)
         assert got == want, diff_docs(want, got)
         assert self.owned_by(run_id) == [target], "stray index of the run"

@@ -17,7 +17,9 @@ Kinds of case (the summary at the end of the session counts them):
 
 Every case ends SWAPPED with exactly the source's documents (IDs and _source hashes), every
 alias of the source on the target alone, no other index of the run and no task of it
-running, the copy-time settings restored and the alias lock released.
+running, the copy-time settings restored, no write block left on the source and the alias
+lock released. ``test_kill_then_abort`` kills a run while the write block and the copy-time
+settings are in force and aborts it: the source as before, writable.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ NAMED = [
     "commit.PLANNED",
     "create_target.engine_done",
     "commit.TARGET_CREATED",
+    "checkpoint.write_block",  # the block recorded, not yet on the source
+    "write_policy.blocked",  # writes to the source refused from here to the swap
     "checkpoint.progress#1",  # copy_attempts stored, _reindex not sent yet
     "start_copy.engine_done",
     "commit.REINDEXING",
@@ -61,6 +65,7 @@ NAMED = [
     "commit.VERIFYING",
     "verify.settings_restored",
     "swap.engine_done",
+    "write_policy.released",  # swapped, source writable again, not yet recorded
     "commit.SWAPPED",
 ]
 N_PROGRESS = 4  # checkpoint.progress#1..#4 of the throttled copy
@@ -227,4 +232,31 @@ def test_double_crash(
         throttled=throttled,
         resume_crash_at=resume_point,
     )
+    crash_result.passed = True
+
+
+ABORT_AFTER = [  # (killed at, throttled): the block on, the target tuned, in every case
+    ("write_policy.blocked", False),
+    ("checkpoint.progress#2", True),
+    ("commit.VERIFYING", False),
+    ("verify.settings_restored", False),
+]
+
+
+@pytest.mark.parametrize(("point", "throttled"), ABORT_AFTER)
+def test_kill_then_abort(
+    point: str, throttled: bool, clean_source: Source, tmp_path: Path, crash_result: CaseResult
+) -> None:
+    crash_result.kind = "abort"
+    db = tmp_path / "state.db"
+    first = finish(spawn(start_args(clean_source.alias, db, clean_source.url, throttled), point))
+    assert first.rc == -signal.SIGKILL, (first.rc, first.out, first.err[-1500:])
+    (run,) = history(db)
+    crash_result.landed = run["state"]
+    assert clean_source.write_blocked(), "the kill came while the block was on"
+    args = ["--json", "--state-db", str(db), "--engine-url", clean_source.url]
+    aborted = run_cli(["abort", run["run_id"], *args])
+    assert aborted.rc == 0, (aborted.rc, aborted.out, aborted.err[-1500:])
+    assert aborted.json()["state"] == "ROLLED_BACK"
+    clean_source.assert_untouched()
     crash_result.passed = True
