@@ -290,6 +290,15 @@ def _recompute_options(enabled: bool, **given: Any) -> dict[str, Any]:
     help="Keep the final replicas and refresh interval during the copy too "
     "(default: 0 replicas and no refresh while copying, restored before verify).",
 )
+@click.option(
+    "--copy-set",
+    "copy_set_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting the target has only while it is copied into, winning over the "
+    "bulk-load tuning, e.g. index.refresh_interval=30s (repeatable); its final value "
+    "(the source's, or --set's) is put back before verify.",
+)
 @click.option("--requests-per-second", type=float, help="Throttle the _reindex copy.")
 @click.option(
     "--slices", default="auto", show_default=True, help="_reindex slices: a number or auto."
@@ -403,6 +412,7 @@ def start(
     mappings_file: str | None,
     set_pairs: tuple[str, ...],
     no_bulk_tuning: bool,
+    copy_set_pairs: tuple[str, ...],
     requests_per_second: float | None,
     slices: str,
     write_policy: str,
@@ -445,6 +455,7 @@ def start(
         requests_per_second=requests_per_second,
         slices=slices if slices == "auto" else int(slices),
         bulk_tuning=not no_bulk_tuning,
+        copy_settings_overrides=flatten_settings(parse_set(copy_set_pairs)),
         write_policy=write_policy,
         since_field=since_field,
         catch_up_margin_s=catch_up_margin,

@@ -41,6 +41,8 @@ class RunOptions:
     since_field: str | None = None
     catch_up_margin_s: float = 60.0  # each delta starts this much before the previous pass
     catch_up_max_passes: int = 5  # the last one is the final, blocked, pass
+    # --copy-set: the operator's copy-time settings; they win over the bulk-load tuning.
+    copy_settings_overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -221,3 +221,53 @@ def test_catch_up_resumes_a_pass_after_a_crash(fake, state_db):
     assert rec.state is State.SWAPPED, rec.error
     writer.assert_nothing_lost()
     assert not fake.write_blocked(SOURCE)
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+def test_cli_warns_that_a_failed_run_still_blocks_writes(fake, state_db):
+    from click.testing import CliRunner
+
+    from reindex_fsm.cli import cli
+
+    fake.task_script = TaskScript(docs_per_poll=500, fail_after_polls=1)
+    cfg = make_config(fake, state_db)
+    result = CliRunner().invoke(cli, ["start", "--alias", ALIAS, "--force"], obj=cfg)
+    assert result.exit_code == ExitCode.RUN_FAILED
+    assert "ARE BLOCKED until the swap" in result.stderr
+    assert "are still BLOCKED by run" in result.stderr and "abort" in result.stderr
+
+
+def test_cli_since_field_without_catch_up_is_one_usage_line(fake, state_db):
+    from click.testing import CliRunner
+
+    from reindex_fsm.cli import cli
+
+    before = fake.snapshot()
+    cfg = make_config(fake, state_db)
+    args = ["start", "--alias", ALIAS, "--force", "--since-field", "updated_at"]
+    result = CliRunner().invoke(cli, args, obj=cfg)
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.strip().splitlines() == [
+        "error: --since-field needs --write-policy catch-up"
+    ]
+    assert fake.snapshot() == before
+
+
+def test_copy_set_wins_over_the_tuning_and_final_values_come_back(cfg, fake):
+    options = RunOptions(
+        verify=True,
+        settings_overrides={"index.refresh_interval": "3s"},
+        copy_settings_overrides={"index.refresh_interval": "30s"},
+    )
+    plan = commands.plan(cfg, ALIAS, options)
+    assert plan.copy_settings == {
+        "index.number_of_replicas": "0",
+        "index.refresh_interval": "30s",
+    }
+    rec = commands.start(cfg, ALIAS, options, planned=plan).record
+    assert rec.state is State.SWAPPED
+    settings = fake.indices[TARGET].settings
+    assert settings["index.refresh_interval"] == "3s"
+    assert settings["index.number_of_replicas"] == "1"

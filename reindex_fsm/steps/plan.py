@@ -143,6 +143,18 @@ def check_target_name(engine: Engine, name: str) -> str:
     return name
 
 
+def copy_settings(options: RunOptions) -> dict[str, Any]:
+    """What the target carries while it is copied into: the bulk-load tuning, where the
+    operator's own copy-time values (--copy-set) win; each goes back to its final value
+    (the source's or --set's) before verification."""
+    tuned = dict(COPY_SETTINGS) if options.bulk_tuning else {}
+    for key, value in flatten_settings(options.copy_settings_overrides).items():
+        if is_volatile(key):
+            raise UsageError(f"setting {key} cannot be set on a new index", hint="see --copy-set")
+        tuned[key] = value
+    return dict(sorted(tuned.items()))
+
+
 def owner_of(engine: Engine, index: str) -> str | None:
     """The run ID in an index's ``_meta``, if reindex-fsm created it."""
     meta = engine.get_index(index).mappings.get("_meta", {}).get(META_KEY, {})
@@ -199,7 +211,7 @@ def make_plan(
         reindex=request.body(),
         engine={"url": engine.url, "flavor": info.flavor, "version": info.version},
         planned_at=now.isoformat(),
-        copy_settings=dict(COPY_SETTINGS) if options.bulk_tuning else {},
+        copy_settings=copy_settings(options),
         recompute=recompute_plan,
     )
 
