@@ -1122,6 +1122,9 @@ class ContractServer(ThreadingHTTPServer):
         index, block = call.params["index"], call.params["block"]
         if block != "write":
             raise Unsupported(f"block {block!r} (only write)")
+        if self.fake.write_blocked(index):  # both engines: nothing to do, nothing listed
+            self.fake.add_write_block(index)
+            return 200, {"acknowledged": True, "shards_acknowledged": False, "indices": []}
         self.fake.add_write_block(index)
         # Both engines answer so (OpenSearch 2.x, Elasticsearch 7.9+).
         return 200, {

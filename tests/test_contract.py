@@ -847,3 +847,46 @@ def test_recompute_run_where_the_engine_has_no_pit_scrolls(
     assert comparable_calls(fake.call_names()) == direct_run_calls(
         flavor, tmp_path, options, pit_supported=False
     )
+
+
+# -- write policy (issue 5) -----------------------------------------------------------------
+
+
+def test_write_block_put_twice_and_lifted(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    """A second block (a resumed run) is answered with shards_acknowledged false and no
+    index listed: the adapter reads the setting back instead of failing."""
+    engine.add_write_block(SOURCE)
+    engine.add_write_block(SOURCE)
+    assert fake.write_blocked(SOURCE)
+    engine.remove_write_block(SOURCE)
+    assert not fake.write_blocked(SOURCE)
+    assert "index.blocks.write" not in fake.indices[SOURCE].settings
+    assert server.paths("PUT")[-3:] == [
+        f"/{SOURCE}/_block/write",
+        f"/{SOURCE}/_block/write",
+        f"/{SOURCE}/_settings",
+    ]
+    assert without_info(fake.call_names()) == [
+        "add_write_block",
+        "add_write_block",
+        "index_exists",  # GET _settings/index.blocks.write: was it there already?
+        "remove_write_block",
+    ]
+
+
+def test_write_block_not_confirmed_by_every_shard_is_an_error(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    original = server._add_block
+
+    def unconfirmed(call):  # the block is not in the settings yet: shards still busy
+        return 200, {"acknowledged": True, "shards_acknowledged": False, "indices": []}
+
+    server._add_block = unconfirmed  # type: ignore[method-assign]
+    try:
+        with pytest.raises(EngineError, match="not acknowledged by every shard"):
+            engine.add_write_block(SOURCE)
+    finally:
+        server._add_block = original  # type: ignore[method-assign]

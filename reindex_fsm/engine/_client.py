@@ -934,12 +934,21 @@ class ClientEngine:
     def add_write_block(self, index: str) -> None:
         body = self._request("PUT", _path(index, "_block", "write"))
         if isinstance(body, Mapping) and not body.get("shards_acknowledged", True):
-            # The block is in the cluster state but not every shard confirmed it yet:
-            # writes in flight may still land. Not safe to copy from yet.
-            raise EngineError(
-                f"write block on {index} was not acknowledged by every shard",
-                hint="check the cluster's health, then resume the run",
+            # Either the index was blocked already (the engines answer so, with no index
+            # listed, e.g. on resume), or not every shard confirmed the block yet and
+            # writes in flight may still land. The setting is written only once every
+            # shard has confirmed the block: it tells the two apart.
+            settings = self._request(
+                "GET",
+                _path(index, "_settings", "index.blocks.write"),
+                params={"flat_settings": "true"},
             )
+            value = (settings.get(index) or {}).get("settings", {}).get("index.blocks.write")
+            if str(value).lower() != "true":
+                raise EngineError(
+                    f"write block on {index} was not acknowledged by every shard",
+                    hint="check the cluster's health, then resume the run",
+                )
 
     def remove_write_block(self, index: str) -> None:
         self._request("PUT", _path(index, "_settings"), body={"index.blocks.write": None})

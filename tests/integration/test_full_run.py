@@ -51,6 +51,7 @@ def test_full_run_copies_definition_and_every_document(engine, cfg, big_source):
     assert [(e.from_state, e.to_state) for e in cfg.repo().events(rec.id)] == [
         (None, "PLANNED"),
         ("PLANNED", "TARGET_CREATED"),
+        ("TARGET_CREATED", "TARGET_CREATED"),  # write_block: recorded, then put on
         ("TARGET_CREATED", "REINDEXING"),
         ("REINDEXING", "VERIFYING"),
         ("VERIFYING", "SWAPPED"),
