@@ -127,7 +127,7 @@ def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
 def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
     """Every step's plan, for --dry-run and the confirmation prompt."""
     copy_plan = recompute.plan(p) if p.recompute else copy.plan(p)
-    return [create_target.plan(p), copy_plan, verify.plan(p, options.verify), swap.plan(p)]
+    return [create_target.plan(p), copy_plan, verify.plan(p, options.verify, options), swap.plan(p)]
 
 
 def start(cfg: Config, alias: str, options: RunOptions, planned: Plan | None = None) -> Outcome:
@@ -216,6 +216,7 @@ SUMMARY_FIELDS = (
     "created_at",
     "updated_at",
     "finished_at",
+    "verification",
 )
 
 

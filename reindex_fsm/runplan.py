@@ -36,6 +36,13 @@ class RunOptions:
     workers: int = 1
     skip_invalid: str | None = None  # file that gets the rejected lines with their reason
     verify_sample: int = 50  # documents embedded again at verify
+    # --verify deep (steps/deep_verify.py); verify_level says what --verify checks.
+    verify_level: str = "count"  # count | deep
+    deep_sample: int | None = None  # --verify-sample N: N random documents instead of all
+    verify_queries: list[dict[str, Any]] | None = None  # {"line", "query"}, read at start
+    verify_queries_file: str | None = None  # shown in the record
+    verify_top_k: int = 10
+    verify_min_overlap: float = 0.9
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
