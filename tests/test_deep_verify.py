@@ -21,9 +21,15 @@ from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 from reindex_fsm.steps import deep_verify
 
-from .conftest import ALIAS, N_DOCS, SOURCE, TARGET, db_rows, make_config
+from .conftest import ALIAS, SOURCE, TARGET, db_rows, make_cluster, make_config
 
 DEEP = {"verify": True, "verify_level": "deep"}
+N_DOCS = 600  # two _mget chunks, the second one short
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    return make_cluster(N_DOCS)
 
 
 def tamper(fake: FakeEngine, change: Callable[[FakeEngine], None]) -> Callable[[], Crashpoints]:
@@ -50,7 +56,7 @@ def test_identical_copy_passes_and_swaps(fake, state_db):
     assert v["mappings"]["difference_count"] == 0
     # one mget of the target per chunk; no reverse pass
     mgets = [c.args for c in fake.calls if c.method == "mget"]
-    assert mgets == [(TARGET, deep_verify.CHUNK)] * (N_DOCS // deep_verify.CHUNK)
+    assert mgets == [(TARGET, deep_verify.CHUNK), (TARGET, N_DOCS - deep_verify.CHUNK)]
     triggers = [e.trigger for e in cfg.repo().events(rec.id)]
     assert triggers[-2:] == ["deep verification passed", "verified"]
 
@@ -84,13 +90,13 @@ def test_differing_missing_and_extra_documents_block_the_swap(fake, state_db):
 
 def test_a_changed_document_with_the_same_count_is_found(fake, state_db):
     def change(f: FakeEngine) -> None:
-        f.indices[TARGET].docs["doc-02499"]["tags"] = ["other"]
+        f.indices[TARGET].docs["doc-00599"]["tags"] = ["other"]
 
     _cfg, outcome = deep_run(fake, state_db, change)
     rec = outcome.record
     assert rec.state is State.FAILED and outcome.exit_code == ExitCode.VERIFICATION_FAILED
     assert rec.verification["count"]["problems"] == []  # counts alone would have swapped
-    assert rec.verification["documents"]["differing"]["ids"] == ["doc-02499"]
+    assert rec.verification["documents"]["differing"]["ids"] == ["doc-00599"]
     assert rec.verification["documents"]["only_in_target"]["checked"] is False
 
 
