@@ -40,11 +40,14 @@ def aliases_untouched(engine, names, before: dict) -> bool:
     return now.pop(names.target) == {"aliases": {}} and now == before
 
 
-def start_cli(engine_url: str, tmp_path: Path, alias: str, *args: str) -> tuple[int, dict]:
+def start_cli(engine_url: str, tmp_path: Path, names, *args: str) -> tuple[int, dict]:
+    """`reindex-fsm start --json` on the test's alias and target, with ``args``."""
     return cli_json(
         "start",
         "--alias",
-        alias,
+        names.alias,
+        "--target-index",
+        names.target,
         "--engine-url",
         engine_url,
         "--state-db",
@@ -59,9 +62,7 @@ def test_clean_deep_verify_passes_and_swaps(engine, engine_url, tmp_path, names,
     code, out = start_cli(
         engine_url,
         tmp_path,
-        names.alias,
-        "--target-index",
-        names.target,
+        names,
         "--verify",
         "deep",
         "--verify-queries",
@@ -141,9 +142,7 @@ def test_queries_fail_when_the_target_answers_differently(
     code, out = start_cli(
         engine_url,
         tmp_path,
-        names.alias,
-        "--target-index",
-        names.target,
+        names,
         "--mappings",
         str(mappings),
         "--verify",
