@@ -3,8 +3,9 @@ document, plus its mappings and, optionally, the answers to a set of queries.
 
 Documents are streamed in chunks of :data:`CHUNK`: a scroll over the source (or a
 seeded random sample of it, or the JSONL input of a recompute run) gives IDs and
-``_source``; one ``_mget`` per chunk fetches the same IDs from the target, and the
-SHA-256 of each side's canonical JSON is compared. Memory does not depend on the index's
+``_source``; one ``_mget`` per chunk fetches the same IDs from the target (in a second
+thread, while the next chunk is read), and the SHA-256 of each side's canonical JSON
+is compared. Memory does not depend on the index's
 size. When every source document was found and the target holds no more documents than
 the source, the two sets are identical; when the target holds more, a reverse pass
 (IDs only) finds the ones the source does not have.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +180,23 @@ def _chunks(docs: Iterable[Doc]) -> Iterator[list[Doc]]:
         yield chunk
 
 
+def _looked_up(
+    engine: Engine, index: str, chunks: Iterable[list[Doc]], source: bool
+) -> Iterator[tuple[list[Doc], dict[str, dict[str, Any] | None]]]:
+    """Each chunk with ``index``'s answer to its ``_mget``. The lookup of chunk k+1 runs
+    in a second thread while chunk k is compared and chunk k+2 read: at most three
+    chunks in memory."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-mget") as pool:
+        pending: tuple[list[Doc], Future[dict[str, dict[str, Any] | None]]] | None = None
+        for chunk in chunks:
+            future = pool.submit(engine.mget, index, [(d, r) for d, r, _ in chunk], source)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (chunk, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
 class _Kind:
     """A count and the first MAX_LISTED IDs of one kind of difference."""
 
@@ -200,8 +219,8 @@ def compare_documents(engine: Engine, c: Comparison, target_count: int, seed: in
     p = c.plan
     missing, differing, extra = _Kind(), _Kind(), _Kind()
     compared = 0
-    for chunk in _chunks(_source_docs(engine, c, seed)):
-        found = engine.mget(p.target_index, [(d, r) for d, r, _ in chunk], c.compare_source)
+    chunks = _chunks(_source_docs(engine, c, seed))
+    for chunk, found in _looked_up(engine, p.target_index, chunks, c.compare_source):
         for doc_id, _routing, source in chunk:
             compared += 1
             target = found.get(doc_id)
@@ -232,8 +251,7 @@ def compare_documents(engine: Engine, c: Comparison, target_count: int, seed: in
         return record
     if unmatched > 0:
         hits = engine.scan(p.target_index, {"query": {"match_all": {}}, "_source": False})
-        for chunk in _chunks(_hits(hits)):
-            known = engine.mget(p.source_index, [(d, r) for d, r, _ in chunk], source=False)
+        for chunk, known in _looked_up(engine, p.source_index, _chunks(_hits(hits)), False):
             for doc_id, _routing, _source in chunk:
                 if known.get(doc_id) is None:
                     extra.add(doc_id)
