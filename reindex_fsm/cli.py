@@ -22,6 +22,7 @@ from .commands import Config, Outcome, summary
 from .engine.base import TaskStatus
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
 from .runplan import RunOptions
+from .steps import deep_verify
 from .steps.context import SilentReporter
 from .steps.plan import flatten_settings, parse_set
 from .store import RunRecord
@@ -183,6 +184,40 @@ def _print_summary(data: dict[str, Any]) -> None:
     _out().print(table)
 
 
+def _print_verification(v: dict[str, Any]) -> None:
+    """What the last verification compared and what differed, one row per check."""
+    table = Table(title="verification", show_header=False)
+    table.add_row("[bold]result[/]", "passed" if v.get("passed") else "[bold red]DIFFERENCES[/]")
+    for note in v.get("notes") or ():
+        table.add_row("note", note)
+    docs = v.get("documents") or {}
+    if docs.get("checked") is False:
+        table.add_row("documents", f"not checked: {docs.get('why')}")
+    else:
+        table.add_row("documents", f"{docs.get('compared')} compared ({docs.get('mode')})")
+        for key in ("missing_in_target", "differing", "only_in_target"):
+            kind = docs.get(key) or {}
+            if kind.get("count"):
+                ids = ", ".join(kind.get("ids") or [])
+                table.add_row(key.replace("_", " "), f"{kind['count']}: {ids}")
+    mappings = v.get("mappings") or {}
+    for diff in mappings.get("differences") or ():
+        table.add_row(
+            "mapping", f"{diff['path']}: planned {diff['planned']!r}, actual {diff['actual']!r}"
+        )
+    queries = v.get("queries")
+    if queries:
+        table.add_row(
+            "queries",
+            f"{queries['run'] - queries['failed']}/{queries['run']} at top-{queries['top_k']} "
+            f"overlap >= {queries['min_overlap']} (lowest {queries['lowest_overlap']})",
+        )
+        for q in queries.get("queries") or ():
+            if not q["passed"]:
+                table.add_row(f"query line {q['line']}", f"overlap {q['overlap']}")
+    _out().print(table)
+
+
 def _load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
     if not path:
         return None
@@ -244,13 +279,86 @@ def _recompute_options(enabled: bool, **given: Any) -> dict[str, Any]:
     return {"recompute_embeddings": True, **given}
 
 
+def _verify_options(
+    level: str | None,
+    recompute_embeddings: bool,
+    sample: int | None,
+    queries_file: str | None,
+    top_k: int,
+    min_overlap: float,
+) -> dict[str, Any]:
+    """The --verify* options as RunOptions fields; the queries file is read here, before
+    anything is written. --verify-sample means "N random documents instead of all" for
+    both checks that sample: the deep comparison and a recompute run's re-embedding."""
+    deep = level == "deep"
+    if sample is not None and not deep and not recompute_embeddings:
+        raise UsageError("--verify-sample needs --verify deep (or --recompute-embeddings)")
+    defaults = RunOptions()
+    query_options = {
+        "--verify-queries": queries_file is not None,
+        "--verify-top-k": top_k != defaults.verify_top_k,
+        "--verify-min-overlap": min_overlap != defaults.verify_min_overlap,
+    }
+    named = [flag for flag, given in query_options.items() if given]
+    if named and not deep:
+        raise UsageError(f"{named[0]} needs --verify deep")
+    if named and queries_file is None:
+        raise UsageError(f"{named[0]} needs --verify-queries FILE")
+    out: dict[str, Any] = {
+        "verify_level": level or "count",
+        "deep_sample": sample if deep else None,
+        "verify_top_k": top_k,
+        "verify_min_overlap": min_overlap,
+    }
+    if sample is not None and recompute_embeddings:
+        out["verify_sample"] = sample
+    if queries_file is not None:
+        out["verify_queries"] = deep_verify.load_queries(queries_file)
+        out["verify_queries_file"] = queries_file
+    return out
+
+
 @cli.command()
 @click.option("--alias", required=True, help="The alias to move to a new index.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing to the engine.")
 @click.option(
     "--verify",
-    is_flag=True,
-    help="Before the swap, require the target's count to equal the source's.",
+    type=click.Choice(["count", "deep"]),
+    is_flag=False,
+    flag_value="count",
+    default=None,
+    help="Before the swap, check the target: --verify (= count) requires its count to "
+    "equal the source's; --verify deep also compares every document's ID and _source "
+    "hash, the mappings and the --verify-queries.",
+)
+@click.option(
+    "--verify-sample",
+    type=click.IntRange(min=1, max=deep_verify.MAX_SAMPLE),
+    metavar="N",
+    help="Check N random documents instead of all: with --verify deep, the documents "
+    "compared; with --recompute-embeddings, the documents embedded again [default 50].",
+)
+@click.option(
+    "--verify-queries",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --verify deep: run each query of FILE (one a line: JSON query DSL, or "
+    "text for a simple_query_string) on both indices; require top-k overlap.",
+)
+@click.option(
+    "--verify-top-k",
+    type=click.IntRange(min=1, max=deep_verify.MAX_SAMPLE),
+    default=10,
+    show_default=True,
+    help="With --verify-queries: hits compared per query.",
+)
+@click.option(
+    "--verify-min-overlap",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=0.9,
+    show_default=True,
+    help="With --verify-queries: least share of the source's top-k IDs found in the "
+    "target's top-k.",
 )
 @click.option("--force", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
@@ -404,7 +512,11 @@ def start(
     ctx: click.Context,
     alias: str,
     dry_run: bool,
-    verify: bool,
+    verify: str | None,
+    verify_sample: int | None,
+    verify_queries: str | None,
+    verify_top_k: int,
+    verify_min_overlap: float,
     force: bool,
     rollback_on_failure: bool,
     target_index: str | None,
@@ -441,13 +553,22 @@ def start(
       reindex-fsm start --alias documents --dry-run
       reindex-fsm start --alias documents --verify --rollback-on-failure --force
       reindex-fsm start --alias documents --set index.number_of_shards=3 --verify --force
+      reindex-fsm start --alias documents --verify deep --verify-queries queries.txt --force
     """
     overrides = flatten_settings(_load_json_file(settings_file, "settings") or {})
     overrides.update(flatten_settings(parse_set(set_pairs)))
     if slices != "auto" and not slices.isdigit():
         raise UsageError(f"--slices {slices!r} is not a number or auto")
     options = RunOptions(
-        verify=verify,
+        verify=verify is not None,
+        **_verify_options(
+            verify,
+            recompute_embeddings,
+            verify_sample,
+            verify_queries,
+            verify_top_k,
+            verify_min_overlap,
+        ),
         rollback_on_failure=rollback_on_failure,
         target_index=target_index,
         settings_overrides=overrides,
@@ -578,6 +699,8 @@ def show(ctx: click.Context, run_id: str, state_db: str | None, as_json: bool) -
         _emit_json(data)
         return
     _print_summary(data)
+    if record.verification:
+        _print_verification(record.verification)
     table = Table(title=f"history of run {record.id}")
     for col in ("at", "from", "to", "trigger", "detail"):
         table.add_column(col)

@@ -132,7 +132,7 @@ def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
         create_target.plan(p),
         write_policy.plan(p, options),
         copy_plan,
-        verify.plan(p, options.verify),
+        verify.plan(p, options.verify, options),
         swap.plan(p),
     ]
 
@@ -224,6 +224,7 @@ SUMMARY_FIELDS = (
     "updated_at",
     "finished_at",
     "write_policy",
+    "verification",
 )
 
 

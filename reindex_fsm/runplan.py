@@ -43,6 +43,13 @@ class RunOptions:
     catch_up_max_passes: int = 5  # the last one is the final, blocked, pass
     # --copy-set: the operator's copy-time settings; they win over the bulk-load tuning.
     copy_settings_overrides: dict[str, Any] = field(default_factory=dict)
+    # --verify deep (steps/deep_verify.py); verify_level says what --verify checks.
+    verify_level: str = "count"  # count | deep
+    deep_sample: int | None = None  # --verify-sample N: N random documents instead of all
+    verify_queries: list[dict[str, Any]] | None = None  # {"line", "query"}, read at start
+    verify_queries_file: str | None = None  # shown in the record
+    verify_top_k: int = 10
+    verify_min_overlap: float = 0.9
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,6 +41,9 @@ ES: DELETE _pit {"id": str}                 close_pit, {"succeeded", "num_freed"
 OS: DELETE _search/point_in_time            close_pit, {"pits": [{"successful", "pit_id"}]}
     {"pit_id": [str, ...]}
 GET _cat/plugins?format=json                plugins, rows of {name, component, version}
+POST {index}/_mget {"docs": [...]}          mget (found, _source unless asked false;
+                                            routing passed on; a missing index: 200 with
+                                            a per-document index_not_found_exception)
 ==========================================  ============================================
 
 Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
@@ -383,6 +386,8 @@ class ContractServer(ThreadingHTTPServer):
             ("DELETE", ("_search", "scroll"), self._clear_scroll),
             # -- write policy (issue 5) --
             ("PUT", ("{index}", "_block", "{block}"), self._add_block),
+            # -- deep verification (issue 5) --
+            ("GET|POST", ("{index}", "_mget"), self._mget),
         ]
 
     # -- helpers --------------------------------------------------------------------------
@@ -1132,6 +1137,38 @@ class ContractServer(ThreadingHTTPServer):
             "shards_acknowledged": True,
             "indices": [{"name": index, "blocked": True}],
         }
+
+    # -- deep verification (issue 5) --------------------------------------------------------
+
+    def _mget(self, call: Call) -> Answer:
+        """As both engines answer: per document ``found`` (with ``_source`` unless the
+        document asks ``"_source": false``); a missing index is a 200 whose every
+        document carries the index_not_found_exception."""
+        index = call.params["index"]
+        docs = self._body(call).get("docs")
+        if not isinstance(docs, list) or not docs:
+            raise BadRequest(400, "action_request_validation_exception", "no documents to get")
+        for doc in docs:
+            unknown = set(doc) - {"_id", "_source", "routing"}
+            if unknown or not isinstance(doc.get("_id"), str):
+                raise Unsupported(f"mget document {doc!r}")
+        try:
+            found = self.fake.mget(index, [(d["_id"], d.get("routing")) for d in docs])
+        except IndexNotFound as exc:
+            error = index_not_found(exc.index).body()["error"]
+            return 200, {"docs": [{"_index": index, "_id": d["_id"], "error": error} for d in docs]}
+        out = []
+        for doc in docs:
+            source = found[doc["_id"]]
+            item: dict[str, Any] = {"_index": index, "_id": doc["_id"]}
+            if source is None:
+                out.append({**item, "found": False})
+                continue
+            item.update({"_version": 1, "_seq_no": 0, "_primary_term": 1, "found": True})
+            if doc.get("_source", True) is not False:
+                item["_source"] = source
+            out.append(item)
+        return 200, {"docs": out}
 
 
 def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:

@@ -890,3 +890,69 @@ def test_write_block_not_confirmed_by_every_shard_is_an_error(
             engine.add_write_block(SOURCE)
     finally:
         server._add_block = original  # type: ignore[method-assign]
+
+
+# -- deep verification (issue 5) ---------------------------------------------------------------
+
+
+def test_mget(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
+    docs = fake.indices[SOURCE].docs
+    found = engine.mget(SOURCE, [("doc-00003", None), ("nope", None), ("doc-00001", "r1")])
+    assert found == {"doc-00003": docs["doc-00003"], "nope": None, "doc-00001": docs["doc-00001"]}
+    assert engine.mget(SOURCE, [("doc-00003", None), ("x", None)], source=False) == {
+        "doc-00003": {},
+        "x": None,
+    }
+    assert engine.mget(SOURCE, []) == {}  # nothing asked, nothing sent
+    with pytest.raises(IndexNotFound):
+        engine.mget("nope", [("a", None)])
+    asked = [r for r in server.requests if r.path.endswith("/_mget")]
+    assert [(r.method, r.path) for r in asked] == [("POST", f"/{SOURCE}/_mget")] * 2 + [
+        ("POST", "/nope/_mget")
+    ]
+    assert asked[0].body == {
+        "docs": [
+            {"_id": "doc-00003", "_source": True},
+            {"_id": "nope", "_source": True},
+            {"_id": "doc-00001", "_source": True, "routing": "r1"},
+        ]
+    }
+    assert asked[1].body["docs"][0] == {"_id": "doc-00003", "_source": False}
+    assert [c.args for c in fake.calls if c.method == "mget"] == [
+        (SOURCE, 3),
+        (SOURCE, 2),
+        ("nope", 1),
+    ]
+
+
+def test_deep_verification_run(
+    server: ContractServer, fake: FakeEngine, state_db: str, flavor: str
+) -> None:
+    """Scan, mget, the random sample and a query through both real adapters."""
+    cfg = contract_config(server, state_db)
+    queries = [{"line": 1, "query": {"match_all": {}}}]
+    options = RunOptions(verify=True, verify_level="deep", verify_queries=queries)
+    rec = commands.start(cfg, ALIAS, options).record
+    assert rec.state is State.SWAPPED, rec.error
+    v = rec.verification
+    assert v["passed"] and v["documents"]["compared"] == N_DOCS
+    assert v["queries"]["queries"][0]["overlap"] == 1.0
+    assert v["mappings"]["difference_count"] == 0
+    mgets = [r for r in server.requests if r.path == f"/{TARGET}/_mget"]
+    assert sum(len(r.body["docs"]) for r in mgets) == N_DOCS
+
+    fake.indices[TARGET].docs["doc-00005"]["title"] = "changed"
+    fake.indices[SOURCE].aliases, fake.indices[TARGET].aliases = fake.indices[TARGET].aliases, {}
+    del fake.indices[TARGET]
+    sampled = RunOptions(verify=True, verify_level="deep", deep_sample=N_DOCS)
+
+    def change(_point: str) -> None:
+        fake.indices[TARGET].docs["doc-00005"]["title"] = "changed"
+
+    cfg = contract_config(
+        server, state_db, crash=lambda: Crashpoints(at="commit.VERIFYING", action=change)
+    )
+    failed = commands.start(cfg, ALIAS, sampled)
+    assert failed.exit_code == ExitCode.VERIFICATION_FAILED
+    docs = failed.record.verification["documents"]
+    assert docs["mode"] == f"sample of {N_DOCS}" and docs["differing"]["ids"] == ["doc-00005"]

@@ -24,7 +24,7 @@ The parsing of Tasks API bodies and of ``GET /`` is pure (:func:`parse_task`,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from types import ModuleType
@@ -952,3 +952,37 @@ class ClientEngine:
 
     def remove_write_block(self, index: str) -> None:
         self._request("PUT", _path(index, "_settings"), body={"index.blocks.write": None})
+
+    # -- deep verification (issue 5) ----------------------------------------------------
+
+    def mget(
+        self, index: str, docs: Sequence[tuple[str, str | None]], source: bool = True
+    ) -> dict[str, dict[str, Any] | None]:
+        """One ``POST <index>/_mget``; each document carries its routing when it has one
+        (a routed document is only found on its own shard). A per-document error
+        (a shard that cannot answer) fails the whole lookup: a check must not guess."""
+        if not docs:
+            return {}
+        wanted = []
+        for doc_id, routing in docs:
+            item: dict[str, Any] = {"_id": doc_id, "_source": source}
+            if routing is not None:
+                item["routing"] = routing
+            wanted.append(item)
+        body = self._request("POST", _path(index, "_mget"), body={"docs": wanted})
+        found: dict[str, dict[str, Any] | None] = {}
+        for doc in body.get("docs") or ():
+            error = doc.get("error")
+            if error is not None:
+                etype, reason = describe_error(error)
+                if etype == "index_not_found_exception":
+                    raise IndexNotFound(index)
+                raise EngineError(
+                    f"POST {_path(index, '_mget')} failed for {doc.get('_id')}: "
+                    f"{self._scrub(reason)}"
+                )
+            doc_id = str(doc["_id"])
+            found[doc_id] = dict(doc.get("_source") or {}) if doc.get("found") else None
+        if len(found) < len({d for d, _ in docs}):
+            raise EngineError(f"POST {_path(index, '_mget')} answered for fewer documents")
+        return found

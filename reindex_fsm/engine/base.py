@@ -9,7 +9,7 @@ any other refusal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -217,4 +217,13 @@ class Engine(Protocol):
 
     def remove_write_block(self, index: str) -> None:
         """Reset ``index.blocks.write`` on ``index`` (to its default: writable)."""
+        ...
+
+    # -- deep verification (issue 5) ------------------------------------------
+    def mget(
+        self, index: str, docs: Sequence[tuple[str, str | None]], source: bool = True
+    ) -> dict[str, dict[str, Any] | None]:
+        """``POST <index>/_mget`` of ``docs`` as ``(_id, routing or None)``: for each ID its
+        ``_source`` ({} when ``source`` is false), or None when ``index`` has no such
+        document. IndexNotFound for a missing index; EngineError for a failed lookup."""
         ...

@@ -13,7 +13,7 @@ import copy
 import itertools
 import json
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -496,3 +496,14 @@ class FakeEngine:
             docs.pop(doc_id, None)
         else:
             docs[doc_id] = copy.deepcopy(source)
+
+    # -- deep verification (issue 5) ------------------------------------------
+    def mget(
+        self, index: str, docs: Sequence[tuple[str, str | None]], source: bool = True
+    ) -> dict[str, dict[str, Any] | None]:
+        self._call("mget", index, len(docs))
+        stored = self._index(index).docs
+        return {
+            doc_id: (copy.deepcopy(stored[doc_id]) if source else {}) if doc_id in stored else None
+            for doc_id, _routing in docs
+        }

@@ -1,14 +1,17 @@
 """VERIFYING: put back the target's final settings (after bulk-load tuning) and wait for
 its health, refresh it and count it; with --verify the count must equal the source's
-count snapshotted at plan time. Every part is idempotent, so a resume just redoes it."""
+count (re-counted under the write block when there is one, else snapshotted at plan
+time); with --verify deep the documents, mappings and queries are compared too
+(:mod:`.deep_verify`) and the result stored in ``runs.verification``. Every part is
+idempotent, so a resume just redoes it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import RunStepFailed, VerificationFailed
-from ..runplan import Plan
-from . import recompute
+from ..runplan import Plan, RunOptions
+from . import deep_verify, recompute
 from .context import RunContext
 
 HEALTH_POLL_S = 20.0
@@ -19,7 +22,7 @@ def final_settings(p: Plan) -> dict[str, Any]:
     return {key: p.settings.get(key) for key in p.copy_settings}
 
 
-def plan(p: Plan, verify: bool) -> dict[str, Any]:
+def plan(p: Plan, verify: bool, options: RunOptions | None = None) -> dict[str, Any]:
     check = f"target count == {p.source_count}" if verify else "none (pass --verify)"
     if p.recompute and verify:
         rp = p.recompute
@@ -33,12 +36,32 @@ def plan(p: Plan, verify: bool) -> dict[str, Any]:
             f"{rp['dimension']}; {rp['verify_sample']} random documents embedded again "
             f"match their stored vectors (cosine >= {recompute.SAMPLE_MIN_COSINE})"
         )
-    return {
+    described = {
         "step": "verify",
         "restore_settings": final_settings(p),
         "refresh": p.target_index,
         "check": check,
     }
+    if verify and options is not None and options.verify_level == "deep":
+        described["deep"] = deep_plan(p, options)
+    return described
+
+
+def deep_plan(p: Plan, options: RunOptions) -> dict[str, Any]:
+    c = deep_verify.Comparison(p, options)
+    what = "IDs" + (" and _source SHA-256" if c.compare_source else "")
+    docs = f"{c.sample} random source documents" if c.sample else "every source document"
+    out: dict[str, Any] = {
+        "documents": f"{what} of {docs} looked up in {p.target_index}",
+        "mappings": "every planned mapping parameter in effect on the target",
+        "notes": c.notes,
+    }
+    if options.verify_queries:
+        out["queries"] = (
+            f"{len(options.verify_queries)} queries from {options.verify_queries_file}: "
+            f"top-{options.verify_top_k} overlap >= {options.verify_min_overlap}"
+        )
+    return out
 
 
 def expected_source_count(ctx: RunContext) -> int:
@@ -81,9 +104,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ctx.engine.refresh(p.target_index)
     target_count = ctx.engine.count(p.target_index)
     progress = ctx.record.progress or {}
-    source_count = expected_source_count(ctx)
+    expected = expected_source_count(ctx)
     detail: dict[str, Any] = {
-        "source_count": source_count,
+        "source_count": expected,
         "target_count": target_count,
         "version_conflicts": progress.get("version_conflicts", 0),
         "task_failures": progress.get("failures", 0),
@@ -91,22 +114,53 @@ def run(ctx: RunContext) -> dict[str, Any]:
         **restored,
     }
     if p.recompute:
-        return _recompute_checks(ctx, target_count, detail)
-    if ctx.options.verify and target_count != source_count:
-        raise VerificationFailed(
-            f"verification failed: target {p.target_index} has {target_count} documents, "
-            f"source {p.source_index} had {source_count}"
+        problems = _recompute_checks(ctx, target_count, detail)
+    elif target_count != expected:
+        problems = [
+            f"target {p.target_index} has {target_count} documents, "
+            f"source {p.source_index} had {expected}"
             f" (version conflicts {detail['version_conflicts']},"
-            f" task failures {detail['task_failures']})",
+            f" task failures {detail['task_failures']})"
+        ]
+    else:
+        problems = []
+    if ctx.options.verify and ctx.options.verify_level == "deep":
+        problems += _deep_checks(ctx, target_count, list(problems))
+    if ctx.options.verify and problems:
+        raise VerificationFailed(
+            "verification failed: " + "; ".join(problems),
             run_id=ctx.run_id,
             state=ctx.record.state.value,
         )
     return {"target_count": target_count, "detail": detail}
 
 
-def _recompute_checks(ctx: RunContext, target_count: int, detail: dict[str, Any]) -> dict[str, Any]:
+def _deep_checks(ctx: RunContext, target_count: int, count_problems: list[str]) -> list[str]:
+    """Compare documents, mappings and queries; store what was compared and what differed
+    (a checkpoint: a failed step's returned values are not stored) before judging."""
+    record = deep_verify.verify(ctx.engine, ctx.plan, ctx.options, ctx.run_id, target_count)
+    found = deep_verify.problems(record)
+    record["count"] = {"target": target_count, "problems": count_problems}
+    record["passed"] = not found and not count_problems
+    docs = record["documents"]
+    ctx.checkpoint(
+        event="deep verification " + ("passed" if record["passed"] else "found differences"),
+        detail={
+            "compared": docs.get("compared"),
+            "missing_in_target": (docs.get("missing_in_target") or {}).get("count"),
+            "differing": (docs.get("differing") or {}).get("count"),
+            "only_in_target": (docs.get("only_in_target") or {}).get("count"),
+            "mapping_differences": record["mappings"]["difference_count"],
+            "queries_failed": (record.get("queries") or {}).get("failed"),
+        },
+        verification=record,
+    )
+    return found
+
+
+def _recompute_checks(ctx: RunContext, target_count: int, detail: dict[str, Any]) -> list[str]:
     """Count (input less rejects), the vector's dimension in the target mapping, and a
-    random sample embedded again."""
+    random sample embedded again; the problems found."""
     p = ctx.plan
     rp = p.recompute or {}
     expected = recompute.expected_count(p, ctx.record.progress, ctx.record.source_count)
@@ -139,10 +193,4 @@ def _recompute_checks(ctx: RunContext, target_count: int, detail: dict[str, Any]
             f"stored vectors differ from a fresh embedding (min cosine "
             f"{sample['min_cosine']:.6f}): {sample['mismatched']}"
         )
-    if ctx.options.verify and problems:
-        raise VerificationFailed(
-            "verification failed: " + "; ".join(problems),
-            run_id=ctx.run_id,
-            state=ctx.record.state.value,
-        )
-    return {"target_count": target_count, "detail": detail}
+    return problems
