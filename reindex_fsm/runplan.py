@@ -36,6 +36,10 @@ class RunOptions:
     workers: int = 1
     skip_invalid: str | None = None  # file that gets the rejected lines with their reason
     verify_sample: int = 50  # documents embedded again at verify
+    # -- lease and preflight (issue 5) --
+    lease_ttl_s: float = 60.0  # the engine lease expires this long after its last renewal
+    skip_preflight: tuple[str, ...] = ()  # names of preflight checks not to make
+    disk_headroom: float = 1.2  # the disk check wants primary store x copies x this
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +69,8 @@ class Plan:
     copy_settings: dict[str, Any] = field(default_factory=dict)
     # --recompute-embeddings: what the copy reads, embeds and checks (steps/recompute.py).
     recompute: dict[str, Any] | None = None
+    # -- lease and preflight (issue 5): what the preflight checks found --
+    preflight: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

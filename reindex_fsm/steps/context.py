@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..crashpoints import Crashpoints
 from ..engine.base import Engine, TaskStatus, opaque_id_for
 from ..runplan import Plan, RunOptions
 from ..store import RunRecord, RunRepository
+
+if TYPE_CHECKING:
+    from ..lease import LeaseKeeper
 
 
 class Reporter(Protocol):
@@ -37,6 +40,8 @@ class RunContext:
     sleep: Callable[[float], None] = time.sleep
     crash: Crashpoints = field(default_factory=Crashpoints)
     reporter: Reporter = field(default_factory=SilentReporter)
+    # -- lease and preflight (issue 5) --
+    lease: LeaseKeeper | None = None  # the engine lease on the alias, when one is held
 
     @property
     def run_id(self) -> str:
@@ -64,3 +69,10 @@ class RunContext:
         self.crash(f"checkpoint.{event or 'progress'}")
         if event:
             self.reporter.event(self.record, event)
+
+    # -- lease and preflight (issue 5) --
+    def check_lease(self) -> None:
+        """Renew the engine lease before a step that writes; LockHeld if it was lost
+        (another process took the alias over): the run then stops where it is."""
+        if self.lease is not None:
+            self.lease.renew()
