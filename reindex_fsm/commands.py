@@ -129,9 +129,6 @@ def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) 
     """Preflight (read-only; PreflightFailed at the first failed check), then the plan."""
     info = engine.info()
     results = preflight(engine, info, alias, options)
-    for result in results:
-        if result.status == "warning":
-            cfg.warn(f"preflight {result.check}: {result.detail}")
     p = make_plan(engine, info, alias, options, new_run_id(), cfg.now())
     return replace(p, preflight=[r.to_dict() for r in results])
 
@@ -213,6 +210,9 @@ def start(
     except BaseException:
         keeper.release()
         raise
+    for result in p.preflight:  # once the run is on its way (an error stays one line)
+        if result["status"] == "warning":
+            cfg.warn(f"preflight {result['check']}: {result['detail']}")
     ctx = _context(cfg, engine, record, keeper)
     ctx.crash("commit.PLANNED")
     return Outcome(_drive_holding(ctx, keeper, RunDriver.drive))
