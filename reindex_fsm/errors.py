@@ -122,11 +122,14 @@ class LockHeld(ReindexFsmError):
         *,
         holder: str | None = None,
         hint: str | None = None,
+        lost: bool = False,
     ) -> None:
         what = f"run {run_id}" + (f" ({state})" if state else "")
         message = f"alias {alias!r} is busy: {what} is not finished"
         if holder is not None:  # the engine lease of another process (possibly elsewhere)
             message = f"alias {alias!r} is locked by {what}, {holder}"
+        if lost:  # this process held it and another took it over
+            message = f"lease lost: {message}"
         super().__init__(
             message,
             hint=hint

@@ -128,11 +128,12 @@ class LeaseKeeper:
             "expires_at": (now + timedelta(seconds=self.ttl_s)).isoformat(),
         }
 
-    def _held_by(self, lease: Lease) -> LockHeld:
+    def _held_by(self, lease: Lease, *, lost: bool = False) -> LockHeld:
         return LockHeld(
             self.alias,
             lease.run_id,
             holder=lease.describe(self.now()),
+            lost=lost,
             hint="wait for that run to end or its lease to expire; if its process is gone "
             "for sure, `--force-unlock` takes the lease over",
         )
@@ -205,10 +206,9 @@ class LeaseKeeper:
                     return
                 current = self.engine.get_lease(self.alias)
                 if current is None:
-                    self.lost = LockHeld(self.alias, "?", holder="the lease was deleted")
+                    self.lost = LockHeld(self.alias, "?", holder="the lease was deleted", lost=True)
                 else:
-                    self.lost = self._held_by(Lease.from_stored(self.alias, current))
-                self.lost.message = f"lease lost: {self.lost.message}"
+                    self.lost = self._held_by(Lease.from_stored(self.alias, current), lost=True)
                 raise self.lost from None
             self.held = Lease.from_stored(self.alias, written)
 
