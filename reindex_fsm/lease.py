@@ -135,7 +135,7 @@ class LeaseKeeper:
             holder=lease.describe(self.now()),
             lost=lost,
             hint="wait for that run to end or its lease to expire; if its process is gone "
-            "for sure, `--force-unlock` takes the lease over",
+            "for sure, start or resume with --force-unlock to take the lease over",
         )
 
     def _mine(self, written: dict[str, Any]) -> Lease | None:

@@ -52,13 +52,19 @@ def spawn(argv: list[str], crash_at: str | None = None) -> subprocess.Popen[str]
     )
 
 
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=cli_env(), capture_output=True, text=True, timeout=120)
+
+
 def lease_of(engine: ClientEngine, alias: str) -> Lease | None:
     stored = engine.get_lease(alias)
     return Lease.from_stored(alias, stored) if stored else None
 
 
 @pytest.fixture
-def no_lease_left(engine: ClientEngine, names: Names) -> Any:
+def contested(engine: ClientEngine, names: Names, make_source: Any) -> Any:
+    """A 2,000-document source behind ``names.alias``; no lease is left behind on it."""
+    make_source(2_000)
     yield
     stored = engine.get_lease(names.alias)  # a killed holder's lease: not left to expire
     if stored is not None:
@@ -69,11 +75,9 @@ def test_eight_concurrent_starts_with_their_own_databases_run_exactly_one(
     engine: ClientEngine,
     engine_url: str,
     names: Names,
-    make_source: Any,
     tmp_path: Path,
-    no_lease_left: None,
+    contested: None,
 ) -> None:
-    make_source(2_000)
     procs = [
         spawn(start_argv(names, tmp_path / f"operator-{i}.db", engine_url, *SLOW_COPY))
         for i in range(N_STARTS)
@@ -82,18 +86,20 @@ def test_eight_concurrent_starts_with_their_own_databases_run_exactly_one(
     winners = [(p, out) for p, out, _err in results if p.returncode == 0]
     assert len(winners) == 1, [(p.returncode, err[-500:]) for p, _o, err in results]
     ((_, winner_out),) = winners
-    run = json.loads(winner_out)
-    assert run["state"] == "SWAPPED"
+    winner = json.loads(winner_out)
+    assert winner["state"] == "SWAPPED"
     for proc, _out, err in results:
         if proc.returncode == 0:
             continue
         assert proc.returncode == ExitCode.LOCK_HELD, err
         (line,) = err.strip().splitlines()  # one error line naming the holder
-        assert line.startswith(f"error: alias '{names.alias}' is locked by run {run['run_id']}, ")
+        assert line.startswith(
+            f"error: alias '{names.alias}' is locked by run {winner['run_id']}, "
+        )
         assert "expires in" in line
     # the alias is on the one run's target, and no other target was created
-    assert set(engine.get_alias(names.alias)) == {run["target_index"]}
-    assert indices_under(engine, names.prefix) == sorted([names.source, run["target_index"]])
+    assert set(engine.get_alias(names.alias)) == {winner["target_index"]}
+    assert indices_under(engine, names.prefix) == sorted([names.source, winner["target_index"]])
     assert lease_of(engine, names.alias) is None  # released at SWAPPED
 
 
@@ -101,11 +107,9 @@ def test_a_sigkilled_holder_blocks_the_alias_until_its_lease_expires(
     engine: ClientEngine,
     engine_url: str,
     names: Names,
-    make_source: Any,
     tmp_path: Path,
-    no_lease_left: None,
+    contested: None,
 ) -> None:
-    make_source(2_000)
     ttl = ["--lease-ttl", "6"]
     killed = spawn(  # SIGKILLs itself right after its copy started (its task runs on)
         start_argv(names, tmp_path / "a.db", engine_url, *SLOW_COPY, *ttl),
@@ -118,13 +122,7 @@ def test_a_sigkilled_holder_blocks_the_alias_until_its_lease_expires(
     refused_at_least_once = False
     deadline = time.monotonic() + 60
     while True:
-        second = subprocess.run(
-            start_argv(names, tmp_path / "b.db", engine_url, *ttl),
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        second = run(start_argv(names, tmp_path / "b.db", engine_url, *ttl))
         if second.returncode == 0:
             break
         assert second.returncode == ExitCode.LOCK_HELD, second.stderr
@@ -142,11 +140,9 @@ def test_force_unlock_takes_over_a_live_lease_with_a_warning(
     engine: ClientEngine,
     engine_url: str,
     names: Names,
-    make_source: Any,
     tmp_path: Path,
-    no_lease_left: None,
+    contested: None,
 ) -> None:
-    make_source(2_000)
     killed = spawn(
         start_argv(names, tmp_path / "a.db", engine_url, *SLOW_COPY),
         crash_at="commit.REINDEXING",
@@ -154,22 +150,10 @@ def test_force_unlock_takes_over_a_live_lease_with_a_warning(
     killed.communicate(timeout=120)
     held = lease_of(engine, names.alias)
     assert held is not None and held.expires_at > datetime.now(UTC)  # 60 s: still live
-    blocked = subprocess.run(
-        start_argv(names, tmp_path / "b.db", engine_url),
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    blocked = run(start_argv(names, tmp_path / "b.db", engine_url))
     assert blocked.returncode == ExitCode.LOCK_HELD
     assert "--force-unlock" in blocked.stderr
-    forced = subprocess.run(
-        start_argv(names, tmp_path / "b.db", engine_url, "--force-unlock"),
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    forced = run(start_argv(names, tmp_path / "b.db", engine_url, "--force-unlock"))
     assert forced.returncode == 0, forced.stderr
     assert (
         f"warning: --force-unlock: took over the lease of alias '{names.alias}' "
