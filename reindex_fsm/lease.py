@@ -182,6 +182,19 @@ class LeaseKeeper:
         raise self._held_by(Lease.from_stored(self.alias, current))
 
     # -- keeping it --------------------------------------------------------------------
+    def _still_ours(self, stored: StoredLease | None) -> bool:
+        """The same holder (run, owner, acquisition) at another ``_seq_no`` or
+        ``_primary_term``: our own earlier write whose answer was lost, or a primary
+        shard failover of the lease index. Another holder always differs in these."""
+        if stored is None or self.held is None:
+            return False
+        doc = stored.doc
+        return (doc.get("run_id"), doc.get("owner"), doc.get("acquired_at")) == (
+            self.run_id,
+            self.owner,
+            self.held.acquired_at.isoformat(),
+        )
+
     def renew(self) -> None:
         """Extend the lease if it is still ours (a conditional write), else LockHeld
         naming the new holder. Called before every step that writes, and by the
@@ -191,26 +204,33 @@ class LeaseKeeper:
                 raise self.lost
             if self.held is None:
                 raise LockHeld(self.alias, "?", holder="this process holds no lease")
-            doc = self._doc(self.held.acquired_at)
-            try:
-                written = self.engine.put_lease(
-                    self.alias,
-                    doc,
-                    seq_no=self.held.seq_no,
-                    primary_term=self.held.primary_term,
-                )
-            except LeaseConflict:
-                mine = self._mine(doc)
-                if mine is not None:
-                    self.held = mine
-                    return
-                current = self.engine.get_lease(self.alias)
-                if current is None:
-                    self.lost = LockHeld(self.alias, "?", holder="the lease was deleted", lost=True)
-                else:
-                    self.lost = self._held_by(Lease.from_stored(self.alias, current), lost=True)
-                raise self.lost from None
-            self.held = Lease.from_stored(self.alias, written)
+            at: StoredLease | Lease = self.held
+            for _ in range(3):
+                doc = self._doc(self.held.acquired_at)
+                try:
+                    written = self.engine.put_lease(
+                        self.alias, doc, seq_no=at.seq_no, primary_term=at.primary_term
+                    )
+                except LeaseConflict:
+                    current = self.engine.get_lease(self.alias)
+                    if current is not None and current.doc == doc:  # lost answer, retried
+                        self.held = Lease.from_stored(self.alias, current)
+                        return
+                    if self._still_ours(current):
+                        assert current is not None
+                        at = current  # same holder, new seq_no/term: write again on it
+                        continue
+                    self.lost = self._lost_to(current)
+                    raise self.lost from None
+                self.held = Lease.from_stored(self.alias, written)
+                return
+            self.lost = self._lost_to(self.engine.get_lease(self.alias))
+            raise self.lost
+
+    def _lost_to(self, current: StoredLease | None) -> LockHeld:
+        if current is None:
+            return LockHeld(self.alias, "?", holder="the lease was deleted", lost=True)
+        return self._held_by(Lease.from_stored(self.alias, current), lost=True)
 
     check = renew
 
@@ -221,9 +241,16 @@ class LeaseKeeper:
             held, self.held = self.held, None
             if held is None or self.lost is not None:
                 return
-            # a conflict: someone took it over meanwhile: theirs now, not ours to delete
-            with suppress(LeaseConflict):
+            try:
                 self.engine.delete_lease(self.alias, held.seq_no, held.primary_term)
+            except LeaseConflict:
+                self.held = held
+                current = self.engine.get_lease(self.alias)
+                if self._still_ours(current):  # after a failover: delete it where it is now
+                    assert current is not None
+                    with suppress(LeaseConflict):
+                        self.engine.delete_lease(self.alias, current.seq_no, current.primary_term)
+                self.held = None  # else someone took it over: theirs, not ours to delete
 
     # -- the heartbeat -------------------------------------------------------------------
     def start_heartbeat(self) -> None:

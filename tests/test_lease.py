@@ -152,6 +152,22 @@ def test_a_lost_answer_retried_into_a_conflict_is_recognised_as_ours() -> None:
     assert k.lost is None and stored(fake).run_id == "run-a"
 
 
+def test_a_failover_of_the_lease_index_does_not_lose_the_lease() -> None:
+    """A new primary (or seq_no) for the same document: still our lease, renewed there."""
+    fake, clock = FakeEngine(), Clock()
+    k = keeper(fake, clock, "run-a")
+    k.acquire()
+    doc, _seq_no = fake.leases[ALIAS]
+    fake.leases[ALIAS] = (doc, 41)  # as after a primary promotion: same content, new position
+    clock.advance(20)
+    k.renew()
+    assert k.lost is None and stored(fake).heartbeat_at == NOW + timedelta(seconds=20)
+    doc, _seq_no = fake.leases[ALIAS]
+    fake.leases[ALIAS] = (doc, 77)
+    k.release()
+    assert fake.leases == {}
+
+
 def test_the_heartbeat_renews_from_a_thread() -> None:
     fake = FakeEngine()
     k = LeaseKeeper(fake, ALIAS, "run-a", state_db="x", ttl_s=1, now=Clock())
