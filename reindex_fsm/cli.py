@@ -21,6 +21,7 @@ from . import __version__, commands
 from .commands import Config, Outcome, summary
 from .engine.base import TaskStatus
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
+from .preflight import CHECKS
 from .runplan import RunOptions
 from .steps import deep_verify
 from .steps.context import SilentReporter
@@ -156,7 +157,12 @@ def _config(
         cfg.engine_kind = engine_kind
     if isinstance(cfg.reporter, SilentReporter):
         cfg.reporter = CliReporter(notes_only=_json_mode(ctx))
+    cfg.warn = _warn
     return cfg
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
@@ -505,6 +511,37 @@ def _verify_options(
     metavar="FILE",
     help="Write invalid input lines with their reason to FILE and go on (else: stop).",
 )
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="The engine lease on the alias expires this long after its last renewal "
+    "(renewed every third of it); a killed run's alias is free again after it.",
+)
+@click.option(
+    "--force-unlock",
+    is_flag=True,
+    help="Take the engine lease on the alias even if another run holds it (a warning "
+    "names that run). Only when its process is gone for sure.",
+)
+@click.option(
+    "--skip-preflight",
+    multiple=True,
+    type=click.Choice(CHECKS),
+    metavar="CHECK",
+    help=f"Skip one preflight check ({', '.join(CHECKS)}); repeatable.",
+)
+@click.option(
+    "--disk-headroom",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.2,
+    show_default=True,
+    metavar="FACTOR",
+    help="The disk check wants the source's primary store x (1 + replicas) x FACTOR free "
+    "on the data nodes, below the 85% watermark.",
+)
 @engine_options
 @common
 @click.pass_context
@@ -541,12 +578,20 @@ def start(
     vector_mapping: str | None,
     workers: int,
     skip_invalid: str | None,
+    lease_ttl: float,
+    force_unlock: bool,
+    skip_preflight: tuple[str, ...],
+    disk_headroom: float,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
     as_json: bool,
 ) -> None:
     """Plan a run on ALIAS and drive it to the swap.
+
+    Before anything is written, preflight checks (cluster health, source open, _source
+    stored, disk space, privileges) refuse a start that cannot succeed (exit 13), and
+    an engine lease on the alias keeps out runs of other state databases (exit 7).
 
     \b
     Examples:
@@ -593,6 +638,9 @@ def start(
             workers=workers,
             skip_invalid=skip_invalid,
         ),
+        lease_ttl_s=lease_ttl,
+        skip_preflight=tuple(skip_preflight),
+        disk_headroom=disk_headroom,
     )
     if options.recompute_embeddings and options.embedder == "zeros":
         click.echo(
@@ -610,6 +658,7 @@ def start(
             "error": None,
             **planned.to_dict(),
             "steps": commands.describe(planned, options),
+            "lease": commands.lease_holder(cfg, alias),
         }
         data["run_id"] = None  # nothing is stored: a real start picks its own ID
         if as_json:
@@ -630,17 +679,24 @@ def start(
             f"Move alias {alias} from {planned.source_index} to {planned.target_index}?"
         ):
             raise Declined("declined at the prompt: nothing was done")
-    _print_outcome(ctx, commands.start(cfg, alias, options, planned))
+    _print_outcome(ctx, commands.start(cfg, alias, options, planned, force_unlock=force_unlock))
 
 
 @cli.command()
 @click.argument("run_id")
+@click.option(
+    "--force-unlock",
+    is_flag=True,
+    help="Take the engine lease on the run's alias even if another run holds it "
+    "(a warning names that run).",
+)
 @engine_options
 @common
 @click.pass_context
 def resume(
     ctx: click.Context,
     run_id: str,
+    force_unlock: bool,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -652,7 +708,8 @@ def resume(
     Example:
       reindex-fsm resume 3f2a9c1b7d4e
     """
-    _print_outcome(ctx, commands.resume(_config(ctx, state_db, engine_url, engine_kind), run_id))
+    cfg = _config(ctx, state_db, engine_url, engine_kind)
+    _print_outcome(ctx, commands.resume(cfg, run_id, force_unlock=force_unlock))
 
 
 @cli.command()

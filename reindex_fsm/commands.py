@@ -10,20 +10,23 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from .crashpoints import Crashpoints
+from .engine._client import redact_url
 from .engine.base import Engine
 from .errors import ExitCode, LockHeld, RunFinished, UsageError
+from .lease import Lease, LeaseKeeper
 from .machine import State
+from .preflight import preflight
 from .runner import RunDriver
 from .runplan import Plan, RunOptions
 from .steps import copy, create_target, recompute, swap, verify, write_policy
 from .steps.context import Reporter, RunContext, SilentReporter
 from .steps.plan import make_plan
-from .store import EventRecord, RunRecord, RunRepository, open_store
+from .store import EventRecord, RunRecord, RunRepository, open_store, resolve_state_db
 
 DEFAULT_ENGINE_URL = "http://localhost:9200"
 ENGINE_KINDS = ("auto", "elasticsearch", "opensearch")
@@ -48,6 +51,8 @@ class Config:
     crash: Callable[[], Crashpoints] = Crashpoints.from_env
     reporter: Reporter = field(default_factory=SilentReporter)
     _repo: RunRepository | None = field(default=None, repr=False)
+    # -- lease and preflight (issue 5) --
+    warn: Callable[[str], None] = lambda _message: None  # one warning line for the operator
 
     def repo(self) -> RunRepository:
         if self._repo is None:
@@ -99,7 +104,9 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _context(cfg: Config, engine: Engine, record: RunRecord) -> RunContext:
+def _context(
+    cfg: Config, engine: Engine, record: RunRecord, lease: LeaseKeeper | None = None
+) -> RunContext:
     return RunContext(
         engine=engine,
         repo=cfg.repo(),
@@ -109,6 +116,7 @@ def _context(cfg: Config, engine: Engine, record: RunRecord) -> RunContext:
         crash=cfg.crash(),
         reporter=cfg.reporter,
         now=cfg.now,
+        lease=lease,
     )
 
 
@@ -118,11 +126,61 @@ def _check_alias_free(repo: RunRepository, alias: str) -> None:
         raise LockHeld(alias, active.id, active.state.value)
 
 
+def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) -> Plan:
+    """Preflight (read-only; PreflightFailed at the first failed check), then the plan."""
+    info = engine.info()
+    results = preflight(engine, info, alias, options)
+    p = make_plan(engine, info, alias, options, new_run_id(), cfg.now())
+    return replace(p, preflight=[r.to_dict() for r in results])
+
+
 def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
     """What ``start`` would do; reads the engine and the database, writes nothing."""
     _check_alias_free(cfg.repo(), alias)
-    engine = cfg.engine()
-    return make_plan(engine, engine.info(), alias, options, new_run_id(), cfg.now())
+    return _checked_plan(cfg, cfg.engine(), alias, options)
+
+
+def lease_holder(cfg: Config, alias: str) -> dict[str, Any] | None:
+    """The engine lease on ``alias`` as --dry-run shows it (None: free). Reads only."""
+    stored = cfg.engine().get_lease(alias)
+    if stored is None:
+        return None
+    lease = Lease.from_stored(alias, stored)
+    return {
+        "run_id": lease.run_id,
+        "owner": lease.owner,
+        "state_db": lease.state_db,
+        "expires_at": lease.expires_at.isoformat(),
+        "expired": lease.expired(cfg.now()),
+    }
+
+
+def _keeper(cfg: Config, engine: Engine, alias: str, run_id: str, ttl_s: float) -> LeaseKeeper:
+    return LeaseKeeper(
+        engine,
+        alias,
+        run_id,
+        state_db=redact_url(resolve_state_db(cfg.state_db)),
+        ttl_s=ttl_s,
+        now=cfg.now,
+        warn=cfg.warn,
+    )
+
+
+def _drive_holding(
+    ctx: RunContext, keeper: LeaseKeeper, how: Callable[[RunDriver], RunRecord]
+) -> RunRecord:
+    """Drive with the lease renewed in the background; give it up when the run is
+    finished. Any other end (FAILED, a crash, Ctrl-C, unreachable) lets it expire,
+    and a resume of the same run takes it back at once."""
+    keeper.start_heartbeat()
+    try:
+        record = how(RunDriver(ctx))
+    finally:
+        keeper.stop_heartbeat()
+    if record.finished:
+        keeper.release()
+    return record
 
 
 def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
@@ -137,13 +195,38 @@ def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
     ]
 
 
-def start(cfg: Config, alias: str, options: RunOptions, planned: Plan | None = None) -> Outcome:
-    """Plan, store and drive a new run to its end."""
+def start(
+    cfg: Config,
+    alias: str,
+    options: RunOptions,
+    planned: Plan | None = None,
+    *,
+    force_unlock: bool = False,
+) -> Outcome:
+    """Preflight and plan (read-only), take the engine lease, store the run (the
+    database lock), and drive it to its end. A refused lease leaves the state
+    database untouched; a refused database lock gives the lease back."""
     repo = cfg.repo()
     _check_alias_free(repo, alias)
     engine = cfg.engine()
-    p = planned or make_plan(engine, engine.info(), alias, options, new_run_id(), cfg.now())
-    record = repo.create(
+    p = planned or _checked_plan(cfg, engine, alias, options)
+    keeper = _keeper(cfg, engine, alias, p.run_id, options.lease_ttl_s)
+    keeper.acquire(force=force_unlock)
+    try:
+        record = _create_run(repo, engine, p, options)
+    except BaseException:
+        keeper.release()
+        raise
+    for result in p.preflight:  # once the run is on its way (an error stays one line)
+        if result["status"] == "warning":
+            cfg.warn(f"preflight {result['check']}: {result['detail']}")
+    ctx = _context(cfg, engine, record, keeper)
+    ctx.crash("commit.PLANNED")
+    return Outcome(_drive_holding(ctx, keeper, RunDriver.drive))
+
+
+def _create_run(repo: RunRepository, engine: Engine, p: Plan, options: RunOptions) -> RunRecord:
+    return repo.create(
         {
             "id": p.run_id,
             "alias": p.alias,
@@ -158,25 +241,35 @@ def start(cfg: Config, alias: str, options: RunOptions, planned: Plan | None = N
         },
         detail={"source": p.source_index, "target": p.target_index, "count": p.source_count},
     )
-    ctx = _context(cfg, engine, record)
-    ctx.crash("commit.PLANNED")
-    return Outcome(RunDriver(ctx).drive())
 
 
-def _driver(cfg: Config, run_id: str) -> RunDriver:
-    """The driver of an unfinished run; a finished one is refused before any engine call."""
+def holding_lease(
+    cfg: Config,
+    run_id: str,
+    how: Callable[[RunDriver], RunRecord],
+    *,
+    force_unlock: bool = False,
+) -> RunRecord:
+    """Drive the stored unfinished run ``run_id`` with ``how`` (e.g. ``RunDriver.resume``)
+    while holding its alias's engine lease: what resume, abort (and undo) share. A
+    finished run is refused before any engine call; a lease held by another run is
+    LockHeld; the run's own lease (left by a crash) is taken back at once."""
     record = cfg.repo().get(run_id)
     if record.finished:
         raise RunFinished(record.id, record.state.value)
-    return RunDriver(_context(cfg, cfg.engine(record.engine_url), record))
+    engine = cfg.engine(record.engine_url)
+    ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
+    keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
+    keeper.acquire(force=force_unlock)
+    return _drive_holding(_context(cfg, engine, record, keeper), keeper, how)
 
 
-def resume(cfg: Config, run_id: str) -> Outcome:
-    return Outcome(_driver(cfg, run_id).resume())
+def resume(cfg: Config, run_id: str, *, force_unlock: bool = False) -> Outcome:
+    return Outcome(holding_lease(cfg, run_id, RunDriver.resume, force_unlock=force_unlock))
 
 
 def abort(cfg: Config, run_id: str) -> Outcome:
-    return Outcome(_driver(cfg, run_id).abort(), aborted=True)
+    return Outcome(holding_lease(cfg, run_id, RunDriver.abort), aborted=True)
 
 
 def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:

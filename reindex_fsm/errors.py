@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     DECLINED = 10  # the operator declined at the confirmation prompt; nothing done
     ENGINE_REFUSED = 11  # the engine refused a request outside a run step (e.g. a privilege)
     BAD_INPUT = 12  # the documents file or the embedder is unusable; nothing was written
+    PREFLIGHT_FAILED = 13  # a preflight check refused the start; nothing was written
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
 
 
@@ -113,16 +114,32 @@ class RunFinished(UsageError):
 class LockHeld(ReindexFsmError):
     exit_code = ExitCode.LOCK_HELD
 
-    def __init__(self, alias: str, run_id: str, state: str | None = None) -> None:
+    def __init__(
+        self,
+        alias: str,
+        run_id: str,
+        state: str | None = None,
+        *,
+        holder: str | None = None,
+        hint: str | None = None,
+        lost: bool = False,
+    ) -> None:
         what = f"run {run_id}" + (f" ({state})" if state else "")
+        message = f"alias {alias!r} is busy: {what} is not finished"
+        if holder is not None:  # the engine lease of another process (possibly elsewhere)
+            message = f"alias {alias!r} is locked by {what}, {holder}"
+        if lost:  # this process held it and another took it over
+            message = f"lease lost: {message}"
         super().__init__(
-            f"alias {alias!r} is busy: {what} is not finished",
-            hint=f"resume it with `reindex-fsm resume {run_id}` or abort it with "
+            message,
+            hint=hint
+            or f"resume it with `reindex-fsm resume {run_id}` or abort it with "
             f"`reindex-fsm abort {run_id}`",
         )
         self.alias = alias
         self.run_id = run_id
         self.state = state
+        self.holder = holder
 
 
 class StaleState(ReindexFsmError):
@@ -230,3 +247,25 @@ class InputError(BadInput):
 
 class Declined(ReindexFsmError):
     exit_code = ExitCode.DECLINED
+
+
+# -- lease and preflight (issue 5) --
+
+
+class LeaseConflict(EngineError):
+    """A lease write was refused because the lease document changed since it was read
+    (HTTP 409 on ``op_type=create`` or ``if_seq_no``/``if_primary_term``)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the lease of {key!r} was changed by another process", status=409)
+        self.key = key
+
+
+class PreflightFailed(ReindexFsmError):
+    """A read-only check before ``start`` found the cluster or the source unfit."""
+
+    exit_code = ExitCode.PREFLIGHT_FAILED
+
+    def __init__(self, check: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"preflight {check}: {message}", hint=hint)
+        self.check = check

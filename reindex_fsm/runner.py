@@ -4,6 +4,8 @@ state in one compare-and-set transaction.
 
 Errors and what they do to the run:
 - ``EngineUnreachable``: the state does not move; the run is resumable as it is.
+- ``LockHeld`` (the engine lease was lost to another process, found before a step that
+  writes: create_target, start_copy, swap): the same; nothing more is written.
 - ``StaleState``: another process moved the run; reload it and stop driving.
 - any other ``ReindexFsmError`` from a step: the failure path (FAILED, then
   ROLLED_BACK when --rollback-on-failure was given).
@@ -16,7 +18,7 @@ from typing import Any
 
 from transitions import EventData
 
-from .errors import EngineUnreachable, ReindexFsmError, RunFinished, StaleState
+from .errors import EngineUnreachable, LockHeld, ReindexFsmError, RunFinished, StaleState
 from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
 from .steps import copy, create_target, recompute, rollback, swap, verify, write_policy
 from .steps.context import RunContext
@@ -40,9 +42,11 @@ class RunDriver:
 
     # -- callbacks named in machine.TRANSITIONS --------------------------------------
     def step_create_target(self, _e: EventData) -> None:
+        self.ctx.check_lease()
         self._take(create_target.run(self.ctx))
 
     def step_start_copy(self, _e: EventData) -> None:
+        self.ctx.check_lease()
         strategy = recompute if self.ctx.plan.recompute else copy
         self._take(write_policy.before_copy(self.ctx))
         self._take(strategy.run_start(self.ctx))
@@ -62,6 +66,7 @@ class RunDriver:
         self._take(verify.run(self.ctx))
 
     def step_swap(self, _e: EventData) -> None:
+        self.ctx.check_lease()
         self._take(swap.run(self.ctx))
         self._take(write_policy.release(self.ctx))
 
@@ -115,7 +120,7 @@ class RunDriver:
                 self._fire(NEXT_TRIGGER[self.record.state])
             except StaleState:
                 return self._moved_elsewhere()
-            except EngineUnreachable:
+            except (EngineUnreachable, LockHeld):
                 raise
             except ReindexFsmError as exc:
                 try:

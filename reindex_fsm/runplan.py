@@ -50,6 +50,10 @@ class RunOptions:
     verify_queries_file: str | None = None  # shown in the record
     verify_top_k: int = 10
     verify_min_overlap: float = 0.9
+    # -- lease and preflight (issue 5) --
+    lease_ttl_s: float = 60.0  # the engine lease expires this long after its last renewal
+    skip_preflight: tuple[str, ...] = ()  # names of preflight checks not to make
+    disk_headroom: float = 1.2  # the disk check wants primary store x copies x this
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +83,8 @@ class Plan:
     copy_settings: dict[str, Any] = field(default_factory=dict)
     # --recompute-embeddings: what the copy reads, embeds and checks (steps/recompute.py).
     recompute: dict[str, Any] | None = None
+    # -- lease and preflight (issue 5): what the preflight checks found --
+    preflight: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

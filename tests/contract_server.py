@@ -44,6 +44,18 @@ GET _cat/plugins?format=json                plugins, rows of {name, component, v
 POST {index}/_mget {"docs": [...]}          mget (found, _source unless asked false;
                                             routing passed on; a missing index: 200 with
                                             a per-document index_not_found_exception)
+reindex-fsm-leases: GET _doc/{id},          get_lease, put_lease (create, or if_seq_no +
+PUT _create/{id}, PUT _doc/{id}?if_seq_no,  if_primary_term; a 409 version conflict),
+DELETE _doc/{id}?if_seq_no                  delete_lease; the index's own GET _settings
+                                            and PUT (hidden, required) are answered
+                                            from the fake's state, unrecorded
+GET _cat/indices/{index}?format=json        index_status (open/close, pri.store.size)
+GET _nodes/stats/fs                         data_node_disks (plus a node without the data
+                                            role, which the adapter must leave out)
+ES: POST _security/user/_has_privileges     check_privileges; security off: the 500
+                                            "Security must be explicitly enabled"
+OS: GET _plugins/_security/authinfo         (unrecorded) only with the opensearch-security
+                                            plugin in the fake's plugin list
 ==========================================  ============================================
 
 Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
@@ -84,7 +96,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from reindex_fsm.engine.base import ReindexRequest
+from reindex_fsm.engine.base import LEASE_INDEX, ReindexRequest
 from reindex_fsm.engine.fake import FakeEngine, FakeTask
 from reindex_fsm.errors import EngineError, EngineUnreachable, IndexNotFound
 
@@ -357,6 +369,7 @@ class ContractServer(ThreadingHTTPServer):
             ]
         return [
             *pit,
+            *self._lease_and_preflight_routes(),
             ("GET|POST", ("_search",), self._search),
             ("GET", ("_cat", "plugins"), self._cat_plugins),
             ("GET|HEAD", (), self._root),
@@ -1170,6 +1183,182 @@ class ContractServer(ThreadingHTTPServer):
             out.append(item)
         return 200, {"docs": out}
 
+    # -- lease and preflight (issue 5) --
+
+    def _lease_and_preflight_routes(
+        self,
+    ) -> list[tuple[str, tuple[str, ...], Callable[[Call], Answer]]]:
+        lease = LEASE_INDEX
+        security = (
+            ("POST|GET", ("_security", "user", "_has_privileges"), self._has_privileges)
+            if self.flavor == "elasticsearch"
+            else ("GET|POST", ("_plugins", "_security", "authinfo"), self._authinfo)
+        )
+        return [
+            ("GET", (lease, "_settings", "index.uuid"), self._lease_index_exists),
+            ("PUT", (lease,), self._create_lease_index),
+            ("GET", (lease, "_doc", "{id}"), self._get_lease),
+            ("PUT|POST", (lease, "_create", "{id}"), self._put_lease),
+            ("PUT|POST", (lease, "_doc", "{id}"), self._put_lease),
+            ("DELETE", (lease, "_doc", "{id}"), self._delete_lease),
+            ("GET", ("_cat", "indices", "{index}"), self._cat_indices),
+            ("GET", ("_nodes", "stats", "fs"), self._nodes_fs),
+            security,
+        ]
+
+    def _lease_index_exists(self, call: Call) -> Answer:
+        if not self.fake.lease_index_created:
+            raise index_not_found(LEASE_INDEX)
+        return 200, {LEASE_INDEX: {"settings": {"index": {"uuid": "lease-index-uuid"}}}}
+
+    def _create_lease_index(self, call: Call) -> Answer:
+        if self.fake.lease_index_created:
+            raise ApiError(
+                400,
+                "resource_already_exists_exception",
+                f"index [{LEASE_INDEX}/lease-index-uuid] already exists",
+            )
+        settings = flat_settings(self._body(call).get("settings") or {})
+        if settings.get("index.hidden") != "true":
+            raise Unsupported(f"the lease index must be created hidden, not with {settings}")
+        self.fake.lease_index_created = True
+        return 200, {"acknowledged": True, "shards_acknowledged": True, "index": LEASE_INDEX}
+
+    def _lease_answer(self, doc_id: str, seq_no: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "_index": LEASE_INDEX,
+            "_id": doc_id,
+            "_version": seq_no + 1,
+            "_seq_no": seq_no,
+            "_primary_term": 1,
+            **extra,
+        }
+
+    def _get_lease(self, call: Call) -> Answer:
+        doc_id = call.params["id"]
+        stored = self.fake.get_lease(doc_id)
+        if not self.fake.lease_index_created:
+            raise index_not_found(LEASE_INDEX)
+        if stored is None:
+            return 404, {"_index": LEASE_INDEX, "_id": doc_id, "found": False}
+        return 200, self._lease_answer(doc_id, stored.seq_no, found=True, _source=stored.doc)
+
+    def _put_lease(self, call: Call) -> Answer:
+        doc_id = call.params["id"]
+        create = call.path[1] == "_create" or call.query.get("op_type") == "create"
+        if not self.fake.lease_index_created:  # a real engine would auto-create it, visible
+            raise Unsupported("a lease written before its hidden index was created")
+        if create:
+            stored = self.fake.put_lease(doc_id, self._body(call))
+        elif "if_seq_no" in call.query and "if_primary_term" in call.query:
+            stored = self.fake.put_lease(
+                doc_id,
+                self._body(call),
+                seq_no=int(call.query["if_seq_no"]),
+                primary_term=int(call.query["if_primary_term"]),
+            )
+        else:
+            raise Unsupported("a lease overwritten without if_seq_no/if_primary_term")
+        return (201 if create else 200), self._lease_answer(
+            doc_id, stored.seq_no, result="created" if create else "updated"
+        )
+
+    def _delete_lease(self, call: Call) -> Answer:
+        doc_id = call.params["id"]
+        if "if_seq_no" not in call.query or "if_primary_term" not in call.query:
+            raise Unsupported("a lease deleted without if_seq_no/if_primary_term")
+        existed = doc_id in self.fake.leases
+        seq_no = int(call.query["if_seq_no"])
+        self.fake.delete_lease(doc_id, seq_no, int(call.query["if_primary_term"]))
+        if not existed:
+            return 404, self._lease_answer(doc_id, seq_no, result="not_found")
+        return 200, self._lease_answer(doc_id, seq_no + 1, result="deleted")
+
+    def _cat_indices(self, call: Call) -> Answer:
+        if call.query.get("format") != "json" or call.query.get("bytes") != "b":
+            raise Unsupported("_cat/indices only with format=json and bytes=b")
+        index = call.params["index"]
+        status = self.fake.index_status(index)
+        size = status.primary_store_bytes
+        return 200, [
+            {
+                "index": index,
+                "status": status.status,
+                "health": status.health or "red",
+                "pri.store.size": str(size) if size is not None else None,
+            }
+        ]
+
+    def _nodes_fs(self, call: Call) -> Answer:
+        master_role = "master" if self.flavor == "elasticsearch" else "cluster_manager"
+        data_role = "data_content" if self.flavor == "elasticsearch" else "data"  # both count
+        nodes: dict[str, Any] = {
+            "coordinating-only": {
+                "name": "coordinating-only",
+                "roles": [],
+                "fs": {"total": {"total_in_bytes": 1, "available_in_bytes": 1}},
+            }
+        }
+        for i, disk in enumerate(self.fake.data_node_disks()):
+            nodes[f"node-id-{i}"] = {
+                "name": disk.name,
+                "roles": [master_role, data_role],
+                "fs": {
+                    "total": {
+                        "total_in_bytes": disk.total_bytes,
+                        "free_in_bytes": disk.available_bytes,
+                        "available_in_bytes": disk.available_bytes,
+                    }
+                },
+            }
+        total = len(nodes)
+        return 200, {
+            "_nodes": {"total": total, "successful": total, "failed": 0},
+            "cluster_name": self.cluster_name,
+            "nodes": nodes,
+        }
+
+    def _has_privileges(self, call: Call) -> Answer:
+        body = self._body(call)
+        cluster = list(body.get("cluster") or [])
+        index = [(list(e["names"]), list(e["privileges"])) for e in body.get("index") or []]
+        result = self.fake.has_privileges(cluster, index)
+        if result is None:
+            reason = (
+                "Security must be explicitly enabled when using a [basic] license. Enable "
+                "security by setting [xpack.security.enabled] to [true] in the "
+                "elasticsearch.yml file and restart the node."
+            )
+            raise ApiError(500, "exception", reason)
+        missing = set(result.missing)
+        return 200, {
+            "username": result.user,
+            "has_all_requested": not missing,
+            "cluster": {p: f"cluster:{p}" not in missing for p in cluster},
+            "index": {
+                name: {p: f"{name}:{p}" not in missing for p in privileges}
+                for names, privileges in index
+                for name in names
+            },
+            "application": {},
+        }
+
+    def _authinfo(self, call: Call) -> Answer:
+        if "opensearch-security" not in self.fake.plugin_names:
+            raise ApiError(
+                400,
+                "illegal_argument_exception",
+                "no handler found for uri [/_plugins/_security/authinfo] "
+                f"and method [{call.method}]",
+            )
+        return 200, {
+            "user": f"User [name={self.fake.security_user}, backend_roles=[]]",
+            "user_name": self.fake.security_user,
+            "backend_roles": [],
+            "roles": list(self.fake.security_roles),
+            "tenants": {},
+        }
+
 
 def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:
     """``{placeholder: value}`` when ``path`` fits ``pattern``; ``{index}`` never takes
@@ -1260,7 +1449,7 @@ def _fake_pit_id(rest_id: str) -> str:
     except (ValueError, UnicodeDecodeError):
         raw = ""
     if not raw.startswith("fake-pit:"):
-        raise BadRequest(400, "illegal_argument_exception", f"invalid id: [{rest_id}]")
+        raise Unsupported(400, "illegal_argument_exception", f"invalid id: [{rest_id}]")
     return raw.removeprefix("fake-pit:")
 
 

@@ -22,7 +22,17 @@ from reindex_fsm.commands import Config
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.embedders import hashing
 from reindex_fsm.engine._client import ClientEngine
-from reindex_fsm.engine.base import Engine, EngineInfo, IndexDefinition, ReindexRequest, TaskStatus
+from reindex_fsm.engine.base import (
+    LEASE_INDEX,
+    Engine,
+    EngineInfo,
+    IndexDefinition,
+    IndexStatus,
+    NodeDisk,
+    PrivilegeCheck,
+    ReindexRequest,
+    TaskStatus,
+)
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.engine.elasticsearch import ElasticsearchEngine
 from reindex_fsm.engine.fake import FakeEngine, TaskScript
@@ -32,6 +42,7 @@ from reindex_fsm.errors import (
     EngineUnreachable,
     ExitCode,
     IndexNotFound,
+    LeaseConflict,
     TaskNotFound,
     UnsupportedEngine,
 )
@@ -41,7 +52,7 @@ from reindex_fsm.steps.plan import swap_actions
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, make_cluster, make_config, make_docs
 from .contract_server import VERSIONS, ContractServer
-from .test_runs import ABORT_CALLS, PLAN_CALLS, events, run_calls
+from .test_runs import ABORT_CALLS, PLAN_CALLS, events, preflight_calls, run_calls
 
 FLAVORS = ["elasticsearch", "opensearch"]
 ADAPTERS = {"elasticsearch": ElasticsearchEngine, "opensearch": OpenSearchEngine}
@@ -449,7 +460,13 @@ def test_run_swaps_with_the_same_engine_calls(
     assert target_settings["index.refresh_interval"] == "5s"
     # exactly the calls of the same run on the fake directly (tests/test_runs.py)
     calls = fake.call_names()
-    assert without_info(calls) == without_info(PLAN_CALLS + run_calls(polls=3))
+    plan_calls = (
+        PLAN_CALLS
+        if flavor == "opensearch"
+        else [{"plugins": "check_privileges"}.get(c, c) for c in PLAN_CALLS]
+    )
+    assert plan_calls[1:8] == preflight_calls(flavor)
+    assert without_info(calls) == without_info(plan_calls + run_calls(polls=3))
     assert calls.count("info") == INFO_CALLS[flavor]
     assert fake.tasks[rec.task_id].request.opaque_id == f"reindex-fsm:{rec.id}"
     assert [t for _, _, t in events(cfg, rec.id)] == [
@@ -475,7 +492,9 @@ def test_copy_failure_rolls_back_to_the_cluster_as_before(
     assert rec.failed_from is State.REINDEXING
     assert "injected bulk failure" in rec.error
     assert fake.snapshot() == before  # alias and source as before, target gone
-    assert fake.call_names(mutating_only=True) == [
+    lease = ("put_lease", "delete_lease")
+    data_writes = [c for c in fake.call_names(mutating_only=True) if c not in lease]
+    assert data_writes == [
         "create_index",
         "add_write_block",
         "start_reindex",
@@ -956,3 +975,107 @@ def test_deep_verification_run(
     assert failed.exit_code == ExitCode.VERIFICATION_FAILED
     docs = failed.record.verification["documents"]
     assert docs["mode"] == f"sample of {N_DOCS}" and docs["differing"]["ids"] == ["doc-00005"]
+
+
+# -- lease and preflight (issue 5) --
+
+LEASE_DOC = {"run_id": "run-1", "owner": "op@host:1", "expires_at": "2026-11-25T03:01:00+00:00"}
+
+
+def test_lease_create_conditional_write_and_delete(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    assert engine.get_lease(ALIAS) is None  # no lease index yet: None, not an error
+    first = engine.put_lease(ALIAS, LEASE_DOC)
+    assert fake.lease_index_created and first.doc == LEASE_DOC
+    assert (first.seq_no, first.primary_term) == (0, 1)
+    assert server.paths("PUT")[:2] == [f"/{LEASE_INDEX}", f"/{LEASE_INDEX}/_create/{ALIAS}"]
+    with pytest.raises(LeaseConflict):  # op_type=create on an existing lease: 409
+        engine.put_lease(ALIAS, LEASE_DOC)
+    read = engine.get_lease(ALIAS)
+    assert read == first
+    renewed = engine.put_lease(ALIAS, {**LEASE_DOC, "owner": "b"}, seq_no=0, primary_term=1)
+    assert renewed.seq_no == 1 and engine.get_lease(ALIAS).doc["owner"] == "b"  # type: ignore[union-attr]
+    with pytest.raises(LeaseConflict):  # written with what is no longer there
+        engine.put_lease(ALIAS, LEASE_DOC, seq_no=0, primary_term=1)
+    with pytest.raises(LeaseConflict):
+        engine.delete_lease(ALIAS, 0, 1)
+    engine.delete_lease(ALIAS, 1, 1)
+    assert engine.get_lease(ALIAS) is None
+    engine.delete_lease(ALIAS, 1, 1)  # already gone: fine
+    conditional = [r for r in server.requests if r.path == f"/{LEASE_INDEX}/_doc/{ALIAS}"]
+    assert {r.query.get("if_primary_term") for r in conditional if r.method != "GET"} == {"1"}
+    assert [c for c in fake.call_names() if "lease" in c] == [
+        "get_lease",
+        "put_lease",
+        "put_lease",
+        "get_lease",
+        "put_lease",
+        "get_lease",
+        "put_lease",
+        "delete_lease",
+        "delete_lease",
+        "get_lease",
+        "delete_lease",
+    ]
+
+
+def test_the_lease_index_is_created_hidden_once(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    engine.put_lease("a", LEASE_DOC)
+    engine.put_lease("b", LEASE_DOC)  # the index exists now: not created again
+    creates = [r for r in server.requests if r.method == "PUT" and r.path == f"/{LEASE_INDEX}"]
+    (create,) = creates
+    assert create.body["settings"]["index.hidden"] is True
+    assert create.body["settings"]["index.number_of_shards"] == 1
+
+
+def test_a_lease_index_created_meanwhile_is_not_an_error(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "index_exists", lambda _index: False)  # raced: both create
+    fake.lease_index_created = True
+    stored = engine.put_lease(ALIAS, LEASE_DOC)
+    assert stored.doc == LEASE_DOC
+    assert server.paths("PUT") == [f"/{LEASE_INDEX}", f"/{LEASE_INDEX}/_create/{ALIAS}"]
+
+
+def test_index_status_open_closed_and_missing(engine: ClientEngine, fake: FakeEngine) -> None:
+    fake.store_bytes[SOURCE] = 123_456
+    assert engine.index_status(SOURCE) == IndexStatus(SOURCE, "open", "green", 123_456)
+    fake.closed.add(SOURCE)
+    status = engine.index_status(SOURCE)
+    assert (status.status, status.primary_store_bytes) == ("close", None)
+    with pytest.raises(IndexNotFound):
+        engine.index_status("missing")
+
+
+def test_data_node_disks_leave_out_nodes_without_data(
+    engine: ClientEngine, fake: FakeEngine
+) -> None:
+    fake.disks = [NodeDisk("n1", 100, 40), NodeDisk("n2", 200, 150)]
+    assert engine.data_node_disks() == fake.disks
+
+
+def test_privileges(engine: ClientEngine, fake: FakeEngine, flavor: str) -> None:
+    index = [([SOURCE], ["read", "monitor"]), ([f"{ALIAS}-*"], ["create_index", "write"])]
+    assert engine.check_privileges(["monitor", "manage"], index) is None  # security off
+    if flavor == "elasticsearch":
+        fake.security_enabled = True
+        fake.missing_privileges = {"cluster:manage", f"{ALIAS}-*:write"}
+        assert engine.check_privileges(["monitor", "manage"], index) == PrivilegeCheck(
+            checked=True, user="reindexer", missing=("cluster:manage", f"{ALIAS}-*:write")
+        )
+        fake.missing_privileges = set()
+        assert engine.check_privileges(["monitor"], index).missing == ()  # type: ignore[union-attr]
+    else:
+        fake.plugin_names = {"opensearch-security"}
+        assert engine.check_privileges(["monitor"], index) == PrivilegeCheck(
+            checked=False,
+            user="reindexer",
+            note="OpenSearch has no privilege-check API; user reindexer, roles: reindex_role",
+        )
+    # the adapter and the fake (as that flavor) answer alike
+    direct = fake.has_privileges if flavor == "elasticsearch" else fake.check_privileges
+    assert engine.check_privileges(["monitor"], index) == direct(["monitor"], index)

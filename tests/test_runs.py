@@ -14,19 +14,38 @@ from reindex_fsm.runplan import RunOptions
 
 from .conftest import ALIAS, N_DOCS, SOURCE, TARGET
 
+
+def preflight_calls(flavor: str = "opensearch") -> list[str]:
+    return [
+        "get_alias",  # documents -> documents-v1
+        "get_index_aliases",
+        "cluster_health",
+        "index_status",  # open? primary store size
+        "get_index",  # _source enabled? final replicas
+        "data_node_disks",
+        # privileges: OpenSearch asks whether the security plugin is there
+        "plugins" if flavor == "opensearch" else "check_privileges",
+    ]
+
+
 PLAN_CALLS = [
     "info",
+    *preflight_calls(),
     "get_alias",  # documents -> documents-v1
     "get_index_aliases",  # every alias of documents-v1
     "index_exists",  # is the target name free?
     "get_alias",
     "get_index",  # source settings and mappings
     "count",  # source snapshot
+    "get_lease",  # the engine lease on the alias: free
+    "put_lease",  # taken (op_type=create)
 ]
 
 
 # The engine calls of an abort during REINDEXING.
 ABORT_CALLS = [
+    "get_lease",  # the run's own lease (left by the Ctrl-C): taken back at once
+    "put_lease",
     "index_exists",  # wrote anything? (else CANCELLED)
     "list_reindex_tasks",
     "get_task",
@@ -39,13 +58,16 @@ ABORT_CALLS = [
     "get_index_aliases",  # and still on the source after the delete
     "index_exists",
     "remove_write_block",  # the source takes writes again
+    "delete_lease",  # the run is finished
 ]
 
 
 def run_calls(polls: int) -> list[str]:
     return [
+        "put_lease",  # the lease is still ours (renewed) before each step that writes
         "index_exists",
         "create_index",
+        "put_lease",
         "get_index",  # was the source write-blocked already?
         "add_write_block",  # --write-policy block: from just before the copy
         "refresh",  # every acknowledged write visible to the copy
@@ -63,11 +85,13 @@ def run_calls(polls: int) -> list[str]:
         "cluster_health",  # wait for the health they allow
         "refresh",
         "count",
+        "put_lease",
         "get_index_aliases",
         "get_index_aliases",
         "update_aliases",
         "index_exists",
         "remove_write_block",  # ... until the swap
+        "delete_lease",  # released: the run is finished
     ]
 
 
@@ -170,12 +194,16 @@ def test_verification_failure_rolls_back(cfg, fake):
         ("FAILED", "ROLLED_BACK", "roll_back"),
     ]
     assert fake.call_names(mutating_only=True) == [
+        "put_lease",  # taken
+        "put_lease",  # renewed before create_target
         "create_index",
+        "put_lease",  # renewed before the copy
         "add_write_block",
         "start_reindex",
         "put_settings",
         "delete_index",
         "remove_write_block",
+        "delete_lease",  # released: ROLLED_BACK is the end
     ]
 
 

@@ -35,12 +35,26 @@ from ..errors import (
     EngineError,
     EngineUnreachable,
     IndexNotFound,
+    LeaseConflict,
     ReindexFsmError,
     TaskNotFound,
     UnsupportedEngine,
     UsageError,
 )
-from .base import EngineInfo, Flavor, IndexDefinition, ReindexRequest, TaskStatus
+from .base import (
+    LEASE_INDEX,
+    LEASE_INDEX_MAPPINGS,
+    LEASE_INDEX_SETTINGS,
+    EngineInfo,
+    Flavor,
+    IndexDefinition,
+    IndexStatus,
+    NodeDisk,
+    PrivilegeCheck,
+    ReindexRequest,
+    StoredLease,
+    TaskStatus,
+)
 
 __all__ = [
     "OPAQUE_ID_HEADER",
@@ -986,3 +1000,134 @@ class ClientEngine:
         if len(found) < len({d for d, _ in docs}):
             raise EngineError(f"POST {_path(index, '_mget')} answered for fewer documents")
         return found
+
+    # -- lease and preflight (issue 5) --
+
+    def get_lease(self, key: str) -> StoredLease | None:
+        try:  # a GET by ID is realtime: no refresh needed to see the latest write
+            body = self._request("GET", _path(LEASE_INDEX, "_doc", key))
+        except EngineError as exc:
+            if exc.status == 404:  # no such document, or no lease index yet
+                return None
+            raise
+        if not body.get("found"):
+            return None
+        return StoredLease(dict(body["_source"]), int(body["_seq_no"]), int(body["_primary_term"]))
+
+    def _ensure_lease_index(self) -> None:
+        """Create the hidden lease index on first use (another process may race us)."""
+        if self.index_exists(LEASE_INDEX):
+            return
+        try:
+            self.create_index(LEASE_INDEX, LEASE_INDEX_SETTINGS, LEASE_INDEX_MAPPINGS)
+        except EngineError as exc:
+            if "already_exists" not in exc.message:
+                raise
+
+    def put_lease(
+        self,
+        key: str,
+        doc: Mapping[str, Any],
+        *,
+        seq_no: int | None = None,
+        primary_term: int | None = None,
+    ) -> StoredLease:
+        if seq_no is None:
+            self._ensure_lease_index()
+            path, params = _path(LEASE_INDEX, "_create", key), None
+        else:
+            path = _path(LEASE_INDEX, "_doc", key)
+            params = {"if_seq_no": str(seq_no), "if_primary_term": str(primary_term)}
+        try:
+            body = self._request("PUT", path, params=params, body=dict(doc))
+        except EngineError as exc:
+            if exc.status == 409:
+                raise LeaseConflict(key) from exc
+            raise
+        return StoredLease(dict(doc), int(body["_seq_no"]), int(body["_primary_term"]))
+
+    def delete_lease(self, key: str, seq_no: int, primary_term: int) -> None:
+        params = {"if_seq_no": str(seq_no), "if_primary_term": str(primary_term)}
+        try:
+            self._request("DELETE", _path(LEASE_INDEX, "_doc", key), params=params)
+        except EngineError as exc:
+            if exc.status == 409:
+                raise LeaseConflict(key) from exc
+            if exc.status != 404:  # already gone
+                raise
+
+    def index_status(self, index: str) -> IndexStatus:
+        rows = self._request(
+            "GET",
+            _path("_cat", "indices", index),
+            params={
+                "format": "json",
+                "bytes": "b",
+                "h": "index,status,health,pri.store.size",
+                "expand_wildcards": "all",
+            },
+        )
+        for row in rows or []:
+            if isinstance(row, Mapping) and row.get("index") == index:
+                size = row.get("pri.store.size")
+                return IndexStatus(
+                    index=index,
+                    status=str(row.get("status")),
+                    health=str(row["health"]) if row.get("health") else None,
+                    primary_store_bytes=int(size) if str(size or "").isdigit() else None,
+                )
+        raise IndexNotFound(index)
+
+    def data_node_disks(self) -> list[NodeDisk]:
+        body = self._request("GET", "/_nodes/stats/fs")
+        disks = []
+        for node_id, node in (body.get("nodes") or {}).items():
+            roles = node.get("roles") or []
+            if not any(str(role).startswith("data") for role in roles):
+                continue  # ES: data, data_hot, data_content...; OpenSearch: data
+            total = (node.get("fs") or {}).get("total") or {}
+            disks.append(
+                NodeDisk(
+                    name=str(node.get("name") or node_id),
+                    total_bytes=_int(total.get("total_in_bytes")),
+                    available_bytes=_int(total.get("available_in_bytes")),
+                )
+            )
+        return disks
+
+    def check_privileges(
+        self, cluster: list[str], index: list[tuple[list[str], list[str]]]
+    ) -> PrivilegeCheck | None:
+        if self.flavor == "opensearch":
+            return self._opensearch_security()
+        body = {
+            "cluster": list(cluster),
+            "index": [{"names": names, "privileges": privs} for names, privs in index],
+        }
+        try:
+            answer = self._request("POST", "/_security/user/_has_privileges", body=body)
+        except EngineError as exc:
+            if isinstance(exc, EngineUnreachable) or exc.status in (401, 403):
+                raise
+            text = exc.message.lower()
+            if exc.status in (400, 404, 405) or "security must be explicitly enabled" in text:
+                return None  # security off (or no such API): nothing to check
+            raise
+        missing = [f"cluster:{p}" for p, held in (answer.get("cluster") or {}).items() if not held]
+        for name, privileges in (answer.get("index") or {}).items():
+            missing += [f"{name}:{p}" for p, held in privileges.items() if not held]
+        return PrivilegeCheck(checked=True, user=answer.get("username"), missing=tuple(missing))
+
+    def _opensearch_security(self) -> PrivilegeCheck | None:
+        """OpenSearch's security plugin evaluates privileges only when a request is made;
+        authinfo tells who we are and with which roles."""
+        if "opensearch-security" not in self.plugins():
+            return None
+        info = self._request("GET", "/_plugins/_security/authinfo")
+        user = info.get("user_name")
+        roles = ", ".join(info.get("roles") or []) or "none"
+        return PrivilegeCheck(
+            checked=False,
+            user=user,
+            note=f"OpenSearch has no privilege-check API; user {user}, roles: {roles}",
+        )

@@ -120,6 +120,64 @@ class ReindexRequest:
         return body
 
 
+# -- lease and preflight (issue 5) --
+# The tool's own small index of leases: one document per alias (its ID is the alias).
+LEASE_INDEX = "reindex-fsm-leases"
+LEASE_INDEX_SETTINGS = {
+    "index.hidden": True,
+    "index.number_of_shards": 1,
+    "index.auto_expand_replicas": "0-1",
+}
+LEASE_INDEX_MAPPINGS = {
+    "dynamic": False,
+    "properties": {
+        "run_id": {"type": "keyword"},
+        "owner": {"type": "keyword"},
+        "alias": {"type": "keyword"},
+        "expires_at": {"type": "date"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class StoredLease:
+    """A lease document as stored, with what a conditional write of it needs."""
+
+    doc: dict[str, Any]
+    seq_no: int
+    primary_term: int
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """One row of ``_cat/indices``: open or closed, health, primary store size."""
+
+    index: str
+    status: str  # "open" or "close"
+    health: str | None = None
+    primary_store_bytes: int | None = None  # None when the engine does not know (closed)
+
+
+@dataclass(frozen=True)
+class NodeDisk:
+    """The data paths of one data node, summed, from ``_nodes/stats/fs``."""
+
+    name: str
+    total_bytes: int
+    available_bytes: int
+
+
+@dataclass(frozen=True)
+class PrivilegeCheck:
+    """What the engine said of the caller's privileges. ``checked`` is false where the
+    engine has security but no API to evaluate privileges (OpenSearch)."""
+
+    checked: bool
+    user: str | None = None
+    missing: tuple[str, ...] = ()  # "cluster:monitor", "<index>:write", ...
+    note: str = ""
+
+
 @runtime_checkable
 class Engine(Protocol):
     """The calls a run makes against a cluster."""
@@ -226,4 +284,43 @@ class Engine(Protocol):
         """``POST <index>/_mget`` of ``docs`` as ``(_id, routing or None)``: for each ID its
         ``_source`` ({} when ``source`` is false), or None when ``index`` has no such
         document. IndexNotFound for a missing index; EngineError for a failed lookup."""
+        ...
+
+    # -- lease and preflight (issue 5) --
+    def get_lease(self, key: str) -> StoredLease | None:
+        """The lease document ``key`` of :data:`LEASE_INDEX` (a realtime GET); None if
+        there is none (or no lease index yet)."""
+        ...
+
+    def put_lease(
+        self,
+        key: str,
+        doc: Mapping[str, Any],
+        *,
+        seq_no: int | None = None,
+        primary_term: int | None = None,
+    ) -> StoredLease:
+        """Write a lease: ``op_type=create`` when ``seq_no`` is None (the lease index is
+        created, hidden, on first use), else only if it is still at ``seq_no`` /
+        ``primary_term``. :class:`~reindex_fsm.errors.LeaseConflict` on a 409."""
+        ...
+
+    def delete_lease(self, key: str, seq_no: int, primary_term: int) -> None:
+        """Delete a lease if it is still at ``seq_no``/``primary_term`` (LeaseConflict
+        if not); one that is already gone is not an error."""
+        ...
+
+    def index_status(self, index: str) -> IndexStatus:
+        """``_cat/indices`` of one concrete index; IndexNotFound if there is none."""
+        ...
+
+    def data_node_disks(self) -> list[NodeDisk]:
+        """Disk space of every data node (``_nodes/stats/fs``)."""
+        ...
+
+    def check_privileges(
+        self, cluster: list[str], index: list[tuple[list[str], list[str]]]
+    ) -> PrivilegeCheck | None:
+        """Does the caller hold ``cluster`` privileges and, per ``(names, privileges)``,
+        index privileges? None when the engine has no security enabled."""
         ...

@@ -17,8 +17,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EngineError, EngineUnreachable, IndexNotFound, TaskNotFound
-from .base import EngineInfo, IndexDefinition, ReindexRequest, TaskStatus
+from ..errors import EngineError, EngineUnreachable, IndexNotFound, LeaseConflict, TaskNotFound
+from .base import (
+    EngineInfo,
+    IndexDefinition,
+    IndexStatus,
+    NodeDisk,
+    PrivilegeCheck,
+    ReindexRequest,
+    StoredLease,
+    TaskStatus,
+)
 
 _MUTATING = {
     "create_index",
@@ -31,6 +40,8 @@ _MUTATING = {
     "bulk",
     "add_write_block",
     "remove_write_block",
+    "put_lease",
+    "delete_lease",
 }
 
 
@@ -110,6 +121,7 @@ class FakeEngine:
         self.plugin_names: set[str] = set()
         self.pits: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.pit_supported = True
+        self._init_lease_and_preflight()
 
     # -- test controls --------------------------------------------------------
     def add_index(
@@ -245,7 +257,12 @@ class FakeEngine:
         self._call("cluster_health", index)
         if index is not None:
             self._index(index)
-        return {"status": "green", "number_of_data_nodes": 1, "timed_out": False}
+        return {
+            "status": self.health_status,
+            "number_of_data_nodes": len(self.disks),
+            "unassigned_shards": self.unassigned_shards,
+            "timed_out": False,
+        }
 
     def refresh(self, index: str) -> None:
         self._call("refresh", index)
@@ -507,3 +524,98 @@ class FakeEngine:
             doc_id: (copy.deepcopy(stored[doc_id]) if source else {}) if doc_id in stored else None
             for doc_id, _routing in docs
         }
+
+    # -- lease and preflight (issue 5) --
+    def _init_lease_and_preflight(self) -> None:
+        # lease documents by key: (doc, seq_no); the primary term is always 1 here
+        self.leases: dict[str, tuple[dict[str, Any], int]] = {}
+        self.lease_index_created = False
+        self._seq_nos = itertools.count(0)
+        self.health_status = "green"
+        self.unassigned_shards = 0
+        self.closed: set[str] = set()  # closed indices
+        self.store_bytes: dict[str, int] = {}  # primary store size per index (default below)
+        self.disks = [NodeDisk("fake-node", total_bytes=100 * 2**30, available_bytes=80 * 2**30)]
+        self.security_enabled = False  # Elasticsearch; OpenSearch: the security plugin
+        self.security_user = "reindexer"
+        self.security_roles = ["reindex_role"]
+        self.missing_privileges: set[str] = set()  # "cluster:monitor", "<index>:write", ...
+
+    def get_lease(self, key: str) -> StoredLease | None:
+        self._call("get_lease", key)
+        found = self.leases.get(key)
+        return StoredLease(copy.deepcopy(found[0]), found[1], 1) if found else None
+
+    def put_lease(
+        self,
+        key: str,
+        doc: Mapping[str, Any],
+        *,
+        seq_no: int | None = None,
+        primary_term: int | None = None,
+    ) -> StoredLease:
+        self._call("put_lease", key, "create" if seq_no is None else f"if_seq_no={seq_no}")
+        found = self.leases.get(key)
+        if seq_no is None:
+            self.lease_index_created = True
+            if found is not None:
+                raise LeaseConflict(key)
+        elif found is None or found[1] != seq_no or primary_term != 1:
+            raise LeaseConflict(key)
+        stored = (copy.deepcopy(dict(doc)), next(self._seq_nos))
+        self.leases[key] = stored
+        return StoredLease(copy.deepcopy(stored[0]), stored[1], 1)
+
+    def delete_lease(self, key: str, seq_no: int, primary_term: int) -> None:
+        self._call("delete_lease", key, seq_no)
+        found = self.leases.get(key)
+        if found is None:
+            return
+        if found[1] != seq_no or primary_term != 1:
+            raise LeaseConflict(key)
+        del self.leases[key]
+
+    def index_status(self, index: str) -> IndexStatus:
+        self._call("index_status", index)
+        idx = self._index(index)
+        closed = index in self.closed
+        size = self.store_bytes.get(index, 1000 * len(idx.docs))
+        return IndexStatus(
+            index,
+            "close" if closed else "open",
+            None if closed else self.health_status,
+            None if closed else size,
+        )
+
+    def data_node_disks(self) -> list[NodeDisk]:
+        self._call("data_node_disks")
+        return list(self.disks)
+
+    def check_privileges(
+        self, cluster: list[str], index: list[tuple[list[str], list[str]]]
+    ) -> PrivilegeCheck | None:
+        if self._info.flavor == "opensearch":  # as the adapter: the plugin, then authinfo
+            if "opensearch-security" not in self.plugins():
+                return None
+            roles = ", ".join(self.security_roles) or "none"
+            return PrivilegeCheck(
+                checked=False,
+                user=self.security_user,
+                note=f"OpenSearch has no privilege-check API; user {self.security_user}, "
+                f"roles: {roles}",
+            )
+        return self.has_privileges(cluster, index)
+
+    def has_privileges(
+        self, cluster: list[str], index: list[tuple[list[str], list[str]]]
+    ) -> PrivilegeCheck | None:
+        """Elasticsearch's ``_has_privileges`` (None: security off), whatever the fake's
+        own flavor: the contract server answers it as Elasticsearch with this."""
+        self._call("check_privileges")
+        if not self.security_enabled:
+            return None
+        wanted = [f"cluster:{p}" for p in cluster] + [
+            f"{name}:{p}" for names, privileges in index for name in names for p in privileges
+        ]
+        missing = tuple(w for w in wanted if w in self.missing_privileges)
+        return PrivilegeCheck(checked=True, user=self.security_user, missing=missing)

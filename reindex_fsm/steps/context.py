@@ -7,12 +7,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..crashpoints import Crashpoints
 from ..engine.base import Engine, TaskStatus, opaque_id_for
 from ..runplan import Plan, RunOptions
 from ..store import RunRecord, RunRepository
+
+if TYPE_CHECKING:
+    from ..lease import LeaseKeeper
 
 
 class Reporter(Protocol):
@@ -39,6 +42,8 @@ class RunContext:
     crash: Crashpoints = field(default_factory=Crashpoints)
     reporter: Reporter = field(default_factory=SilentReporter)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # -- lease and preflight (issue 5) --
+    lease: LeaseKeeper | None = None  # the engine lease on the alias, when one is held
 
     @property
     def run_id(self) -> str:
@@ -67,3 +72,10 @@ class RunContext:
         if event:
             note = (detail or {}).get("note")
             self.reporter.event(self.record, f"{event}: {note}" if note else event)
+
+    # -- lease and preflight (issue 5) --
+    def check_lease(self) -> None:
+        """Renew the engine lease before a step that writes; LockHeld if it was lost
+        (another process took the alias over): the run then stops where it is."""
+        if self.lease is not None:
+            self.lease.renew()

@@ -1,0 +1,220 @@
+"""Read-only checks that ``start`` (and ``--dry-run``) makes before anything is written.
+
+In order: the alias resolves to exactly one concrete index (exit 2 otherwise, as
+before: a concrete index named like the alias is ``NotAnAlias``), then
+
+* ``health``: cluster health; red refuses, yellow warns;
+* ``closed``: the source index is open (a closed one cannot be read by ``_reindex``);
+* ``_source``: the source stores ``_source`` (``_reindex`` copies it), unless the copy
+  reads a JSONL file (``--recompute-embeddings --documents-path``);
+* ``disk``: the data nodes have room for the copy: the source's primary store size
+  times (1 + the target's final replicas) times ``--disk-headroom``, against the space
+  free below the default 85 % disk watermark on every data node;
+* ``privileges``: on Elasticsearch with security, ``_has_privileges`` for what a run
+  does; where security is off it passes; OpenSearch has no privilege-check API, so
+  with its security plugin the user and roles are reported (a warning), without it
+  "not checked".
+
+The first failed check raises :class:`PreflightFailed` (exit 13) with one line: what
+is wrong and what to do. ``--skip-preflight NAME`` skips a check that is wrong for a
+cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .engine.base import LEASE_INDEX, Engine, EngineInfo, IndexDefinition, IndexStatus
+from .errors import PreflightFailed, UsageError
+from .runplan import RunOptions
+from .steps.plan import flatten_settings, resolve_source
+
+CHECKS = ("health", "closed", "_source", "disk", "privileges")
+DISK_WATERMARK = 0.85  # the engines' default low disk watermark: no new shards above it
+
+Status = Literal["ok", "warning", "failed", "skipped", "not checked"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    status: Status
+    detail: str
+    hint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_skip_names(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise UsageError(
+            f"--skip-preflight {unknown[0]!r} is not a check", hint=f"one of {', '.join(CHECKS)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class _Source:
+    """What the checks read of the source, each read once."""
+
+    engine: Engine
+    alias: str
+    name: str
+    _status: IndexStatus | None = None
+    _definition: IndexDefinition | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> IndexStatus:
+        if self._status is None:
+            self._status = self.engine.index_status(self.name)
+        return self._status
+
+    @property
+    def definition(self) -> IndexDefinition:
+        if self._definition is None:
+            self._definition = self.engine.get_index(self.name)
+        return self._definition
+
+
+def _health(engine: Engine, _info: EngineInfo, src: _Source, _o: RunOptions) -> CheckResult:
+    health = engine.cluster_health(timeout_s=10)
+    status = health.get("status")
+    unassigned = health.get("unassigned_shards", 0)
+    detail = f"cluster health is {status} ({unassigned} unassigned shards)"
+    if status == "red":
+        return CheckResult(
+            "health",
+            "failed",
+            detail,
+            "a primary shard is unassigned: fix the cluster first (GET _cluster/allocation/"
+            "explain), or --skip-preflight health",
+        )
+    if status == "yellow":
+        return CheckResult("health", "warning", detail + ": replicas are missing")
+    return CheckResult("health", "ok", detail)
+
+
+def _closed(engine: Engine, _info: EngineInfo, src: _Source, _o: RunOptions) -> CheckResult:
+    if src.status.status == "close":
+        return CheckResult(
+            "closed",
+            "failed",
+            f"source index {src.name!r} is closed",
+            f"open it with POST {src.name}/_open, then start again",
+        )
+    return CheckResult("closed", "ok", f"source index {src.name!r} is open")
+
+
+def _source_field(engine: Engine, _info: EngineInfo, src: _Source, o: RunOptions) -> CheckResult:
+    source_mapping = src.definition.mappings.get("_source")
+    enabled = not (isinstance(source_mapping, dict) and source_mapping.get("enabled") is False)
+    if enabled:
+        return CheckResult("_source", "ok", "the source stores _source")
+    if o.recompute_embeddings and o.documents_path:
+        detail = f"_source is disabled, not needed: documents come from {o.documents_path}"
+        return CheckResult("_source", "ok", detail)
+    return CheckResult(
+        "_source",
+        "failed",
+        f"source index {src.name!r} has _source disabled: its documents cannot be copied",
+        "rebuild it from your own data with --recompute-embeddings --documents-path FILE.jsonl",
+    )
+
+
+def _final_replicas(src: _Source, o: RunOptions) -> int:
+    settings = {**flatten_settings(src.definition.settings), **o.settings_overrides}
+    try:
+        return int(settings.get("index.number_of_replicas", 1))
+    except (TypeError, ValueError):  # e.g. auto_expand_replicas decides: assume one
+        return 1
+
+
+def _disk(engine: Engine, _info: EngineInfo, src: _Source, o: RunOptions) -> CheckResult:
+    primary = src.status.primary_store_bytes
+    if primary is None:
+        return CheckResult("disk", "not checked", "the engine reports no store size for the source")
+    disks = engine.data_node_disks()
+    if not disks:
+        return CheckResult("disk", "not checked", "the engine reports no data node disks")
+    copies = 1 + _final_replicas(src, o)
+    needed = primary * copies * o.disk_headroom
+    usable = sum(max(0.0, d.available_bytes - (1 - DISK_WATERMARK) * d.total_bytes) for d in disks)
+    detail = (
+        f"the copy needs {_bytes(needed)} (primary store {_bytes(primary)} x {copies} copies "
+        f"x {o.disk_headroom:g} headroom); {len(disks)} data node(s) have {_bytes(usable)} free "
+        f"below the {DISK_WATERMARK:.0%} disk watermark"
+    )
+    if needed > usable:
+        return CheckResult(
+            "disk",
+            "failed",
+            detail,
+            "free disk space or add data nodes; if the estimate is wrong for this cluster, "
+            "lower --disk-headroom or --skip-preflight disk",
+        )
+    return CheckResult("disk", "ok", detail)
+
+
+def _privileges(engine: Engine, info: EngineInfo, src: _Source, o: RunOptions) -> CheckResult:
+    target = o.target_index or f"{src.alias}-*"
+    result = engine.check_privileges(
+        ["monitor", "manage"],  # health, node stats, tasks (list, cancel, rethrottle)
+        [
+            ([src.name], ["read", "view_index_metadata", "monitor", "manage"]),  # manage: aliases
+            ([target], ["create_index", "write", "manage"]),
+            ([LEASE_INDEX], ["create_index", "read", "write"]),
+        ],
+    )
+    if result is None:
+        why = "no security plugin" if info.flavor == "opensearch" else "security is not enabled"
+        return CheckResult("privileges", "not checked", why)
+    if not result.checked:
+        return CheckResult("privileges", "warning", f"not checked: {result.note}")
+    if result.missing:
+        return CheckResult(
+            "privileges",
+            "failed",
+            f"user {result.user} lacks {', '.join(result.missing)}",
+            "grant them to the user's role, or --skip-preflight privileges",
+        )
+    return CheckResult("privileges", "ok", f"user {result.user} holds every privilege a run needs")
+
+
+_CHECKS: dict[str, Callable[[Engine, EngineInfo, _Source, RunOptions], CheckResult]] = {
+    "health": _health,
+    "closed": _closed,
+    "_source": _source_field,
+    "disk": _disk,
+    "privileges": _privileges,
+}
+
+
+def preflight(
+    engine: Engine, info: EngineInfo, alias: str, options: RunOptions
+) -> list[CheckResult]:
+    """Run every check not skipped, in order; raise PreflightFailed at the first that
+    fails (alias problems raise their own errors, exit 2). Reads only."""
+    source, _aliases = resolve_source(engine, alias)
+    src = _Source(engine, alias, source)
+    results: list[CheckResult] = []
+    for name, check in _CHECKS.items():
+        if name in options.skip_preflight:
+            results.append(CheckResult(name, "skipped", "--skip-preflight"))
+            continue
+        result = check(engine, info, src, options)
+        results.append(result)
+        if result.status == "failed":
+            raise PreflightFailed(name, result.detail, hint=result.hint)
+    return results

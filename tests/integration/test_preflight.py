@@ -1,0 +1,141 @@
+"""Preflight on a real engine: a closed source, a source without _source, a disk check
+that cannot pass, a red cluster: each is one line and exit 13, and nothing is written
+(no index, no lease, no run in the state database)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reindex_fsm.engine._client import ClientEngine
+from reindex_fsm.errors import ExitCode
+from reindex_fsm.sample import SAMPLE_MAPPINGS, SAMPLE_SETTINGS
+
+from .conftest import Names, alias_snapshot, indices_under, raw, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def start(names: Names, db: Path, url: str, *extra: str) -> Any:
+    return run_cli(
+        "start",
+        "--alias",
+        names.alias,
+        "--force",
+        "--state-db",
+        f"sqlite:///{db}",
+        "--engine-url",
+        url,
+        *extra,
+    )
+
+
+def assert_refused_untouched(
+    engine: ClientEngine, names: Names, db: Path, url: str, *extra: str
+) -> str:
+    """Start; assert exit 13 with one error line and nothing written; return the line."""
+    indices, aliases = indices_under(engine, names.prefix), alias_snapshot(engine, names.prefix)
+    result = start(names, db, url, *extra)
+    assert result.returncode == ExitCode.PREFLIGHT_FAILED, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: preflight ")
+    assert indices_under(engine, names.prefix) == indices  # no target
+    assert alias_snapshot(engine, names.prefix) == aliases
+    assert engine.get_lease(names.alias) is None  # no lease taken
+    history = run_cli("history", "--json", "--state-db", f"sqlite:///{db}")
+    assert json.loads(history.stdout) == []  # no run stored
+    return line
+
+
+def test_a_closed_source_is_refused_with_the_fix(
+    engine: ClientEngine, engine_url: str, names: Names, make_source: Any, tmp_path: Path
+) -> None:
+    make_source(200)
+    raw(engine, "POST", f"/{names.source}/_close")
+    line = assert_refused_untouched(engine, names, tmp_path / "s.db", engine_url)
+    assert line == (
+        f"error: preflight closed: source index '{names.source}' is closed; "
+        f"open it with POST {names.source}/_open, then start again"
+    )
+
+
+def test_a_source_without_source_field_is_refused(
+    engine: ClientEngine, engine_url: str, names: Names, tmp_path: Path
+) -> None:
+    mappings = {**SAMPLE_MAPPINGS, "_source": {"enabled": False}}
+    engine.create_index(names.source, SAMPLE_SETTINGS, mappings)
+    engine.update_aliases([{"add": {"index": names.source, "alias": names.alias}}])
+    line = assert_refused_untouched(engine, names, tmp_path / "s.db", engine_url)
+    assert line.startswith(
+        f"error: preflight _source: source index '{names.source}' has _source disabled"
+    )
+    assert "--recompute-embeddings --documents-path" in line
+
+
+def test_a_disk_check_that_cannot_pass_shows_the_figures(
+    engine: ClientEngine, engine_url: str, names: Names, make_source: Any, tmp_path: Path
+) -> None:
+    make_source(500)
+    line = assert_refused_untouched(
+        engine, names, tmp_path / "s.db", engine_url, "--disk-headroom", "1e12"
+    )
+    assert line.startswith("error: preflight disk: the copy needs ")
+    assert "x 1e+12 headroom); 1 data node(s) have " in line
+    assert "below the 85% disk watermark" in line
+    # the same start skipping the check runs, with the real _nodes/stats and _cat/indices
+    done = start(
+        names, tmp_path / "s.db", engine_url, "--disk-headroom", "1e12", "--skip-preflight", "disk"
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_red_cluster_is_refused(
+    engine: ClientEngine, engine_url: str, names: Names, make_source: Any, tmp_path: Path
+) -> None:
+    make_source(200)
+    # an index whose primary can never be assigned: the cluster is red while it exists
+    raw(
+        engine,
+        "PUT",
+        f"/{names('unassignable')}",
+        body={
+            "settings": {
+                "index.number_of_replicas": 0,
+                "index.routing.allocation.require._name": "no-such-node",
+            }
+        },
+        wait_for_active_shards="0",
+    )
+    line = assert_refused_untouched(engine, names, tmp_path / "s.db", engine_url)
+    assert line.startswith("error: preflight health: cluster health is red (")
+    assert "allocation/explain" in line
+
+
+def test_dry_run_shows_the_checks(
+    engine_url: str, names: Names, make_source: Any, tmp_path: Path
+) -> None:
+    make_source(200)
+    result = run_cli(
+        "start",
+        "--alias",
+        names.alias,
+        "--dry-run",
+        "--json",
+        "--engine-url",
+        engine_url,
+        "--state-db",
+        f"sqlite:///{tmp_path}/s.db",
+    )
+    assert result.returncode == 0, result.stderr
+    checks = {c["check"]: c for c in json.loads(result.stdout)["preflight"]}
+    assert list(checks) == ["health", "closed", "_source", "disk", "privileges"]
+    assert checks["closed"]["status"] == "ok" and checks["disk"]["status"] == "ok"
+    assert checks["privileges"] == {
+        "check": "privileges",
+        "status": "not checked",
+        "detail": "no security plugin",
+        "hint": None,
+    }

@@ -1,0 +1,193 @@
+"""Preflight on the fake engine: each failed check is one line and exit 13, before
+anything is written to the engine or the state database; skips, warnings, dry-run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner
+
+from reindex_fsm import commands
+from reindex_fsm.cli import cli
+from reindex_fsm.commands import Config
+from reindex_fsm.engine.base import EngineInfo, NodeDisk
+from reindex_fsm.engine.fake import FakeEngine
+from reindex_fsm.errors import ExitCode, PreflightFailed
+from reindex_fsm.machine import State
+from reindex_fsm.preflight import preflight
+from reindex_fsm.runplan import RunOptions
+
+from .conftest import ALIAS, SOURCE, db_rows
+
+GIB = 2**30
+
+
+def invoke(cfg: Config, *args: str):
+    return CliRunner().invoke(cli, list(args), obj=cfg, catch_exceptions=False)
+
+
+def red(fake: FakeEngine) -> None:
+    fake.health_status, fake.unassigned_shards = "red", 3
+
+
+def closed(fake: FakeEngine) -> None:
+    fake.closed.add(SOURCE)
+
+
+def no_source(fake: FakeEngine) -> None:
+    fake.indices[SOURCE].mappings["_source"] = {"enabled": False}
+
+
+def small_disk(fake: FakeEngine) -> None:
+    # 1 GiB primary x 2 copies x 1.2 = 2.4 GiB needed; 3 GiB free of 10 GiB: 1.5 GiB usable
+    fake.store_bytes[SOURCE] = GIB
+    fake.disks = [NodeDisk("node-1", total_bytes=10 * GIB, available_bytes=3 * GIB)]
+
+
+def missing_privileges(fake: FakeEngine) -> None:
+    fake._info = EngineInfo("elasticsearch", "8.15.3", "fake")
+    fake.security_enabled = True
+    fake.missing_privileges = {"cluster:manage", f"{ALIAS}-*:create_index"}
+
+
+FAILURES = [
+    (red, "preflight health: cluster health is red (3 unassigned shards)", "allocation/explain"),
+    (closed, f"preflight closed: source index '{SOURCE}' is closed", f"POST {SOURCE}/_open"),
+    (no_source, f"preflight _source: source index '{SOURCE}' has _source disabled", "--documents"),
+    (small_disk, "preflight disk: the copy needs 2.4 GiB (primary store 1.0 GiB x 2", "1.5 GiB"),
+    (
+        missing_privileges,
+        f"preflight privileges: user reindexer lacks cluster:manage, {ALIAS}-*:create_index",
+        "--skip-preflight privileges",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message", "hint"), FAILURES, ids=lambda v: getattr(v, "__name__", "")
+)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["start", "dry-run"])
+def test_a_failed_check_is_one_line_exit_13_and_nothing_written(
+    cfg: Config,
+    fake: FakeEngine,
+    state_db: str,
+    setup: Callable[[FakeEngine], None],
+    message: str,
+    hint: str,
+    dry_run: bool,
+) -> None:
+    setup(fake)
+    engine_before, db_before = fake.snapshot(), db_rows(state_db)
+    args = ["start", "--alias", ALIAS, "--dry-run" if dry_run else "--force"]
+    result = invoke(cfg, *args)
+    assert result.exit_code == ExitCode.PREFLIGHT_FAILED == 13, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.stderr
+    assert hint in lines[0]
+    assert fake.call_names(mutating_only=True) == []  # no lease, no index, nothing
+    assert fake.snapshot() == engine_before and fake.leases == {}
+    assert db_rows(state_db) == db_before
+
+
+def test_a_concrete_index_named_like_the_alias_keeps_its_exit_code(
+    cfg: Config, fake: FakeEngine
+) -> None:
+    fake.add_index("plain", {"a": {"x": 1}})
+    result = invoke(cfg, "start", "--alias", "plain", "--force")
+    assert result.exit_code == ExitCode.USAGE
+    assert "'plain' is a concrete index, not an alias" in result.stderr
+    assert fake.call_names(mutating_only=True) == []
+
+
+def test_a_skipped_check_lets_the_run_go_and_is_recorded(cfg: Config, fake: FakeEngine) -> None:
+    small_disk(fake)
+    result = invoke(cfg, "start", "--alias", ALIAS, "--force", "--json", "--skip-preflight", "disk")
+    assert result.exit_code == 0, result.stderr
+    record = cfg.repo().get(json.loads(result.stdout)["run_id"])
+    assert record.state is State.SWAPPED
+    checks = {c["check"]: c["status"] for c in record.plan["preflight"]}
+    assert checks == {
+        "health": "ok",
+        "closed": "ok",
+        "_source": "ok",
+        "disk": "skipped",
+        "privileges": "not checked",
+    }
+    assert "data_node_disks" not in fake.call_names()
+
+
+def test_a_lower_disk_headroom_passes_where_the_default_fails(
+    cfg: Config, fake: FakeEngine
+) -> None:
+    small_disk(fake)  # 1.5 GiB usable: 1 GiB x 2 copies fits with headroom 0.7, not 1.2
+    outcome = commands.start(cfg, ALIAS, RunOptions(disk_headroom=0.7))
+    assert outcome.record.state is State.SWAPPED
+
+
+def test_yellow_health_is_a_warning_line_and_the_run_goes_on(cfg: Config, fake: FakeEngine) -> None:
+    fake.health_status, fake.unassigned_shards = "yellow", 1
+    result = invoke(cfg, "start", "--alias", ALIAS, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "warning: preflight health: cluster health is yellow (1 unassigned shards): "
+        "replicas are missing"
+    ) in result.stderr.splitlines()
+
+
+def test_dry_run_shows_every_check_and_the_lease(cfg: Config, fake: FakeEngine) -> None:
+    result = invoke(cfg, "start", "--alias", ALIAS, "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [(c["check"], c["status"]) for c in data["preflight"]] == [
+        ("health", "ok"),
+        ("closed", "ok"),
+        ("_source", "ok"),
+        ("disk", "ok"),
+        ("privileges", "not checked"),
+    ]
+    assert data["preflight"][-1]["detail"] == "no security plugin"
+    assert data["lease"] is None
+    assert fake.call_names(mutating_only=True) == []
+
+
+def test_opensearch_with_security_reports_user_and_roles_as_a_warning(fake: FakeEngine) -> None:
+    fake.plugin_names = {"opensearch-security"}
+    results = preflight(fake, fake.info(), ALIAS, RunOptions())
+    assert results[-1].status == "warning"
+    assert results[-1].detail == (
+        "not checked: OpenSearch has no privilege-check API; user reindexer, roles: reindex_role"
+    )
+
+
+def test_elasticsearch_without_security_passes_and_with_all_privileges_is_ok(
+    fake: FakeEngine,
+) -> None:
+    fake._info = EngineInfo("elasticsearch", "8.15.3", "fake")
+    assert preflight(fake, fake.info(), ALIAS, RunOptions())[-1].detail == (
+        "security is not enabled"
+    )
+    fake.security_enabled = True
+    last = preflight(fake, fake.info(), ALIAS, RunOptions())[-1]
+    assert (last.status, last.detail) == (
+        "ok",
+        "user reindexer holds every privilege a run needs",
+    )
+
+
+def test_source_disabled_is_fine_when_documents_come_from_a_file(fake: FakeEngine) -> None:
+    no_source(fake)
+    options = RunOptions(recompute_embeddings=True, documents_path="docs.jsonl")
+    result = {r.check: r for r in preflight(fake, fake.info(), ALIAS, options)}["_source"]
+    assert result.status == "ok" and "docs.jsonl" in result.detail
+
+
+def test_disk_needs_room_for_the_final_replicas(fake: FakeEngine) -> None:
+    fake.store_bytes[SOURCE] = GIB
+    fake.disks = [NodeDisk("node-1", total_bytes=10 * GIB, available_bytes=5 * GIB)]  # 3.5 usable
+    assert preflight(fake, fake.info(), ALIAS, RunOptions())[3].status == "ok"  # 2 copies: 2.4
+    three_copies = RunOptions(settings_overrides={"index.number_of_replicas": 2})  # 3.6 GiB
+    with pytest.raises(PreflightFailed, match=r"x 3 copies") as failed:
+        preflight(fake, fake.info(), ALIAS, three_copies)
+    assert failed.value.exit_code == ExitCode.PREFLIGHT_FAILED
