@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     DECLINED = 10  # the operator declined at the confirmation prompt; nothing done
     ENGINE_REFUSED = 11  # the engine refused a request outside a run step (e.g. a privilege)
     BAD_INPUT = 12  # the documents file or the embedder is unusable; nothing was written
+    UNDO_REFUSED = 14  # undo refused (not SWAPPED, previous index gone, alias moved...)
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
 
 
@@ -115,11 +116,13 @@ class LockHeld(ReindexFsmError):
 
     def __init__(self, alias: str, run_id: str, state: str | None = None) -> None:
         what = f"run {run_id}" + (f" ({state})" if state else "")
-        super().__init__(
-            f"alias {alias!r} is busy: {what} is not finished",
-            hint=f"resume it with `reindex-fsm resume {run_id}` or abort it with "
-            f"`reindex-fsm abort {run_id}`",
+        hint = (
+            f"resume it with `reindex-fsm resume {run_id}` or abort it with "
+            f"`reindex-fsm abort {run_id}`"
         )
+        if state == "SWAPPED":  # holds the lock only while it is being undone
+            hint = f"an undo of it is running or was interrupted: `reindex-fsm undo {run_id}`"
+        super().__init__(f"alias {alias!r} is busy: {what} is not finished", hint=hint)
         self.alias = alias
         self.run_id = run_id
         self.state = state
@@ -230,3 +233,17 @@ class InputError(BadInput):
 
 class Declined(ReindexFsmError):
     exit_code = ExitCode.DECLINED
+
+
+class UndoRefused(ReindexFsmError):
+    """``undo`` cannot move the aliases back; nothing was changed."""
+
+    exit_code = ExitCode.UNDO_REFUSED
+
+    def __init__(self, run_id: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"cannot undo run {run_id}: {reason}",
+            hint=hint or f"see `reindex-fsm show {run_id}`; nothing was changed",
+        )
+        self.run_id = run_id
+        self.reason = reason

@@ -36,6 +36,10 @@ class RunOptions:
     workers: int = 1
     skip_invalid: str | None = None  # file that gets the rejected lines with their reason
     verify_sample: int = 50  # documents embedded again at verify
+    # issue 5: transforms sent with _reindex (dest.pipeline; the script object itself,
+    # read from --script FILE at start, so a resumed copy sends exactly the same).
+    pipeline: str | None = None
+    script: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

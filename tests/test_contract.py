@@ -474,7 +474,12 @@ def test_copy_failure_rolls_back_to_the_cluster_as_before(
     assert rec.failed_from is State.REINDEXING
     assert "injected bulk failure" in rec.error
     assert fake.snapshot() == before  # alias and source as before, target gone
-    assert fake.call_names(mutating_only=True) == ["create_index", "start_reindex", "delete_index"]
+    assert fake.call_names(mutating_only=True) == [
+        "create_index",
+        "start_reindex",
+        "delete_index",
+        "delete_task_result",
+    ]
     assert events(cfg, rec.id)[-2:] == [
         ("REINDEXING", "FAILED", "fail"),
         ("FAILED", "ROLLED_BACK", "roll_back"),
