@@ -616,7 +616,11 @@ class ContractServer(ThreadingHTTPServer):
             conflicts=body.get("conflicts", "abort"),
             slices=int(slices) if slices.isdigit() else slices,
             requests_per_second=None if rps <= 0 else rps,
-            extra={k: v for k, v in body.items() if k not in ("source", "dest", "conflicts")},
+            extra={
+                k: v for k, v in body.items() if k not in ("source", "dest", "conflicts", "script")
+            },
+            pipeline=dest.get("pipeline"),
+            script=body.get("script"),
         )
         return 200, {"task": self.fake.start_reindex(request)}
 
