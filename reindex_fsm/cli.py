@@ -690,7 +690,7 @@ def _rate(value: str) -> float | None:
     return rate
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})  # RPS may be -1
 @click.argument("run_id")
 @click.argument("rps")
 @engine_options

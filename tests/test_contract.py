@@ -880,12 +880,12 @@ def test_describe_indices(engine: ClientEngine, fake: FakeEngine, server: Contra
     found = engine.describe_indices("documents-*")
     assert found == fake.describe_indices("documents-*")
     by_name = {i.name: i for i in found}
-    assert [i.name for i in found][0] == "documents-old"  # oldest first
+    assert next(i.name for i in found) == "documents-old"  # oldest first
     assert by_name["documents-old"].open is False and by_name["documents-new"].meta == meta
     assert by_name[SOURCE].aliases == ("documents", "documents-public")
     assert engine.describe_indices("nothing-*") == []
     assert engine.describe_indices("nothing") == []  # a missing concrete name: none
-    cat = [r for r in server.requests if r.path.startswith("/_cat/indices/")][0]
+    cat = next(r for r in server.requests if r.path.startswith("/_cat/indices/"))
     assert cat.query["format"] == "json" and "creation.date" in cat.query["h"]
 
 

@@ -232,8 +232,15 @@ def test_rethrottle_refusals(cfg, fake):
 
 @pytest.mark.parametrize("value", ["0", "-5", "fast", "inf"])
 def test_rethrottle_rate_must_be_positive(cfg, value):
-    result = invoke(cfg, "rethrottle", "abc", "--", value)
+    result = invoke(cfg, "rethrottle", "abc", value)
     assert result.exit_code == ExitCode.USAGE and "not a positive number" in result.stderr
+
+
+def test_rethrottle_minus_one_means_unlimited(cfg, fake):
+    driver = copying(cfg, RunOptions(requests_per_second=10))
+    result = invoke(cfg, "rethrottle", driver.record.id, "-1", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["requests_per_second"] == "unlimited"
 
 
 # -- cleanup --------------------------------------------------------------------------------
