@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from reindex_fsm import commands
+from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.fake import TaskScript
 from reindex_fsm.errors import ExitCode, LockHeld, UndoRefused, UsageError
 from reindex_fsm.machine import State
 from reindex_fsm.runner import RunDriver
-from reindex_fsm.runplan import Plan, RunOptions
+from reindex_fsm.runplan import RunOptions
 from reindex_fsm.steps.transforms import load_script
-from reindex_fsm.steps.undo import undo_actions
 
-from .conftest import ALIAS, SOURCE, TARGET, db_rows
+from .conftest import ALIAS, SOURCE, TARGET, db_rows, make_config
 from .test_cli import invoke
 
 
@@ -127,18 +127,37 @@ def test_undo_moves_every_alias_back_atomically(cfg, fake):
         commands.undo(cfg, run_id)
 
 
-def test_undo_after_a_crash_past_the_alias_request_just_records_it(cfg, fake):
-    run_id = swapped(cfg)
-    rec = cfg.repo().get(run_id)
-    fake.update_aliases(undo_actions(Plan.from_dict(rec.plan), fake.indices[TARGET].aliases))
-    cfg.repo().lock_for_undo(run_id)  # the crashed undo held the lock
-    with pytest.raises(LockHeld) as held:
-        commands.start(cfg, ALIAS, RunOptions())
-    assert f"reindex-fsm undo {run_id}" in held.value.one_line()
-    calls = len(fake.calls)
-    assert commands.undo(cfg, run_id).state is State.UNDONE
-    assert "update_aliases" not in [c.method for c in fake.calls[calls:]]
-    assert cfg.repo().events(run_id)[-1].detail["resumed"]
+class Killed(BaseException):
+    """Stands for SIGKILL at a crash point."""
+
+
+@pytest.mark.parametrize("point", ["undo.engine_done", "commit.UNDONE"])
+def test_undo_killed_at_any_point_converges_when_run_again(fake, state_db, point):
+    aliases = dict(fake.indices[SOURCE].aliases)
+    run_id = swapped(make_config(fake, state_db))
+
+    def kill(name: str) -> None:
+        raise Killed(name)
+
+    dying = make_config(fake, state_db, crash=lambda: Crashpoints(at=point, action=kill))
+    with pytest.raises(Killed):
+        commands.undo(dying, run_id)
+    assert fake.indices[SOURCE].aliases == aliases  # the request was made before the kill
+    cfg = make_config(fake, state_db)
+    if point == "undo.engine_done":  # the lock is still held: a start names the undo
+        with pytest.raises(LockHeld) as held:
+            commands.start(cfg, ALIAS, RunOptions())
+        assert f"reindex-fsm undo {run_id}" in held.value.one_line()
+        calls = len(fake.calls)
+        assert commands.undo(cfg, run_id).state is State.UNDONE
+        assert "update_aliases" not in [c.method for c in fake.calls[calls:]]
+        assert cfg.repo().events(run_id)[-1].detail["resumed"]
+    else:  # stored already: nothing left to do
+        with pytest.raises(UndoRefused, match="it is UNDONE"):
+            commands.undo(cfg, run_id)
+    assert cfg.repo().get(run_id).state is State.UNDONE
+    assert cfg.repo().active_run_for(ALIAS) is None
+    assert fake.indices[SOURCE].aliases == aliases and fake.indices[TARGET].aliases == {}
 
 
 @pytest.mark.parametrize("why", ["gone", "closed", "moved"])
