@@ -249,6 +249,29 @@ def test_rethrottle_refusals(cfg, fake):
         commands.rethrottle(cfg, run_id, 5.0)
 
 
+def test_rethrottle_refuses_a_recompute_run(cfg, fake):
+    repo = cfg.repo()
+    p = commands.plan(cfg, ALIAS, RunOptions())
+    record = repo.create(
+        {
+            "id": p.run_id,
+            "alias": ALIAS,
+            "source_index": SOURCE,
+            "target_index": p.target_index,
+            "options": RunOptions(recompute_embeddings=True).to_dict(),
+            "plan": p.to_dict(),
+            "engine_url": fake.url,
+            "engine_flavor": "opensearch",
+            "engine_version": "2.19.1",
+        }
+    )
+    repo.transition(record.id, State.PLANNED, State.TARGET_CREATED, "create_target")
+    repo.transition(record.id, State.TARGET_CREATED, State.REINDEXING, "start_copy")
+    with pytest.raises(UsageError, match="no _reindex task to rethrottle"):
+        commands.rethrottle(cfg, record.id, 5.0)
+    assert "rethrottle" not in fake.call_names()
+
+
 @pytest.mark.parametrize("value", ["0", "-5", "fast", "inf"])
 def test_rethrottle_rate_must_be_positive(cfg, value):
     result = invoke(cfg, "rethrottle", "abc", value)
@@ -315,3 +338,11 @@ def test_a_refused_task_result_deletion_is_recorded_not_a_failure(cfg, fake):
     assert rec.state is State.SWAPPED
     outcome = cfg.repo().events(run_id)[-1].detail["task_results"][rec.task_id]
     assert outcome.startswith("kept: security_exception")
+
+
+def test_undo_puts_back_only_the_aliases_still_on_the_target(cfg, fake):
+    run_id = swapped(cfg)
+    fake.update_aliases([{"remove": {"index": TARGET, "alias": "documents-public"}}])
+    assert commands.undo(cfg, run_id).state is State.UNDONE
+    assert set(fake.indices[SOURCE].aliases) == {ALIAS}
+    assert cfg.repo().events(run_id)[-1].detail["not_on_target"] == ["documents-public"]

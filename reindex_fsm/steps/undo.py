@@ -89,6 +89,9 @@ def run(ctx: RunContext, force: bool = False) -> dict[str, Any]:
         detail.update(changed, warning=warning)
         ctx.reporter.event(ctx.record, f"warning: {warning}")
     actions = undo_actions(p, on_target)
+    left = sorted(set(p.aliases) - set(on_target))
+    if left:  # removed from the target by someone since the swap: not put back
+        detail["not_on_target"] = left
     current = ctx.repo.get(ctx.run_id).state
     if current is not ctx.record.state:
         raise StaleState(ctx.run_id, ctx.record.state.value, current.value)
