@@ -26,6 +26,7 @@ from .runplan import RunOptions
 from .steps import deep_verify
 from .steps.context import SilentReporter
 from .steps.plan import flatten_settings, parse_set
+from .steps.transforms import load_script
 from .store import RunRecord
 
 EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name.lower().replace('_', ' ')}" for c in ExitCode)
@@ -542,6 +543,19 @@ def _verify_options(
     help="The disk check wants the source's primary store x (1 + replicas) x FACTOR free "
     "on the data nodes, below the 85% watermark.",
 )
+@click.option(
+    "--pipeline",
+    metavar="NAME",
+    help="Ingest pipeline every copied document goes through (_reindex dest.pipeline); must exist.",
+)
+@click.option(
+    "--script",
+    "script_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Script run on every copied document (_reindex script): painless source, or a "
+    'JSON object {"source", "lang", "params"}.',
+)
 @engine_options
 @common
 @click.pass_context
@@ -582,6 +596,8 @@ def start(
     force_unlock: bool,
     skip_preflight: tuple[str, ...],
     disk_headroom: float,
+    pipeline: str | None,
+    script_file: str | None,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -599,6 +615,7 @@ def start(
       reindex-fsm start --alias documents --verify --rollback-on-failure --force
       reindex-fsm start --alias documents --set index.number_of_shards=3 --verify --force
       reindex-fsm start --alias documents --verify deep --verify-queries queries.txt --force
+      reindex-fsm start --alias documents --pipeline add-fields --script fix.painless --force
     """
     overrides = flatten_settings(_load_json_file(settings_file, "settings") or {})
     overrides.update(flatten_settings(parse_set(set_pairs)))
@@ -641,6 +658,8 @@ def start(
         lease_ttl_s=lease_ttl,
         skip_preflight=tuple(skip_preflight),
         disk_headroom=disk_headroom,
+        pipeline=pipeline,
+        script=load_script(script_file) if script_file else None,
     )
     if options.recompute_embeddings and options.embedder == "zeros":
         click.echo(
@@ -813,6 +832,137 @@ def history(
             r.error or "",
         )
     _out().print(table)
+
+
+# -- undo, cleanup, rethrottle (issue 5) -------------------------------------------------
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Undo even though the target received documents since the swap (they are not in "
+    "the previous index).",
+)
+@engine_options
+@common
+@click.pass_context
+def undo(
+    ctx: click.Context,
+    run_id: str,
+    force: bool,
+    engine_url: str | None,
+    engine_kind: str,
+    state_db: str | None,
+    as_json: bool,
+) -> None:
+    """Move RUN_ID's aliases back to its previous index, atomically: SWAPPED -> UNDONE.
+
+    Refused (exit 14, nothing changed) when the run is not SWAPPED, the previous index is
+    gone or closed, the alias is no longer on the run's target, another run is active on
+    the alias, or (without --force) the target received documents since the swap.
+
+    \b
+    Example:
+      reindex-fsm undo 3f2a9c1b7d4e
+    """
+    cfg = _config(ctx, state_db, engine_url, engine_kind)
+    _print_outcome(ctx, Outcome(commands.undo(cfg, run_id, force)))
+
+
+@cli.command()
+@click.option("--alias", required=True, help="The alias whose earlier indices to delete.")
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    required=True,
+    help="How many of the newest earlier indices to keep (for undo).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@engine_options
+@common
+@click.pass_context
+def cleanup(
+    ctx: click.Context,
+    alias: str,
+    keep: int,
+    dry_run: bool,
+    engine_url: str | None,
+    engine_kind: str,
+    state_db: str | None,
+    as_json: bool,
+) -> None:
+    """Delete the indices earlier runs of ALIAS created, beyond the newest N.
+
+    Only indices whose mappings' _meta names reindex-fsm, this alias and a run of this
+    state database (whose target they are) are considered. Never deleted, nor counted in
+    N: an index carrying any alias, and the source or target of an unfinished run.
+
+    \b
+    Example:
+      reindex-fsm cleanup --alias documents --keep 1 --dry-run
+    """
+    cfg = _config(ctx, state_db, engine_url, engine_kind)
+    rows = commands.cleanup(cfg, alias, keep, dry_run)
+    if as_json:
+        _emit_json({"dry_run": dry_run, "indices": [r.as_dict() for r in rows]})
+        return
+    table = Table(title=f"reindex-fsm indices of alias {alias}" + (" (dry run)" if dry_run else ""))
+    for col in ("index", "created", "run", "action", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.index, r.created[:19], r.run_id or "", r.action, r.reason)
+    _out().print(table)
+
+
+def _rate(value: str) -> float | None:
+    """RPS: a positive number; ``unlimited`` or -1 for no throttle (None)."""
+    if value.lower() == "unlimited" or value.strip() == "-1":
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0 or rate == float("inf"):
+        raise UsageError(
+            f"requests per second {value!r} is not a positive number",
+            hint="give e.g. 500, or unlimited (or -1) for no throttle",
+        )
+    return rate
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})  # RPS may be -1
+@click.argument("run_id")
+@click.argument("rps")
+@engine_options
+@common
+@click.pass_context
+def rethrottle(
+    ctx: click.Context,
+    run_id: str,
+    rps: str,
+    engine_url: str | None,
+    engine_kind: str,
+    state_db: str | None,
+    as_json: bool,
+) -> None:
+    """Change the rate of RUN_ID's running _reindex copy to RPS requests per second
+    (a positive number, or unlimited / -1). Stored with the run: a restarted copy keeps it.
+
+    \b
+    Example:
+      reindex-fsm rethrottle 3f2a9c1b7d4e 2000
+    """
+    rate = _rate(rps)
+    data = commands.rethrottle(_config(ctx, state_db, engine_url, engine_kind), run_id, rate)
+    if as_json:
+        _emit_json(data)
+    else:
+        click.echo(
+            f"run {run_id}: copy task {data['task_id']} now at {data['requests_per_second']} "
+            "requests per second"
+        )
 
 
 def main() -> None:

@@ -10,14 +10,14 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from .crashpoints import Crashpoints
 from .engine._client import redact_url
-from .engine.base import Engine
-from .errors import ExitCode, LockHeld, RunFinished, UsageError
+from .engine.base import Engine, opaque_id_for
+from .errors import ExitCode, LockHeld, RunFinished, TaskNotFound, UndoRefused, UsageError
 from .lease import Lease, LeaseKeeper
 from .machine import State
 from .preflight import preflight
@@ -25,7 +25,7 @@ from .runner import RunDriver
 from .runplan import Plan, RunOptions
 from .steps import copy, create_target, recompute, swap, verify, write_policy
 from .steps.context import Reporter, RunContext, SilentReporter
-from .steps.plan import make_plan
+from .steps.plan import META_KEY, make_plan
 from .store import EventRecord, RunRecord, RunRepository, open_store, resolve_state_db
 
 DEFAULT_ENGINE_URL = "http://localhost:9200"
@@ -324,3 +324,148 @@ SUMMARY_FIELDS = (
 def summary(record: RunRecord) -> dict[str, Any]:
     full = record.as_dict()
     return {k: full[k] for k in SUMMARY_FIELDS}
+
+
+# -- undo, cleanup, rethrottle (issue 5) ---------------------------------------------------
+
+
+def undo(cfg: Config, run_id: str, force: bool = False) -> RunRecord:
+    """Move a SWAPPED run's aliases back to its previous index: UNDONE."""
+    record = cfg.repo().get(run_id)
+    if record.state is not State.SWAPPED:
+        raise UndoRefused(
+            run_id,
+            f"it is {record.state}, only a SWAPPED run can be undone",
+            hint=f"an unfinished run is stopped with `reindex-fsm abort {run_id}`"
+            if not record.finished
+            else "nothing was changed",
+        )
+    engine = cfg.engine(record.engine_url)
+    ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
+    keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
+    keeper.acquire()  # no other process, whatever its state DB, is running on the alias
+    try:
+        ctx = _context(cfg, engine, record, keeper)
+        return _drive_holding(ctx, keeper, lambda driver: driver.run_undo(force))
+    except UndoRefused:
+        keeper.release()
+        raise
+
+
+@dataclass(frozen=True)
+class CleanupRow:
+    index: str
+    created: str  # ISO 8601, UTC
+    run_id: str | None
+    action: str  # "delete", "deleted", "keep"
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[CleanupRow]:
+    """Delete the indices earlier runs of ``alias`` created, beyond the newest ``keep``.
+
+    Only an index whose ``_meta`` names reindex-fsm, this alias and a run of the state
+    database whose target it is, counts as ours. Never deleted, and not counted: one that
+    carries any alias (live), and the source or target of an unfinished run.
+    """
+    if keep < 0:
+        raise UsageError(f"--keep {keep} must be 0 or more")
+    repo = cfg.repo()
+    runs = {r.id: r for r in repo.list(alias=alias, limit=None)}
+    busy = {
+        name
+        for r in repo.list(limit=None)
+        if not r.finished
+        for name in (r.source_index, r.target_index)
+    }
+    engine = cfg.engine()
+    rows: list[CleanupRow] = []
+    kept = 0
+    for index in reversed(engine.describe_indices("*")):  # newest first
+        meta = index.meta.get(META_KEY)
+        if not isinstance(meta, dict) or meta.get("tool") != "reindex-fsm":
+            continue
+        if meta.get("alias") != alias:
+            continue
+        run = runs.get(str(meta.get("run_id")))
+        if run is None or run.target_index != index.name:
+            verdict = ("keep", "its run is not in this state database: not known to be ours")
+        elif index.aliases:
+            verdict = ("keep", f"live: carries alias {', '.join(index.aliases)}")
+        elif index.name in busy:
+            verdict = ("keep", "used by an unfinished run")
+        elif kept < keep:
+            kept += 1
+            verdict = ("keep", f"one of the newest {keep} (run {run.id}, {run.state})")
+        else:
+            verdict = ("delete", f"beyond the newest {keep} (run {run.id}, {run.state})")
+        created = datetime.fromtimestamp(index.created_ms / 1000, UTC).isoformat()
+        rows.append(CleanupRow(index.name, created, meta.get("run_id"), *verdict))
+    if dry_run:
+        return rows
+    done: list[CleanupRow] = []
+    for r in rows:
+        if r.action == "delete":
+            # An alias added since the listing makes it live again: check right before.
+            if engine.get_index_aliases(r.index):
+                r = replace(r, action="keep", reason="got an alias meanwhile")
+            else:
+                engine.delete_index(r.index)
+                r = replace(r, action="deleted")
+        done.append(r)
+    return done
+
+
+def rethrottle(cfg: Config, run_id: str, requests_per_second: float | None) -> dict[str, Any]:
+    """Change the rate of a run's running ``_reindex`` copy (None: unlimited) and store it,
+    so that a copy restarted later (vanished task, resume) keeps it."""
+    repo = cfg.repo()
+    record = repo.get(run_id)
+    if record.state is not State.REINDEXING:
+        raise UsageError(
+            f"run {run_id} has no running copy: it is {record.state}",
+            hint="rethrottle applies while a run is REINDEXING",
+        )
+    if RunOptions.from_dict(record.options).recompute_embeddings:
+        raise UsageError(
+            f"run {run_id} copies with --recompute-embeddings: there is no _reindex task to "
+            "rethrottle",
+            hint="its rate is set by --batch-size and --workers",
+        )
+    engine = cfg.engine(record.engine_url)
+    task_id = _running_copy(engine, record)
+    rate = -1.0 if requests_per_second is None else requests_per_second
+    try:
+        engine.rethrottle(task_id, rate)
+    except TaskNotFound as exc:
+        raise UsageError(
+            f"run {run_id}: its copy task {task_id} finished or vanished meanwhile",
+            hint=f"see `reindex-fsm show {run_id}`",
+        ) from exc
+    options = {**record.options, "requests_per_second": requests_per_second}
+    shown = "unlimited" if requests_per_second is None else requests_per_second
+    repo.checkpoint(
+        run_id,
+        State.REINDEXING,
+        event="rethrottled",
+        detail={"task_id": task_id, "requests_per_second": shown},
+        options=options,
+    )
+    return {"run_id": run_id, "task_id": task_id, "requests_per_second": shown}
+
+
+def _running_copy(engine: Engine, record: RunRecord) -> str:
+    if record.task_id:
+        status = engine.get_task(record.task_id)
+        if status is not None and not status.completed:
+            return record.task_id
+    running = engine.list_reindex_tasks(opaque_id_for(record.id))
+    if not running:
+        raise UsageError(
+            f"run {record.id} has no running copy task",
+            hint=f"the copy may have just finished; see `reindex-fsm show {record.id}`",
+        )
+    return running[0].task_id

@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     ENGINE_REFUSED = 11  # the engine refused a request outside a run step (e.g. a privilege)
     BAD_INPUT = 12  # the documents file or the embedder is unusable; nothing was written
     PREFLIGHT_FAILED = 13  # a preflight check refused the start; nothing was written
+    UNDO_REFUSED = 14  # undo refused (not SWAPPED, previous index gone, alias moved...)
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
 
 
@@ -130,12 +131,14 @@ class LockHeld(ReindexFsmError):
             message = f"alias {alias!r} is locked by {what}, {holder}"
         if lost:  # this process held it and another took it over
             message = f"lease lost: {message}"
-        super().__init__(
-            message,
-            hint=hint
-            or f"resume it with `reindex-fsm resume {run_id}` or abort it with "
-            f"`reindex-fsm abort {run_id}`",
-        )
+        if hint is None:
+            hint = (
+                f"resume it with `reindex-fsm resume {run_id}` or abort it with "
+                f"`reindex-fsm abort {run_id}`"
+            )
+            if state == "SWAPPED":  # holds the lock only while it is being undone
+                hint = f"an undo of it is running or was interrupted: `reindex-fsm undo {run_id}`"
+        super().__init__(message, hint=hint)
         self.alias = alias
         self.run_id = run_id
         self.state = state
@@ -269,3 +272,17 @@ class PreflightFailed(ReindexFsmError):
     def __init__(self, check: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"preflight {check}: {message}", hint=hint)
         self.check = check
+
+
+class UndoRefused(ReindexFsmError):
+    """``undo`` cannot move the aliases back; nothing was changed."""
+
+    exit_code = ExitCode.UNDO_REFUSED
+
+    def __init__(self, run_id: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"cannot undo run {run_id}: {reason}",
+            hint=hint or f"see `reindex-fsm show {run_id}`; nothing was changed",
+        )
+        self.run_id = run_id
+        self.reason = reason

@@ -26,6 +26,7 @@ class State(StrEnum):
     FAILED = "FAILED"
     ABORTING = "ABORTING"
     CANCELLED = "CANCELLED"
+    UNDONE = "UNDONE"  # the aliases were moved back to the previous index after SWAPPED
 
     def __str__(self) -> str:
         return self.value
@@ -39,7 +40,9 @@ ACTIVE: tuple[State, ...] = (
     State.VERIFYING,
 )
 # Finished for good: the alias lock is released on entering one of these.
-TERMINAL: frozenset[State] = frozenset({State.SWAPPED, State.ROLLED_BACK, State.CANCELLED})
+TERMINAL: frozenset[State] = frozenset(
+    {State.SWAPPED, State.ROLLED_BACK, State.CANCELLED, State.UNDONE}
+)
 # Holds the alias: active runs and FAILED runs.
 UNFINISHED: frozenset[State] = frozenset(set(State) - TERMINAL)
 
@@ -84,6 +87,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     ),
     # resume of a FAILED run (without rollback): go back to the step that failed.
     *[_t("retry", State.FAILED, s, conditions="failed_from_is_dest") for s in ACTIVE],
+    # undo RUN_ID: every alias the swap moved goes back to the previous index, atomically.
+    # The alias lock is taken again for it (repository.lock_for_undo) and released on UNDONE.
+    _t("undo", State.SWAPPED, State.UNDONE, "step_undo"),
 ]
 
 

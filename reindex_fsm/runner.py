@@ -18,9 +18,16 @@ from typing import Any
 
 from transitions import EventData
 
-from .errors import EngineUnreachable, LockHeld, ReindexFsmError, RunFinished, StaleState
+from .errors import (
+    EngineUnreachable,
+    LockHeld,
+    ReindexFsmError,
+    RunFinished,
+    StaleState,
+    UndoRefused,
+)
 from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
-from .steps import copy, create_target, recompute, rollback, swap, verify, write_policy
+from .steps import copy, create_target, recompute, rollback, swap, undo, verify, write_policy
 from .steps.context import RunContext
 from .store import RunRecord
 
@@ -75,6 +82,11 @@ class RunDriver:
         self._take(write_policy.release(self.ctx))
 
     def step_release_block(self, _e: EventData) -> None:
+        self._take(write_policy.release(self.ctx))
+
+    def step_undo(self, e: EventData) -> None:
+        self._take(undo.run(self.ctx, force=bool(e.kwargs.get("force"))))
+        # a block the run still holds (a swap whose release was never recorded) comes off
         self._take(write_policy.release(self.ctx))
 
     def nothing_written(self, _e: EventData) -> bool:
@@ -206,4 +218,33 @@ class RunDriver:
                 self._fire("roll_back")
         except StaleState:
             return self._reload()
+        return self.record
+
+    # -- undo (issue 5) ----------------------------------------------------------------
+    def run_undo(self, force: bool = False) -> RunRecord:
+        """SWAPPED -> UNDONE under the alias lock; a refusal leaves the run SWAPPED."""
+        if self.record.state is not State.SWAPPED:
+            raise UndoRefused(
+                self.record.id,
+                f"it is {self.record.state}, only a SWAPPED run can be undone",
+                hint=f"an unfinished run is stopped with `reindex-fsm abort {self.record.id}`",
+            )
+        try:
+            self.ctx.repo.lock_for_undo(self.record.id)
+        except LockHeld as exc:
+            raise UndoRefused(
+                self.record.id,
+                f"run {exc.run_id} ({exc.state}) is active on alias {exc.alias}",
+                hint=f"let it finish, or abort it: `reindex-fsm abort {exc.run_id}`",
+            ) from exc
+        except StaleState:  # moved meanwhile (undone by another process): say so
+            self._reload()
+            return self.run_undo(force)
+        try:
+            self._fire("undo", force=force)
+        except UndoRefused:  # nothing was changed: the alias is free again
+            self.ctx.repo.release_undo_lock(self.record.id)
+            raise
+        # Anything else (engine unreachable, a crash) keeps the lock: the aliases may have
+        # moved; `undo` again finishes it (LockHeld names this run and says so).
         return self.record

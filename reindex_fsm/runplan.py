@@ -54,6 +54,10 @@ class RunOptions:
     lease_ttl_s: float = 60.0  # the engine lease expires this long after its last renewal
     skip_preflight: tuple[str, ...] = ()  # names of preflight checks not to make
     disk_headroom: float = 1.2  # the disk check wants primary store x copies x this
+    # issue 5: transforms sent with _reindex (dest.pipeline; the script object itself,
+    # read from --script FILE at start, so a resumed copy sends exactly the same).
+    pipeline: str | None = None
+    script: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -56,6 +56,12 @@ ES: POST _security/user/_has_privileges     check_privileges; security off: the 
                                             "Security must be explicitly enabled"
 OS: GET _plugins/_security/authinfo         (unrecorded) only with the opensearch-security
                                             plugin in the fake's plugin list
+GET _ingest/pipeline/{name}                 pipeline_exists ({} and 404 when missing)
+GET _cat/indices/{pattern}?format=json,     describe_indices (one call; the _alias and
+  {pattern}/_alias, {pattern}/_mapping      _mapping reads that follow are not recorded)
+DELETE _tasks/{id}                          405: OpenSearch 2.19 has no such API (3.9 has)
+DELETE .tasks/_doc/{id}                     delete_task_result; Elasticsearch refuses
+                                            (403: .tasks is a restricted system index)
 ==========================================  ============================================
 
 Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
@@ -323,6 +329,8 @@ class ContractServer(ThreadingHTTPServer):
         self._pit_index: dict[str, str] = {}  # the fake's PIT ID -> the index it is on
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
+        if flavor == "elasticsearch":  # ES 8 forbids writes to the .tasks system index
+            fake.task_results_deletable = False
 
     @property
     def url(self) -> str:
@@ -401,6 +409,7 @@ class ContractServer(ThreadingHTTPServer):
             ("PUT", ("{index}", "_block", "{block}"), self._add_block),
             # -- deep verification (issue 5) --
             ("GET|POST", ("{index}", "_mget"), self._mget),
+            *self._issue5_routes(),
         ]
 
     # -- helpers --------------------------------------------------------------------------
@@ -468,6 +477,11 @@ class ContractServer(ThreadingHTTPServer):
 
     def _get_index_aliases(self, call: Call) -> Answer:
         index = call.params["index"]
+        matching = self._matching(index)
+        if matching is not None:
+            return 200, {
+                i: {"aliases": copy.deepcopy(self.fake.indices[i].aliases)} for i in matching
+            }
         try:
             return 200, {index: {"aliases": self.fake.get_index_aliases(index)}}
         except IndexNotFound as exc:  # an alias: the aliases of the indices it is on
@@ -509,11 +523,13 @@ class ContractServer(ThreadingHTTPServer):
 
     def _get_mapping(self, call: Call) -> Answer:
         index = call.params["index"]
-        concrete = (
-            [index]
-            if index in self.fake.indices
-            else self._alias_targets(index, IndexNotFound(index))
-        )
+        concrete = self._matching(index)
+        if concrete is None:
+            concrete = (
+                [index]
+                if index in self.fake.indices
+                else self._alias_targets(index, IndexNotFound(index))
+            )
         return 200, {
             i: {"mappings": copy.deepcopy(self.fake.indices[i].mappings)} for i in concrete
         }
@@ -627,9 +643,15 @@ class ContractServer(ThreadingHTTPServer):
             slices=int(slices) if slices.isdigit() else slices,
             requests_per_second=None if rps <= 0 else rps,
             extra={
-                **{k: v for k, v in body.items() if k not in ("source", "dest", "conflicts")},
+                **{
+                    k: v
+                    for k, v in body.items()
+                    if k not in ("source", "dest", "conflicts", "script")
+                },
                 **({"source": source} if "query" in source else {}),
             },
+            pipeline=dest.get("pipeline"),
+            script=body.get("script"),
         )
         return 200, {"task": self.fake.start_reindex(request)}
 
@@ -1275,6 +1297,13 @@ class ContractServer(ThreadingHTTPServer):
         return 200, self._lease_answer(doc_id, seq_no + 1, result="deleted")
 
     def _cat_indices(self, call: Call) -> Answer:
+        """One route, two callers: index_status asks sizes in bytes (``bytes=b``) of one
+        index; describe_indices asks names, status and creation dates for a pattern."""
+        if "bytes" in call.query:
+            return self._cat_index_status(call)
+        return self._cat_indices_described(call)
+
+    def _cat_index_status(self, call: Call) -> Answer:
         if call.query.get("format") != "json" or call.query.get("bytes") != "b":
             raise Unsupported("_cat/indices only with format=json and bytes=b")
         index = call.params["index"]
@@ -1358,6 +1387,63 @@ class ContractServer(ThreadingHTTPServer):
             "roles": list(self.fake.security_roles),
             "tenants": {},
         }
+
+    # -- transforms, undo, retention, task records (issue 5) ------------------------------
+
+    def _issue5_routes(self) -> list[tuple[str, tuple[str, ...], Callable[[Call], Answer]]]:
+        return [
+            ("GET", ("_ingest", "pipeline", "{name}"), self._get_pipeline),
+            *(
+                [("DELETE", ("_tasks", "{task}"), self._delete_task_api)]
+                if self.flavor == "opensearch"
+                else []
+            ),
+            ("DELETE", (".tasks", "_doc", "{task}"), self._delete_task_doc),
+        ]
+
+    def _get_pipeline(self, call: Call) -> Answer:
+        name = call.params["name"]
+        if not self.fake.pipeline_exists(name):
+            return 404, {}
+        return 200, {name: copy.deepcopy(self.fake.pipelines[name])}
+
+    def _cat_indices_described(self, call: Call) -> Answer:
+        if call.query.get("format") != "json":
+            raise Unsupported("_cat/indices only with format=json")
+        pattern = call.params["index"]
+        found = self.fake.describe_indices(pattern)
+        if not found and not any(c in pattern for c in "*?,"):
+            raise index_not_found(pattern)
+        columns = call.query.get("h", "index,status,creation.date").split(",")
+        rows = [
+            {
+                "index": i.name,
+                "status": "open" if i.open else "close",
+                "creation.date": str(i.created_ms),
+            }
+            for i in found
+        ]
+        return 200, [{k: row[k] for k in columns if k in row} for row in rows]
+
+    def _delete_task_api(self, call: Call) -> Answer:
+        reason = (
+            f"Incorrect HTTP method for uri [/_tasks/{call.params['task']}] and method "
+            "[DELETE], allowed: [GET]"
+        )
+        return 405, {"error": reason, "status": 405}
+
+    def _matching(self, pattern: str) -> list[str] | None:
+        """The indices a wildcard pattern matches (an unrecorded read); None when
+        ``pattern`` is a plain name (the caller's own handling applies)."""
+        if not any(c in pattern for c in "*?"):
+            return None
+        return sorted(i for i in self.fake.indices if fnmatch.fnmatchcase(i, pattern))
+
+    def _delete_task_doc(self, call: Call) -> Answer:
+        task_id = _task_id(call.params["task"])
+        if not self.fake.delete_task_result(task_id):
+            return 404, {"_index": ".tasks", "_id": task_id, "result": "not_found"}
+        return 200, {"_index": ".tasks", "_id": task_id, "result": "deleted"}
 
 
 def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:

@@ -499,6 +499,7 @@ def test_copy_failure_rolls_back_to_the_cluster_as_before(
         "add_write_block",
         "start_reindex",
         "delete_index",
+        "delete_task_result",
         "remove_write_block",
     ]
     assert events(cfg, rec.id)[-2:] == [
@@ -1079,3 +1080,66 @@ def test_privileges(engine: ClientEngine, fake: FakeEngine, flavor: str) -> None
     # the adapter and the fake (as that flavor) answer alike
     direct = fake.has_privileges if flavor == "elasticsearch" else fake.check_privileges
     assert engine.check_privileges(["monitor"], index) == direct(["monitor"], index)
+
+
+# -- transforms, undo, retention, task records (issue 5) ---------------------------------------
+
+
+def test_reindex_sends_pipeline_and_script(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    create_copy(engine, fake)
+    script = {"source": "ctx._source.x = params.v", "lang": "painless", "params": {"v": 1}}
+    request = ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE, pipeline="enrich", script=script)
+    task_id = engine.start_reindex(request)
+    sent = server.requests[-1].body
+    assert sent["dest"] == {"index": COPY, "op_type": "create", "pipeline": "enrich"}
+    assert sent["script"] == script
+    assert fake.tasks[task_id].request.pipeline == "enrich"
+    assert fake.tasks[task_id].request.script == script
+
+
+def test_pipeline_exists(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
+    fake.pipelines["enrich"] = {"processors": [{"set": {"field": "x", "value": 1}}]}
+    assert engine.pipeline_exists("enrich") is True
+    assert engine.pipeline_exists("nope") is False
+    assert server.paths()[-2:] == ["/_ingest/pipeline/enrich", "/_ingest/pipeline/nope"]
+    assert fake.call_names()[-2:] == ["pipeline_exists", "pipeline_exists"]
+
+
+def test_describe_indices(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
+    meta = {"reindex_fsm": {"tool": "reindex-fsm", "alias": ALIAS, "run_id": "r1"}}
+    fake.add_index("documents-old", settings={"index.creation_date": "1600000000000"})
+    fake.add_index("documents-new", mappings={"_meta": meta, "properties": {}})
+    fake.indices["documents-old"].closed = True
+    found = engine.describe_indices("documents-*")
+    assert found == fake.describe_indices("documents-*")
+    by_name = {i.name: i for i in found}
+    assert next(i.name for i in found) == "documents-old"  # oldest first
+    assert by_name["documents-old"].open is False and by_name["documents-new"].meta == meta
+    assert by_name[SOURCE].aliases == ("documents", "documents-public")
+    assert engine.describe_indices("nothing-*") == []
+    assert engine.describe_indices("nothing") == []  # a missing concrete name: none
+    cat = next(r for r in server.requests if r.path.startswith("/_cat/indices/"))
+    assert cat.query["format"] == "json" and "creation.date" in cat.query["h"]
+
+
+def test_delete_task_result(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer, flavor: str
+) -> None:
+    create_copy(engine, fake)
+    task_id = engine.start_reindex(ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE))
+    while not engine.get_task(task_id).completed:  # type: ignore[union-attr]
+        pass
+    if flavor == "elasticsearch":  # .tasks is a restricted system index: refused
+        with pytest.raises(EngineError) as refused:
+            engine.delete_task_result(task_id)
+        assert refused.value.status == 403
+        assert engine.get_task(task_id) is not None
+        assert server.paths("DELETE") == [f"/.tasks/_doc/{task_id}"]  # no _tasks API asked
+        return
+    assert engine.delete_task_result(task_id) is True
+    assert engine.get_task(task_id) is None  # its result is gone
+    assert engine.delete_task_result(task_id) is False  # nothing stored any more
+    # OpenSearch 2.19 has no DELETE _tasks/<id> (405): the .tasks document is deleted
+    assert server.paths("DELETE")[:2] == [f"/_tasks/{task_id}", f"/.tasks/_doc/{task_id}"]

@@ -73,8 +73,17 @@ def test_no_auto_transitions_and_terminal_states_are_dead_ends():
     m = Model()
     build_machine(m, State.SWAPPED)
     assert not hasattr(m, "to_PLANNED")
-    for state in TERMINAL:
-        assert not any(s is state for s, _ in allowed())
+    for state in TERMINAL:  # only a SWAPPED run can move on: undo (issue 5)
+        leaving = {trigger for s, trigger in allowed() if s is state}
+        assert leaving == ({"undo"} if state is State.SWAPPED else set())
+
+
+def test_undo_calls_its_step_then_persist_and_ends_undone():
+    m = Model()
+    build_machine(m, State.SWAPPED)
+    assert m.trigger("undo")
+    assert m.state is State.UNDONE
+    assert m.calls == ["step_undo", "persist"]
 
 
 def test_failing_step_does_not_move_the_state():

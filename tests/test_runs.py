@@ -56,6 +56,7 @@ ABORT_CALLS = [
     "get_index",  # the target is this run's
     "delete_index",
     "get_index_aliases",  # and still on the source after the delete
+    "delete_task_result",  # the cancelled copy's stored result (issue 5)
     "index_exists",
     "remove_write_block",  # the source takes writes again
     "delete_lease",  # the run is finished
@@ -89,6 +90,7 @@ def run_calls(polls: int) -> list[str]:
         "get_index_aliases",
         "get_index_aliases",
         "update_aliases",
+        "delete_task_result",  # the copy's stored result (issue 5)
         "index_exists",
         "remove_write_block",  # ... until the swap
         "delete_lease",  # released: the run is finished
@@ -202,6 +204,7 @@ def test_verification_failure_rolls_back(cfg, fake):
         "start_reindex",
         "put_settings",
         "delete_index",
+        "delete_task_result",  # the finished copy's stored result (issue 5)
         "remove_write_block",
         "delete_lease",  # released: ROLLED_BACK is the end
     ]

@@ -49,6 +49,7 @@ from .base import (
     Flavor,
     IndexDefinition,
     IndexStatus,
+    IndexSummary,
     NodeDisk,
     PrivilegeCheck,
     ReindexRequest,
@@ -1131,3 +1132,73 @@ class ClientEngine:
             user=user,
             note=f"OpenSearch has no privilege-check API; user {user}, roles: {roles}",
         )
+
+    # -- transforms, undo, retention, task records (issue 5) ---------------------------
+
+    def pipeline_exists(self, name: str) -> bool:
+        try:
+            body = self._request("GET", _path("_ingest", "pipeline", name))
+        except EngineError as exc:
+            if exc.status == 404:  # both engines answer {} with a 404
+                return False
+            raise
+        return name in body
+
+    def describe_indices(self, pattern: str) -> list[IndexSummary]:
+        """``_cat/indices`` (status, creation date), then the aliases and the mappings'
+        ``_meta`` of the same indices; open and closed, hidden ones left out."""
+        wildcards = {"expand_wildcards": "open,closed"}
+        try:
+            rows = self._request(
+                "GET",
+                _path("_cat", "indices", pattern),
+                params={"format": "json", "h": "index,status,creation.date", **wildcards},
+            )
+            aliases = self._request("GET", _path(pattern, "_alias"), params=wildcards)
+            # Only the _meta of each mapping (a whole cluster's mappings can be large). An
+            # index whose name has a dot is missed by the filter: it looks foreign, so kept.
+            mappings = self._request(
+                "GET",
+                _path(pattern, "_mapping"),
+                params={**wildcards, "filter_path": "*.mappings._meta"},
+            )
+        except IndexNotFound:
+            return []
+        found = []
+        for row in rows or []:
+            name = str(row.get("index"))
+            meta = ((mappings.get(name) or {}).get("mappings") or {}).get("_meta") or {}
+            found.append(
+                IndexSummary(
+                    name=name,
+                    created_ms=_int(row.get("creation.date")),
+                    open=row.get("status") != "close",
+                    aliases=tuple(sorted((aliases.get(name) or {}).get("aliases") or {})),
+                    meta=dict(meta) if isinstance(meta, Mapping) else {},
+                )
+            )
+        return sorted(found, key=lambda i: (i.created_ms, i.name))
+
+    def delete_task_result(self, task_id: str) -> bool:
+        """``DELETE _tasks/<id>`` where the engine has it (OpenSearch 3.9+); else the
+        document of the ``.tasks`` system index (OpenSearch 2.x allows it with a
+        deprecation warning; Elasticsearch 8 restricts system indices and may refuse:
+        EngineError). Elasticsearch has no delete-task API, so it is not asked."""
+        if self.flavor == "opensearch":
+            try:
+                self._request("DELETE", _path("_tasks", task_id))
+                return True
+            except EngineError as exc:
+                if exc.status == 404 and not isinstance(exc, IndexNotFound):
+                    return False  # the API exists and has no result stored
+                if exc.status not in (400, 405):  # 400/405: no such API before 3.9
+                    raise
+        try:
+            body = self._request("DELETE", _path(".tasks", "_doc", task_id))
+        except IndexNotFound:
+            return False  # no task result was ever stored
+        except EngineError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return body.get("result") == "deleted"

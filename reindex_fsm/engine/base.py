@@ -109,6 +109,9 @@ class ReindexRequest:
     slices: int | str = 1
     requests_per_second: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # --pipeline / --script (issue 5): dest.pipeline and the body's script.
+    pipeline: str | None = None
+    script: Mapping[str, Any] | None = None
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -116,6 +119,10 @@ class ReindexRequest:
             "dest": {"index": self.dest, "op_type": self.op_type},
             "conflicts": self.conflicts,
         }
+        if self.pipeline:
+            body["dest"]["pipeline"] = self.pipeline
+        if self.script:
+            body["script"] = dict(self.script)
         body.update(self.extra)
         return body
 
@@ -176,6 +183,18 @@ class PrivilegeCheck:
     user: str | None = None
     missing: tuple[str, ...] = ()  # "cluster:monitor", "<index>:write", ...
     note: str = ""
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """One index as ``cleanup`` and ``undo`` see it: name, creation time, open or closed,
+    its aliases and the ``_meta`` of its mappings ({} when it has none)."""
+
+    name: str
+    created_ms: int
+    open: bool
+    aliases: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -323,4 +342,18 @@ class Engine(Protocol):
     ) -> PrivilegeCheck | None:
         """Does the caller hold ``cluster`` privileges and, per ``(names, privileges)``,
         index privileges? None when the engine has no security enabled."""
+        ...
+
+    # -- transforms, undo, retention, task records (issue 5) ------------------
+    def pipeline_exists(self, name: str) -> bool:
+        """Whether the ingest pipeline ``name`` exists (``GET _ingest/pipeline/<name>``)."""
+        ...
+
+    def describe_indices(self, pattern: str) -> list[IndexSummary]:
+        """Every index (open or closed) matching ``pattern``; [] when none does."""
+        ...
+
+    def delete_task_result(self, task_id: str) -> bool:
+        """Delete a finished task's stored result; False when none is stored. Raises
+        ``EngineError`` when the engine refuses (Elasticsearch 8 forbids it)."""
         ...

@@ -10,6 +10,7 @@ FakeEngine, rebuilds everything else from the database, and resumes.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import itertools
 import json
 import zlib
@@ -22,6 +23,7 @@ from .base import (
     EngineInfo,
     IndexDefinition,
     IndexStatus,
+    IndexSummary,
     NodeDisk,
     PrivilegeCheck,
     ReindexRequest,
@@ -42,6 +44,7 @@ _MUTATING = {
     "remove_write_block",
     "put_lease",
     "delete_lease",
+    "delete_task_result",
 }
 
 
@@ -51,6 +54,7 @@ class FakeIndex:
     mappings: dict[str, Any]
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    closed: bool = False
 
 
 @dataclass
@@ -122,6 +126,11 @@ class FakeEngine:
         self.pits: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.pit_supported = True
         self._init_lease_and_preflight()
+        # issue 5: ingest pipelines by name, and whether finished task results may be
+        # deleted (False: refused, as Elasticsearch 8 does).
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.task_results_deletable = True
+        self._created = itertools.count(1)
 
     # -- test controls --------------------------------------------------------
     def add_index(
@@ -240,6 +249,7 @@ class FakeEngine:
         stored.setdefault("index.number_of_shards", "1")
         stored.setdefault("index.number_of_replicas", "1")
         stored.update({"index.uuid": f"uuid-{index}", "index.provided_name": index})
+        stored.setdefault("index.creation_date", str(1_700_000_000_000 + next(self._created)))
         self.indices[index] = FakeIndex(settings=stored, mappings=copy.deepcopy(dict(mappings)))
 
     def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
@@ -619,3 +629,39 @@ class FakeEngine:
         ]
         missing = tuple(w for w in wanted if w in self.missing_privileges)
         return PrivilegeCheck(checked=True, user=self.security_user, missing=missing)
+
+    # -- transforms, undo, retention, task records (issue 5) -----------------------------
+    def pipeline_exists(self, name: str) -> bool:
+        self._call("pipeline_exists", name)
+        return name in self.pipelines
+
+    def describe_indices(self, pattern: str) -> list[IndexSummary]:
+        self._call("describe_indices", pattern)
+        found = [
+            IndexSummary(
+                name=name,
+                created_ms=int(idx.settings.get("index.creation_date", 0)),
+                open=not idx.closed,
+                aliases=tuple(sorted(idx.aliases)),
+                meta=copy.deepcopy(idx.mappings.get("_meta") or {}),
+            )
+            for name, idx in self.indices.items()
+            if fnmatch.fnmatchcase(name, pattern) and not name.startswith(".")
+        ]
+        return sorted(found, key=lambda i: (i.created_ms, i.name))
+
+    def delete_task_result(self, task_id: str) -> bool:
+        self._call("delete_task_result", task_id)
+        task = self.tasks.get(task_id)
+        if task is None or task.vanished:
+            return False
+        if not task.completed:
+            raise EngineError(f"task [{task_id}] is still running", status=409)
+        if not self.task_results_deletable:
+            raise EngineError(
+                "security_exception: action [indices:data/write/delete] is unauthorized "
+                "on restricted indices [.tasks]",
+                status=403,
+            )
+        task.vanished = True  # its stored result is gone: GET _tasks/<id> is a 404 now
+        return True

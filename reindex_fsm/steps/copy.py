@@ -18,7 +18,7 @@ from ..engine.base import ReindexRequest, TaskStatus
 from ..errors import CopyFailed
 from ..runplan import Plan
 from .context import RunContext
-from .plan import owner_of
+from .plan import owner_of, reindex_request
 
 
 def plan(p: Plan) -> dict[str, Any]:
@@ -26,14 +26,8 @@ def plan(p: Plan) -> dict[str, Any]:
 
 
 def _request(ctx: RunContext, again: bool) -> ReindexRequest:
-    p, opts = ctx.plan, ctx.options
-    request = ReindexRequest(
-        source=p.source_index,
-        dest=p.target_index,
-        opaque_id=ctx.opaque_id,
-        slices=opts.slices,
-        requests_per_second=opts.requests_per_second,
-    )
+    p = ctx.plan
+    request = reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options)
     return replace(request, conflicts="proceed") if again else request
 
 

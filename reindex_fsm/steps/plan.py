@@ -13,6 +13,7 @@ from typing import Any
 from ..engine.base import ALIAS_PROPERTIES, Engine, EngineInfo, ReindexRequest, opaque_id_for
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..runplan import Plan, RunOptions
+from . import transforms
 from .write_policy import check_options
 
 # Settings an index reports but cannot be created with (or must not inherit).
@@ -161,6 +162,20 @@ def owner_of(engine: Engine, index: str) -> str | None:
     return meta.get("run_id") if isinstance(meta, dict) else None
 
 
+def reindex_request(source: str, target: str, run_id: str, options: RunOptions) -> ReindexRequest:
+    """The copy's request, the same at plan time and on every (re)start of the copy; the
+    rate is the run's current one (``rethrottle`` stores it in the options)."""
+    return ReindexRequest(
+        source=source,
+        dest=target,
+        opaque_id=opaque_id_for(run_id),
+        slices=options.slices,
+        requests_per_second=options.requests_per_second,
+        pipeline=options.pipeline,
+        script=options.script,
+    )
+
+
 def make_plan(
     engine: Engine,
     info: EngineInfo,
@@ -170,6 +185,7 @@ def make_plan(
     now: datetime,
 ) -> Plan:
     source, aliases = resolve_source(engine, alias)
+    transforms.check(engine, options)
     if options.target_index:
         target = check_target_name(engine, options.target_index)
     else:
@@ -191,13 +207,7 @@ def make_plan(
         settings = dict(sorted({**settings, **vector_settings}.items()))
         if recompute_plan["expected"] is not None:
             source_count = recompute_plan["expected"]  # what the target is to hold
-    request = ReindexRequest(
-        source=source,
-        dest=target,
-        opaque_id=opaque_id_for(run_id),
-        slices=options.slices,
-        requests_per_second=options.requests_per_second,
-    )
+    request = reindex_request(source, target, run_id, options)
     return Plan(
         run_id=run_id,
         alias=alias,

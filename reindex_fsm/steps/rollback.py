@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import EngineError
+from . import task_results
 from .context import RunContext
 from .plan import owner_of, swap_actions
 
@@ -87,4 +88,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
     restored += _restore_aliases(ctx)
     if restored:
         detail["aliases"] = f"back on {p.source_index}: {sorted(set(restored))}"
+    if task_ids or ctx.record.task_id:
+        detail["task_results"] = task_results.delete_all(ctx)
     return {"detail": detail}

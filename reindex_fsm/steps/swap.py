@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import RunStepFailed, StaleState
 from ..runplan import Plan
+from . import task_results
 from .context import RunContext
 from .plan import swap_actions
 
@@ -29,9 +30,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     on_source = ctx.engine.get_index_aliases(p.source_index)
     on_target = ctx.engine.get_index_aliases(p.target_index)
     if p.alias in on_target and p.alias not in on_source:  # only this run moves it there
-        return {
-            "detail": {"resumed": "aliases already on the target", "aliases": sorted(on_target)}
-        }
+        detail = {"resumed": "aliases already on the target", "aliases": sorted(on_target)}
+        return {"detail": {**detail, "task_results": task_results.delete_all(ctx)}}
     if p.alias not in on_source:
         raise RunStepFailed(
             f"alias {p.alias} is no longer on {p.source_index}: someone moved it during the run",
@@ -45,4 +45,5 @@ def run(ctx: RunContext) -> dict[str, Any]:
         raise StaleState(ctx.run_id, ctx.record.state.value, current.value)
     ctx.engine.update_aliases(actions)
     ctx.crash("swap.engine_done")
-    return {"detail": {"actions": actions}}
+    # The copy's result is stored in progress and events: its .tasks record can go.
+    return {"detail": {"actions": actions, "task_results": task_results.delete_all(ctx)}}

@@ -20,6 +20,7 @@ that was already on the source before the run is left as it was.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -265,18 +266,18 @@ def _since_value(ctx: RunContext, since: str) -> Any:
 
 
 def _pass_request(ctx: RunContext, since: str, final: bool) -> ReindexRequest:
-    from . import copy  # the main copy's request: same throttle, slices and transforms
+    """The main copy's request (slices, throttle, pipeline, script) for the documents
+    written since ``since``."""
+    from .plan import reindex_request  # plan.py imports this module
 
-    base = copy._request(ctx, True)
+    p = ctx.plan
+    base = reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options)
     source = dict(base.body()["source"])
     source["query"] = {"range": {ctx.options.since_field: {"gte": _since_value(ctx, since)}}}
-    return ReindexRequest(
-        source=base.source,
-        dest=base.dest,
-        opaque_id=base.opaque_id,
+    return replace(
+        base,
         op_type="index",  # a newer version of a copied document replaces it
         conflicts="proceed",
-        slices=base.slices,
         # unthrottled under the final block: it holds up the writers; a delta is small
         requests_per_second=None if final else base.requests_per_second,
         extra={**base.extra, "source": source},

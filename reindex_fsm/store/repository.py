@@ -121,6 +121,8 @@ _WRITABLE = {
     "error_kind",
     "write_policy",
     "verification",
+    # issue 5: `rethrottle` stores the new rate here, so that a restarted copy keeps it.
+    "options",
 }
 
 
@@ -250,6 +252,45 @@ class RunRepository:
             if event:
                 self._event(conn, run_id, state, state, event, detail, now)
         return self.get(run_id)
+
+    # -- undo (issue 5) -----------------------------------------------------------
+    def lock_for_undo(self, run_id: str) -> None:
+        """Take the alias lock again for a SWAPPED run about to be undone. Holding it
+        already (an interrupted undo) is fine; another run holding it raises LockHeld.
+        Only undo moves a run out of SWAPPED, and only under this lock, so the lock row
+        is the mutual exclusion; entering UNDONE frees it. The run row is not written."""
+        now = self.now()
+        record = self.get(run_id)
+        try:
+            with self._translate(), self.engine.begin() as conn:
+                state = conn.execute(select(RunRow.state).where(RunRow.id == run_id)).scalar()
+                if state != State.SWAPPED.value:
+                    raise StaleState(run_id, State.SWAPPED.value, state)
+                held = conn.execute(
+                    select(AliasLockRow.run_id).where(AliasLockRow.alias == record.alias)
+                ).scalar()
+                if held == run_id:
+                    return
+                conn.execute(
+                    insert(AliasLockRow).values(alias=record.alias, run_id=run_id, acquired_at=now)
+                )
+        except IntegrityError as exc:
+            holder = self.active_run_for(record.alias)
+            if holder is None:
+                raise StateStoreError(f"could not take the lock on alias {record.alias!r}") from exc
+            raise LockHeld(holder.alias, holder.id, holder.state.value) from exc
+
+    def release_undo_lock(self, run_id: str) -> None:
+        """Give back the lock of a run whose undo was refused (it stays SWAPPED)."""
+        with self._translate(), self.engine.begin() as conn:
+            conn.execute(
+                delete(AliasLockRow).where(
+                    AliasLockRow.run_id == run_id,
+                    AliasLockRow.run_id.in_(
+                        select(RunRow.id).where(RunRow.state == State.SWAPPED.value)
+                    ),
+                )
+            )
 
     # -- helpers ----------------------------------------------------------------
     @staticmethod
