@@ -5,7 +5,8 @@
 # stop it at the end. Extra arguments go to pytest, e.g.
 #
 #   scripts/test.sh                                            everything
-#   scripts/test.sh -m "not integration and not crash and not slow"   unit tests only
+#   scripts/test.sh -m "not integration and not crash and not slow" -n auto   unit tests only,
+#                                                              on every core (pytest-xdist)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
