@@ -164,7 +164,18 @@ def _keeper(cfg: Config, engine: Engine, alias: str, run_id: str, ttl_s: float) 
         ttl_s=ttl_s,
         now=cfg.now,
         warn=cfg.warn,
+        finished=lambda holder: _finished_here(cfg.repo(), alias, holder),
     )
+
+
+def _finished_here(repo: RunRepository, alias: str, run_id: str) -> bool:
+    """The run holding a lease is one of this state database's, finished, and not being
+    undone (the alias lock): its process died after its last commit, before releasing."""
+    record = repo.find(run_id)
+    if record is None or not record.finished:
+        return False
+    holder = repo.active_run_for(alias)
+    return holder is None or holder.id != run_id
 
 
 def _drive_holding(

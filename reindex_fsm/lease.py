@@ -100,8 +100,12 @@ class LeaseKeeper:
         now: Callable[[], datetime],
         owner: str | None = None,
         warn: Callable[[str], None] = lambda _message: None,
+        finished: Callable[[str], bool] = lambda _run_id: False,
     ) -> None:
         self.engine = engine
+        # A lease left by a run that this state database knows to be finished (killed
+        # between its last commit and the release) is stale: no need to wait for expiry.
+        self.finished = finished
         self.alias = alias
         self.run_id = run_id
         self.state_db = state_db
@@ -156,9 +160,10 @@ class LeaseKeeper:
                 else:
                     lease = Lease.from_stored(self.alias, stored)
                     own = lease.run_id == self.run_id
-                    if not (own or force or lease.expired(self.now())):
+                    stale = lease.expired(self.now()) or self.finished(lease.run_id)
+                    if not (own or force or stale):
                         raise self._held_by(lease)
-                    if force and not own and not lease.expired(self.now()):
+                    if force and not own and not stale:
                         self.warn(
                             f"--force-unlock: took over the lease of alias {self.alias!r} "
                             f"from run {lease.run_id} ({lease.describe(self.now())}); if "

@@ -285,3 +285,24 @@ def test_another_database_cannot_resume_or_abort_over_a_held_lease(
     with pytest.raises(LockHeld):
         commands.abort(mine, failed.id)
     assert mine.repo().get(failed.id).state is State.FAILED
+
+
+def test_a_lease_left_by_a_finished_run_of_this_database_is_taken_at_once(
+    cfg: Config, fake: FakeEngine
+) -> None:
+    """Killed after its last commit (SWAPPED), before releasing: the lease names a run this
+    database knows to be finished, so the next start need not wait for the expiry."""
+    first = commands.start(cfg, ALIAS, RunOptions()).record
+    assert first.state.value == "SWAPPED" and fake.leases == {}
+    keeper(fake, Clock(), first.id).acquire()  # as if the release never happened
+    second = commands.start(cfg, ALIAS, RunOptions()).record
+    assert second.state.value == "SWAPPED", second.error
+    assert fake.leases == {}
+
+
+def test_a_lease_of_a_run_unknown_to_this_database_still_waits_for_its_expiry(
+    cfg: Config, fake: FakeEngine
+) -> None:
+    other_holder(fake, "unknown0001")
+    with pytest.raises(LockHeld, match="unknown0001"):
+        commands.start(cfg, ALIAS, RunOptions())

@@ -365,6 +365,12 @@ class Source:
             self.engine.update_aliases(actions)
         if self.write_blocked():
             self.engine.remove_write_block(self.index)
+        # A process killed after taking the engine lease but before storing its run (or
+        # after its last commit, in another database) leaves a lease that would hold the
+        # alias until it expires; the next case is an operator who waited for that.
+        lease = self.engine.get_lease(self.alias)
+        if lease is not None:
+            self.engine.delete_lease(self.alias, lease.seq_no, lease.primary_term)
         for index, meta in run_meta(self.url).items():
             if meta.get("alias") == self.alias and index != self.index:
                 self.engine.delete_index(index)
