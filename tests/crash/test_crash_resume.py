@@ -78,7 +78,9 @@ DOUBLE = [  # (start killed at, throttled, first resume killed at)
     ("checkpoint.progress#2", True, "commit.VERIFYING"),
     ("start_copy.engine_done", True, "commit.REINDEXING"),
     ("commit.TARGET_CREATED", False, "checkpoint.progress#1"),
-    ("swap.engine_done", False, "verify.settings_restored"),
+    # swapped, unrecorded: the resume skips verification (it passed before the swap), records
+    # the swap, lifts the block, and is killed there; the next resume ends it
+    ("swap.engine_done", False, "write_policy.released"),
 ]
 
 Killer = Callable[[subprocess.Popen[str], Path], None]
