@@ -70,7 +70,14 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
         (target, names.alias),
         (target, names("public")),
     }
-    assert [s["step"] for s in plan["steps"]] == ["create_target", "copy", "verify", "swap"]
+    assert [s["step"] for s in plan["steps"]] == [
+        "create_target",
+        "write_policy",
+        "copy",
+        "verify",
+        "swap",
+    ]
+    assert plan["steps"][1]["policy"] == "block"
     assert plan["engine"]["flavor"] in ("opensearch", "elasticsearch")
     # and no run was stored
     assert cli_json("history", "--state-db", db) == (0, [])
