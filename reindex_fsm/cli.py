@@ -139,7 +139,62 @@ def engine_options(f: Any) -> Any:
         type=click.Choice(commands.ENGINE_KINDS),
         help="Engine flavour; auto asks GET /.",
     )(f)
+    for flag, key, env, what in CONNECTION_OPTIONS:
+        f = click.option(
+            flag,
+            key,
+            envvar=env,
+            metavar=what,
+            expose_value=False,
+            callback=_set_client_option,
+            help=CONNECTION_HELP[key] + f" [env {env}]",
+        )(f)
+    f = click.option(
+        "--insecure",
+        "insecure",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_client_option,
+        help="Do not verify the engine's TLS certificate (prints a warning). Verification "
+        "is on by default.",
+    )(f)
     return f
+
+
+# --flag, client option, environment variable, metavar: the engine's credentials and TLS.
+# Never stored, printed or logged: the state database keeps the URL without credentials.
+CONNECTION_OPTIONS = (
+    ("--api-key", "api_key", "REINDEX_FSM_API_KEY", "KEY"),
+    ("--username", "username", "REINDEX_FSM_USERNAME", "USER"),
+    ("--password", "password", "REINDEX_FSM_PASSWORD", "PASSWORD"),
+    ("--ca-certs", "ca_certs", "REINDEX_FSM_CA_CERTS", "FILE"),
+)
+CONNECTION_HELP = {
+    "api_key": "API key (Elasticsearch/OpenSearch `ApiKey` header); not with a password.",
+    "username": "User for basic auth (or user:password@ in the URL).",
+    "password": "Password for basic auth; prefer the environment variable, which "
+    "`ps` does not show.",
+    "ca_certs": "CA bundle (PEM) to verify the engine's certificate with.",
+}
+
+
+def _set_client_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Connection options go to the client factory (Config.client_options), not to the
+    command functions: every command that talks to the engine takes them alike."""
+    if value is None or value is False:
+        return
+    options = ctx.find_root().meta.setdefault("client_options", {})
+    if param.name == "insecure":
+        options["verify_certs"] = False
+        _warn("--insecure: the engine's TLS certificate is NOT verified")
+        return
+    if param.name == "ca_certs" and not Path(value).is_file():
+        raise click.BadParameter(f"{value} is not a readable file", ctx=ctx, param=param)
+    if param.name == "password" and (
+        ctx.get_parameter_source("password") is click.core.ParameterSource.COMMANDLINE
+    ):
+        _warn("--password on the command line is visible to `ps`: prefer REINDEX_FSM_PASSWORD")
+    options[str(param.name)] = value
 
 
 def _config(
@@ -156,6 +211,9 @@ def _config(
         cfg.engine_url = engine_url
     if engine_kind:
         cfg.engine_kind = engine_kind
+    given = ctx.find_root().meta.get("client_options")
+    if given:
+        cfg.client_options = {**cfg.client_options, **given}
     if isinstance(cfg.reporter, SilentReporter):
         cfg.reporter = CliReporter(notes_only=_json_mode(ctx))
     cfg.warn = _warn
@@ -795,7 +853,7 @@ def show(ctx: click.Context, run_id: str, state_db: str | None, as_json: bool) -
 @click.option("--alias", help="Only runs on this alias.")
 @click.option("--state", help="Only runs in this state (e.g. FAILED).")
 @click.option("--since", type=click.DateTime(), help="Only runs started at or after (UTC).")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs.")
 @common
 @click.pass_context
 def history(
@@ -963,6 +1021,24 @@ def rethrottle(
             f"run {run_id}: copy task {data['task_id']} now at {data['requests_per_second']} "
             "requests per second"
         )
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (commands, options, choices).
+
+    \b
+    Examples:
+      eval "$(reindex-fsm completion bash)"             # this shell only
+      reindex-fsm completion bash > ~/.local/share/bash-completion/completions/reindex-fsm
+      reindex-fsm completion zsh > "${fpath[1]}/_reindex-fsm"
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the three choices are click's own
+    click.echo(completer(cli, {}, "reindex-fsm", "_REINDEX_FSM_COMPLETE").source())
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -421,3 +422,119 @@ def test_zeros_embedder_warns(cfg, fake, tmp_path):
     assert "warning: the zeros embedder writes all-zero vectors: it is for tests only" in (
         result.stderr
     )
+
+
+# -- connection options (issue 6) ---------------------------------------------------------
+
+
+def capturing(cfg: Config, fake) -> list[dict]:
+    """Make ``cfg`` record the client options every engine is built with."""
+    seen: list[dict] = []
+
+    def factory(url, kind, **options):
+        seen.append(options)
+        return fake
+
+    cfg.engine_factory = factory
+    return seen
+
+
+def test_connection_options_reach_the_client_and_nothing_else(cfg, fake, tmp_path):
+    seen = capturing(cfg, fake)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    result = CliRunner().invoke(
+        cli,
+        ["start", "--alias", ALIAS, "--force", "--username", "ops", "--ca-certs", str(ca)],
+        obj=cfg,
+        env={"REINDEX_FSM_PASSWORD": "pw-from-env"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert seen and all(
+        o == {"username": "ops", "password": "pw-from-env", "ca_certs": str(ca)} for o in seen
+    )
+    assert "pw-from-env" not in result.stdout + result.stderr
+    (rec,) = cfg.repo().list()
+    assert "pw-from-env" not in json.dumps(rec.as_dict(), default=str)
+
+
+def test_api_key_from_the_environment(cfg, fake):
+    seen = capturing(cfg, fake)
+    result = CliRunner().invoke(
+        cli, ["history", "--json"], obj=cfg, env={"REINDEX_FSM_API_KEY": "k"}
+    )
+    assert result.exit_code == 0  # history reads the database only: no engine built
+    assert seen == []
+    result = CliRunner().invoke(
+        cli,
+        ["start", "--alias", ALIAS, "--dry-run", "--json"],
+        obj=cfg,
+        env={"REINDEX_FSM_API_KEY": "k"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert seen[0] == {"api_key": "k"}
+
+
+def test_insecure_warns_and_a_password_on_the_command_line_warns(cfg, fake):
+    seen = capturing(cfg, fake)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "start",
+            "--alias",
+            ALIAS,
+            "--dry-run",
+            "--insecure",
+            "--password",
+            "pw",
+            "--username",
+            "u",
+        ],
+        obj=cfg,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert seen[0]["verify_certs"] is False
+    assert "warning: --insecure: the engine's TLS certificate is NOT verified" in result.stderr
+    assert "prefer REINDEX_FSM_PASSWORD" in result.stderr
+    assert "pw" not in result.stderr.replace("REINDEX_FSM_PASSWORD", "").replace("--password", "")
+
+
+def test_a_missing_ca_file_is_one_usage_line(cfg, fake, state_db):
+    before, rows = fake.snapshot(), db_rows(state_db)
+    result = CliRunner().invoke(
+        cli, ["start", "--alias", ALIAS, "--force", "--ca-certs", "/nonexistent.pem"], obj=cfg
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "/nonexistent.pem is not a readable file" in result.stderr
+    assert fake.snapshot() == before and db_rows(state_db) == rows
+
+
+def test_every_option_of_every_command_has_help_text():
+    for name, command in cli.commands.items():
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert command.help and len(command.help.strip()) > 20, name
+        assert "Example" in result.stdout, f"{name} --help has no example"
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.help, f"{name} {param.opts[0]} has no help text"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell):
+    result = CliRunner().invoke(cli, ["completion", shell])
+    assert result.exit_code == 0
+    assert "_REINDEX_FSM_COMPLETE" in result.stdout and "reindex-fsm" in result.stdout
+
+
+def test_completion_completes_commands_and_options(monkeypatch):
+    """What the shell gets back when it asks (click's completion protocol)."""
+    from click.shell_completion import ShellComplete
+
+    complete = ShellComplete(cli, {}, "reindex-fsm", "_REINDEX_FSM_COMPLETE")
+    names = {c.value for c in complete.get_completions([], "")}
+    assert {"start", "resume", "abort", "show", "history", "undo", "cleanup"} <= names
+    options = {c.value for c in complete.get_completions(["start"], "--write")}
+    assert options == {"--write-policy"}
+    choices = {c.value for c in complete.get_completions(["start", "--write-policy"], "")}
+    assert choices == {"block", "catch-up"}
