@@ -21,7 +21,7 @@ from . import __version__, commands, report
 from .commands import Config, Outcome, summary
 from .engine.base import TaskStatus
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
-from .machine import ACTIVE, State
+from .machine import TERMINAL
 from .preflight import CHECKS
 from .runplan import RunOptions
 from .steps import deep_verify
@@ -790,6 +790,20 @@ def show(
         _emit_json(data)
         return
     _print_summary(data)
+    out = _out()
+    failure, task = picture["failure"], picture["task"]
+    if failure["error"] or failure["error_kind"]:
+        out.print(
+            f"cause: {failure['error_kind'] or '-'} (failed from {failure['failed_from'] or '-'})",
+            markup=False,
+        )
+    if task["task_id"]:
+        progress = json.dumps(task["progress"], default=str) if task["progress"] else "-"
+        out.print(
+            f"task: {task['task_id']}, copy attempts {task['copy_attempts']}, "
+            f"last progress {progress}",
+            markup=False,
+        )
     if record.verification:
         _print_verification(record.verification)
     table = Table(title=f"timeline of run {record.id}")
@@ -805,7 +819,6 @@ def show(
             seconds + (" (so far)" if step["ongoing"] else ""),
             json.dumps(step["detail"], default=str) if step["detail"] else "",
         )
-    out = _out()
     out.print(table)
     out.print(
         "time in state: "
@@ -851,7 +864,7 @@ def history(
     for col in (*columns, "documents", "result", "error"):
         table.add_column(col)
     for r in rows:
-        unfinished = r["state"] in ACTIVE or r["state"] == State.ABORTING
+        unfinished = r["finished_at"] is None and r["state"] not in TERMINAL
         target_count = r["target_count"] if r["target_count"] is not None else "-"
         table.add_row(
             r["run_id"],

@@ -22,25 +22,21 @@ from .store import EventRecord, RunRecord
 class Step:
     """One state change, and how long the run stayed in the state it entered."""
 
-    at: datetime
-    from_state: str | None
-    to_state: str
-    trigger: str
-    detail: dict[str, Any] | None
+    event: EventRecord
     # None: entered a terminal state (the run stays there).
     seconds: float | None
     ongoing: bool  # the run is still in this state (seconds counts up to now)
 
+    @property
+    def from_state(self) -> str | None:
+        return self.event.from_state
+
+    @property
+    def to_state(self) -> str:
+        return self.event.to_state
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at.isoformat(),
-            "from": self.from_state,
-            "to": self.to_state,
-            "trigger": self.trigger,
-            "detail": self.detail,
-            "seconds": self.seconds,
-            "ongoing": self.ongoing,
-        }
+        return {**self.event.as_dict(), "seconds": self.seconds, "ongoing": self.ongoing}
 
 
 def result(record: RunRecord) -> str:
@@ -73,7 +69,7 @@ def human_seconds(seconds: float | None) -> str:
     return f"{h}h{m:02d}m{s:02d}s"
 
 
-def timeline(record: RunRecord, events: list[EventRecord], now: datetime) -> list[Step]:
+def timeline(events: list[EventRecord], now: datetime) -> list[Step]:
     """The state changes in order (checkpoint events, which keep the state, are left out),
     each with the time until the next change."""
     changes = [e for e in events if e.from_state != e.to_state]
@@ -86,9 +82,7 @@ def timeline(record: RunRecord, events: list[EventRecord], now: datetime) -> lis
             seconds = None
         else:
             seconds, ongoing = (now - e.at).total_seconds(), True
-        steps.append(
-            Step(e.at, e.from_state, e.to_state, e.trigger, e.detail, _positive(seconds), ongoing)
-        )
+        steps.append(Step(e, _positive(seconds), ongoing))
     return steps
 
 
@@ -145,7 +139,7 @@ def mermaid(current: State, path: list[tuple[str, str]]) -> str:
 
 def build(record: RunRecord, events: list[EventRecord], now: datetime) -> dict[str, Any]:
     """Everything `show` prints, as plain data (the JSON of `show --json`)."""
-    steps = timeline(record, events, now)
+    steps = timeline(events, now)
     path = path_taken(steps)
     return {
         "result": result(record),
@@ -299,7 +293,7 @@ def _iso(value: datetime | None) -> str | None:
 def html_report(record: RunRecord, events: list[EventRecord], now: datetime) -> str:
     """The run as one self-contained HTML page: no script, no external resource."""
     data = build(record, events, now)
-    steps = timeline(record, events, now)
+    steps = timeline(events, now)
     esc = html.escape
     documents = (
         f"{record.target_count if record.target_count is not None else '-'}"
@@ -342,12 +336,12 @@ def html_report(record: RunRecord, events: list[EventRecord], now: datetime) -> 
     )
     rows = "".join(
         "<tr>"
-        + _cell(_iso(s.at))
+        + _cell(_iso(s.event.at))
         + _cell(s.from_state)
         + _cell(s.to_state)
-        + _cell(s.trigger)
+        + _cell(s.event.trigger)
         + _cell(human_seconds(s.seconds) + (" (so far)" if s.ongoing else ""))
-        + _cell(s.detail)
+        + _cell(s.event.detail)
         + "</tr>"
         for s in steps
     )

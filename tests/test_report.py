@@ -79,7 +79,7 @@ EVENTS = [
 
 def test_timeline_leaves_out_checkpoints_and_times_each_state():
     later = NOW + timedelta(seconds=1000)
-    steps = report.timeline(_record(), EVENTS, later)
+    steps = report.timeline(EVENTS, later)
     assert [(s.from_state, s.to_state) for s in steps] == [
         (None, "PLANNED"),
         ("PLANNED", "TARGET_CREATED"),
@@ -104,7 +104,7 @@ def test_terminal_state_has_no_duration_and_history_columns():
     done = _record(
         state=State.ROLLED_BACK, finished_at=NOW + timedelta(seconds=67), error_kind=None
     )
-    steps = report.timeline(done, events, NOW + timedelta(days=1))
+    steps = report.timeline(events, NOW + timedelta(days=1))
     assert steps[-1].seconds is None and not steps[-1].ongoing
     assert "ROLLED_BACK" not in report.time_in_state(steps)
     assert report.duration_s(done, NOW + timedelta(days=1)) == 67
@@ -127,7 +127,7 @@ def _classes(diagram: str) -> dict[str, str]:
 
 
 def test_mermaid_diagram_is_the_machine_with_path_and_current_state_highlighted():
-    steps = report.timeline(_record(), EVENTS, NOW + timedelta(seconds=1000))
+    steps = report.timeline(EVENTS, NOW + timedelta(seconds=1000))
     diagram = report.mermaid(State.FAILED, report.path_taken(steps))
     lines = [line.strip() for line in diagram.splitlines()]
     assert "stateDiagram-v2" in lines
@@ -209,6 +209,8 @@ def test_show_json_and_human_of_a_failed_run(cfg, fake):
     assert human.exit_code == 0
     assert "path: PLANNED -> TARGET_CREATED -> REINDEXING -> FAILED" in human.stdout
     assert "class FAILED s_active" in human.stdout and "(so far)" in human.stdout
+    assert f"cause: {shown['error_kind']} (failed from REINDEXING)" in human.stdout
+    assert f"task: {shown['task_id']}, copy attempts 1" in human.stdout
 
 
 def test_show_report_writes_the_page(cfg, fake, tmp_path):
