@@ -17,10 +17,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, commands
+from . import __version__, commands, report
 from .commands import Config, Outcome, summary
 from .engine.base import TaskStatus
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
+from .machine import TERMINAL
 from .preflight import CHECKS
 from .runplan import RunOptions
 from .steps import deep_verify
@@ -813,40 +814,80 @@ def abort(
 
 @cli.command()
 @click.argument("run_id")
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Also write the run as one self-contained HTML page (timeline, error, state "
+    "diagram) to FILE.",
+)
 @common
 @click.pass_context
-def show(ctx: click.Context, run_id: str, state_db: str | None, as_json: bool) -> None:
-    """Show RUN_ID: its state, counts, error and every transition.
+def show(
+    ctx: click.Context, run_id: str, report_file: str | None, state_db: str | None, as_json: bool
+) -> None:
+    """Show RUN_ID: its state, counts, task status, error and cause, the timeline of its
+    transitions with the time spent in each state, and its state diagram (Mermaid, the path
+    taken and the current state highlighted).
 
     \b
     Example:
-      reindex-fsm show 3f2a9c1b7d4e --json
+      reindex-fsm show 3f2a9c1b7d4e --report run.html
     """
-    record, events = commands.show(_config(ctx, state_db), run_id)
+    record, events, picture = commands.show_picture(_config(ctx, state_db), run_id, report_file)
     data = {
         **summary(record),
         "options": record.options,
         "plan": record.plan,
         "events": [e.as_dict() for e in events],
+        **picture,
+        "report": report_file,
     }
     if as_json:
         _emit_json(data)
         return
     _print_summary(data)
+    out = _out()
+    failure, task = picture["failure"], picture["task"]
+    if failure["error"] or failure["error_kind"]:
+        out.print(
+            f"cause: {failure['error_kind'] or '-'} (failed from {failure['failed_from'] or '-'})",
+            markup=False,
+        )
+    if task["task_id"]:
+        progress = json.dumps(task["progress"], default=str) if task["progress"] else "-"
+        out.print(
+            f"task: {task['task_id']}, copy attempts {task['copy_attempts']}, "
+            f"last progress {progress}",
+            markup=False,
+        )
     if record.verification:
         _print_verification(record.verification)
-    table = Table(title=f"history of run {record.id}")
-    for col in ("at", "from", "to", "trigger", "detail"):
+    table = Table(title=f"timeline of run {record.id}")
+    for col in ("at", "from", "to", "trigger", "time in state", "detail"):
         table.add_column(col)
-    for e in events:
+    for step in picture["timeline"]:
+        seconds = report.human_seconds(step["seconds"])
         table.add_row(
-            e.at.strftime("%Y-%m-%d %H:%M:%S"),
-            e.from_state or "",
-            e.to_state,
-            e.trigger,
-            json.dumps(e.detail, default=str) if e.detail else "",
+            step["at"][:19].replace("T", " "),
+            step["from"] or "",
+            step["to"],
+            step["trigger"],
+            seconds + (" (so far)" if step["ongoing"] else ""),
+            json.dumps(step["detail"], default=str) if step["detail"] else "",
         )
-    _out().print(table)
+    out.print(table)
+    out.print(
+        "time in state: "
+        + ", ".join(f"{k} {report.human_seconds(v)}" for k, v in picture["time_in_state"].items()),
+        markup=False,
+    )
+    out.print("path: " + " -> ".join(picture["path"]), markup=False)
+    out.print("state diagram (Mermaid):", markup=False)
+    out.print(picture["diagram"], markup=False, highlight=False)
+    if report_file:
+        out.print(f"report written to {report_file}", markup=False)
 
 
 @cli.command()
@@ -872,22 +913,27 @@ def history(
       reindex-fsm history --alias documents --state FAILED
     """
     since_utc = since.replace(tzinfo=UTC) if since else None
-    records = commands.history(_config(ctx, state_db), alias, state, since_utc, limit)
+    rows = commands.history_rows(_config(ctx, state_db), alias, state, since_utc, limit)
     if as_json:
-        _emit_json([summary(r) for r in records])
+        _emit_json(rows)
         return
     table = Table(title="reindex-fsm runs")
-    for col in ("run", "alias", "source -> target", "state", "started", "documents", "error"):
+    columns = ("run", "alias", "source -> target", "state", "started", "duration")
+    for col in (*columns, "documents", "result", "error"):
         table.add_column(col)
-    for r in records:
+    for r in rows:
+        unfinished = r["finished_at"] is None and r["state"] not in TERMINAL
+        target_count = r["target_count"] if r["target_count"] is not None else "-"
         table.add_row(
-            r.id,
-            r.alias,
-            f"{r.source_index} -> {r.target_index}",
-            r.state.value,
-            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{r.target_count if r.target_count is not None else '-'}/{r.source_count}",
-            r.error or "",
+            r["run_id"],
+            r["alias"],
+            f"{r['source_index']} -> {r['target_index']}",
+            r["state"],
+            r["created_at"][:19].replace("T", " "),
+            report.human_seconds(r["duration_s"]) + (" (so far)" if unfinished else ""),
+            f"{target_count}/{r['source_count']}",
+            r["result"],
+            r["error"] or "",
         )
     _out().print(table)
 

@@ -12,8 +12,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from . import report
 from .crashpoints import Crashpoints
 from .engine._client import redact_url
 from .engine.base import Engine, opaque_id_for
@@ -289,6 +291,26 @@ def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
     return record, repo.events(run_id)
 
 
+def show_picture(
+    cfg: Config, run_id: str, report_file: str | None = None
+) -> tuple[RunRecord, list[EventRecord], dict[str, Any]]:
+    """`show`: the run, its events and its picture (timeline, time in each state, task
+    status, error, Mermaid diagram); with ``report_file``, also written there as one
+    self-contained HTML page."""
+    record, events = show(cfg, run_id)
+    now = cfg.repo().now()  # the clock of the stored timestamps
+    if report_file:
+        page = report.html_report(record, events, now)
+        try:
+            Path(report_file).write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the report to {report_file}: {exc.strerror or exc}",
+                hint="give a writable file path to --report",
+            ) from exc
+    return record, events, report.build(record, events, now)
+
+
 def history(
     cfg: Config,
     alias: str | None = None,
@@ -303,6 +325,21 @@ def history(
             f"unknown state {state!r}", hint=f"one of {', '.join(s.value for s in State)}"
         ) from exc
     return cfg.repo().list(alias=alias, state=wanted, since=since, limit=limit)
+
+
+def history_rows(
+    cfg: Config,
+    alias: str | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = 50,
+) -> list[dict[str, Any]]:
+    """`history`: each run's summary with its duration (so far, if unfinished) and result."""
+    now = cfg.repo().now()  # the clock of the stored timestamps
+    return [
+        {**summary(r), "duration_s": report.duration_s(r, now), "result": report.result(r)}
+        for r in history(cfg, alias, state, since, limit)
+    ]
 
 
 # What every start, resume and show prints (and the human summary shows, when set).
