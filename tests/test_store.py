@@ -14,6 +14,8 @@ from reindex_fsm.errors import LockHeld, RunNotFound, StaleState, StateStoreErro
 from reindex_fsm.machine import State
 from reindex_fsm.store import _migrations_config, open_store, resolve_state_db
 
+from .conftest import STORES
+
 
 def new_run(run_id="r1", alias="documents"):
     return {
@@ -30,6 +32,7 @@ def new_run(run_id="r1", alias="documents"):
     }
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_migrations_create_the_schema_and_downgrade_cleanly(state_db):
     repo = open_store(state_db)
     insp = inspect(repo.engine)
@@ -48,6 +51,7 @@ def test_sqlite_file_mode_0600(tmp_path):
     assert (os.stat(tmp_path / "sub" / "s.db").st_mode & 0o777) == 0o600
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_transition_is_compare_and_set_with_one_event(state_db):
     repo = open_store(state_db)
     repo.create(new_run())
@@ -66,6 +70,7 @@ def test_transition_is_compare_and_set_with_one_event(state_db):
     assert events[1].detail == {"x": 1}
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_stale_transition_writes_nothing(state_db):
     repo = open_store(state_db)
     repo.create(new_run())
@@ -75,6 +80,7 @@ def test_stale_transition_writes_nothing(state_db):
     assert len(repo.events("r1")) == 1
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_one_unfinished_run_per_alias_and_release_on_terminal(state_db):
     repo = open_store(state_db)
     repo.create(new_run("r1"))
@@ -92,6 +98,7 @@ def test_one_unfinished_run_per_alias_and_release_on_terminal(state_db):
     assert repo.active_run_for("documents").id == "r2"
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_checkpoint_keeps_state_and_rejects_unknown_columns(state_db):
     repo = open_store(state_db)
     repo.create(new_run())
@@ -103,6 +110,7 @@ def test_checkpoint_keeps_state_and_rejects_unknown_columns(state_db):
         repo.checkpoint("r1", State.REINDEXING, copy_attempts=2)
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_list_filters_and_order(state_db):
     repo = open_store(state_db)
     times = iter([datetime(2026, 1, d, tzinfo=UTC) for d in range(1, 10)])
@@ -117,6 +125,7 @@ def test_list_filters_and_order(state_db):
     assert repo.get("a").created_at.tzinfo is not None
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_unknown_run(state_db):
     with pytest.raises(RunNotFound):
         open_store(state_db).get("nope")
