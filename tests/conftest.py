@@ -132,8 +132,9 @@ def postgres_server() -> Iterator[str]:
 
 @pytest.fixture
 def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty state database: SQLite in tmp_path, or (param "postgres") a new
-    database on the test PostgreSQL server, dropped afterwards."""
+    """A fresh, empty state database: SQLite in tmp_path, or (param "postgres") a new schema
+    on the test PostgreSQL server, the only one on the URL's search_path, dropped afterwards
+    (a schema is made in milliseconds, a database takes half a second)."""
     if getattr(request, "param", "sqlite") == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
@@ -141,15 +142,16 @@ def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     from sqlalchemy.engine import make_url
 
     server = make_url(request.getfixturevalue("postgres_server"))
-    name = f"reindex_fsm_test_{uuid.uuid4().hex[:12]}"
+    schema = f"reindex_fsm_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
-        yield server.set(database=name).render_as_string(hide_password=False)
+        url = server.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
 
 

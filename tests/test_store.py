@@ -4,15 +4,17 @@ transitions, the event history and the per-alias lock."""
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime
 
 import pytest
 from alembic import command
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from reindex_fsm.errors import LockHeld, RunNotFound, StaleState, StateStoreError
 from reindex_fsm.machine import State
-from reindex_fsm.store import _migrations_config, open_store, resolve_state_db
+from reindex_fsm.store import _migrations_config, open_store, redact_state_db, resolve_state_db
 
 from .conftest import STORES
 
@@ -143,3 +145,84 @@ def test_state_db_resolution(monkeypatch):
 def test_bad_database_url_is_a_clear_error():
     with pytest.raises(StateStoreError):
         open_store("notadb://what")
+
+
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
+def test_concurrent_transitions_one_wins_the_other_is_stale(state_db):
+    """Two connections race PLANNED -> TARGET_CREATED: the second waits for the first's
+    transaction and then finds the state changed (PostgreSQL re-checks the WHERE of an UPDATE
+    on a row another transaction changed, under its default READ COMMITTED)."""
+    first, second = open_store(state_db), open_store(state_db)
+    first.create(new_run())
+    outcome: list[BaseException | None] = []
+
+    def race() -> None:
+        try:
+            second.transition("r1", State.PLANNED, State.TARGET_CREATED, "create_target")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with first.engine.begin() as conn:  # the first transition, not committed yet
+        first._cas(conn, "r1", State.PLANNED, {"state": State.TARGET_CREATED.value})
+        racer = threading.Thread(target=race)
+        racer.start()
+        racer.join(0.5)
+        assert outcome == []  # it cannot have gone through while the first is open
+    racer.join(60)
+    assert len(outcome) == 1 and isinstance(outcome[0], StaleState)
+    assert outcome[0].actual == "TARGET_CREATED"
+    assert [e.to_state for e in second.events("r1")] == ["PLANNED"]  # no second event
+
+
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
+def test_concurrent_creates_take_the_alias_lock_once(state_db):
+    repos = [open_store(state_db) for _ in range(4)]
+    barrier = threading.Barrier(len(repos))
+    outcome: dict[str, BaseException | None] = {}
+
+    def create(i: int) -> None:
+        barrier.wait()
+        try:
+            repos[i].create(new_run(f"r{i}"))
+            outcome[f"r{i}"] = None
+        except BaseException as exc:
+            outcome[f"r{i}"] = exc
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(repos))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    winners = [run_id for run_id, exc in outcome.items() if exc is None]
+    assert len(winners) == 1, outcome
+    assert all(isinstance(e, LockHeld | StateStoreError) for e in outcome.values() if e)
+    assert repos[0].active_run_for("documents").id == winners[0]
+    assert [r.id for r in repos[0].list()] == winners  # the losers left no row behind
+
+
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
+def test_json_columns_and_aware_datetimes_round_trip(state_db):
+    repo = open_store(state_db)
+    repo.create(new_run())
+    policy = {"block": {"index": "documents-v1", "by": "r1"}, "passes": [1, 2], "ok": True}
+    verification = {"compared": 10, "differ": [], "sample": {"ids": ["a", "é"]}}
+    repo.checkpoint("r1", State.PLANNED, write_policy=policy, verification=verification)
+    rec = open_store(state_db).get("r1")
+    assert rec.write_policy == policy and rec.verification == verification
+    assert rec.options == {"verify": True}
+    assert rec.created_at.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.postgres
+def test_postgres_store_makes_no_file_and_never_shows_the_password(postgres_server, tmp_path):
+    url = make_url(postgres_server)
+    wrong = url.set(password="not-the-s3cret").render_as_string(hide_password=False)
+    with pytest.raises(StateStoreError) as err:
+        open_store(wrong)
+    assert "not-the-s3cret" not in str(err.value) and "@" not in str(err.value)
+    via_query = url.set(password=None).update_query_dict({"password": "qs-s3cret"})
+    shown = redact_state_db(via_query.render_as_string(hide_password=False))
+    assert "qs-s3cret" not in shown and shown.startswith("postgresql+psycopg://127.0.0.1:")
+    assert "s3cret" not in redact_state_db(wrong)
+    assert list(tmp_path.iterdir()) == []  # nothing SQLite-like was created anywhere here

@@ -23,6 +23,7 @@ __all__ = [
     "RunRecord",
     "RunRepository",
     "open_store",
+    "redact_state_db",
     "resolve_state_db",
     "utcnow",
 ]
@@ -115,8 +116,21 @@ def migrate(engine: Engine) -> None:
         ) from exc
 
 
-def _safe(url: str) -> str:
+_SECRET_QUERY_KEYS = ("password", "passfile", "sslpassword", "sslkey")
+
+
+def redact_state_db(url: str) -> str:
+    """The state database URL as shown to people and stored anywhere: without ``user:password@``
+    and without secrets passed as query parameters (``?password=...``, as libpq allows)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
+    # URL.set() treats None as "keep": _replace is how a field is emptied.
+    parsed = parsed._replace(username=None, password=None).difference_update_query(
+        _SECRET_QUERY_KEYS
+    )
+    return parsed.render_as_string(hide_password=False)
+
+
+_safe = redact_state_db
