@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .crashpoints import Crashpoints
-from .engine._client import redact_url
 from .engine.base import Engine, opaque_id_for
 from .errors import ExitCode, LockHeld, RunFinished, TaskNotFound, UndoRefused, UsageError
 from .lease import Lease, LeaseKeeper
