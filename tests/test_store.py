@@ -4,6 +4,8 @@ transitions, the event history and the per-alias lock."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -226,3 +228,35 @@ def test_postgres_store_makes_no_file_and_never_shows_the_password(postgres_serv
     assert "qs-s3cret" not in shown and shown.startswith("postgresql+psycopg://127.0.0.1:")
     assert "s3cret" not in redact_state_db(wrong)
     assert list(tmp_path.iterdir()) == []  # nothing SQLite-like was created anywhere here
+
+
+@pytest.mark.postgres
+@pytest.mark.slow  # four Python processes
+@pytest.mark.parametrize("state_db", ["postgres"], indirect=True)
+def test_first_use_by_several_processes_at_once_migrates_once(state_db, tmp_path):
+    """Operators sharing a new PostgreSQL database may all start at once: one migrates,
+    the others wait for it and find the schema there."""
+    code = (
+        "import os, sys, time\n"
+        "from reindex_fsm.store import open_store\n"
+        "print('ready', flush=True)\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+        "open_store(sys.argv[1])\n"
+    )
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, state_db, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    assert [p.stdout.readline() for p in procs] == ["ready\n"] * 4  # all imported
+    go.touch()  # then all open the new database at once
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert results == [(0, "")] * 4
+    repo = open_store(state_db)
+    repo.create(new_run())
+    assert [e.to_state for e in repo.events("r1")] == ["PLANNED"]

@@ -30,6 +30,8 @@ __all__ = [
 
 DEFAULT_STATE_DB = "sqlite:///state/reindex_fsm.db"
 _MIGRATE_LOCK = threading.Lock()  # alembic's command API keeps global context
+# PostgreSQL advisory lock key held while checking and applying migrations ("rfsm" in ASCII).
+_PG_MIGRATE_LOCK_KEY = 0x7266736D
 
 
 def resolve_state_db(url: str | None) -> str:
@@ -105,6 +107,11 @@ def migrate(engine: Engine) -> None:
     head = ScriptDirectory.from_config(cfg).get_current_head()
     try:
         with _MIGRATE_LOCK, engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # A shared database: other processes may be migrating it right now. Wait
+                # for them (the lock ends with this transaction; PostgreSQL's DDL is
+                # transactional, so they commit the whole schema or none of it).
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK_KEY})")
             current = MigrationContext.configure(conn).get_current_revision()
             if current != head:
                 cfg.attributes["connection"] = conn
