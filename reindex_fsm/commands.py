@@ -17,7 +17,6 @@ from typing import Any
 
 from . import report
 from .crashpoints import Crashpoints
-from .engine._client import redact_url
 from .engine.base import Engine, opaque_id_for
 from .errors import ExitCode, LockHeld, RunFinished, TaskNotFound, UndoRefused, UsageError
 from .lease import Lease, LeaseKeeper
@@ -28,7 +27,14 @@ from .runplan import Plan, RunOptions
 from .steps import copy, create_target, recompute, swap, verify, write_policy
 from .steps.context import Reporter, RunContext, SilentReporter
 from .steps.plan import META_KEY, make_plan
-from .store import EventRecord, RunRecord, RunRepository, open_store, resolve_state_db
+from .store import (
+    EventRecord,
+    RunRecord,
+    RunRepository,
+    open_store,
+    redact_state_db,
+    resolve_state_db,
+)
 
 DEFAULT_ENGINE_URL = "http://localhost:9200"
 ENGINE_KINDS = ("auto", "elasticsearch", "opensearch")
@@ -162,7 +168,7 @@ def _keeper(cfg: Config, engine: Engine, alias: str, run_id: str, ttl_s: float) 
         engine,
         alias,
         run_id,
-        state_db=redact_url(resolve_state_db(cfg.state_db)),
+        state_db=redact_state_db(resolve_state_db(cfg.state_db)),
         ttl_s=ttl_s,
         now=cfg.now,
         warn=cfg.warn,

@@ -2,7 +2,9 @@
 # Run the whole test suite on a fresh machine: set up, then pytest with every marker
 # (unit, integration, crash, slow). Tests that need a real engine use the cluster at
 # REINDEX_FSM_ENGINE_URL, or start a local OpenSearch themselves (scripts/engine.sh) and
-# stop it at the end. Extra arguments go to pytest, e.g.
+# stop it at the end. The state-store tests marked `postgres` use the PostgreSQL server at
+# REINDEX_FSM_TEST_POSTGRES_URL (its role must be able to create schemas), or start a
+# throwaway local one themselves (scripts/postgres.sh). Extra arguments go to pytest, e.g.
 #
 #   scripts/test.sh                                            everything
 #   scripts/test.sh -m "not integration and not crash and not slow" -n auto   unit tests only,

@@ -4,12 +4,17 @@ clock and a sleep that takes no time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.pool import NullPool
 
 from reindex_fsm.commands import Config
 from reindex_fsm.crashpoints import Crashpoints
@@ -90,9 +95,64 @@ def fake() -> FakeEngine:
     return make_cluster()
 
 
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL_ENV = "REINDEX_FSM_TEST_POSTGRES_URL"
+
+# Parametrize a test that uses ``state_db`` (or ``cfg``) over both state stores:
+#   @pytest.mark.parametrize("state_db", STORES, indirect=True)
+STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL server whose role may create databases: REINDEX_FSM_TEST_POSTGRES_URL,
+    else a throwaway local server started by scripts/postgres.sh (one per test process) and
+    stopped at the end of the session."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        yield url
+        return
+    home = tempfile.mkdtemp(prefix="reindex-fsm-postgres-")
+    env = {**os.environ, "REINDEX_FSM_POSTGRES_HOME": home}
+    script = str(ROOT / "scripts" / "postgres.sh")
+    started = subprocess.run(
+        ["bash", script, "start"], env=env, capture_output=True, text=True, check=False
+    )
+    if started.returncode != 0:
+        pytest.fail(
+            f"no PostgreSQL for the postgres tests: set {POSTGRES_URL_ENV} or make "
+            f"scripts/postgres.sh start work:\n{started.stderr}",
+            pytrace=False,
+        )
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, check=False)
+
+
 @pytest.fixture
-def state_db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state.db'}"
+def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty state database: SQLite in tmp_path, or (param "postgres") a new schema
+    on the test PostgreSQL server, the only one on the URL's search_path, dropped afterwards
+    (a schema is made in milliseconds, a database takes half a second)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    server = make_url(request.getfixturevalue("postgres_server"))
+    schema = f"reindex_fsm_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        url = server.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 def make_config(

@@ -17,7 +17,7 @@ from reindex_fsm.engine.fake import TaskScript
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.runplan import RunOptions
 
-from .conftest import ALIAS, SOURCE, TARGET, db_rows
+from .conftest import ALIAS, SOURCE, STORES, TARGET, db_rows
 
 REQUIRED = {
     "run_id",
@@ -52,6 +52,7 @@ def test_start_human_output_and_progress_lines(cfg):
     assert "PLANNED -> TARGET_CREATED" in result.stderr
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_history_and_show_json(cfg, fake):
     first = json.loads(invoke(cfg, "start", "--alias", ALIAS, "--force", "--json").stdout)
     fake.add_index("other-v1", {"a": {"x": 1}}, aliases={"other": {}})
@@ -538,3 +539,40 @@ def test_completion_completes_commands_and_options(monkeypatch):
     assert options == {"--write-policy"}
     choices = {c.value for c in complete.get_completions(["start", "--write-policy"], "")}
     assert choices == {"block", "catch-up"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("state_db", ["postgres"], indirect=True)
+def test_postgres_state_db_password_is_never_printed_or_stored(cfg, fake, state_db):
+    from sqlalchemy.engine import make_url
+
+    password = make_url(state_db).password
+    assert password
+    leases = []
+    put_lease = fake.put_lease
+
+    def recording_put_lease(key, doc, **kw):
+        leases.append(dict(doc))
+        return put_lease(key, doc, **kw)
+
+    fake.put_lease = recording_put_lease
+    outputs = [
+        invoke(cfg, "start", "--alias", ALIAS, "--force", "--state-db", state_db),
+        invoke(cfg, "history", "--state-db", state_db),
+        invoke(cfg, "history", "--json", "--state-db", state_db),
+    ]
+    run_id = json.loads(outputs[-1].stdout)[0]["run_id"]
+    outputs += [
+        invoke(cfg, "show", run_id, "--state-db", state_db),
+        invoke(cfg, "show", run_id, "--json", "--state-db", state_db),
+    ]
+    assert [r.exit_code for r in outputs] == [0] * 5
+    wrong = make_url(state_db).set(password="wr0ng-pw").render_as_string(hide_password=False)
+    refused = invoke(cfg, "history", "--state-db", wrong)
+    assert refused.exit_code == ExitCode.STATE_DB
+    assert "password authentication failed" in refused.stderr
+    for result in [*outputs, refused]:
+        assert password not in result.output and "wr0ng-pw" not in result.output
+    assert password not in repr(db_rows(state_db))  # nor in the runs' rows
+    assert leases and all("@" not in lease["state_db"] for lease in leases)  # nor in the lease
+    assert leases[0]["state_db"].startswith("postgresql+psycopg://127.0.0.1:")

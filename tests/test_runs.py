@@ -12,7 +12,7 @@ from reindex_fsm.errors import EngineError, EngineUnreachable, ExitCode, RunFini
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 
-from .conftest import ALIAS, N_DOCS, SOURCE, TARGET
+from .conftest import ALIAS, N_DOCS, SOURCE, STORES, TARGET
 
 
 def preflight_calls(flavor: str = "opensearch") -> list[str]:
@@ -101,6 +101,7 @@ def events(cfg, run_id):
     return [(e.from_state, e.to_state, e.trigger) for e in cfg.repo().events(run_id)]
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_full_run_swaps_with_exact_engine_calls(cfg, fake):
     before = fake.snapshot()[SOURCE]
     outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
@@ -174,6 +175,7 @@ def test_must_exist_left_out_on_old_opensearch(cfg, fake):
     assert not any("must_exist" in a.get("remove", {}) for a in rec.plan["alias_actions"])
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_verification_failure_rolls_back(cfg, fake):
     original_refresh = fake.refresh
 
@@ -276,6 +278,7 @@ def test_vanished_task_is_copied_again_and_verified(cfg, fake):
     assert "copy_restarted" in triggers
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_abort_during_reindexing_cancels_and_rolls_back(cfg, fake):
     fake.task_script = TaskScript(stall=True)
     fake.fail_on("get_task", nth=2, error=KeyboardInterrupt())  # the operator hits Ctrl-C
@@ -408,6 +411,7 @@ def _other_process(cfg, fake):
     return make_config(fake, cfg.state_db)
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_abort_from_another_process_while_copying(cfg, fake):
     fake.task_script = TaskScript(docs_per_poll=100)
     aborted = {}
@@ -430,6 +434,7 @@ def test_abort_from_another_process_while_copying(cfg, fake):
     assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_driver_waits_for_an_abort_in_progress_and_resume_finishes_it(cfg, fake):
     class Died(BaseException):
         pass
@@ -461,6 +466,7 @@ def test_driver_waits_for_an_abort_in_progress_and_resume_finishes_it(cfg, fake)
     assert TARGET not in fake.indices
 
 
+@pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_swap_racing_a_rollback_cannot_take_the_alias_away(cfg, fake):
     fake.fail_on("refresh", error=EngineUnreachable(fake.url, "timeout"))
     before = fake.snapshot()

@@ -23,12 +23,15 @@ __all__ = [
     "RunRecord",
     "RunRepository",
     "open_store",
+    "redact_state_db",
     "resolve_state_db",
     "utcnow",
 ]
 
 DEFAULT_STATE_DB = "sqlite:///state/reindex_fsm.db"
 _MIGRATE_LOCK = threading.Lock()  # alembic's command API keeps global context
+# PostgreSQL advisory lock key held while checking and applying migrations ("rfsm" in ASCII).
+_PG_MIGRATE_LOCK_KEY = 0x7266736D
 
 
 def resolve_state_db(url: str | None) -> str:
@@ -104,6 +107,11 @@ def migrate(engine: Engine) -> None:
     head = ScriptDirectory.from_config(cfg).get_current_head()
     try:
         with _MIGRATE_LOCK, engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # A shared database: other processes may be migrating it right now. Wait
+                # for them (the lock ends with this transaction; PostgreSQL's DDL is
+                # transactional, so they commit the whole schema or none of it).
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK_KEY})")
             current = MigrationContext.configure(conn).get_current_revision()
             if current != head:
                 cfg.attributes["connection"] = conn
@@ -115,8 +123,21 @@ def migrate(engine: Engine) -> None:
         ) from exc
 
 
-def _safe(url: str) -> str:
+_SECRET_QUERY_KEYS = ("password", "passfile", "sslpassword", "sslkey")
+
+
+def redact_state_db(url: str) -> str:
+    """The state database URL as shown to people and stored anywhere: without ``user:password@``
+    and without secrets passed as query parameters (``?password=...``, as libpq allows)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
+    # URL.set() treats None as "keep": _replace is how a field is emptied.
+    parsed = parsed._replace(username=None, password=None).difference_update_query(
+        _SECRET_QUERY_KEYS
+    )
+    return parsed.render_as_string(hide_password=False)
+
+
+_safe = redact_state_db
