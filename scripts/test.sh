@@ -7,7 +7,8 @@
 # throwaway local one themselves (scripts/postgres.sh). Extra arguments go to pytest, e.g.
 #
 #   scripts/test.sh                                            everything
-#   scripts/test.sh -m "not integration and not crash and not slow" -n auto   unit tests only,
+#   scripts/test.sh -m "not integration and not crash and not slow and not postgres" -n auto
+#                                                              unit tests only,
 #                                                              on every core (pytest-xdist)
 set -euo pipefail
 
