@@ -62,6 +62,8 @@ class ReindexGroup(click.Group):
                 "interrupted: the run is resumable with `reindex-fsm resume RUN_ID`", err=True
             )
             ctx.exit(ExitCode.INTERRUPTED)
+        finally:  # a bar left live by anything else (a bug) must still let the terminal go
+            _close_reporter(ctx)
 
 
 def _fail(ctx: click.Context, exc: ReindexFsmError) -> NoReturn:
