@@ -101,6 +101,22 @@ class _Rate:
         )
 
 
+class _Paced:
+    """The reports worth a line: one every ``every_s`` seconds, and the completion."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float]) -> None:
+        self.every_s, self.clock = every_s, clock
+        self._rate = _Rate(clock)
+        self._last: float | None = None
+
+    def take(self, run: RunRecord, status: TaskStatus) -> Snapshot | None:
+        snap, now = self._rate.snapshot(run, status), self.clock()
+        if self._last is not None and now - self._last < self.every_s and not status.completed:
+            return None
+        self._last = now
+        return snap
+
+
 def _recompute(status: TaskStatus) -> bool:
     return status.task_id == "recompute"
 
@@ -133,8 +149,8 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class LineReporter:
-    """Plain lines on stderr, progress throttled to one line per ``every_s``."""
+class _Streamed:
+    """A reporter writing lines to ``stream``, progress at most once per ``every_s``."""
 
     def __init__(
         self,
@@ -143,9 +159,15 @@ class LineReporter:
         quiet: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stream, self.every_s, self.quiet, self.clock = stream, every_s, quiet, clock
-        self._rate = _Rate(clock)
-        self._last: float | None = None
+        self.stream, self.quiet = stream, quiet
+        self._paced = _Paced(every_s, clock)
+
+    def close(self) -> None:
+        pass
+
+
+class LineReporter(_Streamed):
+    """Plain lines on stderr, progress throttled to one line per ``every_s``."""
 
     def _line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -155,20 +177,14 @@ class LineReporter:
             self._line(f"run {run.id}: {message}")
 
     def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        snap = self._rate.snapshot(run, status)
-        now = self.clock()
-        due = self._last is None or now - self._last >= self.every_s
-        if self.quiet or not (status.completed or due):
+        snap = self._paced.take(run, status)
+        if self.quiet or snap is None:
             return
-        self._last = now
         verb = "embedded" if _recompute(status) else "copied"
         self._line(f"run {run.id}: {verb} {snap.done}/{snap.total} ({_human(snap)})")
 
-    def close(self) -> None:
-        pass
 
-
-class JsonReporter:
+class JsonReporter(_Streamed):
     """One JSON object per line on ``stream``: ``event`` is ``transition`` (with
     ``from``/``to``), ``progress`` (the counts, docs/s, ETA) or the name of a stored
     event (``writes_blocked``..., with its ``note``). Progress is throttled like the
@@ -182,15 +198,8 @@ class JsonReporter:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.stream, self.every_s, self.quiet, self.clock, self.now = (
-            stream,
-            every_s,
-            quiet,
-            clock,
-            now,
-        )
-        self._rate = _Rate(clock)
-        self._last: float | None = None
+        super().__init__(stream, every_s, quiet, clock)
+        self.now = now
 
     def _emit(self, run: RunRecord, event: str, **fields: Any) -> None:
         data = {
@@ -215,16 +224,10 @@ class JsonReporter:
             self._emit(run, message)
 
     def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        snap = self._rate.snapshot(run, status)
-        now = self.clock()
-        due = self._last is None or now - self._last >= self.every_s
-        if self.quiet or not (status.completed or due):
+        snap = self._paced.take(run, status)
+        if self.quiet or snap is None:
             return
-        self._last = now
         self._emit(run, "progress", task_id=status.task_id, **snap.fields())
-
-    def close(self) -> None:
-        pass
 
 
 class BarReporter:
