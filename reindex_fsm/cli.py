@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,18 +16,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, commands, report
+from . import __version__, commands, logs, report
 from .commands import Config, Outcome, summary
-from .engine.base import TaskStatus
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
 from .machine import TERMINAL
 from .preflight import CHECKS
+from .reporting import BarReporter, JsonReporter, LineReporter
 from .runplan import RunOptions
 from .steps import deep_verify
-from .steps.context import SilentReporter
+from .steps.context import Reporter, SilentReporter
 from .steps.plan import flatten_settings, parse_set
 from .steps.transforms import load_script
-from .store import RunRecord
 
 EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name.lower().replace('_', ' ')}" for c in ExitCode)
 
@@ -57,12 +55,16 @@ class ReindexGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ReindexFsmError as exc:
+            _close_reporter(ctx)
             _fail(ctx, exc)
         except KeyboardInterrupt:
+            _close_reporter(ctx)
             click.echo(
                 "interrupted: the run is resumable with `reindex-fsm resume RUN_ID`", err=True
             )
             ctx.exit(ExitCode.INTERRUPTED)
+        finally:  # a bar left live by anything else (a bug) must still let the terminal go
+            _close_reporter(ctx)
 
 
 def _fail(ctx: click.Context, exc: ReindexFsmError) -> NoReturn:
@@ -70,32 +72,6 @@ def _fail(ctx: click.Context, exc: ReindexFsmError) -> NoReturn:
         _emit_json({"error": exc.one_line(), "exit_code": int(exc.exit_code)})
     click.echo(f"error: {exc.one_line()}", err=True)
     ctx.exit(int(exc.exit_code))
-
-
-class CliReporter:
-    """State changes and copy progress, as plain lines on stderr. ``notes_only`` (--json):
-    only the events an operator must see (those with a note, e.g. writes blocked)."""
-
-    def __init__(self, every_s: float = 5.0, notes_only: bool = False) -> None:
-        self.every_s = every_s
-        self.notes_only = notes_only
-        self._last = 0.0
-
-    def event(self, run: RunRecord, message: str) -> None:
-        if not self.notes_only or ": " in message:
-            click.echo(f"run {run.id}: {message}", err=True)
-
-    def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        if self.notes_only:
-            return
-        now = time.monotonic()
-        if status.completed or now - self._last >= self.every_s:
-            self._last = now
-            click.echo(
-                f"run {run.id}: copied {status.done_docs}/{status.total} "
-                f"(created {status.created}, conflicts {status.version_conflicts})",
-                err=True,
-            )
 
 
 # -- shared options --------------------------------------------------------------------
@@ -216,9 +192,32 @@ def _config(
     if given:
         cfg.client_options = {**cfg.client_options, **given}
     if isinstance(cfg.reporter, SilentReporter):
-        cfg.reporter = CliReporter(notes_only=_json_mode(ctx))
+        cfg.reporter = _reporter(ctx)
     cfg.warn = _warn
     return cfg
+
+
+def _reporter(ctx: click.Context) -> Reporter:
+    """The progress display: JSON lines with --json, a bar on a terminal, else lines.
+    All on stderr; kept in the root context so that it is closed however the command
+    ends."""
+    meta = ctx.find_root().meta
+    quiet = bool(meta.get("quiet"))
+    reporter: Reporter
+    if _json_mode(ctx):
+        reporter = JsonReporter(sys.stderr, quiet=quiet)
+    elif (console := _err()).is_terminal:
+        reporter = BarReporter(console, quiet=quiet)
+    else:
+        reporter = LineReporter(sys.stderr, quiet=quiet)
+    meta["reporter"] = reporter
+    return reporter
+
+
+def _close_reporter(ctx: click.Context) -> None:
+    reporter = ctx.find_root().meta.get("reporter")
+    if reporter is not None:
+        reporter.close()
 
 
 def _warn(message: str) -> None:
@@ -226,6 +225,7 @@ def _warn(message: str) -> None:
 
 
 def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
+    _close_reporter(ctx)
     data = summary(outcome.record)
     held = outcome.record.write_policy or {}
     if held.get("blocked") and not held.get("pre_existing"):
@@ -312,13 +312,40 @@ def _load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
     epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}",
 )
 @click.version_option(__version__, prog_name="reindex-fsm")
-def cli() -> None:
+# -- progress and logging (issue 6) --
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log lines on stderr: -v the steps and lease renewals (debug), "
+    "-vv also the engine client's requests and retries.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Only warnings, errors and notes (e.g. writes blocked): no progress.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    envvar="REINDEX_FSM_LOG_FORMAT",
+    help="Log lines on stderr as text or one JSON object per line [env REINDEX_FSM_LOG_FORMAT].",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, log_format: str) -> None:
     """Rebuild the index behind a live Elasticsearch/OpenSearch alias, resumably.
 
     \b
     Example:
       reindex-fsm start --alias documents --verify --rollback-on-failure --force
     """
+    if verbose and quiet:
+        raise UsageError("-v and -q contradict each other", hint="give one of them")
+    ctx.meta["quiet"] = quiet
+    logs.configure(verbose=verbose, quiet=quiet, fmt=log_format)
 
 
 def _recompute_options(enabled: bool, **given: Any) -> dict[str, Any]:

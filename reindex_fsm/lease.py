@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import logs
 from .engine.base import Engine, StoredLease
 from .errors import EngineError, LeaseConflict, LockHeld
+
+log = logs.get_logger(__name__)
 
 DEFAULT_TTL_S = 60.0
 MIN_TTL_S = 1.0
@@ -226,10 +229,17 @@ class LeaseKeeper:
                         at = current  # same holder, new seq_no/term: write again on it
                         continue
                     self.lost = self._lost_to(current)
+                    log.warning(
+                        "lease on %s lost: %s", self.alias, self.lost, extra={"run_id": self.run_id}
+                    )
                     raise self.lost from None
                 self.held = Lease.from_stored(self.alias, written)
+                log.debug("lease on %s renewed", self.alias, extra={"run_id": self.run_id})
                 return
             self.lost = self._lost_to(self.engine.get_lease(self.alias))
+            log.warning(
+                "lease on %s lost: %s", self.alias, self.lost, extra={"run_id": self.run_id}
+            )
             raise self.lost
 
     def _lost_to(self, current: StoredLease | None) -> LockHeld:

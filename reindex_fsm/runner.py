@@ -14,10 +14,12 @@ Errors and what they do to the run:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from transitions import EventData
 
+from . import logs
 from .errors import (
     EngineUnreachable,
     LockHeld,
@@ -31,6 +33,8 @@ from .steps import copy, create_target, recompute, rollback, swap, undo, verify,
 from .steps.context import RunContext
 from .store import RunRecord
 
+log = logs.get_logger(__name__)
+
 
 class RunDriver:
     """The transitions model of one run."""
@@ -42,6 +46,7 @@ class RunDriver:
         self._values: dict[str, Any] = {}
         self._detail: dict[str, Any] = {}
         self.machine = build_machine(self, ctx.record.state)
+        logs.bind_run(ctx.record.id)
 
     @property
     def record(self) -> RunRecord:
@@ -114,11 +119,30 @@ class RunDriver:
         self._values.update(result)
 
     def _fire(self, trigger: str, **kwargs: Any) -> None:
+        started, origin = time.monotonic(), self.record.state
+        log.debug("step %s starts in %s", trigger, origin, extra={"step": trigger})
         try:
             if not self.trigger(trigger, **kwargs):  # type: ignore[attr-defined]
                 raise ReindexFsmError(f"{trigger} is not possible from {self.state}")
+        except ReindexFsmError as exc:
+            # debug: the CLI reports the error itself, in its one line
+            log.debug(
+                "step %s stopped in %s: %s",
+                trigger,
+                self.record.state,
+                exc.one_line(),
+                extra={"step": trigger, "error_kind": type(exc).__name__},
+            )
+            raise
         finally:
             self._values, self._detail = {}, {}
+        log.debug(
+            "step %s done: %s -> %s",
+            trigger,
+            origin,
+            self.record.state,
+            extra={"step": trigger, "duration_s": round(time.monotonic() - started, 3)},
+        )
 
     def _reload(self) -> RunRecord:
         self.ctx.record = self.ctx.repo.get(self.record.id)

@@ -88,10 +88,12 @@ def run_wait(ctx: RunContext) -> dict[str, Any]:
             delay = opts.poll_interval_s
             continue
         counts = status.counts()
-        if counts != last:
+        changed = counts != last
+        if changed:
             ctx.checkpoint(progress=counts)
-            ctx.reporter.progress(ctx.record, status)
             last = counts
+        if changed or status.completed:  # the completion is reported even if no count moved
+            ctx.reporter.progress(ctx.record, status)
         if status.completed:
             if status.cancelled:
                 raise CopyFailed(

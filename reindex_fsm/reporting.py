@@ -1,0 +1,288 @@
+"""What the operator sees while a run moves: its state changes, its notes, and the
+copy's progress. Three forms of the ``Reporter`` protocol (steps/context.py), all on
+stderr (stdout is kept for the command's result):
+
+- :class:`BarReporter` (stderr is a terminal): a rich progress bar, documents copied
+  (created + updated + deleted, plus conflicts and no-ops) of the task's total, docs/s
+  and ETA; for a recompute run, documents embedded and batches written.
+- :class:`LineReporter` (not a terminal): one plain line per state change, and a
+  progress line at most every ``every_s`` seconds (and when the copy completes).
+- :class:`JsonReporter` (``--json``): one JSON object per line, ``{"event", "run_id",
+  "state", "at", ...}``.
+
+A note (an event message ``name: text``, e.g. the write-block notice "WRITES TO ...
+ARE BLOCKED") is shown in every form, also with ``-q`` (``quiet``: notes only).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from .engine.base import TaskStatus
+from .store import RunRecord
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One progress report, with the rate and ETA worked out."""
+
+    done: int
+    total: int
+    created: int
+    updated: int
+    deleted: int
+    conflicts: int
+    completed: bool
+    batches: int | None  # recompute runs: bulk batches written
+    docs_per_s: float | None
+    eta_s: float | None
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "done": self.done,
+            "total": self.total,
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "version_conflicts": self.conflicts,
+            "completed": self.completed,
+            "docs_per_s": None if self.docs_per_s is None else round(self.docs_per_s, 1),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+        }
+        if self.batches is not None:
+            out["batches"] = self.batches
+        return out
+
+
+class _Rate:
+    """docs/s since the first report seen (a resumed copy starts counting again)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.first: tuple[float, int] | None = None
+
+    def snapshot(self, run: RunRecord, status: TaskStatus) -> Snapshot:
+        now, done = self.clock(), status.done_docs
+        if self.first is None or done < self.first[1]:
+            self.first = (now, done)
+        elapsed, gained = now - self.first[0], done - self.first[1]
+        rate = gained / elapsed if elapsed > 0 and gained > 0 else None
+        if rate is None and status.running_time_s > 0 and done:
+            rate = done / status.running_time_s
+        left = max(status.total - done, 0)
+        eta = 0.0 if status.completed else (left / rate if rate else None)
+        batches = (run.progress or {}).get("batches") if _recompute(status) else None
+        return Snapshot(
+            done=done,
+            total=status.total,
+            created=status.created,
+            updated=status.updated,
+            deleted=status.deleted,
+            conflicts=status.version_conflicts,
+            completed=status.completed,
+            batches=int(batches) if batches is not None else None,
+            docs_per_s=rate,
+            eta_s=eta,
+        )
+
+
+class _Paced:
+    """The reports worth a line: one every ``every_s`` seconds, and the completion."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float]) -> None:
+        self.every_s, self.clock = every_s, clock
+        self._rate = _Rate(clock)
+        self._last: float | None = None
+
+    def take(self, run: RunRecord, status: TaskStatus) -> Snapshot | None:
+        snap, now = self._rate.snapshot(run, status), self.clock()
+        if self._last is not None and now - self._last < self.every_s and not status.completed:
+            return None
+        self._last = now
+        return snap
+
+
+def _recompute(status: TaskStatus) -> bool:
+    return status.task_id == "recompute"
+
+
+def is_note(message: str) -> bool:
+    """A note the operator must see in every mode (``event: text``, ``warning: ...``)."""
+    return ": " in message
+
+
+def _human(s: Snapshot) -> str:
+    parts = [f"created {s.created}"]
+    if s.updated:
+        parts.append(f"updated {s.updated}")
+    if s.deleted:
+        parts.append(f"deleted {s.deleted}")
+    parts.append(f"conflicts {s.conflicts}")
+    if s.batches is not None:
+        parts.append(f"batches {s.batches}")
+    if s.docs_per_s is not None:
+        parts.append(f"{s.docs_per_s:.0f} docs/s")
+    if s.eta_s is not None and not s.completed:
+        parts.append(f"ETA {_duration(s.eta_s)}")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class _Streamed:
+    """A reporter writing lines to ``stream``, progress at most once per ``every_s``."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        every_s: float = 5.0,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream, self.quiet = stream, quiet
+        self._paced = _Paced(every_s, clock)
+
+    def close(self) -> None:
+        pass
+
+
+class LineReporter(_Streamed):
+    """Plain lines on stderr, progress throttled to one line per ``every_s``."""
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def event(self, run: RunRecord, message: str) -> None:
+        if not self.quiet or is_note(message):
+            self._line(f"run {run.id}: {message}")
+
+    def progress(self, run: RunRecord, status: TaskStatus) -> None:
+        snap = self._paced.take(run, status)
+        if self.quiet or snap is None:
+            return
+        verb = "embedded" if _recompute(status) else "copied"
+        self._line(f"run {run.id}: {verb} {snap.done}/{snap.total} ({_human(snap)})")
+
+
+class JsonReporter(_Streamed):
+    """One JSON object per line on ``stream``: ``event`` is ``transition`` (with
+    ``from``/``to``), ``progress`` (the counts, docs/s, ETA) or the name of a stored
+    event (``writes_blocked``..., with its ``note``). Progress is throttled like the
+    plain lines; state changes and notes are all written."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        every_s: float = 5.0,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(stream, every_s, quiet, clock)
+        self.now = now
+
+    def _emit(self, run: RunRecord, event: str, **fields: Any) -> None:
+        data = {
+            "event": event,
+            "run_id": run.id,
+            "state": str(run.state),
+            "at": self.now().isoformat(),
+            **fields,
+        }
+        print(json.dumps(data, default=str), file=self.stream, flush=True)
+
+    def event(self, run: RunRecord, message: str) -> None:
+        if self.quiet and not is_note(message):
+            return
+        name, sep, note = message.partition(": ")
+        src, arrow, dst = message.partition(" -> ")
+        if arrow and not sep:
+            self._emit(run, "transition", **{"from": src, "to": dst})
+        elif sep:
+            self._emit(run, name, note=note)
+        else:
+            self._emit(run, message)
+
+    def progress(self, run: RunRecord, status: TaskStatus) -> None:
+        snap = self._paced.take(run, status)
+        if self.quiet or snap is None:
+            return
+        self._emit(run, "progress", task_id=status.task_id, **snap.fields())
+
+
+class BarReporter:
+    """A rich progress bar on a terminal; state changes and notes print above it."""
+
+    def __init__(
+        self,
+        console: Console,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console, self.quiet = console, quiet
+        self._rate = _Rate(clock)
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def event(self, run: RunRecord, message: str) -> None:
+        if self.quiet and not is_note(message):
+            return
+        if " -> " in message and not is_note(message):
+            self.close()  # the step that showed a bar is over: leave the bar as it ended
+        style = "bold red" if "BLOCKED" in message or message.startswith("warning") else ""
+        target = self._bar.console if self._bar is not None else self.console
+        target.print(f"run {run.id}: {message}", style=style, markup=False, highlight=False)
+
+    def progress(self, run: RunRecord, status: TaskStatus) -> None:
+        if self.quiet:
+            return
+        snap = self._rate.snapshot(run, status)
+        if self._bar is None:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._bar.start()
+            verb = "embedding" if _recompute(status) else "copying"
+            self._task = self._bar.add_task(
+                f"run {run.id} {verb}", total=status.total or None, counts=""
+            )
+        assert self._task is not None
+        self._bar.update(
+            self._task,
+            completed=snap.done,
+            total=status.total or None,
+            counts=_human(snap),
+        )
+        if status.completed:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar, self._task = None, None
