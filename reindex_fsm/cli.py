@@ -23,7 +23,7 @@ from .machine import TERMINAL
 from .preflight import CHECKS
 from .reporting import BarReporter, JsonReporter, LineReporter
 from .runplan import RunOptions
-from .steps import deep_verify
+from .steps import deep_verify, write_policy
 from .steps.context import Reporter, SilentReporter
 from .steps.plan import flatten_settings, parse_set
 from .steps.transforms import load_script
@@ -228,7 +228,7 @@ def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
     _close_reporter(ctx)
     data = summary(outcome.record)
     held = outcome.record.write_policy or {}
-    if held.get("blocked") and not held.get("pre_existing"):
+    if write_policy.is_blocked(held):
         click.echo(
             f"warning: writes to {held.get('index')} are still BLOCKED by run "
             f"{outcome.record.id} ({outcome.record.state}): `reindex-fsm resume "

@@ -214,8 +214,8 @@ def after_copy(ctx: RunContext) -> dict[str, Any]:
         state = _state(ctx)
         state["passes"][-1] = {**state["passes"][-1], "copied": copied}
         ctx.checkpoint(event="catch_up_pass", detail=state["passes"][-1], write_policy=state)
-    deleted = _reconcile_deletes(ctx)
-    count = _recount(ctx)
+    count = _recount(ctx)  # blocked now: the count the reconciliation and verify use
+    deleted = _reconcile_deletes(ctx, count)
     state = _state(ctx)
     state["deleted_from_target"] = deleted
     ctx.checkpoint(write_policy=state)
@@ -316,14 +316,13 @@ def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
         delay = min(delay * 1.5, opts.poll_max_interval_s)
 
 
-def _reconcile_deletes(ctx: RunContext) -> int:
+def _reconcile_deletes(ctx: RunContext, source_count: int) -> int:
     """Documents deleted from the source during the copy are still in the target (a
     delete leaves no since-field to find). The source is blocked now: every document the
     target has beyond the source's count is one of those; find and delete them."""
     p = ctx.plan
-    ctx.engine.refresh(p.source_index)
     ctx.engine.refresh(p.target_index)
-    extra = ctx.engine.count(p.target_index) - ctx.engine.count(p.source_index)
+    extra = ctx.engine.count(p.target_index) - source_count
     if extra <= 0:
         return 0
     deleted = 0
