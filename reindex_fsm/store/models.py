@@ -42,6 +42,10 @@ class RunRow(Base):
     write_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # What the last verification compared and what differed.
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The UUID of the cluster the run was planned on (None: planned before it was stored).
+    cluster_uuid: Mapped[str | None] = mapped_column(String(64))
+    # What the alias swap found and left, for undo's change detection.
+    swap_record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class EventRow(Base):

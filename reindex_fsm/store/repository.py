@@ -59,6 +59,8 @@ class RunRecord:
     finished_at: datetime | None
     write_policy: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
+    cluster_uuid: str | None = None
+    swap_record: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunRecord:
@@ -121,6 +123,8 @@ _WRITABLE = {
     "error_kind",
     "write_policy",
     "verification",
+    "cluster_uuid",
+    "swap_record",
     # issue 5: `rethrottle` stores the new rate here, so that a restarted copy keeps it.
     "options",
 }
