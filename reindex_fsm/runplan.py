@@ -89,6 +89,9 @@ class Plan:
     recompute: dict[str, Any] | None = None
     # -- lease and preflight (issue 5): what the preflight checks found --
     preflight: list[dict[str, Any]] = field(default_factory=list)
+    # The source's index.uuid at plan time: an index deleted and made again under the same
+    # name is another index, never the run's source.
+    source_uuid: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -131,6 +131,7 @@ class FakeEngine:
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.task_results_deletable = True
         self._created = itertools.count(1)
+        self._uuids = itertools.count(1)  # an index made again under the same name is another
 
     # -- test controls --------------------------------------------------------
     def add_index(
@@ -146,7 +147,7 @@ class FakeEngine:
             settings={
                 "index.number_of_shards": "1",
                 "index.number_of_replicas": "1",
-                "index.uuid": f"uuid-{name}",
+                "index.uuid": f"uuid-{name}-{next(self._uuids)}",
                 "index.creation_date": "1700000000000",
                 "index.provided_name": name,
                 "index.version.created": "136408027",
@@ -248,7 +249,9 @@ class FakeEngine:
         stored = {k: v for k, v in settings.items()}
         stored.setdefault("index.number_of_shards", "1")
         stored.setdefault("index.number_of_replicas", "1")
-        stored.update({"index.uuid": f"uuid-{index}", "index.provided_name": index})
+        stored.update(
+            {"index.uuid": f"uuid-{index}-{next(self._uuids)}", "index.provided_name": index}
+        )
         stored.setdefault("index.creation_date", str(1_700_000_000_000 + next(self._created)))
         self.indices[index] = FakeIndex(settings=stored, mappings=copy.deepcopy(dict(mappings)))
 

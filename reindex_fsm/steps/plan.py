@@ -156,6 +156,13 @@ def copy_settings(options: RunOptions) -> dict[str, Any]:
     return dict(sorted(tuned.items()))
 
 
+def index_uuid(engine: Engine, index: str) -> str | None:
+    """An index's ``index.uuid`` (None: no such index): its identity, which a name is not."""
+    if not engine.index_exists(index):
+        return None
+    return engine.get_index(index).settings.get("index.uuid")
+
+
 def owner_of(engine: Engine, index: str) -> str | None:
     """The run ID in an index's ``_meta``, if reindex-fsm created it."""
     meta = engine.get_index(index).mappings.get("_meta", {}).get(META_KEY, {})
@@ -223,6 +230,7 @@ def make_plan(
         planned_at=now.isoformat(),
         copy_settings=copy_settings(options),
         recompute=recompute_plan,
+        source_uuid=definition.settings.get("index.uuid"),
     )
 
 
