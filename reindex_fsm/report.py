@@ -50,6 +50,40 @@ def result(record: RunRecord) -> str:
     return "in progress"
 
 
+def writes_blocked(record: RunRecord) -> bool:
+    """The run holds a write block on its source (writers of the alias get 403)."""
+    from .steps import write_policy
+
+    return write_policy.is_blocked(record.write_policy)
+
+
+def next_steps(record: RunRecord) -> list[str]:
+    """What an operator reading an unfinished run can do next, one sentence each: whether
+    writers are kept out, and the commands that end the run. Empty for a finished run."""
+    if record.finished:
+        return []
+    held = record.write_policy or {}
+    if writes_blocked(record):
+        blocked = (
+            f"writes to {held.get('index') or record.source_index} are still BLOCKED by this "
+            "run: writers of the alias get HTTP 403 until it is resumed or aborted"
+        )
+    else:
+        blocked = f"writes to {record.source_index} are not blocked by this run"
+    where = record.failed_from.value if record.failed_from else record.state.value
+    retry = (
+        f"`reindex-fsm resume {record.id}` retries from {where}"
+        if record.state is State.FAILED
+        else f"`reindex-fsm resume {record.id}` continues it (if its process is gone)"
+    )
+    return [
+        blocked,
+        retry,
+        f"`reindex-fsm abort {record.id}` gives up: deletes the target "
+        f"{record.target_index}, leaves the alias and lifts the block",
+    ]
+
+
 def duration_s(record: RunRecord, now: datetime) -> float:
     """From the plan to the end (or to ``now`` for an unfinished run)."""
     end = record.finished_at or (record.updated_at if record.finished else now)
@@ -157,6 +191,8 @@ def build(record: RunRecord, events: list[EventRecord], now: datetime) -> dict[s
             "error_kind": record.error_kind,
             "failed_from": record.failed_from.value if record.failed_from else None,
         },
+        "writes_blocked": writes_blocked(record),
+        "next_steps": next_steps(record),
         "diagram": mermaid(record.state, path),
     }
 
@@ -326,6 +362,12 @@ def html_report(record: RunRecord, events: list[EventRecord], now: datetime) -> 
                 ]
             )
             + "</div>"
+        )
+    if data["next_steps"]:
+        failure += (
+            "<h2>What now</h2><ul>"
+            + "".join(f"<li>{esc(step)}</li>" for step in data["next_steps"])
+            + "</ul>"
         )
     task = _kv_table(
         [
