@@ -1045,7 +1045,13 @@ def show(
 @click.option("--alias", help="Only runs on this alias.")
 @click.option("--state", help="Only runs in this state (e.g. FAILED).")
 @click.option("--since", type=click.DateTime(), help="Only runs started at or after (UTC).")
-@click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many runs.",
+)
 @common
 @click.pass_context
 def history(

@@ -62,9 +62,11 @@ class Config:
     # -- lease and preflight (issue 5) --
     warn: Callable[[str], None] = lambda _message: None  # one warning line for the operator
 
-    def repo(self) -> RunRepository:
+    def repo(self, read_only: bool = False) -> RunRepository:
+        """The state database; ``read_only`` (show, history): create nothing, and open a
+        file this process may not write without migrating it."""
         if self._repo is None:
-            self._repo = open_store(self.state_db)
+            self._repo = open_store(self.state_db, read_only=read_only)
         return self._repo
 
     def resolved_engine_url(self, stored: str | None = None) -> str:
@@ -292,7 +294,7 @@ def abort(cfg: Config, run_id: str) -> Outcome:
 
 
 def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
-    repo = cfg.repo()
+    repo = cfg.repo(read_only=True)
     record = repo.get(run_id)
     return record, repo.events(run_id)
 
@@ -304,7 +306,7 @@ def show_picture(
     status, error, Mermaid diagram); with ``report_file``, also written there as one
     self-contained HTML page."""
     record, events = show(cfg, run_id)
-    now = cfg.repo().now()  # the clock of the stored timestamps
+    now = cfg.repo(read_only=True).now()  # the clock of the stored timestamps
     if report_file:
         page = report.html_report(record, events, now)
         try:
@@ -330,7 +332,9 @@ def history(
         raise UsageError(
             f"unknown state {state!r}", hint=f"one of {', '.join(s.value for s in State)}"
         ) from exc
-    return cfg.repo().list(alias=alias, state=wanted, since=since, limit=limit)
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit} must be 1 or more")
+    return cfg.repo(read_only=True).list(alias=alias, state=wanted, since=since, limit=limit)
 
 
 def history_rows(
@@ -341,10 +345,11 @@ def history_rows(
     limit: int | None = 50,
 ) -> list[dict[str, Any]]:
     """`history`: each run's summary with its duration (so far, if unfinished) and result."""
-    now = cfg.repo().now()  # the clock of the stored timestamps
+    runs = history(cfg, alias, state, since, limit)
+    now = cfg.repo(read_only=True).now()  # the clock of the stored timestamps
     return [
         {**summary(r), "duration_s": report.duration_s(r, now), "result": report.result(r)}
-        for r in history(cfg, alias, state, since, limit)
+        for r in runs
     ]
 
 

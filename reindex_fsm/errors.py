@@ -167,6 +167,20 @@ class StateStoreError(ReindexFsmError):
         )
 
 
+class NoStateDatabase(ReindexFsmError):
+    """A command that only reads (show, history) was pointed at a state database that is
+    not there: it creates nothing and says so."""
+
+    exit_code = ExitCode.RUN_NOT_FOUND
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"no state database at {where}: no run was ever stored there",
+            hint="check --state-db (or REINDEX_FSM_STATE_DB); nothing was created",
+        )
+        self.where = where
+
+
 class EngineError(ReindexFsmError):
     """The engine refused a request. Carries the status and the engine's reason."""
 

@@ -1,0 +1,203 @@
+"""What the operator reads: engine, user and database text printed as text, one error
+line on stderr, read-only commands that write nothing, log options after the command,
+output to a pipe, and what a FAILED run's `show` says to do next."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reindex_fsm.cli import cli
+from reindex_fsm.commands import Config
+from reindex_fsm.engine.fake import FakeEngine, TaskScript
+from reindex_fsm.errors import ExitCode
+from reindex_fsm.store import open_store
+
+from .conftest import ALIAS, SOURCE, make_config, make_docs
+
+BRACKETS = "[/]doc [index.no_such_setting]"
+
+
+def invoke(cfg: Config | None, *args: str):
+    return CliRunner().invoke(cli, list(args), obj=cfg, catch_exceptions=False)
+
+
+def _bracketed_cluster(alias: str = ALIAS) -> FakeEngine:
+    """A source whose first document's ID is markup-like: a failed copy names it."""
+    fake = FakeEngine()
+    docs = {BRACKETS: {"title": "x"}, **make_docs(20)}
+    fake.add_index(SOURCE, docs, aliases={alias: {}})
+    fake.task_script = TaskScript(fail_after_polls=0)
+    return fake
+
+
+def test_brackets_in_errors_ids_and_names_print_as_text(state_db):
+    alias = "docs[/]x[bold]"
+    fake = _bracketed_cluster(alias)
+    cfg = make_config(fake, state_db)
+    started = invoke(cfg, "start", "--alias", alias, "--force")
+    assert started.exit_code == ExitCode.RUN_FAILED
+    assert f"first ({BRACKETS})" in started.stdout
+    run_id = open_store(state_db).list()[0].id
+    history = invoke(cfg, "history")
+    assert history.exit_code == 0
+    assert BRACKETS in history.stdout and alias in history.stdout
+    shown = invoke(cfg, "show", run_id)
+    assert shown.exit_code == 0 and BRACKETS in shown.stdout and alias in shown.stdout
+    aborted = invoke(cfg, "abort", run_id)
+    assert aborted.exit_code == 0, aborted.stderr
+    assert BRACKETS in aborted.stdout
+    assert BRACKETS in invoke(cfg, "history").stdout  # the aborted run keeps its error
+
+
+def test_bracketed_index_names_in_the_cleanup_table(cfg, fake):
+    first = "documents-[/]old[bold]"
+    assert invoke(cfg, "start", "--alias", ALIAS, "--force", "--target-index", first).exit_code == 0
+    assert invoke(cfg, "start", "--alias", ALIAS, "--force").exit_code == 0
+    result = invoke(cfg, "cleanup", "--alias", ALIAS, "--keep", "1", "--dry-run")
+    assert result.exit_code == 0 and first in result.stdout
+
+
+def test_a_failed_run_has_its_error_line_on_stderr(state_db):
+    fake = _bracketed_cluster()
+    cfg = make_config(fake, state_db)
+    for extra in ([], ["--json"]):
+        if extra:
+            run_id = open_store(state_db).list()[0].id
+            invoke(cfg, "abort", run_id)
+        result = invoke(cfg, "start", "--alias", ALIAS, "--force", *extra)
+        assert result.exit_code == ExitCode.RUN_FAILED
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, result.stderr
+        assert "ended FAILED" in errors[0] and BRACKETS in errors[0]
+        assert "reindex-fsm resume " in errors[0] and "reindex-fsm abort " in errors[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["start", "--json"],  # a missing required option
+        ["history", "--limit", "x", "--json"],  # a bad value
+        ["show", "--json"],  # a missing argument
+        ["history", "--json", "--no-such-option"],  # an unknown option
+    ],
+)
+def test_usage_errors_under_json_are_one_json_object(tmp_path, args):
+    result = invoke(None, *args, "--state-db", str(tmp_path / "s.db"))
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["exit_code"] == 2 and data["error"]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "Usage:" not in result.stdout + result.stderr
+
+
+def test_log_options_after_the_command_name(cfg):
+    invoke(cfg, "start", "--alias", ALIAS, "--force")
+    verbose = invoke(cfg, "history", "-v", "--log-format", "json")
+    assert verbose.exit_code == 0, verbose.stderr
+    both = invoke(cfg, "-q", "history", "-v")
+    assert both.exit_code == ExitCode.USAGE and "contradict" in both.stderr
+    started = invoke(cfg, "start", "--alias", "other", "--force", "-q")
+    assert started.exit_code == ExitCode.USAGE  # (no such alias) -q accepted after it
+    helped = invoke(cfg, "start", "--help").stdout
+    assert "-v, --verbose" in helped and "-q, --quiet" in helped and "--log-format" in helped
+
+
+# -- read-only commands -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["history"], ["history", "--json"], ["show", "abc123"]])
+def test_show_and_history_create_no_state_database(tmp_path, command):
+    missing = tmp_path / "nowhere" / "state.db"
+    result = invoke(None, *command, "--state-db", str(missing))
+    assert result.exit_code == ExitCode.RUN_NOT_FOUND
+    assert "no state database at" in result.stderr and str(missing) in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_history_limit_below_one_is_refused(cfg):
+    for limit in ("0", "-1"):
+        result = invoke(cfg, "history", "--limit", limit)
+        assert result.exit_code == ExitCode.USAGE and "--limit" in result.stderr
+
+
+def _not_writable(monkeypatch, path: Path) -> None:
+    """What a process without write permission sees (these tests may run as root, whom
+    chmod does not stop)."""
+    real = os.access
+
+    def access(p, mode, *a, **kw):  # type: ignore[no-untyped-def]
+        if mode & os.W_OK and Path(p).resolve() in (path.resolve(), path.resolve().parent):
+            return False
+        return real(p, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_read_only_state_database_is_read_by_history_and_show(cfg, state_db, monkeypatch):
+    started = json.loads(invoke(cfg, "start", "--alias", ALIAS, "--force", "--json").stdout)
+    path = Path(state_db.removeprefix("sqlite:///"))
+    path.chmod(0o400)
+    before = path.read_bytes()
+    _not_writable(monkeypatch, path)
+    reader = Config(state_db=state_db)  # a new process: nothing cached
+    runs = invoke(reader, "history", "--json")
+    assert runs.exit_code == 0, runs.stderr
+    assert [r["run_id"] for r in json.loads(runs.stdout)] == [started["run_id"]]
+    shown = invoke(Config(state_db=state_db), "show", started["run_id"], "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["state"] == "SWAPPED"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith("state")) == [
+        "state.db"
+    ]
+    path.chmod(0o600)
+
+
+def test_a_read_only_database_needing_an_upgrade_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    open_store(str(path)).engine.dispose()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0002'")
+    before = path.read_bytes()
+    _not_writable(monkeypatch, path)
+    result = invoke(None, "history", "--state-db", str(path))
+    assert result.exit_code == ExitCode.STATE_DB
+    assert "needs an upgrade" in result.stderr and result.stderr.count("\n") == 1
+    assert path.read_bytes() == before
+
+
+# -- output to a pipe, and a FAILED run's next steps ----------------------------------------
+
+
+def test_piped_output_is_not_padded(cfg):
+    run_id = json.loads(invoke(cfg, "start", "--alias", ALIAS, "--force", "--json").stdout)[
+        "run_id"
+    ]
+    for args in (["show", run_id], ["history"]):
+        out = invoke(cfg, *args).stdout
+        assert out and all(line == line.rstrip() for line in out.splitlines())
+    summary = invoke(cfg, "show", run_id).stdout.splitlines()[0]
+    assert summary.split() == ["run_id", run_id] and len(summary) < 40
+
+
+def test_a_failed_run_says_whether_writes_are_blocked_and_what_to_run(cfg, fake, tmp_path):
+    fake.task_script = TaskScript(fail_after_polls=1)
+    run_id = json.loads(invoke(cfg, "start", "--alias", ALIAS, "--force", "--json").stdout)[
+        "run_id"
+    ]
+    page = tmp_path / "run.html"
+    shown = invoke(cfg, "show", run_id, "--report", str(page))
+    head = "\n".join(shown.stdout.splitlines()[:16])
+    assert f"writes to {SOURCE} are still BLOCKED" in head
+    assert f"`reindex-fsm resume {run_id}`" in head and f"`reindex-fsm abort {run_id}`" in head
+    html = page.read_text()
+    assert "still BLOCKED" in html and f"reindex-fsm resume {run_id}" in html
+    assert f"reindex-fsm abort {run_id}" in html
+    data = json.loads(invoke(cfg, "show", run_id, "--json").stdout)
+    assert data["writes_blocked"] is True and len(data["next_steps"]) == 3
