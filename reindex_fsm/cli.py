@@ -336,6 +336,23 @@ def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
     ctx.exit(int(outcome.exit_code))
 
 
+def _confirm(lines: list[str], question: str) -> None:
+    """Show ``lines`` and ask ``question`` [y/N] on stderr (stdout keeps the result);
+    Declined (exit 10) unless the answer is yes."""
+    for line in lines:
+        click.echo(line, err=True)
+    if not click.confirm(question, err=True):
+        raise Declined("declined at the prompt: nothing was done")
+
+
+def _need_terminal(what: str, flag: str = "--force") -> None:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to {what} without confirmation: no terminal to ask on",
+            hint=f"pass {flag} to skip the question",
+        )
+
+
 def _run_error_line(record: Any) -> None:
     """The one stderr line of a start/resume/abort whose run did not reach its goal."""
     what = f"run {record.id} ended {record.state}"
@@ -890,11 +907,14 @@ def start(
                 hint="pass --force (and try --dry-run first)",
             )
         planned = commands.plan(cfg, alias, options)
-        _out().print_json(json.dumps({"steps": commands.describe(planned, options)}))
-        if not click.confirm(
-            f"Move alias {alias} from {planned.source_index} to {planned.target_index}?"
-        ):
-            raise Declined("declined at the prompt: nothing was done")
+        if ctx.find_root().meta.get("verbose"):  # the full plan: -v (or --dry-run)
+            click.echo(
+                json.dumps({"steps": commands.describe(planned, options)}, indent=2), err=True
+            )
+        _confirm(
+            render.confirmation(planned, options),
+            f"Move alias {alias} from {planned.source_index} to {planned.target_index}?",
+        )
     _print_outcome(ctx, commands.start(cfg, alias, options, planned, force_unlock=force_unlock))
 
 
@@ -1105,8 +1125,9 @@ def history(
     "--force",
     is_flag=True,
     help="Undo even though the target received documents since the swap (they are not in "
-    "the previous index).",
+    "the previous index). Does not ask either.",
 )
+@click.option("--yes", "-y", "yes", is_flag=True, help="Do not ask for confirmation.")
 @engine_options
 @common
 @click.pass_context
@@ -1114,6 +1135,7 @@ def undo(
     ctx: click.Context,
     run_id: str,
     force: bool,
+    yes: bool,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -1124,12 +1146,25 @@ def undo(
     Refused (exit 14, nothing changed) when the run is not SWAPPED, the previous index is
     gone or closed, the alias is no longer on the run's target, another run is active on
     the alias, or (without --force) the target received documents since the swap.
+    Asks first on a terminal (--yes or --force: no question).
 
     \b
     Example:
       reindex-fsm undo 3f2a9c1b7d4e
     """
     cfg = _config(ctx, state_db, engine_url, engine_kind)
+    record = cfg.repo().get(run_id)
+    if not (yes or force) and record.state is State.SWAPPED:
+        _need_terminal("undo", "--yes")
+        _confirm(
+            [
+                f"undo run {record.id}: alias {record.alias} (and the other aliases the swap "
+                f"moved) from {record.target_index} back to {record.source_index}",
+                f"writes made to {record.target_index} since the swap are not in "
+                f"{record.source_index}: undo refuses them without --force",
+            ],
+            f"Move alias {record.alias} back to {record.source_index}?",
+        )
     _print_outcome(ctx, Outcome(commands.undo(cfg, run_id, force)))
 
 
@@ -1142,6 +1177,12 @@ def undo(
     help="How many of the newest earlier indices to keep (for undo).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Do not ask for confirmation; also delete the index undo of the newest swapped run "
+    "needs (kept otherwise).",
+)
 @engine_options
 @common
 @click.pass_context
@@ -1150,6 +1191,7 @@ def cleanup(
     alias: str,
     keep: int,
     dry_run: bool,
+    force: bool,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -1159,14 +1201,29 @@ def cleanup(
 
     Only indices whose mappings' _meta names reindex-fsm, this alias and a run of this
     state database (whose target they are) are considered. Never deleted, nor counted in
-    N: an index carrying any alias, and the source or target of an unfinished run.
+    N: an index carrying any alias, and the source or target of an unfinished run. The
+    index that `undo` of the newest swapped run moves the alias back to is kept too, unless
+    --force. Lists what it would delete and asks first on a terminal (--force: no question).
 
     \b
     Example:
       reindex-fsm cleanup --alias documents --keep 1 --dry-run
     """
     cfg = _config(ctx, state_db, engine_url, engine_kind)
-    rows = commands.cleanup(cfg, alias, keep, dry_run)
+    only: set[str] | None = None
+    if not dry_run and not force:
+        listed = commands.cleanup(cfg, alias, keep, dry_run=True)
+        doomed = [r for r in listed if r.action == "delete"]
+        if doomed:
+            _need_terminal("delete indices", "--force")
+            _confirm(
+                [f"delete {r.index} ({r.reason})" for r in doomed]
+                + [f"keep   {r.index} ({r.reason})" for r in listed if r.action != "delete"],
+                f"Delete {len(doomed)} {'index' if len(doomed) == 1 else 'indices'} of alias "
+                f"{alias}?",
+            )
+        only = {r.index for r in doomed}
+    rows = commands.cleanup(cfg, alias, keep, dry_run, only=only, delete_undo_index=force)
     if as_json:
         _emit_json({"dry_run": dry_run, "indices": [r.as_dict() for r in rows]})
         return

@@ -423,12 +423,23 @@ class CleanupRow:
         return asdict(self)
 
 
-def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[CleanupRow]:
+def cleanup(
+    cfg: Config,
+    alias: str,
+    keep: int,
+    dry_run: bool = False,
+    *,
+    only: set[str] | None = None,
+    delete_undo_index: bool = False,
+) -> list[CleanupRow]:
     """Delete the indices earlier runs of ``alias`` created, beyond the newest ``keep``.
 
     Only an index whose ``_meta`` names reindex-fsm, this alias and a run of the state
     database whose target it is, counts as ours. Never deleted, and not counted: one that
-    carries any alias (live), and the source or target of an unfinished run.
+    carries any alias (live), and the source or target of an unfinished run. The index
+    that ``undo`` of the alias's newest SWAPPED run moves the alias back to is kept (not
+    counted) unless ``delete_undo_index``. ``only``: delete none but these (the ones the
+    operator confirmed).
     """
     if keep < 0:
         raise UsageError(f"--keep {keep} must be 0 or more")
@@ -440,6 +451,8 @@ def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[C
         if not r.finished
         for name in (r.source_index, r.target_index)
     }
+    # repo.list is newest first: the run an undo of the alias would undo
+    swapped = next((r for r in runs.values() if r.state is State.SWAPPED), None)
     engine = cfg.engine()
     rows: list[CleanupRow] = []
     kept = 0
@@ -456,6 +469,13 @@ def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[C
             verdict = ("keep", f"live: carries alias {', '.join(index.aliases)}")
         elif index.name in busy:
             verdict = ("keep", "used by an unfinished run")
+        elif swapped is not None and index.name == swapped.source_index:
+            undo_note = f"`reindex-fsm undo {swapped.id}` moves the alias back to it"
+            verdict = (
+                ("delete", f"{undo_note}: deleting it makes that undo impossible")
+                if delete_undo_index
+                else ("keep", f"{undo_note} (--force deletes it too)")
+            )
         elif kept < keep:
             kept += 1
             verdict = ("keep", f"one of the newest {keep} (run {run.id}, {run.state})")
@@ -467,7 +487,9 @@ def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[C
         return rows
     done: list[CleanupRow] = []
     for r in rows:
-        if r.action == "delete":
+        if r.action == "delete" and only is not None and r.index not in only:
+            r = replace(r, action="keep", reason="not among the indices confirmed")
+        elif r.action == "delete":
             # An alias added since the listing makes it live again: check right before.
             if engine.get_index_aliases(r.index):
                 r = replace(r, action="keep", reason="got an alias meanwhile")

@@ -57,3 +57,69 @@ def print_out(*renderables: RenderableType | str) -> None:
             piped.print(item, highlight=False)
     for line in captured.get().splitlines():
         click.echo(line.rstrip())
+
+
+# -- the confirmation before a start --------------------------------------------------------
+# What the estimate of the write block assumes when the copy is not throttled: a rough,
+# deliberately low figure for a server-side _reindex on a small cluster (documents/s).
+# A throttled copy is estimated at its --requests-per-second (the _reindex throttle is a
+# rate of documents). The README gives the same figures.
+ASSUMED_COPY_DOCS_PER_S = 5000.0
+ASSUMED_MINILM_DOCS_PER_S = 180.0  # per worker; README, "Recomputing embeddings"
+
+
+def copy_rate(options: Any) -> tuple[float, str]:
+    """The documents/s a copy is estimated at, and where the figure comes from."""
+    if getattr(options, "recompute_embeddings", False) and options.embedder == "minilm":
+        rate = ASSUMED_MINILM_DOCS_PER_S * max(1, options.workers)
+        return rate, f"minilm at ~{ASSUMED_MINILM_DOCS_PER_S:g} documents/s per worker"
+    if options.requests_per_second:
+        return float(options.requests_per_second), "the --requests-per-second throttle"
+    return ASSUMED_COPY_DOCS_PER_S, f"an assumed ~{ASSUMED_COPY_DOCS_PER_S:,.0f} documents/s"
+
+
+def human_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))}s"
+    minutes = round(seconds / 60)
+    return f"{minutes}min" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}min"
+
+
+def confirmation(p: Any, options: Any) -> list[str]:
+    """The few lines shown before ``start`` asks: what moves where, how many documents,
+    whether and for about how long writers are kept out, and the plan's warnings (no
+    verification, a much smaller target). The full plan is --dry-run's (or -v's)."""
+    lines = [
+        f"alias:      {p.alias}",
+        f"copy:       {p.source_index} -> {p.target_index}",
+        f"documents:  {p.source_count:,}",
+    ]
+    rate, basis = copy_rate(options)
+    estimate = human_duration(p.source_count / rate) if rate > 0 else "unknown"
+    if options.write_policy == "catch-up":
+        lines.append(
+            f"writes:     go on during the copy; BLOCKED on {p.source_index} only for the last "
+            "catch-up pass and the swap"
+        )
+    else:
+        lines.append(
+            f"writes:     BLOCKED on {p.source_index} from the copy until the swap: about "
+            f"{estimate} (estimated from {basis})"
+        )
+    lines.extend(f"warning:    {w}" for w in plan_warnings(p, options))
+    return lines
+
+
+def plan_warnings(p: Any, options: Any) -> list[str]:
+    """The facts of a plan an operator must not miss, as the plan and options state them."""
+    out = []
+    verify = getattr(options, "verify", True)
+    if verify is None or verify is False or verify == "off":
+        out.append("verification is OFF: the target's count is not compared before the swap")
+    shrink = getattr(p, "shrink", None) or (p.get("shrink") if isinstance(p, dict) else None)
+    if shrink or getattr(options, "allow_shrink", False):
+        detail = f" ({shrink})" if isinstance(shrink, str) else ""
+        out.append(
+            "the target may hold far fewer documents than the source (--allow-shrink)" + detail
+        )
+    return out

@@ -201,3 +201,115 @@ def test_a_failed_run_says_whether_writes_are_blocked_and_what_to_run(cfg, fake,
     assert f"reindex-fsm abort {run_id}" in html
     data = json.loads(invoke(cfg, "show", run_id, "--json").stdout)
     assert data["writes_blocked"] is True and len(data["next_steps"]) == 3
+
+
+# -- the confirmations ------------------------------------------------------------------------
+
+
+class _Terminal:
+    """``sys`` as cli.py sees it, with a terminal on stdin (CliRunner's stdin is a pipe)."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self._real = real
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name == "stdin":
+            stdin = self._real.stdin
+
+            class _Tty:
+                def __getattr__(self, attr):  # type: ignore[no-untyped-def]
+                    return getattr(stdin, attr)
+
+                def isatty(self) -> bool:
+                    return True
+
+            return _Tty()
+        return getattr(self._real, name)
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    import sys
+
+    from reindex_fsm import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "sys", _Terminal(sys))
+
+
+def answer(cfg: Config, text: str, *args: str):
+    return CliRunner().invoke(cli, list(args), obj=cfg, input=text, catch_exceptions=False)
+
+
+def test_the_start_confirmation_is_short(cfg, fake, terminal, state_db):
+    before = fake.snapshot()
+    result = answer(cfg, "n\n", "start", "--alias", ALIAS, "--requests-per-second", "100")
+    assert result.exit_code == ExitCode.DECLINED
+    assert result.stdout == ""  # question and facts on stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) <= 8, result.stderr
+    assert f"alias:      {ALIAS}" in lines
+    assert any(SOURCE in line and "->" in line for line in lines)
+    assert "documents:  2,500" in lines
+    blocked = next(line for line in lines if line.startswith("writes:"))
+    assert "BLOCKED" in blocked and "about 25s" in blocked and "--requests-per-second" in blocked
+    assert any("verification is OFF" in line for line in lines)
+    assert "[y/N]" in result.stderr and '"steps"' not in result.stderr
+    assert fake.snapshot() == before and open_store(state_db).list() == []
+    checked = answer(cfg, "n\n", "start", "--alias", ALIAS, "--verify")
+    assert "verification is OFF" not in checked.stderr
+    verbose = answer(cfg, "n\n", "start", "--alias", ALIAS, "-v")
+    assert '"steps"' in verbose.stderr  # the full plan with -v
+
+
+def _swapped_runs(cfg: Config, n: int) -> list[str]:
+    return [
+        json.loads(invoke(cfg, "start", "--alias", ALIAS, "--force", "--json").stdout)["run_id"]
+        for _ in range(n)
+    ]
+
+
+def test_undo_asks_first(cfg, fake, terminal, state_db):
+    (run_id,) = _swapped_runs(cfg, 1)
+    before = fake.snapshot()
+    declined = answer(cfg, "n\n", "undo", run_id)
+    assert declined.exit_code == ExitCode.DECLINED and "[y/N]" in declined.stderr
+    assert f"back to {SOURCE}" in declined.stderr
+    assert fake.snapshot() == before
+    done = answer(cfg, "y\n", "undo", run_id, "--json")
+    assert done.exit_code == 0 and json.loads(done.stdout)["state"] == "UNDONE"
+
+
+def test_undo_without_a_terminal_needs_yes(cfg, fake):
+    (run_id,) = _swapped_runs(cfg, 1)
+    before = fake.snapshot()
+    refused = invoke(cfg, "undo", run_id)
+    assert refused.exit_code == ExitCode.USAGE and "--yes" in refused.stderr
+    assert fake.snapshot() == before
+    assert invoke(cfg, "undo", run_id, "--yes").exit_code == 0
+
+
+def test_cleanup_asks_and_keeps_the_index_undo_needs(cfg, fake, terminal):
+    runs = _swapped_runs(cfg, 3)
+    store = Config(state_db=cfg.state_db).repo()
+    targets = [store.get(r).target_index for r in runs]
+    declined = answer(cfg, "n\n", "cleanup", "--alias", ALIAS, "--keep", "0")
+    assert declined.exit_code == ExitCode.DECLINED and "[y/N]" in declined.stderr
+    assert all(t in fake.indices for t in targets)
+    done = answer(cfg, "y\n", "cleanup", "--alias", ALIAS, "--keep", "0", "--json")
+    rows = {r["index"]: r for r in json.loads(done.stdout)["indices"]}
+    assert rows[targets[0]]["action"] == "deleted"
+    undo_index = targets[1]  # the newest run's source: `undo` moves the alias back to it
+    assert rows[undo_index]["action"] == "keep"
+    assert f"reindex-fsm undo {runs[2]}" in rows[undo_index]["reason"]
+    assert undo_index in fake.indices
+    forced = invoke(cfg, "cleanup", "--alias", ALIAS, "--keep", "0", "--force", "--json")
+    rows = {r["index"]: r for r in json.loads(forced.stdout)["indices"]}
+    assert rows[undo_index]["action"] == "deleted" and "impossible" in rows[undo_index]["reason"]
+
+
+def test_cleanup_without_a_terminal_needs_force(cfg, fake):
+    _swapped_runs(cfg, 3)
+    before = fake.snapshot()
+    refused = invoke(cfg, "cleanup", "--alias", ALIAS, "--keep", "0")
+    assert refused.exit_code == ExitCode.USAGE and "--force" in refused.stderr
+    assert fake.snapshot() == before
