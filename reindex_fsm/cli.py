@@ -1100,7 +1100,6 @@ def history(
         table.add_column(col)
     for r in rows:
         unfinished = r["finished_at"] is None and r["state"] not in TERMINAL
-        target_count = r["target_count"] if r["target_count"] is not None else "-"
         render.add_row(
             table,
             r["run_id"],
@@ -1109,7 +1108,7 @@ def history(
             r["state"],
             r["created_at"][:19].replace("T", " "),
             report.human_seconds(r["duration_s"]) + (" (so far)" if unfinished else ""),
-            f"{target_count}/{r['source_count']}",
+            report.documents_cell(r),
             r["result"],
             r["error"] or "",
         )

@@ -84,6 +84,31 @@ def next_steps(record: RunRecord) -> list[str]:
     ]
 
 
+def copied(progress: dict[str, Any] | None) -> int | None:
+    """Documents the copy had written at its last stored progress (None: none stored)."""
+    if not progress:
+        return None
+    if progress.get("strategy") == "recompute" or "indexed" in progress:
+        return int(progress.get("indexed") or 0)
+    keys = ("created", "updated", "deleted", "version_conflicts", "noops")
+    if not any(k in progress for k in keys):
+        return None
+    return sum(int(progress.get(k) or 0) for k in keys)
+
+
+def documents_cell(row: dict[str, Any]) -> str:
+    """history's documents column: target/source once counted; while a run copies, what its
+    last stored progress says (``12000/20000 copied``)."""
+    source = row.get("source_count")
+    source_text = "-" if source is None else str(source)
+    if row.get("target_count") is not None:
+        return f"{row['target_count']}/{source_text}"
+    done = copied(row.get("progress"))
+    if done is None:
+        return f"-/{source_text}"
+    return f"{done}/{source_text} copied"
+
+
 def duration_s(record: RunRecord, now: datetime) -> float:
     """From the plan to the end (or to ``now`` for an unfinished run)."""
     end = record.finished_at or (record.updated_at if record.finished else now)
