@@ -313,3 +313,89 @@ def test_cleanup_without_a_terminal_needs_force(cfg, fake):
     refused = invoke(cfg, "cleanup", "--alias", ALIAS, "--keep", "0")
     assert refused.exit_code == ExitCode.USAGE and "--force" in refused.stderr
     assert fake.snapshot() == before
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+def _run(**options):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    return SimpleNamespace(id="run123", state="REINDEXING", progress=None, options=options)
+
+
+def _status(done: int, total: int, t: float, completed: bool = False):  # type: ignore[no-untyped-def]
+    from reindex_fsm.engine.base import TaskStatus
+
+    return TaskStatus(
+        task_id="node:1", completed=completed, total=total, created=done, running_time_s=t
+    )
+
+
+def test_the_eta_of_a_throttled_sliced_copy_follows_the_throttle():
+    """5 slices at 300 documents/s in all: each slice writes a batch of 1,000 at once,
+    then waits 1000 / (300 / 5) = 16.7 s. Seen between bursts, the rate is the throttle's."""
+    import io
+
+    from reindex_fsm.reporting import JsonReporter
+
+    clock = [0.0]
+    out = io.StringIO()
+    reporter = JsonReporter(out, every_s=0.0, clock=lambda: clock[0])
+    run = _run(requests_per_second=300.0)
+    for t, done in [(0.5, 5000), (2.5, 5000), (4.5, 5000), (10.0, 5000)]:
+        clock[0] = t
+        reporter.progress(run, _status(done, 20000, t))
+    last = json.loads(out.getvalue().splitlines()[-1])
+    truth = (20000 - 5000) / 300.0  # 50 s
+    assert last["docs_per_s"] == 300.0
+    assert truth * 0.8 <= last["eta_s"] <= truth * 1.2, last
+
+
+def test_no_progress_line_before_the_task_knows_its_total():
+    import io
+
+    from reindex_fsm.reporting import LineReporter
+
+    out = io.StringIO()
+    lines = LineReporter(out, every_s=0.0, clock=lambda: 0.0)
+    lines.progress(_run(), _status(0, 0, 0.1))
+    assert out.getvalue() == ""
+    lines.progress(_run(), _status(10, 100, 0.2))
+    assert out.getvalue().startswith("run run123: copied 10/100")
+
+
+def test_the_progress_bar_fits_in_80_columns():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from reindex_fsm.reporting import BarReporter
+
+    clock = [0.0]
+    out = io.StringIO()
+    bar = BarReporter(Console(file=out, force_terminal=True, width=80), clock=lambda: clock[0])
+    run = _run()
+    bar.progress(run, _status(1000, 123456, 1.0))
+    clock[0] = 10.0
+    bar.progress(run, _status(61234, 123456, 10.0))
+    bar.close()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    rows = [row for row in re.split(r"[\r\n]", plain) if row.strip()]
+    final = rows[-1]
+    assert "61234/123456" in final and "ETA" in final and "/s" in final, rows
+    assert all(len(row) <= 80 for row in rows)
+
+
+def test_history_shows_a_running_runs_stored_progress(cfg, fake):
+    from reindex_fsm import commands
+
+    fake.task_script = TaskScript(stall=True)
+    run = Config(state_db=cfg.state_db).repo()
+    opts = commands.RunOptions()
+    p = commands.plan(cfg, ALIAS, opts)
+    record = commands._create_run(run, fake, p, opts)
+    run.checkpoint(record.id, record.state, progress={"total": 2500, "created": 1200})
+    table = invoke(cfg, "history").stdout
+    assert "1200/2500 copied" in table
