@@ -437,8 +437,8 @@ def cleanup(
     Only an index whose ``_meta`` names reindex-fsm, this alias and a run of the state
     database whose target it is, counts as ours. Never deleted, and not counted: one that
     carries any alias (live), and the source or target of an unfinished run. The index
-    that ``undo`` of the alias's newest SWAPPED run moves the alias back to is kept (not
-    counted) unless ``delete_undo_index``. ``only``: delete none but these (the ones the
+    that ``undo`` of the alias's newest SWAPPED run moves the alias back to is kept (beyond
+    the newest ``keep``) unless ``delete_undo_index``. ``only``: delete none but these (the ones the
     operator confirmed).
     """
     if keep < 0:
@@ -469,6 +469,9 @@ def cleanup(
             verdict = ("keep", f"live: carries alias {', '.join(index.aliases)}")
         elif index.name in busy:
             verdict = ("keep", "used by an unfinished run")
+        elif kept < keep:
+            kept += 1
+            verdict = ("keep", f"one of the newest {keep} (run {run.id}, {run.state})")
         elif swapped is not None and index.name == swapped.source_index:
             undo_note = f"`reindex-fsm undo {swapped.id}` moves the alias back to it"
             verdict = (
@@ -476,9 +479,6 @@ def cleanup(
                 if delete_undo_index
                 else ("keep", f"{undo_note} (--force deletes it too)")
             )
-        elif kept < keep:
-            kept += 1
-            verdict = ("keep", f"one of the newest {keep} (run {run.id}, {run.state})")
         else:
             verdict = ("delete", f"beyond the newest {keep} (run {run.id}, {run.state})")
         created = datetime.fromtimestamp(index.created_ms / 1000, UTC).isoformat()
