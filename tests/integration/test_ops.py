@@ -178,6 +178,7 @@ def test_sliced_throttled_copy_is_rethrottled_from_another_process(
 ):
     make_source(2000)
     state_db = cfg.state_db
+    cfg.repo()  # created here: history, which polls it, creates no database
     run = subprocess.Popen(
         cli_argv(
             "start", "--alias", names.alias, "--force", "--verify", "--json",
