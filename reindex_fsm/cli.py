@@ -337,11 +337,13 @@ def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
 
 
 def _confirm(lines: list[str], question: str) -> None:
-    """Show ``lines`` and ask ``question`` [y/N] on stderr (stdout keeps the result);
-    Declined (exit 10) unless the answer is yes."""
+    """Show ``lines`` and ask ``question`` [y/N] on stderr (stdout keeps the result), or
+    on stdout when only stdout is a terminal (``2>log``); Declined (exit 10) unless the
+    answer is yes."""
+    err = sys.stderr.isatty() or not sys.stdout.isatty()
     for line in lines:
-        click.echo(line, err=True)
-    if not click.confirm(question, err=True):
+        click.echo(line, err=err)
+    if not click.confirm(question, err=err):
         raise Declined("declined at the prompt: nothing was done")
 
 

@@ -399,3 +399,25 @@ def test_history_shows_a_running_runs_stored_progress(cfg, fake):
     run.checkpoint(record.id, record.state, progress={"total": 2500, "created": 1200})
     table = invoke(cfg, "history").stdout
     assert "1200/2500 copied" in table
+
+
+def test_the_confirmation_shows_the_plans_warnings_when_present():
+    from types import SimpleNamespace
+
+    from reindex_fsm import render
+
+    plan = SimpleNamespace(
+        alias="a", source_index="a-1", target_index="a-2", source_count=3000, shrink=True
+    )
+    opts = SimpleNamespace(
+        verify=False, write_policy="block", requests_per_second=None, recompute_embeddings=False
+    )
+    lines = render.confirmation(plan, opts)
+    assert any("verification is OFF" in line for line in lines)
+    assert any("far fewer documents" in line for line in lines)
+    assert any("about 1s" in line and "5,000" in line for line in lines)
+    quiet = render.confirmation(
+        SimpleNamespace(**{**vars(plan), "shrink": None}),
+        SimpleNamespace(**{**vars(opts), "verify": True}),
+    )
+    assert not [line for line in quiet if line.startswith("warning")]
