@@ -9,6 +9,7 @@ the last character of a line (:func:`print_out`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -80,7 +81,7 @@ def copy_rate(options: Any) -> tuple[float, str]:
 
 def human_duration(seconds: float) -> str:
     if seconds < 60:
-        return f"{max(1, round(seconds))}s"
+        return f"{max(1, math.ceil(seconds))}s"
     minutes = round(seconds / 60)
     return f"{minutes}min" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}min"
 
