@@ -15,10 +15,18 @@ import pytest
 
 from reindex_fsm import commands
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.errors import EngineError, ExitCode
+from reindex_fsm.errors import EngineError, ExitCode, UndoRefused
 from reindex_fsm.machine import State
 
-from .conftest import SMALL_DOCS, cli_json, make_config, options, reindex_tasks_under, run_cli
+from .conftest import (
+    SMALL_DOCS,
+    cli_json,
+    make_config,
+    options,
+    raw,
+    reindex_tasks_under,
+    run_cli,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +157,27 @@ def test_source_made_again_under_its_name_is_not_the_run_s_to_touch(
     assert engine.get_index(names.source).settings.get("index.blocks.write") == "true"
     assert not engine.index_exists(names.target)
     assert_finished_and_unlocked(db, rec.id, "ROLLED_BACK")
+
+
+def test_undo_finds_an_update_in_place_through_the_alias(engine, cfg, names, make_source):
+    """The swap's marks on a real engine: a document updated in place through the alias
+    (same count) is found by undo; an untouched target is not reported as changed (the
+    primaries' max_seq_no does not move by itself after the swap: replicas back, refresh)."""
+    make_source(300)
+    rec = commands.start(cfg, names.alias, options(target_index=names.target)).record
+    assert rec.state is State.SWAPPED
+    assert rec.swap_record["before_swap"]["max_seq_no"], rec.swap_record
+    engine.refresh(names.target)
+    assert engine.max_seq_nos(names.target) == rec.swap_record["before_swap"]["max_seq_no"]
+
+    (hit,) = engine.search(names.alias, {"size": 1, "query": {"match_all": {}}})["hits"]["hits"]
+    raw(engine, "PUT", f"/{names.alias}/_doc/{hit['_id']}", {**hit["_source"], "title": "new"})
+    assert engine.count(names.target) == 300
+    with pytest.raises(UndoRefused, match="written to since the swap"):
+        commands.undo(cfg, rec.id)
+    assert list(engine.get_alias(names.alias)) == [names.target]
+
+    again = commands.start(cfg, names.alias, options(target_index=names("second"))).record
+    assert again.state is State.SWAPPED
+    assert commands.undo(cfg, again.id).state is State.UNDONE  # nothing written: no refusal
+    assert list(engine.get_alias(names.alias)) == [names.target]
