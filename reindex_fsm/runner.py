@@ -219,8 +219,8 @@ class RunDriver:
     def _record_swap(self, why: str) -> None:
         p = self.ctx.plan
         found = f"alias {p.alias} is on the run's own target {p.target_index}: the swap was made"
-        self.ctx.reporter.event(self.record, f"warning: {found}; {why}, recorded SWAPPED")
         self._fire("record_swap", detail={"found": found, "reason": why})
+        self.ctx.reporter.event(self.record, f"warning: {found}; {why}, recorded SWAPPED")
 
     def resume(self) -> RunRecord:
         """Continue a stored run: FAILED runs roll back (if asked to) or retry their step.

@@ -9,7 +9,7 @@ import pytest
 
 from reindex_fsm import commands
 from reindex_fsm.engine.fake import TaskScript
-from reindex_fsm.errors import ExitCode, SourceGone
+from reindex_fsm.errors import ExitCode, SourceGone, UndoRefused
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 
@@ -102,3 +102,16 @@ def test_a_target_someone_put_an_alias_on_is_not_deleted(cfg, fake):
     assert TARGET in fake.indices and fake.indices[TARGET].aliases == {"pinned": {}}
     assert "in use, left" in rollback_detail(cfg, run_id)["target"]
     assert ALIAS in fake.indices[SOURCE].aliases
+
+
+def test_undo_never_moves_the_alias_to_an_index_made_again_under_the_previous_name(
+    cfg, fake, state_db
+):
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    assert rec.state is State.SWAPPED
+    fake.delete_index(SOURCE)
+    fake.add_index(SOURCE, {"x": {"title": "someone else's"}})
+    before, rows = fake.snapshot(), db_rows(state_db)
+    with pytest.raises(UndoRefused, match="previous index documents-v1 was deleted and created"):
+        commands.undo(cfg, rec.id)
+    assert fake.snapshot() == before and db_rows(state_db) == rows

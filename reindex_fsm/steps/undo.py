@@ -17,6 +17,7 @@ from ..errors import StaleState, UndoRefused
 from ..runplan import Plan
 from .context import RunContext
 from .plan import swap_actions
+from .rollback import source_changed
 
 
 def undo_actions(p: Plan, on_target: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -32,6 +33,9 @@ def check_previous(ctx: RunContext) -> None:
     found = [i for i in ctx.engine.describe_indices(p.source_index) if i.name == p.source_index]
     if not found:
         raise UndoRefused(ctx.run_id, f"the previous index {p.source_index} no longer exists")
+    changed = source_changed(ctx)
+    if changed is not None:  # an index made again under its name: not the previous index
+        raise UndoRefused(ctx.run_id, f"the previous index {p.source_index} {changed}")
     if not found[0].open:
         raise UndoRefused(
             ctx.run_id,
