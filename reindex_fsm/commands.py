@@ -18,7 +18,15 @@ from typing import Any
 from . import report
 from .crashpoints import Crashpoints
 from .engine.base import Engine, opaque_id_for
-from .errors import ExitCode, LockHeld, RunFinished, TaskNotFound, UndoRefused, UsageError
+from .errors import (
+    ExitCode,
+    LockHeld,
+    RunFinished,
+    SwappedNotRolledBack,
+    TaskNotFound,
+    UndoRefused,
+    UsageError,
+)
 from .lease import Lease, LeaseKeeper
 from .machine import State
 from .preflight import preflight
@@ -290,7 +298,10 @@ def resume(cfg: Config, run_id: str, *, force_unlock: bool = False) -> Outcome:
 
 
 def abort(cfg: Config, run_id: str) -> Outcome:
-    return Outcome(holding_lease(cfg, run_id, RunDriver.abort), aborted=True)
+    record = holding_lease(cfg, run_id, RunDriver.abort)
+    if record.state is State.SWAPPED:  # its swap was found made: the target is live
+        raise SwappedNotRolledBack(record.id, record.alias, record.target_index)
+    return Outcome(record, aborted=True)
 
 
 def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
