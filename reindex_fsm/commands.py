@@ -18,7 +18,15 @@ from typing import Any
 from . import report
 from .crashpoints import Crashpoints
 from .engine.base import Engine, opaque_id_for
-from .errors import ExitCode, LockHeld, RunFinished, TaskNotFound, UndoRefused, UsageError
+from .errors import (
+    ExitCode,
+    LockHeld,
+    RunFinished,
+    TargetRefused,
+    TaskNotFound,
+    UndoRefused,
+    UsageError,
+)
 from .lease import Lease, LeaseKeeper
 from .machine import State
 from .preflight import preflight
@@ -195,6 +203,9 @@ def _drive_holding(
     keeper.start_heartbeat()
     try:
         record = how(RunDriver(ctx))
+    except TargetRefused:  # the run ended CANCELLED as it raised: nothing left to hold
+        keeper.release()
+        raise
     finally:
         keeper.stop_heartbeat()
     if record.finished:
