@@ -79,6 +79,20 @@ REFUSED = [
     ("target -", None, [*START, "--target-index", "-x"], 2, "starts with '-'"),
     ("target long", None, [*START, "--target-index", "é" * 128], 2, "longer than 255 bytes"),
     (
+        "final refresh interval",
+        None,
+        [*START, "--set", "index.refresh_interval=5"],
+        2,
+        'setting index.refresh_interval=5 is not a time value such as 1s or 500ms, or -1',
+    ),
+    (
+        "final replicas",
+        None,
+        [*START, "--set", "index.number_of_replicas=-1"],
+        2,
+        "setting index.number_of_replicas=-1 is not a whole number from 0",
+    ),
+    (
         "settings not utf-8",
         _files,
         [*START, "--settings", "{tmp}/settings.json"],
@@ -160,6 +174,34 @@ def test_slices_within_the_bound_and_auto_are_accepted(cfg, fake):
     fake.indices[SOURCE].settings["index.max_slices_per_scroll"] = "5"
     with pytest.raises(UsageError, match="more than 5"):
         commands.plan(cfg, ALIAS, RunOptions(slices=6))
+
+
+def test_final_values_the_copy_overrides_are_checked(cfg, fake):
+    """They reach the engine only after the copy; the create carries the copy-time values."""
+    for key, good in (
+        ("index.refresh_interval", ("-1", "0", "30s", " 5S", "1d", "500ms")),
+        ("index.number_of_replicas", ("0", "2", 1)),
+    ):
+        for value in good:
+            commands.plan(cfg, ALIAS, RunOptions(settings_overrides={key: value}))
+    for key, bad in (
+        ("index.refresh_interval", ("5", "1.5s", "-5s", "banana", True)),
+        ("index.number_of_replicas", ("-1", "a", 1.5, "0-all")),
+    ):
+        for value in bad:
+            with pytest.raises(UsageError, match=f"setting {key}="):
+                commands.plan(cfg, ALIAS, RunOptions(settings_overrides={key: value}))
+    # without the bulk-load tuning the create carries them: the engine decides there
+    untuned = RunOptions(bulk_tuning=False, settings_overrides={"index.refresh_interval": "5"})
+    commands.plan(cfg, ALIAS, untuned)
+
+
+def test_a_default_target_name_too_long_is_refused(cfg, fake):
+    long_alias = "a" * 250
+    fake.indices[SOURCE].aliases[long_alias] = {}
+    with pytest.raises(UsageError, match=r"made from the alias.*longer than 255 bytes") as caught:
+        commands.plan(cfg, long_alias, RunOptions())
+    assert caught.value.hint == "give --target-index NAME"
 
 
 def test_name_rules():

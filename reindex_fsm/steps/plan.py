@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -207,6 +208,33 @@ def copy_settings(options: RunOptions) -> dict[str, Any]:
     return dict(sorted(tuned.items()))
 
 
+_TIME_VALUE = re.compile(r"-1|0|\d+(nanos|micros|ms|s|m|h|d)")
+# Final values the create does not carry (the copy-time value is sent instead) and the
+# engine therefore sees only when they are put back, after the copy: checked here by the
+# engine's own rules.
+_FINAL_VALUE_RULES = {
+    "index.number_of_replicas": (re.compile(r"\d+"), "a whole number from 0"),
+    "index.refresh_interval": (_TIME_VALUE, "a time value such as 1s or 500ms, or -1"),
+}
+
+
+def check_final_settings(settings: dict[str, Any], while_copying: dict[str, Any]) -> None:
+    """The final value of a setting the copy overrides (bulk-load tuning, --copy-set)
+    reaches the engine only before verify: refuse one the engine would refuse then."""
+    for key in while_copying:
+        rule = _FINAL_VALUE_RULES.get(key)
+        if rule is None or key not in settings:
+            continue
+        value = settings[key]
+        text = str(value).strip().lower()
+        if isinstance(value, bool | float) or not rule[0].fullmatch(text):
+            raise UsageError(
+                f"setting {key}={json.dumps(value)} is not {rule[1]}",
+                hint="fix --set/--settings (the value is put on the target after the copy, "
+                "so it is checked now); nothing was done",
+            )
+
+
 def index_uuid(engine: Engine, index: str) -> str | None:
     """An index's ``index.uuid`` (None: no such index): its identity, which a name is not."""
     if not engine.index_exists(index):
@@ -267,6 +295,13 @@ def make_plan(
         target = check_target_name(engine, options.target_index)
     else:
         target = choose_target_name(engine, alias, now)
+        problem = name_problem(target, index=True)  # a long alias + the timestamp
+        if problem:
+            raise UsageError(
+                f"the target name made from the alias, {target!r}, is not a valid index "
+                f"name: {problem}",
+                hint="give --target-index NAME",
+            )
     definition = engine.get_index(source)
     check_options(options, definition.mappings, source)
     check_slices(options, source, definition.settings)
@@ -287,6 +322,8 @@ def make_plan(
         settings = dict(sorted({**settings, **vector_settings}.items()))
         if recompute_plan["expected"] is not None:
             source_count = recompute_plan["expected"]  # what the target is to hold
+    while_copying = copy_settings(options)
+    check_final_settings(settings, while_copying)
     request = reindex_request(source, target, run_id, options)
     return Plan(
         run_id=run_id,
@@ -301,7 +338,7 @@ def make_plan(
         reindex=request.body(),
         engine={"url": engine.url, "flavor": info.flavor, "version": info.version},
         planned_at=now.isoformat(),
-        copy_settings=copy_settings(options),
+        copy_settings=while_copying,
         recompute=recompute_plan,
         source_uuid=definition.settings.get("index.uuid"),
     )
