@@ -314,3 +314,15 @@ def test_a_state_database_of_a_newer_version_is_one_line(tmp_path, fake):
         assert "'0999_from_the_future'" in lines[0] and "upgrade reindex-fsm" in lines[0]
     assert db.read_bytes() == before
     assert fake.call_names(mutating_only=True) == []
+
+
+def test_what_is_not_an_engine_names_the_url():
+    from reindex_fsm.engine.connect import detect_flavor
+    from reindex_fsm.errors import UnsupportedEngine
+
+    for body in ("<html>proxy</html>", {"status": "ok"}, {"version": {"number": "1.0"}}):
+        with pytest.raises(UnsupportedEngine) as caught:
+            detect_flavor(body, "http://proxy:8080/es")
+        assert "the server at http://proxy:8080/es is not Elasticsearch or OpenSearch" in str(
+            caught.value
+        )
