@@ -6,8 +6,11 @@ and bodies chosen when it was planned.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,32 @@ class RunOptions:
     def from_dict(cls, data: dict[str, Any]) -> RunOptions:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def check_requests_per_second(value: float | None, flag: str = "--requests-per-second") -> None:
+    """A throttle is a positive, finite number of requests per second (None: unthrottled).
+    0, a negative number or NaN would be refused by the engine only once the copy starts."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{flag} {value!r} is not a number")
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(
+            f"{flag} {value:g} is not a positive number",
+            hint="give e.g. 500, or leave it out (or -1 / unlimited) for no throttle",
+        )
+
+
+def check_options(options: RunOptions) -> None:
+    """What can be refused in the options alone, before the engine is asked anything (the
+    names and the bounds that need the source are checked by the plan)."""
+    check_requests_per_second(options.requests_per_second)
+    slices = options.slices
+    if slices != "auto" and (isinstance(slices, bool) or not isinstance(slices, int) or slices < 1):
+        raise UsageError(
+            f"--slices {slices!r} is not a positive number or auto",
+            hint="give auto (one slice per source shard) or a number from 1",
+        )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from reindex_fsm.errors import (
     ExitCode,
     RunFinished,
     SwappedNotRolledBack,
+    TargetRefused,
 )
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
@@ -332,14 +333,18 @@ def test_unreachable_engine_mid_run_leaves_state_and_resume_finishes(cfg, fake):
     assert len(fake.tasks) == 1  # the running task was followed, not restarted
 
 
-def test_engine_refusal_at_create_fails_with_reason(cfg, fake):
+def test_engine_refusal_at_create_ends_the_run_cancelled_with_reason(cfg, fake):
+    """A 400 on the create is the engine refusing the planned settings or mappings: an
+    option error (exit 2), not a failure to roll back (tests/test_refused_input.py)."""
     fake.fail_on(
         "create_index", error=EngineError("illegal_argument_exception: bad analyzer", status=400)
     )
-    outcome = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
-    assert outcome.record.state is State.ROLLED_BACK
-    assert outcome.exit_code == ExitCode.ROLLED_BACK
-    assert "bad analyzer" in outcome.record.error
+    with pytest.raises(TargetRefused) as refused:
+        commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+    assert refused.value.exit_code == ExitCode.USAGE
+    (run,) = cfg.repo().list()
+    assert run.state is State.CANCELLED
+    assert "bad analyzer" in run.error and "bad analyzer" in refused.value.one_line()
 
 
 def test_foreign_index_at_target_name_when_creating(cfg, fake):
