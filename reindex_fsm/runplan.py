@@ -92,6 +92,9 @@ class Plan:
     # The source's index.uuid at plan time: an index deleted and made again under the same
     # name is another index, never the run's source.
     source_uuid: str | None = None
+    # The target's index.uuid, stored when the run creates it: the run copies into and
+    # swaps onto that index only, never another one made under the same name.
+    target_uuid: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -68,16 +68,17 @@ def run_calls(polls: int) -> list[str]:
         "put_lease",  # the lease is still ours (renewed) before each step that writes
         "index_exists",
         "create_index",
+        "get_index",  # the target's uuid, stored with the plan: its identity
         "put_lease",
         "get_index",  # was the source write-blocked already?
         "add_write_block",  # --write-policy block: from just before the copy
         "refresh",  # every acknowledged write visible to the copy
         "count",  # the count verification compares with
         "list_reindex_tasks",
-        "index_exists",  # never copy into a target that is not this run's
-        "get_index",
+        "get_index",  # never copy into a target that is not this run's
         "start_reindex",
-        *["get_task"] * polls,
+        *["get_index", "get_task"] * polls,  # each poll: still the index this run created?
+        "get_index",  # and once the copy is done
         "index_exists",  # swapped before a crash? then verification is done
         "get_index_aliases",
         "put_settings",  # final replicas and refresh interval back
@@ -89,6 +90,7 @@ def run_calls(polls: int) -> list[str]:
         "put_lease",
         "get_index_aliases",
         "get_index_aliases",
+        "get_index",  # the target is this run's, with the planned mappings and settings
         "update_aliases",
         "delete_task_result",  # the copy's stored result (issue 5)
         "index_exists",
@@ -493,6 +495,6 @@ def test_copy_never_writes_into_a_target_that_is_gone(cfg, fake):
     n_tasks = len(fake.tasks)
     outcome = commands.resume(cfg, rec.id)
     assert outcome.record.state is State.FAILED
-    assert "is gone or no longer this run's" in outcome.record.error
+    assert f"target {TARGET} was deleted: not copying into it" in outcome.record.error
     assert len(fake.tasks) == n_tasks and TARGET not in fake.indices
     assert ALIAS in fake.indices[SOURCE].aliases

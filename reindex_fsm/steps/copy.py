@@ -6,7 +6,10 @@ second attempt copies with ``op_type=create, conflicts=proceed``: documents
 already in the target are skipped, so copying again is idempotent.
 
 Waiting: poll the Tasks API with backoff, storing progress. A task the engine
-no longer knows (404, no stored result) is not a failure: copy again.
+no longer knows (404, no stored result) is not a failure: copy again. At every poll
+the target must still be the index the run created (its uuid and ``_meta``): one
+deleted meanwhile is re-created by the engine with default mappings, so the task is
+cancelled and the run fails (:mod:`.target`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 from ..engine.base import ReindexRequest, TaskStatus
 from ..errors import CopyFailed
 from ..runplan import Plan
+from . import target
 from .context import RunContext
-from .plan import owner_of, reindex_request
+from .plan import reindex_request
 
 
 def plan(p: Plan) -> dict[str, Any]:
@@ -33,17 +37,21 @@ def _request(ctx: RunContext, again: bool) -> ReindexRequest:
 
 def require_own_target(ctx: RunContext) -> None:
     """Refuse to copy into a target that is gone or not this run's: the engine would create
-    a missing one with default mappings on the first write."""
+    a missing one with default mappings on the first write. Records the target's uuid when
+    the run does not hold it yet (a run planned by an earlier version)."""
     p = ctx.plan
-    if not ctx.engine.index_exists(p.target_index) or owner_of(ctx.engine, p.target_index) != (
-        ctx.run_id
-    ):
+    found = target.read(ctx)
+    why = target.not_own(ctx, found)
+    if why is not None:
         raise CopyFailed(
-            f"target {p.target_index} is gone or no longer this run's: not copying into it "
-            "(the engine would create it with default mappings)",
+            f"{why}: not copying into it (the engine would create a missing {p.target_index} "
+            "with default mappings)",
             run_id=ctx.run_id,
             state=ctx.record.state.value,
         )
+    values = target.recorded(ctx, found)
+    if values:
+        ctx.checkpoint(**values)
 
 
 def start(ctx: RunContext) -> tuple[str, dict[str, Any]]:
@@ -80,6 +88,8 @@ def run_wait(ctx: RunContext) -> dict[str, Any]:
     last: dict[str, int] | None = None
     while True:
         task_id = ctx.record.task_id
+        if task_id:  # deleted or replaced meanwhile: stop the copy, fail
+            target.check_copy(ctx, task_id)
         status = ctx.engine.get_task(task_id) if task_id else None
         if status is None:
             new_id, detail = start(ctx)
@@ -109,6 +119,7 @@ def run_wait(ctx: RunContext) -> dict[str, Any]:
                     state=ctx.record.state.value,
                     task_id=task_id,
                 )
+            target.check_copy(ctx, task_id)  # e.g. deleted right before the last batch
             return {"progress": counts, "detail": {"task_id": task_id, **counts}}
         ctx.sleep(delay)
         delay = min(delay * 1.5, opts.poll_max_interval_s)

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import TargetExists
 from ..runplan import Plan
+from . import target
 from .context import RunContext
 from .plan import owner_of
 
@@ -26,7 +27,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         owner = owner_of(ctx.engine, p.target_index)
         if owner != ctx.run_id:
             raise TargetExists(p.target_index, owner)
-        return {"detail": {"target": p.target_index, "resumed": "target already created"}}
+        detail = {"target": p.target_index, "resumed": "target already created"}
+        return {**target.recorded(ctx), "detail": detail}
     ctx.engine.create_index(p.target_index, {**p.settings, **p.copy_settings}, p.mappings)
     ctx.crash("create_target.engine_done")
-    return {"detail": {"target": p.target_index}}
+    # its identity: the copy writes into, and the swap moves the alias onto, this index only
+    return {**target.recorded(ctx), "detail": {"target": p.target_index}}

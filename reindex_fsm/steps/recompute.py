@@ -42,6 +42,7 @@ from ..documents import (
 from ..engine.base import Engine, EngineInfo, TaskStatus
 from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
 from ..runplan import Plan, RunOptions
+from . import target as own_target
 from .context import RunContext
 from .copy import require_own_target
 
@@ -391,6 +392,8 @@ class _Stream:
     def _bulk(self, batch: Batch, sources: list[str]) -> None:
         if not batch.docs:
             return
+        # a target deleted meanwhile would be re-created by this bulk with default mappings
+        own_target.check_copy(self.ctx, None)
         target = self.plan.target_index
         # _source is already JSON: both clients' serializers pass strings through.
         actions = (
