@@ -44,7 +44,7 @@ from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
 from ..runplan import Plan, RunOptions
 from . import target as own_target
 from .context import RunContext
-from .copy import require_own_target
+from .copy import describe_failure, require_own_target
 
 VECTOR_TYPES = ("dense_vector", "knn_vector")
 SAMPLE_MIN_COSINE = 0.999  # a stored vector this close to a fresh embedding of its text
@@ -404,10 +404,10 @@ class _Stream:
         if errors:
             first = errors[0]
             item = next(iter(first.values()), {}) if isinstance(first, dict) else {}
-            reason = item.get("error", first) if isinstance(item, dict) else first
+            why = describe_failure(item) if isinstance(item, dict) and item else str(first)
             raise CopyFailed(
                 f"{len(errors)} of {len(batch.docs)} documents of batch {batch.number} were "
-                f"refused by the engine, first ({item.get('_id', '?')}): {reason}",
+                f"refused by the engine, first: {why}",
                 run_id=self.ctx.run_id,
                 state=self.ctx.record.state.value,
             )
