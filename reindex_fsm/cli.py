@@ -599,6 +599,15 @@ def _verify_options(
     help="Write invalid input lines with their reason to FILE and go on (else: stop).",
 )
 @click.option(
+    "--max-line-bytes",
+    type=click.IntRange(min=1),
+    default=4 * 2**20,
+    show_default=True,
+    metavar="BYTES",
+    help="With --documents-path: a longer JSONL line is refused (or set aside with "
+    "--skip-invalid); memory per line and batch is bounded by it.",
+)
+@click.option(
     "--lease-ttl",
     type=click.FloatRange(min=1),
     default=60,
@@ -678,6 +687,7 @@ def start(
     vector_mapping: str | None,
     workers: int,
     skip_invalid: str | None,
+    max_line_bytes: int,
     lease_ttl: float,
     force_unlock: bool,
     skip_preflight: tuple[str, ...],
@@ -740,6 +750,7 @@ def start(
             vector_mapping=vector_mapping,
             workers=workers,
             skip_invalid=skip_invalid,
+            max_line_bytes=max_line_bytes,
         ),
         lease_ttl_s=lease_ttl,
         skip_preflight=tuple(skip_preflight),

@@ -35,6 +35,7 @@ class RunOptions:
     vector_mapping: dict[str, Any] | None = None
     workers: int = 1
     skip_invalid: str | None = None  # file that gets the rejected lines with their reason
+    max_line_bytes: int = 4 * 2**20  # a longer JSONL line is refused (documents.MAX_LINE_BYTES)
     verify_sample: int = 50  # documents embedded again at verify
     # --write-policy: what happens to writes made to the source during the run.
     write_policy: str = "block"  # or "catch-up" (needs since_field)

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import embedders
 from ..documents import (
+    BATCH_BYTES,
     Batch,
     Fields,
     IndexReader,
@@ -170,7 +171,18 @@ def prepare(
         "source_count": source_count,  # of the source index
     }
     if options.documents_path:
-        summary = inspect_jsonl(options.documents_path, fields, options.skip_invalid, write=False)
+        if options.max_line_bytes < 1:
+            raise UsageError(f"--max-line-bytes {options.max_line_bytes} must be at least 1")
+        # the bounds are stored: every later read of the file cuts the same batches
+        plan["max_line_bytes"] = options.max_line_bytes
+        plan["batch_bytes"] = BATCH_BYTES
+        summary = inspect_jsonl(
+            options.documents_path,
+            fields,
+            options.skip_invalid,
+            write=False,
+            max_line_bytes=options.max_line_bytes,
+        )
         plan.update(summary.to_dict())
         plan["expected"] = summary.documents
     else:
@@ -203,7 +215,9 @@ def run_start(ctx: RunContext) -> dict[str, Any]:
         # done again to write the rejected lines (a plan writes nothing).
         if rp.get("skip_file"):
             fields = Fields(**rp["fields"])
-            digest = inspect_jsonl(rp["path"], fields, rp["skip_file"], write=True).sha256
+            limit = rp.get("max_line_bytes")
+            summary = inspect_jsonl(rp["path"], fields, rp["skip_file"], True, limit)
+            digest = summary.sha256
         else:
             digest = file_sha256(rp["path"])
         if digest != rp["sha256"]:
