@@ -636,7 +636,7 @@ def _verify_options(
     show_default=True,
     metavar="FACTOR",
     help="The disk check wants the source's primary store x (1 + replicas) x FACTOR free "
-    "on the data nodes, below the 85% watermark.",
+    "on the data nodes, below the cluster's low disk watermark.",
 )
 @click.option(
     "--pipeline",

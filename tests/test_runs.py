@@ -23,6 +23,7 @@ def preflight_calls(flavor: str = "opensearch") -> list[str]:
         "index_status",  # open? primary store size
         "get_index",  # _source enabled? final replicas
         "data_node_disks",
+        "disk_watermarks",  # the cluster's own, not a fixed 85 %
         # privileges: OpenSearch asks whether the security plugin is there
         "plugins" if flavor == "opensearch" else "check_privileges",
     ]
