@@ -111,11 +111,37 @@ def _replace_with_a_copy(fake: FakeEngine) -> None:
     fake.indices[TARGET].settings["index.uuid"] = "uuid-someone-elses"
 
 
-def test_target_replaced_between_copy_and_swap_by_an_index_of_the_same_name_is_not_swapped(
+def test_target_replaced_between_copy_and_verify_is_neither_verified_nor_swapped(
     fake, state_db
 ):
     source_docs = dict(fake.indices[SOURCE].docs)
     outcome = start(fake, state_db, "commit.VERIFYING", lambda: _replace_with_a_copy(fake))
+    rec = outcome.record
+    assert rec.state is State.FAILED and rec.failed_from is State.VERIFYING
+    assert rec.error.startswith(
+        f"target {TARGET} was replaced by another index (uuid uuid-someone-elses): "
+        f"not verifying it; the alias stays on {SOURCE}"
+    )
+    assert_alias_on_source(fake, source_docs)
+    assert "update_aliases" not in fake.call_names()
+    assert "put_settings" not in fake.call_names()  # nothing written to someone's index
+
+
+def test_target_replaced_after_verification_right_before_the_swap_is_not_swapped(
+    fake, state_db, monkeypatch
+):
+    from reindex_fsm.steps import verify
+
+    verified = verify.run
+
+    def then_replaced(ctx):
+        result = verified(ctx)
+        _replace_with_a_copy(fake)
+        return result
+
+    monkeypatch.setattr(verify, "run", then_replaced)
+    source_docs = dict(fake.indices[SOURCE].docs)
+    outcome = commands.start(make_config(fake, state_db), ALIAS, RunOptions(verify=True))
     rec = outcome.record
     assert rec.state is State.FAILED and rec.failed_from is State.VERIFYING
     assert outcome.exit_code == ExitCode.RUN_FAILED

@@ -131,6 +131,21 @@ def check_copy(ctx: RunContext, task_id: str | None) -> None:
     raise error
 
 
+def require_own(ctx: RunContext, doing: str) -> None:
+    """Before a step writes to the target (verify puts its final settings back): it must be
+    the run's. RunStepFailed otherwise, naming what was not done."""
+    why = not_own(ctx, read(ctx))
+    if why is None:
+        return
+    error = RunStepFailed(
+        f"{why}: not {doing} it; the alias stays on {ctx.plan.source_index}",
+        run_id=ctx.run_id,
+        state=ctx.record.state.value,
+    )
+    error.hint = f"`reindex-fsm abort {ctx.run_id}` ends the run, then start again"
+    raise error
+
+
 def _operational(key: str) -> bool:
     return any(key == o or (o.endswith(".") and key.startswith(o)) for o in OPERATIONAL_SETTINGS)
 
