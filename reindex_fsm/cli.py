@@ -740,6 +740,15 @@ def _verify_options(
     help="Write invalid input lines with their reason to FILE and go on (else: stop).",
 )
 @click.option(
+    "--max-line-bytes",
+    type=click.IntRange(min=1),
+    default=4 * 2**20,
+    show_default=True,
+    metavar="BYTES",
+    help="With --documents-path: a longer JSONL line is refused (or set aside with "
+    "--skip-invalid); memory per line and batch is bounded by it.",
+)
+@click.option(
     "--lease-ttl",
     type=click.FloatRange(min=1),
     default=60,
@@ -768,7 +777,7 @@ def _verify_options(
     show_default=True,
     metavar="FACTOR",
     help="The disk check wants the source's primary store x (1 + replicas) x FACTOR free "
-    "on the data nodes, below the 85% watermark.",
+    "on the data nodes, below the cluster's low disk watermark.",
 )
 @click.option(
     "--pipeline",
@@ -819,6 +828,7 @@ def start(
     vector_mapping: str | None,
     workers: int,
     skip_invalid: str | None,
+    max_line_bytes: int,
     lease_ttl: float,
     force_unlock: bool,
     skip_preflight: tuple[str, ...],
@@ -881,6 +891,7 @@ def start(
             vector_mapping=vector_mapping,
             workers=workers,
             skip_invalid=skip_invalid,
+            max_line_bytes=max_line_bytes,
         ),
         lease_ttl_s=lease_ttl,
         skip_preflight=tuple(skip_preflight),

@@ -32,6 +32,7 @@ from .errors import (
 )
 from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
 from .steps import copy, create_target, recompute, rollback, swap, undo, verify, write_policy
+from .steps import target as own_target
 from .steps.context import RunContext, SilentReporter
 from .store import RunRecord
 
@@ -77,6 +78,7 @@ class RunDriver:
             # written to with a target that takes the writes.
             self._take({"detail": {"verify": "skipped: passed before the recorded swap"}})
             return
+        own_target.require_own(self.ctx, "verifying")  # its settings are put back: ours only
         self._take(verify.run(self.ctx))
 
     def step_swap(self, _e: EventData) -> None:

@@ -38,6 +38,7 @@ class RunOptions:
     vector_mapping: dict[str, Any] | None = None
     workers: int = 1
     skip_invalid: str | None = None  # file that gets the rejected lines with their reason
+    max_line_bytes: int = 4 * 2**20  # a longer JSONL line is refused (documents.MAX_LINE_BYTES)
     verify_sample: int = 50  # documents embedded again at verify
     # --write-policy: what happens to writes made to the source during the run.
     write_policy: str = "block"  # or "catch-up" (needs since_field)
@@ -121,6 +122,9 @@ class Plan:
     # The source's index.uuid at plan time: an index deleted and made again under the same
     # name is another index, never the run's source.
     source_uuid: str | None = None
+    # The target's index.uuid, stored when the run creates it: the run copies into and
+    # swaps onto that index only, never another one made under the same name.
+    target_uuid: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,6 +30,7 @@ def preflight_calls(flavor: str = "opensearch") -> list[str]:
         "index_status",  # open? primary store size
         "get_index",  # _source enabled? final replicas
         "data_node_disks",
+        "disk_watermarks",  # the cluster's own, not a fixed 85 %
         # privileges: OpenSearch asks whether the security plugin is there
         "plugins" if flavor == "opensearch" else "check_privileges",
     ]
@@ -84,18 +85,20 @@ def run_calls(polls: int) -> list[str]:
         "put_lease",  # the lease is still ours (renewed) before each step that writes
         "index_exists",
         "create_index",
+        "get_index",  # the target's uuid, stored with the plan: its identity
         "put_lease",
         "get_index",  # was the source write-blocked already?
         "add_write_block",  # --write-policy block: from just before the copy
         "refresh",  # every acknowledged write visible to the copy
         "count",  # the count verification compares with
         "list_reindex_tasks",
-        "index_exists",  # never copy into a target that is not this run's
-        "get_index",
+        "get_index",  # never copy into a target that is not this run's
         "start_reindex",
-        *["get_task"] * polls,
+        *["get_index", "get_task"] * polls,  # each poll: still the index this run created?
+        "get_index",  # and once the copy is done
         "index_exists",  # swapped before a crash? then verification is done
         "get_index_aliases",
+        "get_index",  # the target is still the run's: its settings are put back
         "put_settings",  # final replicas and refresh interval back
         "get_index",
         "cluster_health",  # how many data nodes
@@ -105,6 +108,7 @@ def run_calls(polls: int) -> list[str]:
         "put_lease",
         "get_index_aliases",
         "get_index_aliases",
+        "get_index",  # the target is this run's, with the planned mappings and settings
         "refresh",  # the target's marks, stored before the swap, for undo's check
         "count",
         "max_seq_nos",
@@ -519,6 +523,6 @@ def test_copy_never_writes_into_a_target_that_is_gone(cfg, fake):
     n_tasks = len(fake.tasks)
     outcome = commands.resume(cfg, rec.id)
     assert outcome.record.state is State.FAILED
-    assert "is gone or no longer this run's" in outcome.record.error
+    assert f"target {TARGET} was deleted: not copying into it" in outcome.record.error
     assert len(fake.tasks) == n_tasks and TARGET not in fake.indices
     assert ALIAS in fake.indices[SOURCE].aliases

@@ -46,6 +46,7 @@ from .base import (
     LEASE_INDEX,
     LEASE_INDEX_MAPPINGS,
     LEASE_INDEX_SETTINGS,
+    DiskWatermarks,
     EngineInfo,
     Flavor,
     IndexDefinition,
@@ -56,6 +57,7 @@ from .base import (
     ReindexRequest,
     StoredLease,
     TaskStatus,
+    watermarks_from_settings,
 )
 
 __all__ = [
@@ -1126,6 +1128,17 @@ class ClientEngine:
                 )
             )
         return disks
+
+    def disk_watermarks(self) -> DiskWatermarks:
+        body = self._request(
+            "GET",
+            "/_cluster/settings",
+            params={
+                "include_defaults": "true",
+                "filter_path": "*.cluster.routing.allocation.disk",  # nested: small
+            },
+        )
+        return watermarks_from_settings(body)
 
     def check_privileges(
         self, cluster: list[str], index: list[tuple[list[str], list[str]]]

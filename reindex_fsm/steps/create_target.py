@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import EngineError, TargetExists, TargetRefused
 from ..runplan import Plan
+from . import target
 from .context import RunContext
 from .plan import owner_of
 
@@ -27,7 +28,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         owner = owner_of(ctx.engine, p.target_index)
         if owner != ctx.run_id:
             raise TargetExists(p.target_index, owner)
-        return {"detail": {"target": p.target_index, "resumed": "target already created"}}
+        detail = {"target": p.target_index, "resumed": "target already created"}
+        return {**target.recorded(ctx), "detail": detail}
     try:
         ctx.engine.create_index(p.target_index, {**p.settings, **p.copy_settings}, p.mappings)
     except EngineError as exc:
@@ -39,4 +41,5 @@ def run(ctx: RunContext) -> dict[str, Any]:
             raise TargetRefused(p.target_index, reason, ctx.run_id) from exc
         raise
     ctx.crash("create_target.engine_done")
-    return {"detail": {"target": p.target_index}}
+    # its identity: the copy writes into, and the swap moves the alias onto, this index only
+    return {**target.recorded(ctx), "detail": {"target": p.target_index}}
