@@ -4,8 +4,10 @@ state in one compare-and-set transaction.
 
 Errors and what they do to the run:
 - ``EngineUnreachable``: the state does not move; the run is resumable as it is.
-- ``LockHeld`` (the engine lease was lost to another process, found before a step that
-  writes: create_target, start_copy, swap): the same; nothing more is written.
+- ``LockHeld`` (the engine lease was lost to another process, found before any write:
+  every transition and checkpoint, every engine write): the same; nothing more is
+  written and the process exits 7 (after an ``abort`` from elsewhere took the run over,
+  it waits, reading only, for that abort to end and reports it).
 - ``StaleState``: another process moved the run; reload it and stop driving.
 - any other ``ReindexFsmError`` from a step: the failure path (FAILED, then
   ROLLED_BACK when --rollback-on-failure was given).
@@ -107,6 +109,7 @@ class RunDriver:
         src, dst = State(e.transition.source), State(e.transition.dest)
         values = {**self._values, **e.kwargs.get("values", {})}
         detail = {**self._detail, **e.kwargs.get("detail", {})}
+        self.ctx.ensure_lease()
         self.ctx.record = self.ctx.repo.transition(
             self.record.id, src, dst, e.event.name, detail, **values
         )
@@ -153,17 +156,26 @@ class RunDriver:
         """Move the run forward until it is finished or FAILED."""
         while self.record.state in NEXT_TRIGGER:
             try:
-                self._fire(NEXT_TRIGGER[self.record.state])
+                try:
+                    self._fire(NEXT_TRIGGER[self.record.state])
+                except (StaleState, EngineUnreachable, LockHeld):
+                    raise
+                except ReindexFsmError as exc:
+                    self._fail(exc)
             except StaleState:
                 return self._moved_elsewhere()
-            except (EngineUnreachable, LockHeld):
-                raise
-            except ReindexFsmError as exc:
-                try:
-                    self._fail(exc)
-                except StaleState:
-                    return self._moved_elsewhere()
+            except LockHeld as exc:
+                return self._lease_lost(exc)
         return self.record
+
+    def _lease_lost(self, exc: LockHeld) -> RunRecord:
+        """Another process took the lease: write nothing more. If it is an abort of this
+        run, wait for it (reading only) and report how the run ended; else exit 7."""
+        if self.ctx.lease is None or self.ctx.lease.lost is None:
+            raise exc
+        if self._reload().state in (State.ABORTING, State.ROLLED_BACK, State.CANCELLED):
+            return self._moved_elsewhere()
+        raise exc
 
     def _moved_elsewhere(self) -> RunRecord:
         """Another process moved the run. If it is aborting it, wait for the abort to end

@@ -116,7 +116,7 @@ def test_connect_picks_the_adapter_of_the_flavor(server: ContractServer, flavor:
     with connect(server.url, **CLIENT) as engine:
         assert type(engine) is ADAPTERS[flavor]
         assert isinstance(engine, Engine)
-        assert engine.info() == EngineInfo(flavor, VERSIONS[flavor], "fake")  # type: ignore[arg-type]
+        assert engine.info() == EngineInfo(flavor, VERSIONS[flavor], "fake", "fake-cluster-uuid")  # type: ignore[arg-type]
     assert server.paths().count("/") == INFO_CALLS[flavor]
 
 
