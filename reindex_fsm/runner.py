@@ -266,6 +266,7 @@ class RunDriver:
                 hint=f"an unfinished run is stopped with `reindex-fsm abort {self.record.id}`",
             )
         try:
+            self.ctx.ensure_lease()
             self.ctx.repo.lock_for_undo(self.record.id)
         except LockHeld as exc:
             raise UndoRefused(
