@@ -27,7 +27,7 @@ from .errors import (
     UsageError,
     WrongCluster,
 )
-from .lease import Lease, LeasedEngine, LeaseKeeper
+from .lease import Lease, LeasedEngine, LeasedSleep, LeaseKeeper
 from .machine import State
 from .preflight import preflight
 from .runner import RunDriver
@@ -133,7 +133,7 @@ def _context(
         repo=cfg.repo(),
         record=record,
         clock=cfg.clock,
-        sleep=cfg.sleep,
+        sleep=cfg.sleep if lease is None else LeasedSleep(cfg.sleep, lease),
         crash=cfg.crash(),
         reporter=cfg.reporter,
         now=cfg.now,

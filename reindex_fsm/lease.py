@@ -498,3 +498,17 @@ class LeasedEngine:
             return attr(*args, **kwargs)
 
         return checked
+
+
+class LeasedSleep:
+    """The run's sleep (a poll interval, a back-off): after each wait the lease is checked
+    (:meth:`LeaseKeeper.ensure`), so a process that lost it stops polling too, even where
+    nothing is written for a while (a stalled or throttled copy)."""
+
+    def __init__(self, sleep: Callable[[float], None], keeper: LeaseKeeper) -> None:
+        self.unchecked = sleep
+        self._keeper = keeper
+
+    def __call__(self, seconds: float) -> None:
+        self.unchecked(seconds)
+        self._keeper.ensure()

@@ -194,6 +194,40 @@ def test_a_lease_lost_mid_copy_writes_nothing_more_and_exits_7(
     assert record.state is State.REINDEXING
 
 
+def test_a_driver_that_lost_its_lease_stops_polling_a_stalled_copy(
+    cfg: Config, fake: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is written while a copy makes no progress: the poll itself stops."""
+    keepers: list[LeaseKeeper] = []
+    monkeypatch.setattr(LeaseKeeper, "start_heartbeat", lambda self: keepers.append(self))
+    fake.task_script = TaskScript(stall=True)
+    original = fake.get_task
+    polls_after_loss: list[int] = []
+
+    class StillPolling(Exception):
+        pass
+
+    def taken_over(task_id: str) -> Any:
+        if polls_after_loss:
+            polls_after_loss.append(1)
+            if len(polls_after_loss) > 20:
+                raise StillPolling()
+        elif fake.call_names().count("get_task") == 3:
+            (mine,) = keepers
+            keeper(fake, Clock(), mine.run_id, process=Holder("elsewhere", 1, "x")).acquire(
+                force=True
+            )
+            with pytest.raises(LockHeld):
+                mine.renew()  # the heartbeat finds it lost
+            polls_after_loss.append(0)
+        return original(task_id)
+
+    fake.get_task = taken_over  # type: ignore[method-assign]
+    with pytest.raises(LockHeld, match="lease lost"):
+        commands.start(cfg, ALIAS, RunOptions())
+    assert len(polls_after_loss) == 1  # not one poll more
+
+
 LEASE_FREE_WRITES = (
     "create_index",
     "put_settings",
