@@ -208,6 +208,25 @@ def test_a_signal_mid_copy_names_the_run_its_task_and_the_block_and_resume_finis
 
 # -- another cluster ------------------------------------------------------------------------------
 
+
+def test_another_url_of_the_runs_own_cluster_is_accepted(
+    engine: ClientEngine, engine_url: str, names: Names, tmp_path: Path, contested: None
+) -> None:
+    """The same node under another name (localhost for 127.0.0.1): the run's cluster UUID."""
+    other_url = engine_url.replace("127.0.0.1", "localhost")
+    assert other_url != engine_url, "the test engine's URL names no 127.0.0.1"
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    killed = spawn(
+        "start", "--alias", names.alias, "--force", "--json", "--state-db", db,
+        "--engine-url", engine_url, *SLOW_COPY, crash_at="commit.REINDEXING",
+    )  # fmt: skip
+    finish(killed)
+    assert killed.returncode == -signal.SIGKILL
+    _, runs = cli_json("history", "--state-db", db)
+    code, final = cli_json("resume", runs[0]["run_id"], "--state-db", db, "--engine-url", other_url)
+    assert code == 0 and final["state"] == "SWAPPED", final
+
+
 SECOND_HOME = "/tmp/eng-lease"
 
 
