@@ -231,6 +231,8 @@ def _drive_holding(
         keeper.retire()
     if record.finished:
         keeper.release()
+    elif record.state is State.FAILED:  # nobody drives it now: its resume need not wait
+        keeper.mark_idle()
     return record
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from . import logs
 from .engine.base import Engine, StoredLease
-from .errors import EngineError, LeaseConflict, LockHeld
+from .errors import EngineError, LeaseConflict, LockHeld, ReindexFsmError
 
 log = logs.get_logger(__name__)
 
@@ -122,6 +122,9 @@ class Lease:
     primary_term: int
     holder: Holder | None = None  # None: a lease written before leases named their process
     token: str = ""  # unique per acquisition
+    # False: its process stopped driving the run without finishing it (a FAILED run, an
+    # error): nobody drives it, so the run's own resume takes the lease back at once.
+    driving: bool = True
 
     @classmethod
     def from_stored(cls, alias: str, stored: StoredLease) -> Lease:
@@ -141,6 +144,7 @@ class Lease:
             primary_term=stored.primary_term,
             holder=holder,
             token=str(doc.get("token") or ""),
+            driving=doc.get("driving", True) is not False,
         )
 
     def expired(self, now: datetime) -> bool:
@@ -169,6 +173,8 @@ class Lease:
     def holder_alive(self, me: Holder) -> bool | None:
         """True/False when the holding process can be checked from here (this host, this
         PID namespace), None when not (another host): then only the expiry tells."""
+        if not self.driving:
+            return False
         h = self.holder
         if h is None or not h.pid_ns or h.pid_ns != me.pid_ns:
             return None
@@ -412,6 +418,23 @@ class LeaseKeeper:
         if held is not None:
             with _DRIVING_LOCK:
                 _DRIVING.discard(held.token)
+
+    def mark_idle(self) -> None:
+        """The run stopped unfinished (FAILED) and this process drives it no more, though
+        it may live on (a library caller): keep the lease (the alias stays the run's for
+        other state databases until it expires) but mark it driven by nobody, so that the
+        run's resume from another process takes it back at once. Best effort: a process
+        that cannot say so leaves its pid, which tells as much once it has exited."""
+        self.retire()
+        held = self.held
+        if held is None or self.lost is not None:
+            return
+        doc = {**self._doc(acquired_at=held.acquired_at, token=held.token), "driving": False}
+        with self._lock, suppress(ReindexFsmError):
+            written = self.engine.put_lease(
+                self.alias, doc, seq_no=held.seq_no, primary_term=held.primary_term
+            )
+            self.held = Lease.from_stored(self.alias, written)
 
     def release(self) -> None:
         """Give the lease up (only if it is still ours)."""

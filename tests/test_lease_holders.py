@@ -87,6 +87,23 @@ def test_a_resume_takes_the_lease_of_a_killed_process_back_at_once(
     assert fake.leases == {}
 
 
+def test_a_failed_run_is_driven_by_nobody_so_its_resume_takes_the_lease_at_once(
+    cfg: Config, fake: FakeEngine, live_pid: int
+) -> None:
+    """A process that stops driving a run it did not finish (FAILED) may live on (a library
+    caller): its lease stays, for other state databases, but says nobody drives the run."""
+    fake.task_script = TaskScript(fail_after_polls=1)
+    record = commands.start(cfg, ALIAS, RunOptions()).record
+    assert record.state is State.FAILED
+    doc, _seq_no = fake.leases[ALIAS]
+    assert doc["driving"] is False and doc["run_id"] == record.id
+    make_lease_live(fake, live_pid)  # its process is still alive (another pid of this host)
+    fake.task_script = TaskScript()
+    result = CliRunner().invoke(cli, ["resume", record.id], obj=cfg)
+    assert result.exit_code == 0, result.output
+    assert cfg.repo().get(record.id).state is State.SWAPPED and fake.leases == {}
+
+
 def test_a_zombie_holder_is_dead() -> None:
     proc = subprocess.Popen(["sleep", "120"])
     proc.kill()
