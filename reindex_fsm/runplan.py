@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RunOptions:
-    verify: bool = False
+    verify: bool = True  # count verification; off only with --no-verify
     rollback_on_failure: bool = False
     target_index: str | None = None  # None: <alias>-<UTC timestamp>
     settings_overrides: dict[str, Any] = field(default_factory=dict)  # flat keys
@@ -50,6 +50,10 @@ class RunOptions:
     verify_queries_file: str | None = None  # shown in the record
     verify_top_k: int = 10
     verify_min_overlap: float = 0.9
+    # --allow-shrink: a target holding much fewer documents than its source may be swapped
+    allow_shrink: bool = False
+    # --keep-block-on-failure: a FAILED run keeps its write block (else it comes off)
+    keep_block_on_failure: bool = False
     # -- lease and preflight (issue 5) --
     lease_ttl_s: float = 60.0  # the engine lease expires this long after its last renewal
     skip_preflight: tuple[str, ...] = ()  # names of preflight checks not to make

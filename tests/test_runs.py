@@ -235,7 +235,7 @@ def test_failed_run_can_be_aborted(cfg, fake):
 
 def test_failed_run_retried_by_resume(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True, keep_block_on_failure=True)).record
     fake.task_script = TaskScript()
     outcome = commands.resume(cfg, rec.id)
     assert outcome.record.state is State.SWAPPED

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import RunStepFailed, VerificationFailed
 from ..runplan import Plan, RunOptions
-from . import deep_verify, recompute
+from . import deep_verify, recompute, write_policy
 from .context import RunContext
 
 HEALTH_POLL_S = 20.0
@@ -100,6 +100,8 @@ def restore_settings(ctx: RunContext) -> dict[str, Any]:
 
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
+    # a block that came off when the run failed: on again, and what changed copied again
+    resynced = write_policy.resync(ctx)
     restored = restore_settings(ctx)
     ctx.engine.refresh(p.target_index)
     target_count = ctx.engine.count(p.target_index)
@@ -112,6 +114,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "task_failures": progress.get("failures", 0),
         "verified": ctx.options.verify,
         **restored,
+        **resynced,
     }
     if p.recompute:
         problems = _recompute_checks(ctx, target_count, detail)
