@@ -432,3 +432,27 @@ def test_an_abort_during_a_catch_up_pass_leaves_nothing_running(fake, state_db):
     rollback = next(i for i, c in enumerate(fake.calls) if c.method == "delete_index")
     assert all(i < rollback for i in starts)  # no task started after the abort
     assert not fake.write_blocked(SOURCE)
+
+
+def test_a_block_lifted_during_the_copy_means_copying_again_under_it(cfg, fake):
+    """Someone lifts the block while the copy runs (or a crash came right after the
+    failure path took it off): the writes made since are not in the copy. The run puts
+    the block back and copies again before it verifies."""
+    fake.task_script = TaskScript(docs_per_poll=500)
+    original = fake.get_task
+    lifted: list[str] = []
+
+    def get_task(task_id: str):  # type: ignore[no-untyped-def]
+        if not lifted and "doc-00002" in fake.indices[TARGET].docs:  # copied already
+            lifted.append(task_id)
+            fake.remove_write_block(SOURCE)
+            fake.write(ALIAS, "doc-00001", {"title": "written while it was lifted"})
+            fake.write(ALIAS, "doc-00002", None)
+        return original(task_id)
+
+    fake.get_task = get_task  # type: ignore[method-assign]
+    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    assert rec.state is State.SWAPPED, rec.error
+    assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
+    assert "doc-00002" not in fake.indices[TARGET].docs
+    assert rec.write_policy["passes"][-1]["resync"] and not fake.write_blocked(SOURCE)

@@ -247,7 +247,9 @@ def after_copy(ctx: RunContext) -> dict[str, Any]:
     """REINDEXING -> VERIFYING, after the main copy: the catch-up passes; for a run whose
     block came off when it failed, the block again and a copy of what changed."""
     if ctx.options.write_policy != "catch-up" and not copy_replaced(ctx):
-        return {}
+        if not _block_gone(ctx):
+            return {}
+        _mark_resync(ctx)
     while True:
         state = _state(ctx)
         passes = state.get("passes") or []
@@ -275,11 +277,35 @@ def resync(ctx: RunContext) -> dict[str, Any]:
     """Before verifying: a run whose block came off when it failed (after its copy had
     written) blocks again and copies what changed meanwhile (:func:`after_copy`). The
     source's count under the block is stored for verify. {} when there is nothing to do."""
+    if _block_gone(ctx):
+        _mark_resync(ctx)
     if not _state(ctx).get("resync"):
         return {}
     values = after_copy(ctx)
     ctx.checkpoint(source_count=values["source_count"])
     return dict(values["detail"])
+
+
+def _block_gone(ctx: RunContext) -> bool:
+    """The run's block is recorded as on, yet the source takes writes: it came off without
+    the failure being stored (a crash right after the release) or someone lifted it. What
+    was written since is not in the target: copy again (not for a recompute run, whose
+    copy cannot be made again by ``_reindex``)."""
+    state = _state(ctx)
+    if ctx.plan.recompute or not is_blocked(state):
+        return False
+    index = state["index"]
+    return ctx.engine.index_exists(index) and not _blocked_already(ctx.engine, index)
+
+
+def _mark_resync(ctx: RunContext) -> None:
+    state = _state(ctx)
+    state["resync"] = True
+    ctx.checkpoint(
+        event="write_block_gone",
+        detail={"index": state["index"], "note": "the write block is off: copying again"},
+        write_policy=state,
+    )
 
 
 def _next_pass(
