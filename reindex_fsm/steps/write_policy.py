@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..engine.base import Engine, ReindexRequest
-from ..errors import CopyFailed, ReindexFsmError, StaleState, UsageError
+from ..errors import CopyFailed, LockHeld, ReindexFsmError, StaleState, UsageError
 from ..machine import State
 from ..runplan import Plan, RunOptions
 from .context import RunContext
@@ -188,6 +188,12 @@ def release_on_failure(ctx: RunContext, failed_from: State) -> dict[str, Any]:
     if not is_blocked(state) or opts.keep_block_on_failure or ctx.plan.recompute:
         return {}
     if opts.rollback_on_failure:  # the rollback that follows takes it off, after the target
+        return {}
+    if ctx.repo.get(ctx.run_id).state is not ctx.record.state:
+        return {}  # moved by another process (an abort): no longer this one's to touch
+    try:
+        ctx.check_lease()  # a process that lost the run's lease writes nothing more
+    except LockHeld:
         return {}
     try:
         released = release(ctx)
