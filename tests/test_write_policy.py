@@ -456,3 +456,41 @@ def test_a_block_lifted_during_the_copy_means_copying_again_under_it(cfg, fake):
     assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
     assert "doc-00002" not in fake.indices[TARGET].docs
     assert rec.write_policy["passes"][-1]["resync"] and not fake.write_blocked(SOURCE)
+
+
+def test_a_failed_final_catch_up_pass_lifts_the_block_and_is_redone_under_it(cfg, fake):
+    """The final pass (under the block) fails: the block comes off with the failure, the
+    writers go on; resume puts the block back, runs the final pass again (its since
+    covers what was written meanwhile), reconciles the deletions and swaps."""
+    with_since_field(fake)
+    fake.task_script = TaskScript(docs_per_poll=400)
+    original = fake.start_reindex
+    failed: list[str] = []
+
+    def start_reindex(request):  # type: ignore[no-untyped-def]
+        final = request.op_type == "index" and request.requests_per_second is None
+        fake.task_script = TaskScript(
+            fail_after_polls=0 if final and not failed else None, docs_per_poll=400
+        )
+        if final and not failed:
+            failed.append(request.dest)
+        return original(request)
+
+    fake.start_reindex = start_reindex  # type: ignore[method-assign]
+    writer = Writer(fake)
+    options = RunOptions(**CATCH_UP, requests_per_second=100)  # the final pass: unthrottled
+    rec = commands.start(cfg, ALIAS, options).record
+    assert failed and rec.state is State.FAILED, rec.error
+    final = rec.write_policy["passes"][-1]
+    assert final["final"] and final["failed"] and not fake.write_blocked(SOURCE)
+    assert rec.write_policy["resync"] is True
+    refused = writer.refused
+    writer.write_some()  # writes while the run is FAILED: acknowledged, none refused
+    assert writer.refused == refused
+    rec = commands.resume(cfg, rec.id).record
+    assert rec.state is State.SWAPPED, rec.error
+    writer.assert_nothing_lost()
+    assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
+    again = rec.write_policy["passes"][-1]
+    assert again["n"] == final["n"] and again["attempts"] == 2 and "failed" not in again
+    assert len(rec.write_policy["blocked_periods"]) == 2 and not fake.write_blocked(SOURCE)
