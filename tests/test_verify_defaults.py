@@ -70,6 +70,7 @@ def test_a_much_smaller_copy_is_not_swapped_even_without_verification(cfg, fake)
     rec = commands.start(cfg, ALIAS, RunOptions(verify=False)).record
     assert rec.state is State.FAILED and rec.error_kind == "VerificationFailed"
     assert "much smaller than its source" in rec.error and "50.0%" in rec.error
+    assert f"`reindex-fsm abort {rec.id}`, then start again with --allow-shrink" in rec.error
     assert list(fake.get_alias(ALIAS)) == [SOURCE]
 
 

@@ -203,12 +203,17 @@ def _check_shrink(ctx: RunContext, target_count: int) -> None:
     else:
         source_docs = expected_source_count(ctx)
     if shrinks(source_docs, target_count):
-        raise VerificationFailed(
+        refused = VerificationFailed(
             _shrink_text("holds", p.target_index, target_count, p.source_index, source_docs)
             + "; not swapped",
             run_id=ctx.run_id,
             state=ctx.record.state.value,
         )
+        refused.hint = (
+            f"if that is intended: `reindex-fsm abort {ctx.run_id}`, then start again with "
+            "--allow-shrink"
+        )
+        raise refused
 
 
 def _deep_checks(ctx: RunContext, target_count: int, count_problems: list[str]) -> list[str]:
