@@ -16,10 +16,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, commands, logs, report
+from . import __version__, commands, logs, render, report
 from .commands import Config, Outcome, summary
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
-from .machine import TERMINAL
+from .machine import TERMINAL, State
 from .preflight import CHECKS
 from .reporting import BarReporter, JsonReporter, LineReporter
 from .runplan import RunOptions
@@ -50,10 +50,50 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, default=str, sort_keys=False))
 
 
+def _wants_json(args: list[str]) -> bool:
+    """``--json`` among the options (before a ``--``), known before click parses them."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _usage_error_json(exc: click.ClickException) -> NoReturn:
+    """A click usage error under --json: the JSON error object on stdout, one line on
+    stderr, click's exit code (2), as for every other error."""
+    where = getattr(exc, "ctx", None)
+    line = exc.format_message().rstrip(".")
+    if where is not None:
+        line += f"; see `{where.command_path} --help`"
+    _emit_json({"error": line, "exit_code": exc.exit_code})
+    click.echo(f"error: {line}", err=True)
+    raise click.exceptions.Exit(exc.exit_code)
+
+
 class ReindexGroup(click.Group):
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        wants_json = _wants_json(list(args))
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            if wants_json:
+                _usage_error_json(exc)
+            raise
+        if wants_json:  # also for an error while the command's own options are parsed
+            ctx.meta["json"] = True
+        return ctx
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            if _json_mode(ctx):
+                _close_reporter(ctx)
+                _usage_error_json(exc)
+            raise
         except ReindexFsmError as exc:
             _close_reporter(ctx)
             _fail(ctx, exc)
@@ -81,7 +121,59 @@ def _set_json(ctx: click.Context, _p: click.Parameter, value: bool) -> bool:
     return value
 
 
+def _set_log_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-v, -q and --log-format given after the command name: the same as before it."""
+    if not value:
+        return
+    meta = ctx.find_root().meta
+    if param.name == "verbose":
+        meta["verbose"] = meta.get("verbose", 0) + value
+    elif param.name == "quiet":
+        meta["quiet"] = True
+    else:
+        meta["log_format"] = value
+    _configure_logs(meta)
+
+
+def _configure_logs(meta: dict[str, Any]) -> None:
+    verbose, quiet = meta.get("verbose", 0), bool(meta.get("quiet"))
+    if verbose and quiet:
+        raise UsageError("-v and -q contradict each other", hint="give one of them")
+    logs.configure(verbose=verbose, quiet=quiet, fmt=meta.get("log_format", "text"))
+
+
+def log_options(f: Any) -> Any:
+    """-v/-q/--log-format on each command too (``reindex-fsm history -v``)."""
+    f = click.option(
+        "--log-format",
+        type=click.Choice(logs.FORMATS),
+        expose_value=False,
+        callback=_set_log_option,
+        help="Log lines on stderr as text or JSON lines (also before the command) "
+        "[env REINDEX_FSM_LOG_FORMAT].",
+    )(f)
+    f = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_log_option,
+        help="Only warnings, errors and notes: no progress (also before the command).",
+    )(f)
+    f = click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_set_log_option,
+        help="More log lines on stderr: -v the steps, -vv the client's requests "
+        "(also before the command).",
+    )(f)
+    return f
+
+
 def common(f: Any) -> Any:
+    f = log_options(f)
     f = click.option(
         "--json",
         "as_json",
@@ -227,6 +319,8 @@ def _warn(message: str) -> None:
 def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
     _close_reporter(ctx)
     data = summary(outcome.record)
+    if outcome.exit_code != ExitCode.OK:  # the summary goes to stdout; the error, here too
+        _run_error_line(outcome.record)
     held = outcome.record.write_policy or {}
     if write_policy.is_blocked(held):
         click.echo(
@@ -242,46 +336,84 @@ def _print_outcome(ctx: click.Context, outcome: Outcome) -> None:
     ctx.exit(int(outcome.exit_code))
 
 
+def _confirm(lines: list[str], question: str) -> None:
+    """Show ``lines`` and ask ``question`` [y/N] on stderr (stdout keeps the result), or
+    on stdout when only stdout is a terminal (``2>log``); Declined (exit 10) unless the
+    answer is yes."""
+    err = sys.stderr.isatty() or not sys.stdout.isatty()
+    for line in lines:
+        click.echo(line, err=err)
+    if not click.confirm(question, err=err):
+        raise Declined("declined at the prompt: nothing was done")
+
+
+def _need_terminal(what: str, flag: str = "--force") -> None:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to {what} without confirmation: no terminal to ask on",
+            hint=f"pass {flag} to skip the question",
+        )
+
+
+def _run_error_line(record: Any) -> None:
+    """The one stderr line of a start/resume/abort whose run did not reach its goal."""
+    what = f"run {record.id} ended {record.state}"
+    if record.error:
+        what += f": {record.error}"
+    if record.state is State.FAILED:
+        hint = (
+            f"`reindex-fsm resume {record.id}` retries, `reindex-fsm abort {record.id}` "
+            f"cleans up; details: `reindex-fsm show {record.id}`"
+        )
+    else:
+        hint = f"details: `reindex-fsm show {record.id}`"
+    click.echo(f"error: {what}; {hint}", err=True)
+
+
 def _print_summary(data: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     for key in commands.KEY_FIELDS:
         if data.get(key) is not None:
-            table.add_row(f"[bold]{key}[/]", str(data[key]))
-    _out().print(table)
+            render.add_row(table, render.text(key, "bold"), data[key])
+    render.print_out(table)
 
 
 def _print_verification(v: dict[str, Any]) -> None:
     """What the last verification compared and what differed, one row per check."""
     table = Table(title="verification", show_header=False)
-    table.add_row("[bold]result[/]", "passed" if v.get("passed") else "[bold red]DIFFERENCES[/]")
+    result = render.text("passed") if v.get("passed") else render.text("DIFFERENCES", "bold red")
+    render.add_row(table, render.text("result", "bold"), result)
     for note in v.get("notes") or ():
-        table.add_row("note", note)
+        render.add_row(table, "note", note)
     docs = v.get("documents") or {}
     if docs.get("checked") is False:
-        table.add_row("documents", f"not checked: {docs.get('why')}")
+        render.add_row(table, "documents", f"not checked: {docs.get('why')}")
     else:
-        table.add_row("documents", f"{docs.get('compared')} compared ({docs.get('mode')})")
+        render.add_row(table, "documents", f"{docs.get('compared')} compared ({docs.get('mode')})")
         for key in ("missing_in_target", "differing", "only_in_target"):
             kind = docs.get(key) or {}
             if kind.get("count"):
                 ids = ", ".join(kind.get("ids") or [])
-                table.add_row(key.replace("_", " "), f"{kind['count']}: {ids}")
+                render.add_row(table, key.replace("_", " "), f"{kind['count']}: {ids}")
     mappings = v.get("mappings") or {}
     for diff in mappings.get("differences") or ():
-        table.add_row(
-            "mapping", f"{diff['path']}: planned {diff['planned']!r}, actual {diff['actual']!r}"
+        render.add_row(
+            table,
+            "mapping",
+            f"{diff['path']}: planned {diff['planned']!r}, actual {diff['actual']!r}",
         )
     queries = v.get("queries")
     if queries:
-        table.add_row(
+        render.add_row(
+            table,
             "queries",
             f"{queries['run'] - queries['failed']}/{queries['run']} at top-{queries['top_k']} "
             f"overlap >= {queries['min_overlap']} (lowest {queries['lowest_overlap']})",
         )
         for q in queries.get("queries") or ():
             if not q["passed"]:
-                table.add_row(f"query line {q['line']}", f"overlap {q['overlap']}")
-    _out().print(table)
+                render.add_row(table, f"query line {q['line']}", f"overlap {q['overlap']}")
+    render.print_out(table)
 
 
 def _load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
@@ -342,10 +474,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, log_format: str) -> None:
     Example:
       reindex-fsm start --alias documents --verify --rollback-on-failure --force
     """
-    if verbose and quiet:
-        raise UsageError("-v and -q contradict each other", hint="give one of them")
-    ctx.meta["quiet"] = quiet
-    logs.configure(verbose=verbose, quiet=quiet, fmt=log_format)
+    ctx.meta.update(verbose=verbose, quiet=quiet, log_format=log_format)
+    _configure_logs(ctx.meta)
 
 
 def _recompute_options(enabled: bool, **given: Any) -> dict[str, Any]:
@@ -804,11 +934,14 @@ def start(
                 hint="pass --force (and try --dry-run first)",
             )
         planned = commands.plan(cfg, alias, options)
-        _out().print_json(json.dumps({"steps": commands.describe(planned, options)}))
-        if not click.confirm(
-            f"Move alias {alias} from {planned.source_index} to {planned.target_index}?"
-        ):
-            raise Declined("declined at the prompt: nothing was done")
+        if ctx.find_root().meta.get("verbose"):  # the full plan: -v (or --dry-run)
+            click.echo(
+                json.dumps({"steps": commands.describe(planned, options)}, indent=2), err=True
+            )
+        _confirm(
+            render.confirmation(planned, options),
+            f"Move alias {alias} from {planned.source_index} to {planned.target_index}?",
+        )
     _print_outcome(ctx, commands.start(cfg, alias, options, planned, force_unlock=force_unlock))
 
 
@@ -874,14 +1007,26 @@ def abort(
     help="Also write the run as one self-contained HTML page (timeline, error, state "
     "diagram) to FILE.",
 )
+@click.option(
+    "--diagram",
+    is_flag=True,
+    help="Also print the state diagram as Mermaid source (the path taken and the current "
+    "state highlighted); --json always has it.",
+)
 @common
 @click.pass_context
 def show(
-    ctx: click.Context, run_id: str, report_file: str | None, state_db: str | None, as_json: bool
+    ctx: click.Context,
+    run_id: str,
+    report_file: str | None,
+    diagram: bool,
+    state_db: str | None,
+    as_json: bool,
 ) -> None:
-    """Show RUN_ID: its state, counts, task status, error and cause, the timeline of its
-    transitions with the time spent in each state, and its state diagram (Mermaid, the path
-    taken and the current state highlighted).
+    """Show RUN_ID: its state, counts and error first; for an unfinished run whether it
+    blocks writes and the commands that end it; then its task status, the timeline of its
+    transitions with the time spent in each state, and with --diagram its state diagram
+    (Mermaid).
 
     \b
     Example:
@@ -900,28 +1045,29 @@ def show(
         _emit_json(data)
         return
     _print_summary(data)
-    out = _out()
+    lines: list[Any] = []
     failure, task = picture["failure"], picture["task"]
     if failure["error"] or failure["error_kind"]:
-        out.print(
-            f"cause: {failure['error_kind'] or '-'} (failed from {failure['failed_from'] or '-'})",
-            markup=False,
+        lines.append(
+            f"cause: {failure['error_kind'] or '-'} (failed from {failure['failed_from'] or '-'})"
         )
+    lines.extend(f"next: {step}" for step in picture["next_steps"])
     if task["task_id"]:
         progress = json.dumps(task["progress"], default=str) if task["progress"] else "-"
-        out.print(
+        lines.append(
             f"task: {task['task_id']}, copy attempts {task['copy_attempts']}, "
-            f"last progress {progress}",
-            markup=False,
+            f"last progress {progress}"
         )
+    render.print_out(*lines)
     if record.verification:
         _print_verification(record.verification)
-    table = Table(title=f"timeline of run {record.id}")
+    table = render.table(f"timeline of run {record.id}")
     for col in ("at", "from", "to", "trigger", "time in state", "detail"):
         table.add_column(col)
     for step in picture["timeline"]:
         seconds = report.human_seconds(step["seconds"])
-        table.add_row(
+        render.add_row(
+            table,
             step["at"][:19].replace("T", " "),
             step["from"] or "",
             step["to"],
@@ -929,24 +1075,30 @@ def show(
             seconds + (" (so far)" if step["ongoing"] else ""),
             json.dumps(step["detail"], default=str) if step["detail"] else "",
         )
-    out.print(table)
-    out.print(
+    lines = [
+        table,
         "time in state: "
         + ", ".join(f"{k} {report.human_seconds(v)}" for k, v in picture["time_in_state"].items()),
-        markup=False,
-    )
-    out.print("path: " + " -> ".join(picture["path"]), markup=False)
-    out.print("state diagram (Mermaid):", markup=False)
-    out.print(picture["diagram"], markup=False, highlight=False)
+        "path: " + " -> ".join(picture["path"]),
+    ]
+    if diagram:
+        lines += ["state diagram (Mermaid):", picture["diagram"]]
     if report_file:
-        out.print(f"report written to {report_file}", markup=False)
+        lines.append(f"report written to {report_file}")
+    render.print_out(*lines)
 
 
 @cli.command()
 @click.option("--alias", help="Only runs on this alias.")
 @click.option("--state", help="Only runs in this state (e.g. FAILED).")
 @click.option("--since", type=click.DateTime(), help="Only runs started at or after (UTC).")
-@click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many runs.",
+)
 @common
 @click.pass_context
 def history(
@@ -975,19 +1127,19 @@ def history(
         table.add_column(col)
     for r in rows:
         unfinished = r["finished_at"] is None and r["state"] not in TERMINAL
-        target_count = r["target_count"] if r["target_count"] is not None else "-"
-        table.add_row(
+        render.add_row(
+            table,
             r["run_id"],
             r["alias"],
             f"{r['source_index']} -> {r['target_index']}",
             r["state"],
             r["created_at"][:19].replace("T", " "),
             report.human_seconds(r["duration_s"]) + (" (so far)" if unfinished else ""),
-            f"{target_count}/{r['source_count']}",
+            report.documents_cell(r),
             r["result"],
             r["error"] or "",
         )
-    _out().print(table)
+    render.print_out(table)
 
 
 # -- undo, cleanup, rethrottle (issue 5) -------------------------------------------------
@@ -999,8 +1151,9 @@ def history(
     "--force",
     is_flag=True,
     help="Undo even though the target received documents since the swap (they are not in "
-    "the previous index).",
+    "the previous index). Does not ask either.",
 )
+@click.option("--yes", "-y", "yes", is_flag=True, help="Do not ask for confirmation.")
 @engine_options
 @common
 @click.pass_context
@@ -1008,6 +1161,7 @@ def undo(
     ctx: click.Context,
     run_id: str,
     force: bool,
+    yes: bool,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -1018,12 +1172,25 @@ def undo(
     Refused (exit 14, nothing changed) when the run is not SWAPPED, the previous index is
     gone or closed, the alias is no longer on the run's target, another run is active on
     the alias, or (without --force) the target received documents since the swap.
+    Asks first on a terminal (--yes or --force: no question).
 
     \b
     Example:
       reindex-fsm undo 3f2a9c1b7d4e
     """
     cfg = _config(ctx, state_db, engine_url, engine_kind)
+    record = cfg.repo().get(run_id)
+    if not (yes or force) and record.state is State.SWAPPED:
+        _need_terminal("undo", "--yes")
+        _confirm(
+            [
+                f"undo run {record.id}: alias {record.alias} (and the other aliases the swap "
+                f"moved) from {record.target_index} back to {record.source_index}",
+                f"writes made to {record.target_index} since the swap are not in "
+                f"{record.source_index}: undo refuses them without --force",
+            ],
+            f"Move alias {record.alias} back to {record.source_index}?",
+        )
     _print_outcome(ctx, Outcome(commands.undo(cfg, run_id, force)))
 
 
@@ -1036,6 +1203,12 @@ def undo(
     help="How many of the newest earlier indices to keep (for undo).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Do not ask for confirmation; also delete the index undo of the newest swapped run "
+    "needs (kept otherwise).",
+)
 @engine_options
 @common
 @click.pass_context
@@ -1044,6 +1217,7 @@ def cleanup(
     alias: str,
     keep: int,
     dry_run: bool,
+    force: bool,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -1053,23 +1227,39 @@ def cleanup(
 
     Only indices whose mappings' _meta names reindex-fsm, this alias and a run of this
     state database (whose target they are) are considered. Never deleted, nor counted in
-    N: an index carrying any alias, and the source or target of an unfinished run.
+    N: an index carrying any alias, and the source or target of an unfinished run. The
+    index that `undo` of the newest swapped run moves the alias back to is kept too, unless
+    --force. Lists what it would delete and asks first on a terminal (--force: no question).
 
     \b
     Example:
       reindex-fsm cleanup --alias documents --keep 1 --dry-run
     """
     cfg = _config(ctx, state_db, engine_url, engine_kind)
-    rows = commands.cleanup(cfg, alias, keep, dry_run)
+    only: set[str] | None = None
+    if not dry_run and not force:
+        listed = commands.cleanup(cfg, alias, keep, dry_run=True)
+        doomed = [r for r in listed if r.action == "delete"]
+        if doomed:
+            _need_terminal("delete indices", "--force")
+            _confirm(
+                [f"delete {r.index} ({r.reason})" for r in doomed]
+                + [f"keep   {r.index} ({r.reason})" for r in listed if r.action != "delete"],
+                f"Delete {len(doomed)} {'index' if len(doomed) == 1 else 'indices'} of alias "
+                f"{alias}?",
+            )
+        only = {r.index for r in doomed}
+    rows = commands.cleanup(cfg, alias, keep, dry_run, only=only, delete_undo_index=force)
     if as_json:
         _emit_json({"dry_run": dry_run, "indices": [r.as_dict() for r in rows]})
         return
-    table = Table(title=f"reindex-fsm indices of alias {alias}" + (" (dry run)" if dry_run else ""))
+    title = f"reindex-fsm indices of alias {alias}" + (" (dry run)" if dry_run else "")
+    table = render.table(title)
     for col in ("index", "created", "run", "action", "reason"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.index, r.created[:19], r.run_id or "", r.action, r.reason)
-    _out().print(table)
+        render.add_row(table, r.index, r.created[:19], r.run_id or "", r.action, r.reason)
+    render.print_out(table)
 
 
 def _rate(value: str) -> float | None:

@@ -18,7 +18,15 @@ from typing import Any
 from . import report
 from .crashpoints import Crashpoints
 from .engine.base import Engine, opaque_id_for
-from .errors import ExitCode, LockHeld, RunFinished, TaskNotFound, UndoRefused, UsageError
+from .errors import (
+    ExitCode,
+    LockHeld,
+    RunFinished,
+    SwappedNotRolledBack,
+    TaskNotFound,
+    UndoRefused,
+    UsageError,
+)
 from .lease import Lease, LeaseKeeper
 from .machine import State
 from .preflight import preflight
@@ -62,9 +70,11 @@ class Config:
     # -- lease and preflight (issue 5) --
     warn: Callable[[str], None] = lambda _message: None  # one warning line for the operator
 
-    def repo(self) -> RunRepository:
+    def repo(self, read_only: bool = False) -> RunRepository:
+        """The state database; ``read_only`` (show, history): create nothing, and open a
+        file this process may not write without migrating it."""
         if self._repo is None:
-            self._repo = open_store(self.state_db)
+            self._repo = open_store(self.state_db, read_only=read_only)
         return self._repo
 
     def resolved_engine_url(self, stored: str | None = None) -> str:
@@ -289,11 +299,14 @@ def resume(cfg: Config, run_id: str, *, force_unlock: bool = False) -> Outcome:
 
 
 def abort(cfg: Config, run_id: str) -> Outcome:
-    return Outcome(holding_lease(cfg, run_id, RunDriver.abort), aborted=True)
+    record = holding_lease(cfg, run_id, RunDriver.abort)
+    if record.state is State.SWAPPED:  # its swap was found made: the target is live
+        raise SwappedNotRolledBack(record.id, record.alias, record.target_index)
+    return Outcome(record, aborted=True)
 
 
 def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
-    repo = cfg.repo()
+    repo = cfg.repo(read_only=True)
     record = repo.get(run_id)
     return record, repo.events(run_id)
 
@@ -305,7 +318,7 @@ def show_picture(
     status, error, Mermaid diagram); with ``report_file``, also written there as one
     self-contained HTML page."""
     record, events = show(cfg, run_id)
-    now = cfg.repo().now()  # the clock of the stored timestamps
+    now = cfg.repo(read_only=True).now()  # the clock of the stored timestamps
     if report_file:
         page = report.html_report(record, events, now)
         try:
@@ -331,7 +344,9 @@ def history(
         raise UsageError(
             f"unknown state {state!r}", hint=f"one of {', '.join(s.value for s in State)}"
         ) from exc
-    return cfg.repo().list(alias=alias, state=wanted, since=since, limit=limit)
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit} must be 1 or more")
+    return cfg.repo(read_only=True).list(alias=alias, state=wanted, since=since, limit=limit)
 
 
 def history_rows(
@@ -342,10 +357,11 @@ def history_rows(
     limit: int | None = 50,
 ) -> list[dict[str, Any]]:
     """`history`: each run's summary with its duration (so far, if unfinished) and result."""
-    now = cfg.repo().now()  # the clock of the stored timestamps
+    runs = history(cfg, alias, state, since, limit)
+    now = cfg.repo(read_only=True).now()  # the clock of the stored timestamps
     return [
         {**summary(r), "duration_s": report.duration_s(r, now), "result": report.result(r)}
-        for r in history(cfg, alias, state, since, limit)
+        for r in runs
     ]
 
 
@@ -419,12 +435,23 @@ class CleanupRow:
         return asdict(self)
 
 
-def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[CleanupRow]:
+def cleanup(
+    cfg: Config,
+    alias: str,
+    keep: int,
+    dry_run: bool = False,
+    *,
+    only: set[str] | None = None,
+    delete_undo_index: bool = False,
+) -> list[CleanupRow]:
     """Delete the indices earlier runs of ``alias`` created, beyond the newest ``keep``.
 
     Only an index whose ``_meta`` names reindex-fsm, this alias and a run of the state
     database whose target it is, counts as ours. Never deleted, and not counted: one that
-    carries any alias (live), and the source or target of an unfinished run.
+    carries any alias (live), and the source or target of an unfinished run. The index
+    that ``undo`` of the alias's newest SWAPPED run moves the alias back to is kept (beyond
+    the newest ``keep``) unless ``delete_undo_index``. ``only``: delete none but these (the ones the
+    operator confirmed).
     """
     if keep < 0:
         raise UsageError(f"--keep {keep} must be 0 or more")
@@ -436,6 +463,8 @@ def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[C
         if not r.finished
         for name in (r.source_index, r.target_index)
     }
+    # repo.list is newest first: the run an undo of the alias would undo
+    swapped = next((r for r in runs.values() if r.state is State.SWAPPED), None)
     engine = cfg.engine()
     rows: list[CleanupRow] = []
     kept = 0
@@ -455,6 +484,13 @@ def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[C
         elif kept < keep:
             kept += 1
             verdict = ("keep", f"one of the newest {keep} (run {run.id}, {run.state})")
+        elif swapped is not None and index.name == swapped.source_index:
+            undo_note = f"`reindex-fsm undo {swapped.id}` moves the alias back to it"
+            verdict = (
+                ("delete", f"{undo_note}: deleting it makes that undo impossible")
+                if delete_undo_index
+                else ("keep", f"{undo_note} (--force deletes it too)")
+            )
         else:
             verdict = ("delete", f"beyond the newest {keep} (run {run.id}, {run.state})")
         created = datetime.fromtimestamp(index.created_ms / 1000, UTC).isoformat()
@@ -463,7 +499,9 @@ def cleanup(cfg: Config, alias: str, keep: int, dry_run: bool = False) -> list[C
         return rows
     done: list[CleanupRow] = []
     for r in rows:
-        if r.action == "delete":
+        if r.action == "delete" and only is not None and r.index not in only:
+            r = replace(r, action="keep", reason="not among the indices confirmed")
+        elif r.action == "delete":
             # An alias added since the listing makes it live again: check right before.
             if engine.get_index_aliases(r.index):
                 r = replace(r, action="keep", reason="got an alias meanwhile")

@@ -167,6 +167,20 @@ class StateStoreError(ReindexFsmError):
         )
 
 
+class NoStateDatabase(ReindexFsmError):
+    """A command that only reads (show, history) was pointed at a state database that is
+    not there: it creates nothing and says so."""
+
+    exit_code = ExitCode.RUN_NOT_FOUND
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"no state database at {where}: no run was ever stored there",
+            hint="check --state-db (or REINDEX_FSM_STATE_DB); nothing was created",
+        )
+        self.where = where
+
+
 class EngineError(ReindexFsmError):
     """The engine refused a request. Carries the status and the engine's reason."""
 
@@ -286,3 +300,37 @@ class UndoRefused(ReindexFsmError):
         )
         self.run_id = run_id
         self.reason = reason
+
+
+# -- abort and rollback in a world that moved --
+
+
+class SourceGone(ReindexFsmError):
+    """The run's source index was deleted (or deleted and created again) since the run
+    was planned: the run cannot go on; ``abort`` finishes it. Nothing was changed."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+    def __init__(self, run_id: str, index: str, why: str) -> None:
+        super().__init__(
+            f"cannot resume run {run_id}: its source index {index} {why}",
+            hint=f"`reindex-fsm abort {run_id}` finishes it (its target deleted, the alias "
+            "released); nothing was changed",
+        )
+        self.run_id = run_id
+        self.index = index
+
+
+class SwappedNotRolledBack(UsageError):
+    """An abort found the run's swap made (the alias on its own target): the target is
+    live, so nothing was rolled back and the run is recorded SWAPPED."""
+
+    def __init__(self, run_id: str, alias: str, target: str) -> None:
+        super().__init__(
+            f"run {run_id} was not rolled back: its swap was made (alias {alias} is on its "
+            f"target {target}, which may have taken writes since), so it is now recorded "
+            "SWAPPED",
+            hint=f"`reindex-fsm undo {run_id}` moves the alias back (it checks for those "
+            "writes first)",
+        )
+        self.run_id = run_id

@@ -18,12 +18,14 @@ import json
 import logging
 import re
 import sys
+import warnings
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
 
 ROOT = "reindex_fsm"
-CLIENT_LOGGERS = ("elasticsearch", "elastic_transport", "opensearch", "urllib3")
+WARNINGS_LOGGER = "py.warnings"  # the library warnings (OpenSearchWarning, urllib3's...)
+CLIENT_LOGGERS = ("elasticsearch", "elastic_transport", "opensearch", "urllib3", WARNINGS_LOGGER)
 TRACE_LOGGERS = ("elasticsearch.trace", "opensearch.trace")
 FORMATS = ("text", "json")
 
@@ -67,6 +69,41 @@ class RunIdFilter(logging.Filter):
         if not self.tracebacks and not record.name.startswith(ROOT):
             record.exc_info, record.exc_text = None, None
         return True
+
+
+# "GET http://host/x [status:404 request:0.001s]": a response the tool asked for and handles
+# (an existence check, a lease that is free, a task that is gone) or turns into its own
+# one-line error; the clients log every 4xx at WARNING.
+_HANDLED_STATUS = re.compile(r"\[status:4\d\d\b")
+
+
+class HandledResponseFilter(logging.Filter):
+    """A client's line about a 4xx response is DEBUG (-vv), not WARNING: a 404 from an
+    existence check is an answer, not a problem. Retries and 5xx keep their level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.WARNING
+            and not record.name.startswith(ROOT)
+            and _HANDLED_STATUS.search(record.getMessage())
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).getEffectiveLevel() <= logging.DEBUG
+        return True
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    """A library's ``warnings.warn`` (OpenSearchWarning: a deprecation header from the
+    engine; urllib3's InsecureRequestWarning) as one log line of ``py.warnings``, shown
+    with -v, instead of two lines of source code on stderr."""
+    logging.getLogger(WARNINGS_LOGGER).warning("%s: %s", category.__name__, message)
 
 
 class TextFormatter(logging.Formatter):
@@ -133,6 +170,7 @@ def configure(
         root.removeHandler(old)
     handler = _Handler(stream)
     handler.addFilter(RunIdFilter(tracebacks=verbose >= 2))
+    handler.addFilter(HandledResponseFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(logging.WARNING)  # other libraries (alembic...): warnings only
@@ -140,6 +178,7 @@ def configure(
     client_level = {0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.DEBUG)
     for name in CLIENT_LOGGERS:
         logging.getLogger(name).setLevel(client_level)
+    warnings.showwarning = _log_warning
     for name in TRACE_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     return handler

@@ -85,6 +85,16 @@ TRANSITIONS: list[dict[str, Any]] = [
         "step_release_block",
         conditions="nothing_written",
     ),
+    # The alias is found on the run's own target (a swap made before a crash, or a run that
+    # failed after its swap): the target is live, so the run is swapped whatever its stored
+    # state. The swap's bookkeeping is finished (its record, task results, write block);
+    # never a rollback then.
+    _t(
+        "record_swap",
+        [State.VERIFYING, State.FAILED, State.ABORTING],
+        State.SWAPPED,
+        "step_record_swap",
+    ),
     # resume of a FAILED run (without rollback): go back to the step that failed.
     *[_t("retry", State.FAILED, s, conditions="failed_from_is_dest") for s in ACTIVE],
     # undo RUN_ID: every alias the swap moved goes back to the previous index, atomically.

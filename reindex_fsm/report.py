@@ -50,6 +50,65 @@ def result(record: RunRecord) -> str:
     return "in progress"
 
 
+def writes_blocked(record: RunRecord) -> bool:
+    """The run holds a write block on its source (writers of the alias get 403)."""
+    from .steps import write_policy
+
+    return write_policy.is_blocked(record.write_policy)
+
+
+def next_steps(record: RunRecord) -> list[str]:
+    """What an operator reading an unfinished run can do next, one sentence each: whether
+    writers are kept out, and the commands that end the run. Empty for a finished run."""
+    if record.finished:
+        return []
+    held = record.write_policy or {}
+    if writes_blocked(record):
+        blocked = (
+            f"writes to {held.get('index') or record.source_index} are still BLOCKED by this "
+            "run: writers of the alias get HTTP 403 until it is resumed or aborted"
+        )
+    else:
+        blocked = f"writes to {record.source_index} are not blocked by this run"
+    where = record.failed_from.value if record.failed_from else record.state.value
+    retry = (
+        f"`reindex-fsm resume {record.id}` retries from {where}"
+        if record.state is State.FAILED
+        else f"`reindex-fsm resume {record.id}` continues it (if its process is gone)"
+    )
+    return [
+        blocked,
+        retry,
+        f"`reindex-fsm abort {record.id}` gives up: deletes the target "
+        f"{record.target_index}, leaves the alias and lifts the block",
+    ]
+
+
+def copied(progress: dict[str, Any] | None) -> int | None:
+    """Documents the copy had written at its last stored progress (None: none stored)."""
+    if not progress:
+        return None
+    if progress.get("strategy") == "recompute" or "indexed" in progress:
+        return int(progress.get("indexed") or 0)
+    keys = ("created", "updated", "deleted", "version_conflicts", "noops")
+    if not any(k in progress for k in keys):
+        return None
+    return sum(int(progress.get(k) or 0) for k in keys)
+
+
+def documents_cell(row: dict[str, Any]) -> str:
+    """history's documents column: target/source once counted; while a run copies, what its
+    last stored progress says (``12000/20000 copied``)."""
+    source = row.get("source_count")
+    source_text = "-" if source is None else str(source)
+    if row.get("target_count") is not None:
+        return f"{row['target_count']}/{source_text}"
+    done = copied(row.get("progress"))
+    if done is None:
+        return f"-/{source_text}"
+    return f"{done}/{source_text} copied"
+
+
 def duration_s(record: RunRecord, now: datetime) -> float:
     """From the plan to the end (or to ``now`` for an unfinished run)."""
     end = record.finished_at or (record.updated_at if record.finished else now)
@@ -157,6 +216,8 @@ def build(record: RunRecord, events: list[EventRecord], now: datetime) -> dict[s
             "error_kind": record.error_kind,
             "failed_from": record.failed_from.value if record.failed_from else None,
         },
+        "writes_blocked": writes_blocked(record),
+        "next_steps": next_steps(record),
         "diagram": mermaid(record.state, path),
     }
 
@@ -326,6 +387,12 @@ def html_report(record: RunRecord, events: list[EventRecord], now: datetime) -> 
                 ]
             )
             + "</div>"
+        )
+    if data["next_steps"]:
+        failure += (
+            "<h2>What now</h2><ul>"
+            + "".join(f"<li>{esc(step)}</li>" for step in data["next_steps"])
+            + "</ul>"
         )
     task = _kv_table(
         [

@@ -69,8 +69,21 @@ class Snapshot:
         return out
 
 
+def throttle(run: RunRecord, status: TaskStatus) -> float | None:
+    """The copy's --requests-per-second (as stored with the run, rethrottle included), or
+    None when it is not throttled. A throttled ``_reindex`` writes a whole batch at once
+    (one per slice), then waits: its counts move in bursts, and the throttle, not the
+    burst, is its rate over any longer span."""
+    if _recompute(status):
+        return None
+    options = getattr(run, "options", None) or {}
+    rate = options.get("requests_per_second")
+    return float(rate) if rate and float(rate) > 0 else None
+
+
 class _Rate:
-    """docs/s since the first report seen (a resumed copy starts counting again)."""
+    """docs/s since the first report seen (a resumed copy starts counting again), never
+    above the copy's throttle."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -84,6 +97,9 @@ class _Rate:
         rate = gained / elapsed if elapsed > 0 and gained > 0 else None
         if rate is None and status.running_time_s > 0 and done:
             rate = done / status.running_time_s
+        cap = throttle(run, status)
+        if cap is not None:  # one burst seen, or the first one since we looked: the throttle
+            rate = min(rate, cap) if rate else cap
         left = max(status.total - done, 0)
         eta = 0.0 if status.completed else (left / rate if rate else None)
         batches = (run.progress or {}).get("batches") if _recompute(status) else None
@@ -110,6 +126,8 @@ class _Paced:
         self._last: float | None = None
 
     def take(self, run: RunRecord, status: TaskStatus) -> Snapshot | None:
+        if not counted(status):
+            return None
         snap, now = self._rate.snapshot(run, status), self.clock()
         if self._last is not None and now - self._last < self.every_s and not status.completed:
             return None
@@ -119,6 +137,12 @@ class _Paced:
 
 def _recompute(status: TaskStatus) -> bool:
     return status.task_id == "recompute"
+
+
+def counted(status: TaskStatus) -> bool:
+    """The task knows what it copies: a task just started reports a total of 0 (its
+    search has not returned yet), which is not progress worth a line (``copied 0/0``)."""
+    return status.total > 0 or status.completed
 
 
 def is_note(message: str) -> bool:
@@ -140,6 +164,21 @@ def _human(s: Snapshot) -> str:
     if s.eta_s is not None and not s.completed:
         parts.append(f"ETA {_duration(s.eta_s)}")
     return ", ".join(parts)
+
+
+def _compact(s: Snapshot) -> str:
+    """What fits beside the bar in 80 columns: conflicts and batches when there are any,
+    the rate and the ETA."""
+    parts = []
+    if s.conflicts:
+        parts.append(f"conflicts {s.conflicts}")
+    if s.batches is not None:
+        parts.append(f"batches {s.batches}")
+    if s.docs_per_s is not None:
+        parts.append(f"{s.docs_per_s:.0f}/s")
+    if s.eta_s is not None and not s.completed:
+        parts.append(f"ETA {_duration(s.eta_s)}")
+    return " ".join(parts)
 
 
 def _duration(seconds: float) -> str:
@@ -254,30 +293,29 @@ class BarReporter:
         target.print(f"run {run.id}: {message}", style=style, markup=False, highlight=False)
 
     def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        if self.quiet:
+        if self.quiet or not counted(status):
             return
         snap = self._rate.snapshot(run, status)
         if self._bar is None:
+            # Sized for 80 columns: the run ID is on the state lines above the bar.
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=20),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[counts]}"),
+                TextColumn("{task.fields[counts]}", markup=False),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=False,
             )
             self._bar.start()
             verb = "embedding" if _recompute(status) else "copying"
-            self._task = self._bar.add_task(
-                f"run {run.id} {verb}", total=status.total or None, counts=""
-            )
+            self._task = self._bar.add_task(verb, total=status.total or None, counts="")
         assert self._task is not None
         self._bar.update(
             self._task,
             completed=snap.done,
             total=status.total or None,
-            counts=_human(snap),
+            counts=_compact(snap),
         )
         if status.completed:
             self.close()

@@ -25,6 +25,7 @@ from .errors import (
     LockHeld,
     ReindexFsmError,
     RunFinished,
+    SourceGone,
     StaleState,
     UndoRefused,
 )
@@ -86,10 +87,24 @@ class RunDriver:
 
     def step_rollback(self, _e: EventData) -> None:
         self._take(rollback.run(self.ctx))
-        self._take(write_policy.release(self.ctx))
+        self._release_block()
 
     def step_release_block(self, _e: EventData) -> None:
-        self._take(write_policy.release(self.ctx))
+        self._release_block()
+
+    def step_record_swap(self, _e: EventData) -> None:
+        self.ctx.check_lease()
+        self._take(swap.adopt(self.ctx))
+        self._release_block()
+
+    def _release_block(self) -> None:
+        """Lift the run's write block, only from the run's own source: an index made
+        again under its name never had it, and is not the run's to change."""
+        changed = rollback.source_changed(self.ctx) if self.record.write_policy else None
+        if changed is None:
+            self._take(write_policy.release(self.ctx))
+        else:
+            self._take(rollback.forget_block(self.ctx, changed))
 
     def step_undo(self, e: EventData) -> None:
         self._take(undo.run(self.ctx, force=bool(e.kwargs.get("force"))))
@@ -191,17 +206,45 @@ class RunDriver:
             detail={"error": exc.one_line(), "kind": type(exc).__name__},
         )
         if self.ctx.options.rollback_on_failure:
-            self._fire("roll_back", detail={"reason": "--rollback-on-failure"})
+            self._roll_back("--rollback-on-failure")
+
+    def _roll_back(self, reason: str | None = None) -> None:
+        """ROLLED_BACK, unless the swap was made (the alias is on the run's own target):
+        that target is live and is never deleted; the swap is recorded instead."""
+        detail = {"reason": reason} if reason else {}
+        if not rollback.swap_made(self.ctx):
+            try:
+                self._fire("roll_back", detail=detail)
+                return
+            except rollback.SwapMade:  # a swap landed meanwhile
+                pass
+        self._record_swap(f"{reason}: not rolled back" if reason else "not rolled back")
+
+    def _record_swap(self, why: str) -> None:
+        p = self.ctx.plan
+        found = f"alias {p.alias} is on the run's own target {p.target_index}: the swap was made"
+        self._fire("record_swap", detail={"found": found, "reason": why})
+        self.ctx.reporter.event(self.record, f"warning: {found}; {why}, recorded SWAPPED")
 
     def resume(self) -> RunRecord:
-        """Continue a stored run: FAILED runs roll back (if asked to) or retry their step."""
+        """Continue a stored run: FAILED runs roll back (if asked to) or retry their step.
+        A run whose swap was made is recorded SWAPPED; one whose source is gone or was
+        made again is refused (SourceGone, nothing changed): abort finishes it."""
         if self.record.state in TERMINAL:
             raise RunFinished(self.record.id, self.record.state.value)
         if self.record.state is State.ABORTING:  # an abort was interrupted: finish it
             return self._finish_abort()
+        if self.record.state in (State.VERIFYING, State.FAILED) and rollback.swap_made(
+            self.ctx
+        ):
+            self._record_swap("resumed")
+            return self.record
+        changed = rollback.source_changed(self.ctx)
+        if changed is not None:
+            raise SourceGone(self.record.id, self.ctx.plan.source_index, changed)
         if self.record.state is State.FAILED:
             if self.ctx.options.rollback_on_failure:
-                self._fire("roll_back", detail={"reason": "resume of a failed run"})
+                self._roll_back("resume of a failed run")
                 return self.record
             retry_values: dict[str, Any] = {"error": None, "error_kind": None}
             if self.record.failed_from is State.REINDEXING:
@@ -243,7 +286,7 @@ class RunDriver:
             if self.nothing_written(None):  # type: ignore[arg-type]
                 self._fire("cancel")
             else:
-                self._fire("roll_back")
+                self._roll_back()
         except StaleState:
             return self._reload()
         return self.record

@@ -62,6 +62,8 @@ GET _cat/indices/{pattern}?format=json,     describe_indices (one call; the _ali
 DELETE _tasks/{id}                          405: OpenSearch 2.19 has no such API (3.9 has)
 DELETE .tasks/_doc/{id}                     delete_task_result; Elasticsearch refuses
                                             (403: .tasks is a restricted system index)
+GET {index}/_stats/docs?level=shards        max_seq_nos (a primary and a lagging replica
+                                            copy of each shard)
 ==========================================  ============================================
 
 Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
@@ -1399,7 +1401,37 @@ class ContractServer(ThreadingHTTPServer):
                 else []
             ),
             ("DELETE", (".tasks", "_doc", "{task}"), self._delete_task_doc),
+            ("GET", ("{index}", "_stats", "{metric}"), self._shard_stats),
         ]
+
+    def _shard_stats(self, call: Call) -> Answer:
+        """``GET {index}/_stats/docs?level=shards``: per shard, the primary copy and a
+        replica lagging one operation behind (the adapter must read the primary)."""
+        if call.query.get("level") != "shards":
+            raise Unsupported("_stats without level=shards")
+        indices = {}
+        for name in self._concrete(call.params["index"]):
+            shards = {}
+            for number, max_seq_no in self.fake.max_seq_nos(name).items():
+                docs = {"count": len(self.fake.indices[name].docs), "deleted": 0}
+                shards[number] = [
+                    {
+                        "routing": {"state": "STARTED", "primary": primary, "node": node},
+                        "docs": docs,
+                        "seq_no": {
+                            "max_seq_no": seq,
+                            "local_checkpoint": seq,
+                            "global_checkpoint": seq,
+                        },
+                    }
+                    for primary, node, seq in (
+                        (False, "node-2", max(max_seq_no - 1, -1)),
+                        (True, "node-1", max_seq_no),
+                    )
+                ]
+            uuid = self.fake.indices[name].settings.get("index.uuid")
+            indices[name] = {"uuid": uuid, "primaries": {}, "total": {}, "shards": shards}
+        return 200, {"_shards": {"total": 2, "successful": 2, "failed": 0}, "indices": indices}
 
     def _get_pipeline(self, call: Call) -> Answer:
         name = call.params["name"]

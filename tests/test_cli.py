@@ -16,6 +16,7 @@ from reindex_fsm.commands import Config
 from reindex_fsm.engine.fake import TaskScript
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.runplan import RunOptions
+from reindex_fsm.store import open_store
 
 from .conftest import ALIAS, SOURCE, STORES, TARGET, db_rows
 
@@ -303,8 +304,11 @@ def test_state_db_env_var(tmp_path: Path, fake, monkeypatch):
     path = tmp_path / "from-env.db"
     monkeypatch.setenv("REINDEX_FSM_STATE_DB", str(path))
     cfg = Config(engine_factory=lambda *a, **k: fake)
-    assert invoke(cfg, "history", "--json").exit_code == 0
+    missing = invoke(cfg, "history", "--json")  # history creates nothing, names the path
+    assert missing.exit_code == ExitCode.RUN_NOT_FOUND and str(path) in missing.stderr
+    assert invoke(cfg, "start", "--alias", ALIAS, "--dry-run", "--json").exit_code == 0
     assert path.exists() and (path.stat().st_mode & 0o777) == 0o600
+    assert invoke(Config(), "history", "--json").exit_code == 0
 
 
 # -- --recompute-embeddings ------------------------------------------------------------------
@@ -467,6 +471,7 @@ def test_connection_options_reach_the_client_and_nothing_else(cfg, fake, tmp_pat
 
 
 def test_api_key_from_the_environment(cfg, fake):
+    open_store(cfg.state_db)  # history reads an existing database
     seen = capturing(cfg, fake)
     result = CliRunner().invoke(
         cli, ["history", "--json"], obj=cfg, env={"REINDEX_FSM_API_KEY": "k"}

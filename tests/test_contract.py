@@ -1149,3 +1149,18 @@ def test_delete_task_result(
     assert engine.delete_task_result(task_id) is False  # nothing stored any more
     # OpenSearch 2.19 has no DELETE _tasks/<id> (405): the .tasks document is deleted
     assert server.paths("DELETE")[:2] == [f"/_tasks/{task_id}", f"/.tasks/_doc/{task_id}"]
+
+
+def test_max_seq_nos_of_the_primaries(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    create_copy(engine, fake)
+    assert engine.max_seq_nos(COPY) == fake.max_seq_nos(COPY) == {"0": -1}
+    engine.bulk([{"_index": COPY, "_id": "a", "_source": {"title": "a"}}])
+    assert engine.max_seq_nos(COPY) == {"0": 0}
+    engine.bulk([{"_index": COPY, "_id": "a", "_source": {"title": "b"}}])  # same count
+    engine.bulk([{"_op_type": "delete", "_index": COPY, "_id": "a"}])
+    assert engine.max_seq_nos(COPY) == {"0": 2}  # the primary's, not the lagging replica's
+    with pytest.raises(IndexNotFound):
+        engine.max_seq_nos("no-such-index")
+    assert server.paths("GET")[-1] == "/no-such-index/_stats/docs"

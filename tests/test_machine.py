@@ -115,3 +115,20 @@ def test_cancel_needs_nothing_written():
     m.written = False
     assert m.cancel()
     assert m.state is State.CANCELLED
+
+
+@pytest.mark.parametrize("origin", [State.VERIFYING, State.FAILED, State.ABORTING])
+def test_a_swap_found_made_is_recorded_from_where_the_run_is(origin):
+    m = Model()
+    build_machine(m, origin)
+    assert m.trigger("record_swap")
+    assert m.state is State.SWAPPED
+    assert m.calls == ["step_record_swap", "persist"]
+
+
+@pytest.mark.parametrize("origin", [State.PLANNED, State.TARGET_CREATED, State.REINDEXING])
+def test_no_swap_is_recorded_before_verification(origin):
+    m = Model()
+    build_machine(m, origin)
+    with pytest.raises(MachineError):
+        m.trigger("record_swap")

@@ -176,7 +176,7 @@ def test_undo_refused_with_the_reason_and_nothing_changed(cfg, fake, state_db, w
             ]
         )
     before, rows = fake.snapshot(), db_rows(state_db)
-    result = invoke(cfg, "undo", run_id)
+    result = invoke(cfg, "undo", run_id, "--yes")
     assert result.exit_code == ExitCode.UNDO_REFUSED == 14
     expected = {"gone": "no longer exists", "closed": "is closed", "moved": "no longer on"}[why]
     assert expected in result.stderr and result.stderr.startswith("error: ")

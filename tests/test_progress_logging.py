@@ -54,20 +54,20 @@ def test_bar_on_a_terminal_shows_counts_rate_and_eta():
     assert bar._bar is not None
     first = bar._bar.tasks[0]
     assert first.completed == 110 and first.total == 1000  # conflicts are done too
-    assert "updated 5, deleted 2, conflicts 3" in first.fields["counts"]
+    assert first.fields["counts"] == "conflicts 3"
     clock.t = 10.0
     bar.progress(run(), status(600))
     assert bar._bar is not None  # live while the copy runs
     counts = bar._bar.tasks[0].fields["counts"]
-    assert "49 docs/s" in counts and "ETA 0:08" in counts  # 490 docs in 10 s, 400 left
+    assert "49/s" in counts and "ETA 0:08" in counts  # 490 docs in 10 s, 400 left
     bar.event(run(), NOTE)
     clock.t = 20.0
     bar.progress(run(), status(1000, completed=True))
     assert bar._bar is None  # stopped when the task completed
     text = out.getvalue()
     assert "\x1b[" in text  # a terminal rendering, not plain lines
-    assert "1000/1000" in text and "run run123 copying" in text
-    assert "44 docs/s" in text  # 890 docs in 20 s
+    assert "1000/1000" in text and "copying" in text
+    assert "44/s" in text  # 890 docs in 20 s
     assert "WRITES TO documents-v1 ARE BLOCKED" in text
 
 

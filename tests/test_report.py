@@ -208,9 +208,16 @@ def test_show_json_and_human_of_a_failed_run(cfg, fake):
     human = invoke(cfg, "show", run_id)
     assert human.exit_code == 0
     assert "path: PLANNED -> TARGET_CREATED -> REINDEXING -> FAILED" in human.stdout
-    assert "class FAILED s_active" in human.stdout and "(so far)" in human.stdout
+    assert "(so far)" in human.stdout
     assert f"cause: {shown['error_kind']} (failed from REINDEXING)" in human.stdout
     assert f"task: {shown['task_id']}, copy attempts 1" in human.stdout
+    assert "stateDiagram" not in human.stdout  # the Mermaid source only when asked for
+    lines = human.stdout.splitlines()
+    assert lines[1].split() == ["state", "FAILED"]
+    assert any(line.split()[:1] == ["error"] for line in lines[:12])  # the error, first
+    drawn = invoke(cfg, "show", run_id, "--diagram")
+    assert "class FAILED s_active" in drawn.stdout
+    assert drawn.stdout.index("stateDiagram") > drawn.stdout.index("timeline of run")
 
 
 def test_show_report_writes_the_page(cfg, fake, tmp_path):

@@ -8,7 +8,13 @@ import pytest
 from reindex_fsm import commands
 from reindex_fsm.engine.base import opaque_id_for
 from reindex_fsm.engine.fake import TaskScript
-from reindex_fsm.errors import EngineError, EngineUnreachable, ExitCode, RunFinished
+from reindex_fsm.errors import (
+    EngineError,
+    EngineUnreachable,
+    ExitCode,
+    RunFinished,
+    SwappedNotRolledBack,
+)
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 
@@ -47,16 +53,25 @@ ABORT_CALLS = [
     "get_lease",  # the run's own lease (left by the Ctrl-C): taken back at once
     "put_lease",
     "index_exists",  # wrote anything? (else CANCELLED)
+    "get_alias",  # the alias on the run's own target? (then the swap was made: no rollback)
+    "get_alias",  # ...asked again by the rollback itself
     "list_reindex_tasks",
     "get_task",
     "cancel_task",
     "get_task",
-    "get_index_aliases",  # aliases still on the source?
+    "get_alias",  # where each alias of the plan is, before the delete
+    "get_alias",
     "index_exists",
     "get_index",  # the target is this run's
+    "get_index_aliases",  # ...and carries no alias (not live)
     "delete_index",
-    "get_index_aliases",  # and still on the source after the delete
+    "get_alias",  # and after it: none went with the deleted target
+    "get_alias",
+    "index_exists",  # the source is still the run's (its index.uuid)
+    "get_index",
     "delete_task_result",  # the cancelled copy's stored result (issue 5)
+    "index_exists",  # the block comes off the run's own source only
+    "get_index",
     "index_exists",
     "remove_write_block",  # the source takes writes again
     "delete_lease",  # the run is finished
@@ -89,6 +104,9 @@ def run_calls(polls: int) -> list[str]:
         "put_lease",
         "get_index_aliases",
         "get_index_aliases",
+        "refresh",  # the target's marks, stored before the swap, for undo's check
+        "count",
+        "max_seq_nos",
         "update_aliases",
         "delete_task_result",  # the copy's stored result (issue 5)
         "index_exists",
@@ -353,15 +371,18 @@ def test_swap_already_done_is_recognised_on_resume(cfg, fake):
     assert "update_aliases" not in [c.method for c in fake.calls[n:]]
 
 
-def test_rollback_after_unrecorded_swap_moves_aliases_back(cfg, fake):
+def test_abort_after_unrecorded_swap_records_it_and_keeps_the_live_target(cfg, fake):
     fake.fail_on("refresh", nth=2, error=EngineUnreachable(fake.url, "timeout"))
-    before = fake.snapshot()
     with pytest.raises(EngineUnreachable):
         commands.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
-    fake.update_aliases(rec.plan["alias_actions"])
-    assert commands.abort(cfg, rec.id).record.state is State.ROLLED_BACK
-    assert fake.snapshot() == before
+    fake.update_aliases(rec.plan["alias_actions"])  # the swap, made by hand here
+    with pytest.raises(SwappedNotRolledBack, match="was not rolled back"):
+        commands.abort(cfg, rec.id)
+    assert cfg.repo().get(rec.id).state is State.SWAPPED
+    assert set(fake.indices[TARGET].aliases) == {ALIAS, "documents-public"}
+    assert fake.indices[SOURCE].aliases == {}
+    assert cfg.repo().active_run_for(ALIAS) is None
 
 
 def test_polling_backs_off_without_real_time(cfg, fake):

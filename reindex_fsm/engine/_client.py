@@ -1180,6 +1180,20 @@ class ClientEngine:
             )
         return sorted(found, key=lambda i: (i.created_ms, i.name))
 
+    def max_seq_nos(self, index: str) -> dict[str, int]:
+        """From the shard-level stats (``seq_no`` is there whatever metric is asked; docs
+        is the smallest): the primary copy of each shard."""
+        body = self._request("GET", _path(index, "_stats", "docs"), params={"level": "shards"})
+        shards = ((body.get("indices") or {}).get(index) or {}).get("shards")
+        if shards is None:  # an alias, not an index
+            raise IndexNotFound(index)
+        found: dict[str, int] = {}
+        for number, copies in shards.items():
+            for shard in copies:
+                if (shard.get("routing") or {}).get("primary"):
+                    found[str(number)] = _int((shard.get("seq_no") or {}).get("max_seq_no"))
+        return dict(sorted(found.items(), key=lambda item: int(item[0])))
+
     def delete_task_result(self, task_id: str) -> bool:
         """``DELETE _tasks/<id>`` where the engine has it (OpenSearch 3.9+); else the
         document of the ``.tasks`` system index (OpenSearch 2.x allows it with a

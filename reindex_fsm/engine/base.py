@@ -357,3 +357,12 @@ class Engine(Protocol):
         """Delete a finished task's stored result; False when none is stored. Raises
         ``EngineError`` when the engine refuses (Elasticsearch 8 forbids it)."""
         ...
+
+    # -- what changed in an index since a moment (undo's check) ----------------------
+    def max_seq_nos(self, index: str) -> dict[str, int]:
+        """Each primary shard's ``max_seq_no``, keyed by shard number
+        (``GET <index>/_stats/docs?level=shards``). Every index, update and delete on a
+        shard raises it, refreshed or not, and it is kept across restarts; a no-op update
+        leaves it. IndexNotFound for a missing index; EngineError when the stats are
+        refused (they need the ``monitor`` index privilege)."""
+        ...

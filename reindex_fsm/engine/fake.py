@@ -48,6 +48,33 @@ _MUTATING = {
 }
 
 
+class Docs(dict):  # type: ignore[type-arg]
+    """An index's documents; ``seq_no`` counts every write, as a shard's max_seq_no does
+    (-1: none yet), whoever makes it (a bulk, a client's write, a copy, a test)."""
+
+    seq_no = -1
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.seq_no += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.seq_no += 1
+        super().__delitem__(key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self.seq_no += 1
+        return super().pop(key, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def clear(self) -> None:
+        self.seq_no += len(self)
+        super().clear()
+
+
 @dataclass
 class FakeIndex:
     settings: dict[str, Any]
@@ -55,6 +82,12 @@ class FakeIndex:
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
     closed: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.docs, Docs):
+            docs = Docs()
+            dict.update(docs, self.docs)  # loaded, not written: max_seq_no stays -1
+            self.docs = docs
 
 
 @dataclass
@@ -652,6 +685,11 @@ class FakeEngine:
             if fnmatch.fnmatchcase(name, pattern) and not name.startswith(".")
         ]
         return sorted(found, key=lambda i: (i.created_ms, i.name))
+
+    def max_seq_nos(self, index: str) -> dict[str, int]:
+        self._call("max_seq_nos", index)
+        docs = self._index(index).docs
+        return {"0": docs.seq_no if isinstance(docs, Docs) else -1}
 
     def delete_task_result(self, task_id: str) -> bool:
         self._call("delete_task_result", task_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RunStepFailed, StaleState
+from ..errors import EngineError, EngineUnreachable, IndexNotFound, RunStepFailed, StaleState
 from ..runplan import Plan
 from . import task_results
 from .context import RunContext
@@ -30,8 +30,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     on_source = ctx.engine.get_index_aliases(p.source_index)
     on_target = ctx.engine.get_index_aliases(p.target_index)
     if p.alias in on_target and p.alias not in on_source:  # only this run moves it there
-        detail = {"resumed": "aliases already on the target", "aliases": sorted(on_target)}
-        return {"detail": {**detail, "task_results": task_results.delete_all(ctx)}}
+        return adopt(ctx)
     if p.alias not in on_source:
         raise RunStepFailed(
             f"alias {p.alias} is no longer on {p.source_index}: someone moved it during the run",
@@ -43,7 +42,60 @@ def run(ctx: RunContext) -> dict[str, Any]:
     current = ctx.repo.get(ctx.run_id).state
     if current is not ctx.record.state:  # aborted meanwhile: never move the alias then
         raise StaleState(ctx.run_id, ctx.record.state.value, current.value)
+    # What undo compares with, stored before the alias moves: until then only this run
+    # writes to the target (and its copy is done), so this is the target at the swap.
+    record = {"target": p.target_index, "before_swap": change_marks(ctx)}
+    ctx.record = ctx.repo.checkpoint(ctx.run_id, ctx.record.state, swap_record=record)
+    ctx.crash("swap.recorded")
     ctx.engine.update_aliases(actions)
     ctx.crash("swap.engine_done")
     # The copy's result is stored in progress and events: its .tasks record can go.
-    return {"detail": {"actions": actions, "task_results": task_results.delete_all(ctx)}}
+    return {
+        "detail": {"actions": actions, "task_results": task_results.delete_all(ctx)},
+        "swap_record": {**record, "swapped_at": _iso(ctx)},
+    }
+
+
+# -- what the swap records, for undo's check of the writes made since ---------------------
+def _iso(ctx: RunContext) -> str:
+    return ctx.now().isoformat(timespec="milliseconds")
+
+
+def change_marks(ctx: RunContext) -> dict[str, Any]:
+    """The target's document count and each primary shard's max_seq_no, which every
+    index, update and delete raises (an update in place leaves the count as it was). A
+    refusal of the stats (no ``monitor`` privilege) leaves the count alone to compare."""
+    p = ctx.plan
+    ctx.engine.refresh(p.target_index)
+    marks: dict[str, Any] = {"at": _iso(ctx), "count": ctx.engine.count(p.target_index)}
+    try:
+        marks["max_seq_no"] = ctx.engine.max_seq_nos(p.target_index)
+    except EngineError as exc:
+        if isinstance(exc, EngineUnreachable | IndexNotFound):
+            raise
+        marks["max_seq_no"] = None
+        marks["max_seq_no_refused"] = exc.one_line()
+    return marks
+
+
+def adopt(ctx: RunContext) -> dict[str, Any]:
+    """The aliases are on the target already: a swap made before a crash, or by a run
+    that failed after it. Finish what the swap does after its request (its record, the
+    copy's task results), keeping the marks stored before the swap; the marks found now
+    are added, so that every resume of the swap is on record."""
+    p = ctx.plan
+    record = dict(ctx.record.swap_record or {"target": p.target_index})
+    found = change_marks(ctx)
+    record["resumed"] = found
+    at_swap = record.get("before_swap") or found
+    detail: dict[str, Any] = {
+        "resumed": "aliases already on the target",
+        "aliases": sorted(ctx.engine.get_index_aliases(p.target_index)),
+    }
+    if "before_swap" not in record:
+        detail["note"] = (
+            "nothing was recorded before the swap: writes made through the alias before "
+            "now cannot be told apart by undo"
+        )
+    detail["task_results"] = task_results.delete_all(ctx)
+    return {"detail": detail, "swap_record": record, "target_count": at_swap["count"]}

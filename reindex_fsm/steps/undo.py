@@ -3,9 +3,10 @@ atomic ``_aliases`` request. The target is kept (``cleanup`` removes it later).
 
 Refused (UndoRefused, nothing changed) when the previous index is gone or closed, when
 the alias is no longer on this run's target (someone moved it, or a later run swapped
-it), or, without ``force``, when the target's document count changed since the swap
-(writes made through the alias since then are not in the previous index). Idempotent: if
-the aliases are already back (a crash after the request), UNDONE is just recorded.
+it), or, without ``force``, when the target was written to since the swap (writes made
+through the alias since then are not in the previous index): see
+:func:`writes_since_swap`. Idempotent: if the aliases are already back (a crash after
+the request), UNDONE is just recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..errors import StaleState, UndoRefused
 from ..runplan import Plan
 from .context import RunContext
 from .plan import swap_actions
+from .rollback import source_changed
 
 
 def undo_actions(p: Plan, on_target: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,6 +33,9 @@ def check_previous(ctx: RunContext) -> None:
     found = [i for i in ctx.engine.describe_indices(p.source_index) if i.name == p.source_index]
     if not found:
         raise UndoRefused(ctx.run_id, f"the previous index {p.source_index} no longer exists")
+    changed = source_changed(ctx)
+    if changed is not None:  # an index made again under its name: not the previous index
+        raise UndoRefused(ctx.run_id, f"the previous index {p.source_index} {changed}")
     if not found[0].open:
         raise UndoRefused(
             ctx.run_id,
@@ -40,17 +45,49 @@ def check_previous(ctx: RunContext) -> None:
 
 
 def writes_since_swap(ctx: RunContext) -> dict[str, Any] | None:
-    """The target's count now against its count at verification, when they differ."""
+    """What shows that the target was written to since the swap (None: nothing did).
+
+    The marks stored right before the swap (``swap_record.before_swap``) are compared
+    with the target's now: each primary shard's max_seq_no (any index, update or delete
+    raises it) and the count. A swap recorded only when a resume found it made has no
+    marks from before it: writes made in between cannot be told apart, which counts as
+    a change. Runs swapped before the marks were stored compare the count at the swap.
+    """
     p = ctx.plan
+    record = ctx.record.swap_record or {}
+    at_swap = record.get("before_swap")
     ctx.engine.refresh(p.target_index)
     now = ctx.engine.count(p.target_index)
-    if ctx.record.target_count is None or now == ctx.record.target_count:
-        return None
-    return {
-        "target_count_at_swap": ctx.record.target_count,
-        "target_count_now": now,
-        "source_count_now": ctx.engine.count(p.source_index),
-    }
+    found: dict[str, Any] = {"target_count_now": now}
+    if at_swap is not None:
+        found["target_count_at_swap"] = at_swap["count"]
+        if at_swap.get("max_seq_no") is not None:
+            seq_now = ctx.engine.max_seq_nos(p.target_index)
+            if seq_now == at_swap["max_seq_no"] and now == at_swap["count"]:
+                return None
+            found.update(max_seq_no_at_swap=at_swap["max_seq_no"], max_seq_no_now=seq_now)
+            found["why"] = "written to since the swap (its shards' max_seq_no moved)"
+        elif now == at_swap["count"]:  # the stats were refused at the swap: by count
+            return None
+        else:
+            found["why"] = "its document count changed since the swap"
+    elif record.get("resumed") is not None:
+        found["target_count_at_swap"] = None
+        found["why"] = (
+            f"its swap was recorded only when a resume found it made "
+            f"({record['resumed']['at']}): writes made through the alias before then "
+            "cannot be told apart"
+        )
+    elif ctx.record.target_count is not None:  # swapped before the marks were stored
+        if now == ctx.record.target_count:
+            return None
+        found["target_count_at_swap"] = ctx.record.target_count
+        found["why"] = "its document count changed since the swap"
+    else:
+        found["target_count_at_swap"] = None
+        found["why"] = "nothing was recorded at its swap to compare with"
+    found["source_count_now"] = ctx.engine.count(p.source_index)
+    return found
 
 
 def run(ctx: RunContext, force: bool = False) -> dict[str, Any]:
@@ -74,10 +111,12 @@ def run(ctx: RunContext, force: bool = False) -> dict[str, Any]:
         )
     changed = writes_since_swap(ctx)
     if changed is not None:
+        at_swap = changed["target_count_at_swap"]
         warning = (
-            f"{p.target_index} has {changed['target_count_now']} documents, "
-            f"{changed['target_count_at_swap']} at the swap: writes made since then are not "
-            f"in {p.source_index} ({changed['source_count_now']} documents)"
+            f"{p.target_index} was {changed['why']}; it has {changed['target_count_now']} "
+            f"documents ({'unknown' if at_swap is None else at_swap} at the swap): writes "
+            f"made since then are not in {p.source_index} ({changed['source_count_now']} "
+            "documents)"
         )
         if not force:
             raise UndoRefused(

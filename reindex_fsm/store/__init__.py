@@ -11,10 +11,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ..errors import StateStoreError
+from ..errors import NoStateDatabase, StateStoreError
 from .repository import EventRecord, RunRecord, RunRepository, utcnow
 
 __all__ = [
@@ -78,15 +78,70 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
-def open_store(url: str | None = None) -> RunRepository:
-    """Open the state database at ``url`` (see :func:`resolve_state_db`), migrated to head."""
+def _sqlite_reader(parsed: URL, shown: str) -> URL | None:
+    """For a command that only reads: the file must be there (nothing is created). The
+    URL to open it read-only when this process may not write it (the file or its folder),
+    else None (opened as usual)."""
+    path = parsed.database or ""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise NoStateDatabase(shown)
+    if os.access(file, os.W_OK) and os.access(file.parent, os.W_OK):
+        return None
+    query = {**parsed.query, "mode": "ro", "uri": "true"}
+    return parsed.set(database=f"file:{file.resolve()}", query=query)
+
+
+def _check_schema_readonly(engine: Engine, shown: str) -> None:
+    """A database opened read-only is never migrated: its schema must be this version's."""
+    cfg = _migrations_config()
+    scripts = ScriptDirectory.from_config(cfg)
+    head = scripts.get_current_head()
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StateStoreError(f"cannot read state database {shown}: {reason}") from exc
+    if current == head:
+        return
+    if current is None:
+        raise NoStateDatabase(shown)
+    try:
+        known = scripts.get_revision(current) is not None
+    except Exception:  # alembic raises its own errors for an unknown revision
+        known = False
+    if not known:
+        raise StateStoreError(
+            f"state database {shown} was written by a newer reindex-fsm (schema {current})",
+            hint="use that version, or a newer one, to read it",
+        )
+    raise StateStoreError(
+        f"state database {shown} is read-only here and needs an upgrade (schema {current}, "
+        f"this reindex-fsm reads {head})",
+        hint="run any reindex-fsm command once with write access to it, which upgrades it",
+    )
+
+
+def open_store(url: str | None = None, *, read_only: bool = False) -> RunRepository:
+    """Open the state database at ``url`` (see :func:`resolve_state_db`), migrated to head.
+
+    ``read_only`` (show, history): create nothing (NoStateDatabase when there is no
+    database); a SQLite file this process may not write is opened read-only and not
+    migrated."""
     resolved = resolve_state_db(url)
     try:
         parsed = make_url(resolved)
     except ArgumentError as exc:
         raise StateStoreError(f"not a database URL: {resolved!r}") from exc
     is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite:
+    reader: URL | None = None
+    if is_sqlite and read_only:
+        reader = _sqlite_reader(parsed, _safe(resolved))
+        parsed = reader or parsed
+    elif is_sqlite:
         _prepare_sqlite_file(parsed.database or "")
     try:
         engine = create_engine(
@@ -97,8 +152,26 @@ def open_store(url: str | None = None) -> RunRepository:
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    if reader is not None:
+        _check_schema_readonly(engine, _safe(resolved))
+        return RunRepository(engine)
+    if read_only and not is_sqlite:
+        _require_schema(engine, _safe(resolved))
     migrate(engine)
     return RunRepository(engine)
+
+
+def _require_schema(engine: Engine, shown: str) -> None:
+    """A server database without reindex-fsm's tables is not a state database yet: a
+    command that only reads does not create them."""
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StateStoreError(f"cannot read state database {shown}: {reason}") from exc
+    if current is None:
+        raise NoStateDatabase(shown)
 
 
 def migrate(engine: Engine) -> None:

@@ -64,6 +64,7 @@ NAMED = [
     "checkpoint.progress#2",  # first progress of the running task
     "commit.VERIFYING",
     "verify.settings_restored",
+    "swap.recorded",  # the target's marks stored for undo, the alias not moved yet
     "swap.engine_done",
     "write_policy.released",  # swapped, source writable again, not yet recorded
     "commit.SWAPPED",

@@ -49,7 +49,22 @@ def test_kill_while_creating_the_state_db(
     crash_result.kind = "state-db"
     db = tmp_path / "state.db"
     killed = subprocess.run(
-        [sys.executable, "-c", KILL_DURING_MIGRATION, "history", "--json", "--state-db", str(db)],
+        # a command that may create the database (show and history only read one): the
+        # dry run opens it before it asks the (unreachable) engine anything
+        [
+            sys.executable,
+            "-c",
+            KILL_DURING_MIGRATION,
+            "start",
+            "--alias",
+            "a",
+            "--dry-run",
+            "--json",
+            "--engine-url",
+            "http://127.0.0.1:9",
+            "--state-db",
+            str(db),
+        ],
         env={**cli_env(), "KILL_AT_CREATE": str(kill_at)},
         capture_output=True,
         text=True,

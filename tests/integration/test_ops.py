@@ -79,7 +79,7 @@ def test_undo_moves_the_alias_back_and_the_task_result_is_deleted(engine, cfg, n
 
     # a write through the alias after the swap: undo refuses without --force
     raw(engine, "PUT", f"/{names.alias}/_doc/late", {"title": "late"}, refresh="true")
-    code, data = cli_json("undo", rec.id, "--state-db", cfg.state_db)
+    code, data = cli_json("undo", rec.id, "--yes", "--state-db", cfg.state_db)
     assert code == ExitCode.UNDO_REFUSED == 14
     assert "writes made since then" in data["error"]
     assert (
@@ -91,7 +91,7 @@ def test_undo_moves_the_alias_back_and_the_task_result_is_deleted(engine, cfg, n
     assert engine.get_index_aliases(rec.target_index) == {}
     assert engine.index_exists(rec.target_index)  # kept, for cleanup
     # undo again: refused with the reason
-    result = run_cli("undo", rec.id, "--state-db", cfg.state_db)
+    result = run_cli("undo", rec.id, "--yes", "--state-db", cfg.state_db)
     assert result.returncode == 14 and "only a SWAPPED run" in result.stderr
 
 
@@ -102,13 +102,13 @@ def test_undo_refused_when_a_later_run_swapped_or_the_previous_index_is_gone(
     first = commands.start(cfg, names.alias, options()).record
     second = commands.start(cfg, names.alias, options()).record
     assert second.state is State.SWAPPED and second.source_index == first.target_index
-    result = run_cli("undo", first.id, "--state-db", cfg.state_db)
+    result = run_cli("undo", first.id, "--yes", "--state-db", cfg.state_db)
     assert result.returncode == 14 and "is no longer on" in result.stderr
     raw(engine, "POST", f"/{second.source_index}/_close")
-    result = run_cli("undo", second.id, "--state-db", cfg.state_db)
+    result = run_cli("undo", second.id, "--yes", "--state-db", cfg.state_db)
     assert result.returncode == 14 and "is closed" in result.stderr
     engine.delete_index(second.source_index)
-    result = run_cli("undo", second.id, "--state-db", cfg.state_db)
+    result = run_cli("undo", second.id, "--yes", "--state-db", cfg.state_db)
     assert result.returncode == 14 and "no longer exists" in result.stderr
     assert engine.get_alias(names.alias).keys() == {second.target_index}  # untouched
 
@@ -143,7 +143,7 @@ def test_cleanup_keeps_the_newest_and_never_a_live_or_foreign_index(
     assert all(engine.index_exists(t) for t in targets)  # a dry run deletes nothing
 
     code, done = cli_json(
-        "cleanup", "--alias", names.alias, "--keep", "1", "--state-db", cfg.state_db,
+        "cleanup", "--alias", names.alias, "--keep", "1", "--force", "--state-db", cfg.state_db,
         "--engine-url", cfg.engine_url,
     )  # fmt: skip
     assert code == 0
@@ -156,7 +156,7 @@ def test_cleanup_keeps_the_newest_and_never_a_live_or_foreign_index(
     # an index carrying any alias is never deleted, whatever --keep says
     engine.update_aliases([{"add": {"index": targets[2], "alias": names("pinned")}}])
     code, done = cli_json(
-        "cleanup", "--alias", names.alias, "--keep", "0", "--state-db", cfg.state_db,
+        "cleanup", "--alias", names.alias, "--keep", "0", "--force", "--state-db", cfg.state_db,
         "--engine-url", cfg.engine_url,
     )  # fmt: skip
     assert code == 0 and not [r for r in done["indices"] if r["action"] == "deleted"]
@@ -178,6 +178,7 @@ def test_sliced_throttled_copy_is_rethrottled_from_another_process(
 ):
     make_source(2000)
     state_db = cfg.state_db
+    cfg.repo()  # created here: history, which polls it, creates no database
     run = subprocess.Popen(
         cli_argv(
             "start", "--alias", names.alias, "--force", "--verify", "--json",
