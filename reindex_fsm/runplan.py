@@ -96,6 +96,9 @@ class Plan:
     # The source's index.uuid at plan time: an index deleted and made again under the same
     # name is another index, never the run's source.
     source_uuid: str | None = None
+    # The target will hold much fewer documents than its source (--allow-shrink given):
+    # what the plan and the confirmation say; None when it will not.
+    shrink: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -102,6 +102,12 @@ def test_allow_shrink_swaps_a_recompute_from_a_small_file_and_the_plan_says_so(c
     (verify_step,) = [s for s in steps if s["step"] == "verify"]
     assert "will hold 21 documents" in verify_step["shrink"]
     assert "allowed by --allow-shrink" in verify_step["shrink"]
+    planned = commands.plan(cfg, ALIAS, options)
+    assert planned.shrink == verify_step["shrink"]
+    from reindex_fsm import render  # the confirmation's lines
+
+    (warning,) = [w for w in render.confirmation(planned, options) if "--allow-shrink" in w]
+    assert "will hold 21 documents, 0.8% of the 2500" in warning
     rec = commands.start(cfg, ALIAS, options).record
     assert rec.state is State.SWAPPED, rec.error
     assert rec.target_count == 21
@@ -157,3 +163,14 @@ def test_cli_a_small_file_is_one_usage_line(fake, state_db, tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: target ") and "--allow-shrink" in line
     assert fake.snapshot() == before
+
+
+def test_the_confirmation_says_verification_is_off(cfg):
+    from reindex_fsm import render
+
+    options = RunOptions(verify=False)
+    lines = render.confirmation(commands.plan(cfg, ALIAS, options), options)
+    assert any("verification is OFF" in line for line in lines)
+    options = RunOptions()
+    lines = render.confirmation(commands.plan(cfg, ALIAS, options), options)
+    assert not any(line.startswith("warning:") for line in lines)

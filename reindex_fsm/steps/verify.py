@@ -42,16 +42,20 @@ def planned_shrink(p: Plan) -> tuple[int, int] | None:
     return None
 
 
-def check_plan(p: Plan, options: RunOptions) -> None:
+def check_plan(p: Plan, options: RunOptions) -> str | None:
     """Refuse, before anything is written, a plan whose target is much smaller than its
-    source unless --allow-shrink was given."""
+    source unless --allow-shrink was given; with it, what the plan is to say (else None)."""
     found = planned_shrink(p)
-    if found and not options.allow_shrink:
-        source_docs, target_docs = found
+    if not found:
+        return None
+    source_docs, target_docs = found
+    if not options.allow_shrink:
         raise UsageError(
             _shrink_text("would hold", p.target_index, target_docs, p.source_index, source_docs),
             hint="pass --allow-shrink if that is what you want; nothing was done",
         )
+    text = _shrink_text("will hold", p.target_index, target_docs, p.source_index, source_docs)
+    return text + "; allowed by --allow-shrink"
 
 
 def final_settings(p: Plan) -> dict[str, Any]:
