@@ -194,8 +194,12 @@ class RunDriver:
 
     def _fail(self, exc: ReindexFsmError) -> None:
         failed_from = self.record.state
-        # writers are not kept out by a run nobody is driving (unless asked to)
-        self._take(write_policy.release_on_failure(self.ctx, failed_from))
+        # writers are not kept out by a run nobody is driving (unless asked to); an index
+        # made again under the source's name never had the block
+        if write_policy.is_blocked(self.record.write_policy) and (
+            rollback.source_changed(self.ctx) is None
+        ):
+            self._take(write_policy.release_on_failure(self.ctx, failed_from))
         self._fire(
             "fail",
             values={

@@ -95,6 +95,8 @@ def run_calls(polls: int) -> list[str]:
         *["get_task"] * polls,
         "index_exists",  # swapped before a crash? then verification is done
         "get_index_aliases",
+        "index_exists",  # is the run's write block still on? (else: block, copy again)
+        "get_index",
         "put_settings",  # final replicas and refresh interval back
         "get_index",
         "cluster_health",  # how many data nodes

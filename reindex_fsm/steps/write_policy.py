@@ -253,9 +253,7 @@ def after_copy(ctx: RunContext) -> dict[str, Any]:
     """REINDEXING -> VERIFYING, after the main copy: the catch-up passes; for a run whose
     block came off when it failed, the block again and a copy of what changed."""
     if ctx.options.write_policy != "catch-up" and not copy_replaced(ctx):
-        if not _block_gone(ctx):
-            return {}
-        _mark_resync(ctx)
+        return {}
     while True:
         state = _state(ctx)
         passes = state.get("passes") or []
@@ -297,11 +295,13 @@ def _block_gone(ctx: RunContext) -> bool:
     the failure being stored (a crash right after the release) or someone lifted it. What
     was written since is not in the target: copy again (not for a recompute run, whose
     copy cannot be made again by ``_reindex``)."""
-    state = _state(ctx)
-    if ctx.plan.recompute or not is_blocked(state):
+    state, p = _state(ctx), ctx.plan
+    if p.recompute or not is_blocked(state) or not ctx.engine.index_exists(state["index"]):
         return False
-    index = state["index"]
-    return ctx.engine.index_exists(index) and not _blocked_already(ctx.engine, index)
+    settings = ctx.engine.get_index(state["index"]).settings
+    if p.source_uuid and settings.get("index.uuid") != p.source_uuid:
+        return False  # another index of that name: not the run's source to copy again from
+    return str(settings.get("index.blocks.write", "false")).lower() != "true"
 
 
 def _mark_resync(ctx: RunContext) -> None:
