@@ -19,13 +19,14 @@ from rich.table import Table
 from . import __version__, commands, logs, render, report
 from .commands import Config, Outcome, summary
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
+from .inputfiles import read_text
 from .machine import TERMINAL, State
 from .preflight import CHECKS
 from .reporting import BarReporter, JsonReporter, LineReporter
-from .runplan import RunOptions
+from .runplan import RunOptions, check_options, check_requests_per_second
 from .steps import deep_verify, write_policy
 from .steps.context import Reporter, SilentReporter
-from .steps.plan import flatten_settings, parse_set
+from .steps.plan import check_alias_name, flatten_settings, parse_set
 from .steps.transforms import load_script
 
 EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name.lower().replace('_', ' ')}" for c in ExitCode)
@@ -416,13 +417,16 @@ def _print_verification(v: dict[str, Any]) -> None:
     render.print_out(table)
 
 
+def _alias_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--alias is one alias name (no pattern, no list), refused before anything is opened."""
+    return None if value is None else check_alias_name(value)
+
+
 def _load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
     if not path:
         return None
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+        data = json.loads(read_text(path, f"--{what} file"))
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{what} file {path} is not valid JSON (line {exc.lineno}): {exc.msg}",
@@ -542,7 +546,9 @@ def _verify_options(
 
 
 @cli.command()
-@click.option("--alias", required=True, help="The alias to move to a new index.")
+@click.option(
+    "--alias", required=True, callback=_alias_name, help="The alias to move to a new index."
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing to the engine.")
 @click.option(
     "--verify",
@@ -646,7 +652,12 @@ def _verify_options(
     "bulk-load tuning, e.g. index.refresh_interval=30s (repeatable); its final value "
     "(the source's, or --set's) is put back before verify.",
 )
-@click.option("--requests-per-second", type=float, help="Throttle the _reindex copy.")
+@click.option(
+    "--requests-per-second",
+    callback=lambda _c, _p, v: None if v is None else _rate(v, "--requests-per-second"),
+    metavar="N",
+    help="Throttle the _reindex copy: a positive number (unlimited or -1: no throttle).",
+)
 @click.option(
     "--slices", default="auto", show_default=True, help="_reindex slices: a number or auto."
 )
@@ -745,6 +756,15 @@ def _verify_options(
     help="Write invalid input lines with their reason to FILE and go on (else: stop).",
 )
 @click.option(
+    "--max-line-bytes",
+    type=click.IntRange(min=1),
+    default=4 * 2**20,
+    show_default=True,
+    metavar="BYTES",
+    help="With --documents-path: a longer JSONL line is refused (or set aside with "
+    "--skip-invalid); memory per line and batch is bounded by it.",
+)
+@click.option(
     "--lease-ttl",
     type=click.FloatRange(min=1),
     default=60,
@@ -773,7 +793,7 @@ def _verify_options(
     show_default=True,
     metavar="FACTOR",
     help="The disk check wants the source's primary store x (1 + replicas) x FACTOR free "
-    "on the data nodes, below the 85% watermark.",
+    "on the data nodes, below the cluster's low disk watermark.",
 )
 @click.option(
     "--pipeline",
@@ -827,6 +847,7 @@ def start(
     vector_mapping: str | None,
     workers: int,
     skip_invalid: str | None,
+    max_line_bytes: int,
     lease_ttl: float,
     force_unlock: bool,
     skip_preflight: tuple[str, ...],
@@ -893,6 +914,7 @@ def start(
             vector_mapping=vector_mapping,
             workers=workers,
             skip_invalid=skip_invalid,
+            max_line_bytes=max_line_bytes,
         ),
         lease_ttl_s=lease_ttl,
         skip_preflight=tuple(skip_preflight),
@@ -900,6 +922,7 @@ def start(
         pipeline=pipeline,
         script=load_script(script_file) if script_file else None,
     )
+    check_options(options)  # throttle and slices, before anything is opened
     if no_verify:
         _warn("--no-verify: the target's document count is NOT compared with the source's")
     if options.recompute_embeddings and options.embedder == "zeros":
@@ -1089,7 +1112,7 @@ def show(
 
 
 @cli.command()
-@click.option("--alias", help="Only runs on this alias.")
+@click.option("--alias", callback=_alias_name, help="Only runs on this alias.")
 @click.option("--state", help="Only runs in this state (e.g. FAILED).")
 @click.option("--since", type=click.DateTime(), help="Only runs started at or after (UTC).")
 @click.option(
@@ -1195,7 +1218,12 @@ def undo(
 
 
 @cli.command()
-@click.option("--alias", required=True, help="The alias whose earlier indices to delete.")
+@click.option(
+    "--alias",
+    required=True,
+    callback=_alias_name,
+    help="The alias whose earlier indices to delete.",
+)
 @click.option(
     "--keep",
     type=click.IntRange(min=0),
@@ -1262,19 +1290,19 @@ def cleanup(
     render.print_out(table)
 
 
-def _rate(value: str) -> float | None:
-    """RPS: a positive number; ``unlimited`` or -1 for no throttle (None)."""
+def _rate(value: str, what: str = "requests per second") -> float | None:
+    """RPS: a positive number; ``unlimited`` or -1 for no throttle (None). The same rule
+    for start's --requests-per-second and rethrottle (runplan.check_requests_per_second)."""
     if value.lower() == "unlimited" or value.strip() == "-1":
         return None
     try:
         rate = float(value)
-    except ValueError:
-        rate = 0.0
-    if not rate > 0 or rate == float("inf"):
+        check_requests_per_second(rate, what)
+    except (ValueError, UsageError) as exc:
         raise UsageError(
-            f"requests per second {value!r} is not a positive number",
+            f"{what} {value!r} is not a positive number",
             hint="give e.g. 500, or unlimited (or -1) for no throttle",
-        )
+        ) from exc
     return rate
 
 

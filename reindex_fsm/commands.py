@@ -23,6 +23,7 @@ from .errors import (
     LockHeld,
     RunFinished,
     SwappedNotRolledBack,
+    TargetRefused,
     TaskNotFound,
     UndoRefused,
     UsageError,
@@ -206,6 +207,9 @@ def _drive_holding(
     keeper.start_heartbeat()
     try:
         record = how(RunDriver(ctx))
+    except TargetRefused:  # the run ended CANCELLED as it raised: nothing left to hold
+        keeper.release()
+        raise
     finally:
         keeper.stop_heartbeat()
     if record.finished:

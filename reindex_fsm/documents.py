@@ -11,6 +11,12 @@ written: malformed JSON, a missing ID or text and a duplicate ID are errors nami
 file and line, or, with ``--skip-invalid FILE``, lines set aside in FILE with their reason.
 Duplicate IDs are found through a temporary SQLite table, so memory does not grow with
 the file.
+
+Memory is bounded per line and per batch: a line longer than ``max_line_bytes``
+(``--max-line-bytes``, default :data:`MAX_LINE_BYTES`) is never held whole: it is an
+error naming file and line (or a line set aside), read past in blocks; a JSONL batch
+ends early once its lines hold :data:`BATCH_BYTES`, so a batch holds at most that plus
+one line, whatever ``--batch-size`` says.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from .engine.base import Engine
 from .errors import EngineError, InputError
 
 MAX_ID_BYTES = 512  # the engines' limit on _id
+MAX_LINE_BYTES = 4 * 2**20  # default --max-line-bytes: a JSONL line, its end of line included
+BATCH_BYTES = 16 * 2**20  # a JSONL batch ends once its lines hold this many bytes
+_SKIP_BLOCK = 2**20  # an overlong line is read past in blocks of this size
+REJECT_TEXT_BYTES = 1024  # of an overlong line, what the --skip-invalid file shows
 PIT_KEEP_ALIVE = "10m"
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")  # {field} or {dotted.path} in a text template
 
@@ -158,9 +168,16 @@ def _open(path: str) -> IO[bytes]:
         ) from exc
 
 
-def inspect_jsonl(path: str, fields: Fields, skip_file: str | None, write: bool) -> JsonlSummary:
+def inspect_jsonl(
+    path: str,
+    fields: Fields,
+    skip_file: str | None,
+    write: bool,
+    max_line_bytes: int | None = MAX_LINE_BYTES,
+) -> JsonlSummary:
     """Check every line of ``path``. Without ``skip_file`` the first bad line is an
-    InputError; with it, bad lines are counted (and written to it when ``write``)."""
+    InputError; with it, bad lines are counted (and written to it when ``write``). A line
+    longer than ``max_line_bytes`` is a bad line, and is never held whole in memory."""
     path = os.path.abspath(path)
     if os.path.isdir(path):
         raise InputError(path, "is a directory, not a JSONL file")
@@ -182,13 +199,16 @@ def inspect_jsonl(path: str, fields: Fields, skip_file: str | None, write: bool)
                 ids.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID")
                 ids.execute("BEGIN")
                 offset = 0
-                for number, raw in enumerate(_read_lines(fh, path), start=1):
-                    digest.update(raw)
+                lines = _read_lines(fh, path, max_line_bytes, digest)
+                for number, (raw, length, whole) in enumerate(lines, start=1):
                     summary.lines = number
-                    this_offset, offset = offset, offset + len(raw)
-                    if not raw.strip():
+                    this_offset, offset = offset, offset + length
+                    if whole and not raw.strip():
                         continue
-                    parsed, why = parse_line(raw, fields)
+                    if whole:
+                        parsed, why = parse_line(raw, fields)
+                    else:
+                        parsed, why = None, too_long(length, max_line_bytes or 0)
                     if parsed is not None:
                         cur = ids.execute(
                             "INSERT OR IGNORE INTO ids VALUES (?, ?)", (parsed[0], number)
@@ -208,15 +228,21 @@ def inspect_jsonl(path: str, fields: Fields, skip_file: str | None, write: bool)
                             path,
                             why,
                             number,
-                            hint="fix the line, or pass --skip-invalid FILE to set such "
-                            "lines aside",
+                            hint=(
+                                "fix the line, or pass --skip-invalid FILE to set such "
+                                "lines aside"
+                                if whole
+                                else "raise --max-line-bytes (memory grows with it), or "
+                                "pass --skip-invalid FILE to set such lines aside"
+                            ),
                         )
                     summary.rejected += 1
                     reject = {"line": number, "offset": this_offset, "reason": why}
                     if len(summary.first_rejects) < 5:
                         summary.first_rejects.append(reject)
                     if rejects_out is not None:
-                        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                        text = raw[: len(raw) if whole else REJECT_TEXT_BYTES]
+                        text = text.decode("utf-8", "replace").rstrip("\r\n")
                         rejects_out.write(json.dumps({**reject, "text": text}) + "\n")
             finally:
                 ids.close()
@@ -245,11 +271,41 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _read_lines(fh: IO[bytes], path: str) -> Iterator[bytes]:
+def _read_lines(
+    fh: IO[bytes], path: str, max_bytes: int | None = None, digest: Any = None
+) -> Iterator[tuple[bytes, int, bool]]:
+    """Each line as ``(bytes, length, whole)``. A line longer than ``max_bytes`` is not
+    held: its first ``max_bytes + 1`` bytes come with ``whole`` False, and its ``length``
+    is that of the whole line (read past in blocks). ``digest`` gets every byte."""
     try:
-        yield from fh
+        while True:
+            raw = fh.readline(max_bytes + 1) if max_bytes else fh.readline()
+            if not raw:
+                return
+            if digest is not None:
+                digest.update(raw)
+            if not max_bytes or len(raw) <= max_bytes:
+                yield raw, len(raw), True
+                continue
+            length = len(raw)
+            tail = raw
+            while not tail.endswith(b"\n"):
+                tail = fh.readline(_SKIP_BLOCK)
+                if not tail:
+                    break
+                if digest is not None:
+                    digest.update(tail)
+                length += len(tail)
+            yield raw, length, False
     except OSError as exc:
         raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
+
+
+def too_long(length: int, max_bytes: int) -> str:
+    return (
+        f"line of {length} bytes, longer than the limit of {max_bytes} bytes "
+        "(--max-line-bytes)"
+    )
 
 
 class JsonlReader:
@@ -262,6 +318,10 @@ class JsonlReader:
         self.skipping = plan.get("skip_file") is not None
         self.duplicates = set(plan.get("duplicate_lines") or ())
         self.expected = (plan["size"], plan["mtime_ns"])
+        # stored with the plan (absent: planned before there were bounds), so that every
+        # read of the file cuts the same batches
+        self.max_line_bytes: int | None = plan.get("max_line_bytes")
+        self.batch_bytes: int | None = plan.get("batch_bytes")
 
     def _check_unchanged(self, fh: IO[bytes]) -> None:
         stat = os.fstat(fh.fileno())
@@ -282,13 +342,18 @@ class JsonlReader:
             number = first
             docs: list[tuple[str, str, dict[str, Any]]] = []
             rejected: list[dict[str, Any]] = []
-            in_batch = 0
-            for raw in _read_lines(fh, self.path):
+            in_batch = bytes_in_batch = 0
+            for raw, length, whole in _read_lines(fh, self.path, self.max_line_bytes):
                 line += 1
-                offset += len(raw)
+                offset += length
                 in_batch += 1
-                if raw.strip():
-                    parsed, why = parse_line(raw, self.fields)
+                bytes_in_batch += length if whole else 0  # an overlong line is not held
+                if not whole or raw.strip():
+                    parsed, why = (
+                        parse_line(raw, self.fields)
+                        if whole
+                        else (None, too_long(length, self.max_line_bytes or 0))
+                    )
                     if parsed is not None and line in self.duplicates:
                         parsed, why = None, "duplicate ID"
                     if parsed is not None:
@@ -297,9 +362,10 @@ class JsonlReader:
                         rejected.append({"where": f"{self.path}:{line}", "reason": why})
                     else:  # checked at plan time: only a changed file gets here
                         raise InputError(self.path, why, line)
-                if in_batch == self.batch_size:
+                full = self.batch_bytes is not None and bytes_in_batch >= self.batch_bytes
+                if in_batch == self.batch_size or full:
                     yield Batch(number, docs, rejected, {"line": line, "offset": offset})
-                    number, docs, rejected, in_batch = number + 1, [], [], 0
+                    number, docs, rejected, in_batch, bytes_in_batch = number + 1, [], [], 0, 0
             if in_batch:
                 yield Batch(number, docs, rejected, {"line": line, "offset": offset})
 

@@ -91,6 +91,22 @@ class TargetExists(UsageError):
         self.owner = owner
 
 
+class TargetRefused(UsageError):
+    """The engine refused to create the planned target (its settings or mappings: an
+    unknown setting, a bad value, an unknown field type...). Found by the run's first write
+    to the index, before the write block and the copy: the run ends CANCELLED, nothing kept."""
+
+    def __init__(self, index: str, reason: str, run_id: str) -> None:
+        super().__init__(
+            f"the engine refused to create the target index {index!r}: {reason}",
+            hint="fix --set, --settings, --mappings or --copy-set (or the source settings they "
+            f"start from); nothing was written: run {run_id} is CANCELLED and the alias free",
+        )
+        self.index = index
+        self.reason = reason
+        self.run_id = run_id
+
+
 class RunNotFound(ReindexFsmError):
     exit_code = ExitCode.RUN_NOT_FOUND
 

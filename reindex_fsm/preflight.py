@@ -9,7 +9,9 @@ before: a concrete index named like the alias is ``NotAnAlias``), then
   reads a JSONL file (``--recompute-embeddings --documents-path``);
 * ``disk``: the data nodes have room for the copy: the source's primary store size
   times (1 + the target's final replicas) times ``--disk-headroom``, against the space
-  free below the default 85 % disk watermark on every data node;
+  free below the cluster's own low disk watermark on every data node (read from
+  ``_cluster/settings``: a percentage or ratio of the disk, or an absolute amount of
+  free space; all of the free space when the cluster has disk thresholds disabled);
 * ``privileges``: on Elasticsearch with security, ``_has_privileges`` for what a run
   does; where security is off it passes; OpenSearch has no privilege-check API, so
   with its security plugin the user and roles are reported (a warning), without it
@@ -22,17 +24,27 @@ cluster.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from .engine.base import LEASE_INDEX, Engine, EngineInfo, IndexDefinition, IndexStatus
+from .engine.base import (
+    LEASE_INDEX,
+    DiskWatermarks,
+    Engine,
+    EngineInfo,
+    IndexDefinition,
+    IndexStatus,
+)
 from .errors import PreflightFailed, UsageError
 from .runplan import RunOptions
 from .steps.plan import flatten_settings, resolve_source
 
 CHECKS = ("health", "closed", "_source", "disk", "privileges")
-DISK_WATERMARK = 0.85  # the engines' default low disk watermark: no new shards above it
+# A byte value as the engines write one: "500mb", "1.5gb", "100b" (binary multiples).
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|pb)\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40, "pb": 2**50}
 
 Status = Literal["ok", "warning", "failed", "skipped", "not checked"]
 
@@ -141,6 +153,36 @@ def _final_replicas(src: _Source, o: RunOptions) -> int:
         return 1
 
 
+def parse_bytes(text: str) -> float:
+    """``"500mb"`` -> 524288000.0; ValueError if ``text`` is no byte value."""
+    found = _BYTES.match(text)
+    if not found:
+        raise ValueError(f"not a byte value: {text!r}")
+    return float(found.group(1)) * _UNITS[found.group(2).lower()]
+
+
+def watermark_free_bytes(value: str, total: float, max_headroom: str | None = None) -> float:
+    """The free space a node of ``total`` bytes must keep under watermark ``value``: a
+    percentage or ratio of the disk used (``"85%"``, ``"0.85"``: 15 % of it, at most
+    ``max_headroom`` where the engine has one), or an absolute amount (``"50gb"``).
+    ValueError when ``value`` is neither."""
+    text = value.strip().lower()
+    try:
+        used = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        return parse_bytes(text)
+    if not 0 <= used <= 1:
+        raise ValueError(f"not a percentage, ratio or byte value: {value!r}")
+    free = (1 - used) * total
+    return min(free, parse_bytes(max_headroom)) if max_headroom else free
+
+
+def _watermark(marks: DiskWatermarks) -> str:
+    where = marks.sources.get("low", "defaults")
+    setting = "the default" if where == "defaults" else f"a {where} cluster setting"
+    return f"the low disk watermark {marks.low} ({setting})"
+
+
 def _disk(engine: Engine, _info: EngineInfo, src: _Source, o: RunOptions) -> CheckResult:
     primary = src.status.primary_store_bytes
     if primary is None:
@@ -148,13 +190,34 @@ def _disk(engine: Engine, _info: EngineInfo, src: _Source, o: RunOptions) -> Che
     disks = engine.data_node_disks()
     if not disks:
         return CheckResult("disk", "not checked", "the engine reports no data node disks")
+    marks = engine.disk_watermarks()
     copies = 1 + _final_replicas(src, o)
     needed = primary * copies * o.disk_headroom
-    usable = sum(max(0.0, d.available_bytes - (1 - DISK_WATERMARK) * d.total_bytes) for d in disks)
+    if marks.enabled:
+        try:
+            usable = sum(
+                max(
+                    0.0,
+                    d.available_bytes
+                    - watermark_free_bytes(marks.low, d.total_bytes, marks.low_max_headroom),
+                )
+                for d in disks
+            )
+        except ValueError:
+            return CheckResult(
+                "disk", "not checked", f"cannot read the low disk watermark {marks.low!r}"
+            )
+        below = f"free below {_watermark(marks)}"
+    else:
+        usable = float(sum(d.available_bytes for d in disks))
+        below = (
+            "free (the cluster has disk thresholds disabled: "
+            "cluster.routing.allocation.disk.threshold_enabled is false)"
+        )
     detail = (
         f"the copy needs {_bytes(needed)} (primary store {_bytes(primary)} x {copies} copies "
-        f"x {o.disk_headroom:g} headroom); {len(disks)} data node(s) have {_bytes(usable)} free "
-        f"below the {DISK_WATERMARK:.0%} disk watermark"
+        f"x {o.disk_headroom:g} headroom); {len(disks)} data node(s) have {_bytes(usable)} "
+        f"{below}"
     )
     if needed > usable:
         return CheckResult(

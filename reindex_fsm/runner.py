@@ -27,11 +27,13 @@ from .errors import (
     RunFinished,
     SourceGone,
     StaleState,
+    TargetRefused,
     UndoRefused,
 )
 from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
 from .steps import copy, create_target, recompute, rollback, swap, undo, verify, write_policy
-from .steps.context import RunContext
+from .steps import target as own_target
+from .steps.context import RunContext, SilentReporter
 from .store import RunRecord
 
 log = logs.get_logger(__name__)
@@ -78,6 +80,7 @@ class RunDriver:
             # written to with a target that takes the writes.
             self._take({"detail": {"verify": "skipped: passed before the recorded swap"}})
             return
+        own_target.require_own(self.ctx, "verifying")  # its settings are put back: ours only
         self._take(verify.run(self.ctx))
 
     def step_swap(self, _e: EventData) -> None:
@@ -175,12 +178,34 @@ class RunDriver:
                 return self._moved_elsewhere()
             except (EngineUnreachable, LockHeld):
                 raise
+            except TargetRefused as exc:
+                self._cancel_refused(exc)
+                raise
             except ReindexFsmError as exc:
                 try:
                     self._fail(exc)
                 except StaleState:
                     return self._moved_elsewhere()
         return self.record
+
+    def _cancel_refused(self, exc: TargetRefused) -> None:
+        """The engine refused the planned target's settings or mappings: an option error,
+        found by the run's first write before any other (no block, no copy). It is not a
+        failure for a human to resume (the same create would be refused again): the run
+        ends CANCELLED, its alias free, and the error is the one line the caller prints
+        (the two transitions are not reported on their own)."""
+        reporter, self.ctx.reporter = self.ctx.reporter, SilentReporter()
+        try:
+            self._fire(
+                "request_abort",
+                values={"error": exc.one_line(), "error_kind": type(exc).__name__},
+                detail={"reason": "the engine refused the target", "error": exc.one_line()},
+            )
+            self._fire("cancel")
+        except StaleState:  # another process moved it meanwhile: its state stands
+            self._reload()
+        finally:
+            self.ctx.reporter = reporter
 
     def _moved_elsewhere(self) -> RunRecord:
         """Another process moved the run. If it is aborting it, wait for the abort to end

@@ -6,8 +6,11 @@ and bodies chosen when it was planned.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class RunOptions:
     vector_mapping: dict[str, Any] | None = None
     workers: int = 1
     skip_invalid: str | None = None  # file that gets the rejected lines with their reason
+    max_line_bytes: int = 4 * 2**20  # a longer JSONL line is refused (documents.MAX_LINE_BYTES)
     verify_sample: int = 50  # documents embedded again at verify
     # --write-policy: what happens to writes made to the source during the run.
     write_policy: str = "block"  # or "catch-up" (needs since_field)
@@ -72,6 +76,32 @@ class RunOptions:
         return cls(**known)
 
 
+def check_requests_per_second(value: float | None, flag: str = "--requests-per-second") -> None:
+    """A throttle is a positive, finite number of requests per second (None: unthrottled).
+    0, a negative number or NaN would be refused by the engine only once the copy starts."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{flag} {value!r} is not a number")
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(
+            f"{flag} {value:g} is not a positive number",
+            hint="give e.g. 500, or leave it out (or -1 / unlimited) for no throttle",
+        )
+
+
+def check_options(options: RunOptions) -> None:
+    """What can be refused in the options alone, before the engine is asked anything (the
+    names and the bounds that need the source are checked by the plan)."""
+    check_requests_per_second(options.requests_per_second)
+    slices = options.slices
+    if slices != "auto" and (isinstance(slices, bool) or not isinstance(slices, int) or slices < 1):
+        raise UsageError(
+            f"--slices {slices!r} is not a positive number or auto",
+            hint="give auto (one slice per source shard) or a number from 1",
+        )
+
+
 @dataclass(frozen=True)
 class Plan:
     run_id: str
@@ -96,6 +126,9 @@ class Plan:
     # The source's index.uuid at plan time: an index deleted and made again under the same
     # name is another index, never the run's source.
     source_uuid: str | None = None
+    # The target's index.uuid, stored when the run creates it: the run copies into and
+    # swaps onto that index only, never another one made under the same name.
+    target_uuid: str | None = None
     # The target will hold much fewer documents than its source (--allow-shrink given):
     # what the plan and the confirmation say; None when it will not.
     shrink: str | None = None

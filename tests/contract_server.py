@@ -52,6 +52,8 @@ DELETE _doc/{id}?if_seq_no                  delete_lease; the index's own GET _s
 GET _cat/indices/{index}?format=json        index_status (open/close, pri.store.size)
 GET _nodes/stats/fs                         data_node_disks (plus a node without the data
                                             role, which the adapter must leave out)
+GET _cluster/settings?include_defaults=     disk_watermarks: the fake's transient,
+  true&filter_path=*.<prefix>               persistent and default layers, nested
 ES: POST _security/user/_has_privileges     check_privileges; security off: the 500
                                             "Security must be explicitly enabled"
 OS: GET _plugins/_security/authinfo         (unrecorded) only with the opensearch-security
@@ -145,6 +147,28 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         root_cause = self.root_cause or [dict(self.error)]
         return {"error": {"root_cause": root_cause, **self.error}, "status": self.status}
+
+
+def _nest(into: dict[str, Any], prefix: str, key: str, value: Any) -> None:
+    """Put flat setting ``key`` into nested ``into`` as the engines' Settings do: where a
+    key is both a value and a prefix ("watermark.low", "watermark.low.max_headroom"), the
+    longer one stays dotted at the level of the value ("low.max_headroom")."""
+    head, dot, rest = key.partition(".")
+    if not dot:
+        inner = into.get(prefix + head)
+        if isinstance(inner, dict):
+            for sub, sub_value in inner.items():
+                into[f"{prefix}{head}.{sub}"] = sub_value
+        into[prefix + head] = value
+        return
+    existing = into.get(prefix + head)
+    if existing is None:
+        into[prefix + head] = {}
+        _nest(into[prefix + head], "", rest, value)
+    elif isinstance(existing, dict):
+        _nest(existing, "", rest, value)
+    else:
+        _nest(into, f"{prefix}{head}.", rest, value)
 
 
 class Unsupported(ApiError):
@@ -1227,6 +1251,7 @@ class ContractServer(ThreadingHTTPServer):
             ("DELETE", (lease, "_doc", "{id}"), self._delete_lease),
             ("GET", ("_cat", "indices", "{index}"), self._cat_indices),
             ("GET", ("_nodes", "stats", "fs"), self._nodes_fs),
+            ("GET", ("_cluster", "settings"), self._cluster_settings),
             security,
         ]
 
@@ -1348,6 +1373,31 @@ class ContractServer(ThreadingHTTPServer):
             "cluster_name": self.cluster_name,
             "nodes": nodes,
         }
+
+    def _cluster_settings(self, call: Call) -> Answer:
+        """The fake's cluster settings layers, nested as the engines answer by default
+        (``flat_settings`` is not asked for); ``defaults`` only with include_defaults;
+        ``filter_path`` honoured for the one prefix the adapter asks for."""
+        self.fake.disk_watermarks()  # recorded as the adapter's call
+        if call.query.get("flat_settings") == "true":
+            raise Unsupported("_cluster/settings only nested")
+        wanted = call.query.get("filter_path", "")
+        prefix = wanted.removeprefix("*.") if wanted.startswith("*.") else None
+        if wanted and prefix is None:
+            raise Unsupported(f"_cluster/settings filter_path {wanted!r}")
+        layers = ["transient", "persistent"]
+        if call.query.get("include_defaults") == "true":
+            layers.append("defaults")
+        body: dict[str, Any] = {}
+        for layer in layers:
+            nested: dict[str, Any] = {}
+            for key, value in self.fake.cluster_settings[layer].items():
+                if prefix and not key.startswith(prefix):
+                    continue
+                _nest(nested, "", key, value)
+            if nested or not prefix:
+                body[layer] = nested
+        return 200, body
 
     def _has_privileges(self, call: Call) -> Answer:
         body = self._body(call)

@@ -465,7 +465,7 @@ def test_run_swaps_with_the_same_engine_calls(
         if flavor == "opensearch"
         else [{"plugins": "check_privileges"}.get(c, c) for c in PLAN_CALLS]
     )
-    assert plan_calls[1:8] == preflight_calls(flavor)
+    assert plan_calls[1:9] == preflight_calls(flavor)
     assert without_info(calls) == without_info(plan_calls + run_calls(polls=3))
     assert calls.count("info") == INFO_CALLS[flavor]
     assert fake.tasks[rec.task_id].request.opaque_id == f"reindex-fsm:{rec.id}"
@@ -1063,6 +1063,31 @@ def test_data_node_disks_leave_out_nodes_without_data(
 ) -> None:
     fake.disks = [NodeDisk("n1", 100, 40), NodeDisk("n2", 200, 150)]
     assert engine.data_node_disks() == fake.disks
+
+
+def test_disk_watermarks_as_the_cluster_sets_them(engine: ClientEngine, fake: FakeEngine) -> None:
+    disk = "cluster.routing.allocation.disk."
+    assert engine.disk_watermarks() == fake.disk_watermarks()  # the defaults
+    marks = engine.disk_watermarks()
+    assert (marks.enabled, marks.low, marks.high, marks.flood_stage) == (
+        True,
+        "85%",
+        "90%",
+        "95%",
+    )
+    fake.cluster_settings["persistent"][disk + "watermark.low"] = "20gb"
+    fake.cluster_settings["transient"][disk + "watermark.flood_stage"] = "1gb"
+    fake.cluster_settings["persistent"][disk + "threshold_enabled"] = "false"
+    fake.cluster_settings["defaults"][disk + "watermark.low.max_headroom"] = "200gb"
+    marks = engine.disk_watermarks()
+    assert marks == fake.disk_watermarks()
+    assert (marks.enabled, marks.low, marks.flood_stage, marks.low_max_headroom) == (
+        False,
+        "20gb",
+        "1gb",
+        "200gb",
+    )
+    assert marks.sources == {"low": "persistent", "high": "defaults", "flood_stage": "transient"}
 
 
 def test_privileges(engine: ClientEngine, fake: FakeEngine, flavor: str) -> None:

@@ -191,3 +191,93 @@ def test_disk_needs_room_for_the_final_replicas(fake: FakeEngine) -> None:
     with pytest.raises(PreflightFailed, match=r"x 3 copies") as failed:
         preflight(fake, fake.info(), ALIAS, three_copies)
     assert failed.value.exit_code == ExitCode.PREFLIGHT_FAILED
+
+
+# -- the disk check reads the cluster's own watermarks --------------------------------------
+
+DISK = "cluster.routing.allocation.disk."
+
+
+def disk_result(fake: FakeEngine):
+    return {r.check: r for r in preflight(fake, fake.info(), ALIAS, RunOptions())}["disk"]
+
+
+def ten_gib_node_with(fake: FakeEngine, free_gib: float) -> None:
+    fake.store_bytes[SOURCE] = GIB  # 2 copies x 1.2 headroom: 2.4 GiB needed
+    fake.disks = [NodeDisk("node-1", total_bytes=10 * GIB, available_bytes=int(free_gib * GIB))]
+
+
+def test_the_default_low_watermark_is_the_clusters_85_percent(fake: FakeEngine) -> None:
+    ten_gib_node_with(fake, 4)  # 4 GiB free - 15 % of 10 GiB = 2.5 GiB usable
+    result = disk_result(fake)
+    assert result.status == "ok"
+    assert result.detail.endswith(
+        "1 data node(s) have 2.5 GiB free below the low disk watermark 85% (the default)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "low", "usable"),
+    [
+        ("transient", "75%", "1.5 GiB"),  # 4 - 2.5 GiB
+        ("persistent", "0.75", "1.5 GiB"),  # a ratio
+        ("persistent", "3.5gb", "512.0 MiB"),  # absolute: 3.5 GiB must stay free
+        ("transient", "500mb", "3.5 GiB"),
+    ],
+)
+def test_a_watermark_set_on_the_cluster_is_used_percent_ratio_or_bytes(
+    fake: FakeEngine, layer: str, low: str, usable: str
+) -> None:
+    ten_gib_node_with(fake, 4)
+    fake.cluster_settings[layer][DISK + "watermark.low"] = low
+    expected = f"have {usable} free below the low disk watermark {low} (a {layer} cluster setting)"
+    if usable == "3.5 GiB":  # room for the 2.4 GiB
+        result = disk_result(fake)
+        assert result.status == "ok" and expected in result.detail
+        return
+    with pytest.raises(PreflightFailed) as failed:
+        disk_result(fake)
+    assert expected in str(failed.value)
+
+
+def test_a_transient_watermark_wins_over_a_persistent_one(fake: FakeEngine) -> None:
+    fake.cluster_settings["persistent"][DISK + "watermark.low"] = "50%"
+    fake.cluster_settings["transient"][DISK + "watermark.low"] = "1gb"
+    marks = fake.disk_watermarks()
+    assert (marks.low, marks.sources["low"], marks.high) == ("1gb", "transient", "90%")
+
+
+def test_a_refusal_names_the_watermark_it_used(fake: FakeEngine) -> None:
+    ten_gib_node_with(fake, 4)
+    fake.cluster_settings["persistent"][DISK + "watermark.low"] = "3gb"
+    with pytest.raises(PreflightFailed) as failed:
+        preflight(fake, fake.info(), ALIAS, RunOptions())
+    assert "have 1.0 GiB free below the low disk watermark 3gb (a persistent cluster " in str(
+        failed.value
+    )
+
+
+def test_disabled_disk_thresholds_count_all_the_free_space(fake: FakeEngine) -> None:
+    ten_gib_node_with(fake, 2.5)  # below 85 % only 1 GiB: would fail
+    fake.cluster_settings["persistent"][DISK + "threshold_enabled"] = "false"
+    result = disk_result(fake)
+    assert result.status == "ok"
+    assert "have 2.5 GiB free (the cluster has disk thresholds disabled" in result.detail
+
+
+def test_elasticsearch_max_headroom_caps_what_a_percentage_asks_for(fake: FakeEngine) -> None:
+    ten_gib_node_with(fake, 3)  # 15 % of 10 GiB is 1.5 GiB, capped at 512 MiB: 2.5 GiB usable
+    fake.cluster_settings["defaults"][DISK + "watermark.low.max_headroom"] = "512mb"
+    assert disk_result(fake).status == "ok"
+    fake.cluster_settings["defaults"][DISK + "watermark.low.max_headroom"] = "-1"  # none
+    with pytest.raises(PreflightFailed):
+        disk_result(fake)
+
+
+def test_a_watermark_that_cannot_be_read_is_not_checked(fake: FakeEngine) -> None:
+    fake.cluster_settings["transient"][DISK + "watermark.low"] = "lots"
+    result = disk_result(fake)
+    assert (result.status, result.detail) == (
+        "not checked",
+        "cannot read the low disk watermark 'lots'",
+    )

@@ -14,6 +14,7 @@ from reindex_fsm.errors import (
     ExitCode,
     RunFinished,
     SwappedNotRolledBack,
+    TargetRefused,
 )
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
@@ -29,6 +30,7 @@ def preflight_calls(flavor: str = "opensearch") -> list[str]:
         "index_status",  # open? primary store size
         "get_index",  # _source enabled? final replicas
         "data_node_disks",
+        "disk_watermarks",  # the cluster's own, not a fixed 85 %
         # privileges: OpenSearch asks whether the security plugin is there
         "plugins" if flavor == "opensearch" else "check_privileges",
     ]
@@ -83,20 +85,22 @@ def run_calls(polls: int) -> list[str]:
         "put_lease",  # the lease is still ours (renewed) before each step that writes
         "index_exists",
         "create_index",
+        "get_index",  # the target's uuid, stored with the plan: its identity
         "put_lease",
         "get_index",  # was the source write-blocked already?
         "add_write_block",  # --write-policy block: from just before the copy
         "refresh",  # every acknowledged write visible to the copy
         "count",  # the count verification compares with
         "list_reindex_tasks",
-        "index_exists",  # never copy into a target that is not this run's
-        "get_index",
+        "get_index",  # never copy into a target that is not this run's
         "start_reindex",
-        *["get_task"] * polls,
+        *["get_index", "get_task"] * polls,  # each poll: still the index this run created?
+        "get_index",  # and once the copy is done
         "index_exists",  # swapped before a crash? then verification is done
         "get_index_aliases",
         "index_exists",  # is the run's write block still on? (else: block, copy again)
         "get_index",
+        "get_index",  # the target is still the run's: its settings are put back
         "put_settings",  # final replicas and refresh interval back
         "get_index",
         "cluster_health",  # how many data nodes
@@ -106,6 +110,7 @@ def run_calls(polls: int) -> list[str]:
         "put_lease",
         "get_index_aliases",
         "get_index_aliases",
+        "get_index",  # the target is this run's, with the planned mappings and settings
         "refresh",  # the target's marks, stored before the swap, for undo's check
         "count",
         "max_seq_nos",
@@ -334,14 +339,18 @@ def test_unreachable_engine_mid_run_leaves_state_and_resume_finishes(cfg, fake):
     assert len(fake.tasks) == 1  # the running task was followed, not restarted
 
 
-def test_engine_refusal_at_create_fails_with_reason(cfg, fake):
+def test_engine_refusal_at_create_ends_the_run_cancelled_with_reason(cfg, fake):
+    """A 400 on the create is the engine refusing the planned settings or mappings: an
+    option error (exit 2), not a failure to roll back (tests/test_refused_input.py)."""
     fake.fail_on(
         "create_index", error=EngineError("illegal_argument_exception: bad analyzer", status=400)
     )
-    outcome = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
-    assert outcome.record.state is State.ROLLED_BACK
-    assert outcome.exit_code == ExitCode.ROLLED_BACK
-    assert "bad analyzer" in outcome.record.error
+    with pytest.raises(TargetRefused) as refused:
+        commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+    assert refused.value.exit_code == ExitCode.USAGE
+    (run,) = cfg.repo().list()
+    assert run.state is State.CANCELLED
+    assert "bad analyzer" in run.error and "bad analyzer" in refused.value.one_line()
 
 
 def test_foreign_index_at_target_name_when_creating(cfg, fake):
@@ -516,6 +525,6 @@ def test_copy_never_writes_into_a_target_that_is_gone(cfg, fake):
     n_tasks = len(fake.tasks)
     outcome = commands.resume(cfg, rec.id)
     assert outcome.record.state is State.FAILED
-    assert "is gone or no longer this run's" in outcome.record.error
+    assert f"target {TARGET} was deleted: not copying into it" in outcome.record.error
     assert len(fake.tasks) == n_tasks and TARGET not in fake.indices
     assert ALIAS in fake.indices[SOURCE].aliases

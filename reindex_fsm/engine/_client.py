@@ -46,6 +46,7 @@ from .base import (
     LEASE_INDEX,
     LEASE_INDEX_MAPPINGS,
     LEASE_INDEX_SETTINGS,
+    DiskWatermarks,
     EngineInfo,
     Flavor,
     IndexDefinition,
@@ -56,6 +57,7 @@ from .base import (
     ReindexRequest,
     StoredLease,
     TaskStatus,
+    watermarks_from_settings,
 )
 
 __all__ = [
@@ -214,17 +216,19 @@ _ES_TAGLINE = "You Know, for Search"
 _ES_BUILD_FLAVORS = ("default", "oss", "serverless")
 
 
-def detect_flavor(info_body: Any) -> EngineInfo:
+def detect_flavor(info_body: Any, url: str | None = None) -> EngineInfo:
     """Which engine answered ``GET /``, and whether reindex-fsm supports it.
 
     ``version.distribution == "opensearch"`` is OpenSearch (2.x and later supported);
     no distribution with the Elasticsearch tagline or build flavor is Elasticsearch
-    (8.x and 9.x supported). Anything else raises :class:`UnsupportedEngine`.
+    (8.x and 9.x supported). Anything else raises :class:`UnsupportedEngine` (naming
+    ``url``, the server asked, when given).
     """
     hint = f"reindex-fsm supports {SUPPORTED_ENGINES}"
+    server = f"the server at {url}" if url else "the server"
     if not isinstance(info_body, Mapping):
         raise UnsupportedEngine(
-            "GET / did not return a JSON object: the server is not Elasticsearch or OpenSearch",
+            f"GET / did not return a JSON object: {server} is not Elasticsearch or OpenSearch",
             hint=hint,
         )
     version = info_body.get("version")
@@ -233,7 +237,7 @@ def detect_flavor(info_body: Any) -> EngineInfo:
     match = re.match(r"(\d+)\.(\d+)", number) if isinstance(number, str) else None
     if match is None:
         raise UnsupportedEngine(
-            "GET / returned no version number: the server is not Elasticsearch or OpenSearch",
+            f"GET / returned no version number: {server} is not Elasticsearch or OpenSearch",
             hint=hint,
         )
     assert isinstance(number, str)
@@ -261,7 +265,8 @@ def detect_flavor(info_body: Any) -> EngineInfo:
 
     what = f"distribution {distribution!r}" if distribution else "no known tagline"
     raise UnsupportedEngine(
-        f"unrecognised engine at version {number} ({what}): not Elasticsearch or OpenSearch",
+        f"unrecognised engine at version {number} ({what}): {server} is not Elasticsearch "
+        "or OpenSearch",
         hint=hint,
     )
 
@@ -710,14 +715,41 @@ class ClientEngine:
     # -- the Engine protocol -------------------------------------------------------------
 
     def server_info(self) -> Any:
-        """The raw ``GET /`` body (a dict from a real engine; anything from a proxy)."""
-        return self._request("GET", "/")
+        """The raw ``GET /`` body (a dict from a real engine; anything from a proxy).
+        A server that refuses ``GET /`` (a proxy's 404, a web server, an engine URL with
+        a path) or answers it with something not JSON is :class:`UnsupportedEngine`
+        naming the URL; 401/403 are the engine's own answer and stay as they are."""
+        try:
+            return self._request("GET", "/")
+        except (EngineUnreachable, UnsupportedEngine):
+            raise
+        except EngineError as exc:
+            if exc.status in (401, 403):
+                raise
+            if exc.status is not None:
+                answered = f"with HTTP {exc.status}"
+            else:  # e.g. a 200 with an HTML page: the client cannot decode it
+                reason = exc.message.removeprefix("GET / failed: ")
+                answered = f"with something that is not JSON ({reason})"
+            path = urlsplit(self.url).path
+            hint = (
+                f"the URL has the path {path!r}, which every request would start with: give "
+                "the engine's own address"
+                if path not in ("", "/")
+                else "check --engine-url (or REINDEX_FSM_ENGINE_URL): it must be the address "
+                "of an Elasticsearch or OpenSearch node"
+            )
+            raise UnsupportedEngine(
+                f"the server at {self.url} is not Elasticsearch or OpenSearch: GET / answered "
+                f"{answered}",
+                hint=f"{hint} ({SUPPORTED_ENGINES})",
+            ) from exc
 
     def info(self) -> EngineInfo:
         """Flavor, version and cluster name; :class:`UnsupportedEngine` if not supported
         or not the flavor of this adapter. Cached after the first success."""
         if self._info is None:
-            info = detect_flavor(self.server_info())
+            info = detect_flavor(self.server_info(), self.url)
             if info.flavor != self.flavor:
                 raise UnsupportedEngine(
                     f"the engine at {self.url} is {info.flavor} {info.version}, not {self.flavor}",
@@ -1096,6 +1128,17 @@ class ClientEngine:
                 )
             )
         return disks
+
+    def disk_watermarks(self) -> DiskWatermarks:
+        body = self._request(
+            "GET",
+            "/_cluster/settings",
+            params={
+                "include_defaults": "true",
+                "filter_path": "*.cluster.routing.allocation.disk",  # nested: small
+            },
+        )
+        return watermarks_from_settings(body)
 
     def check_privileges(
         self, cluster: list[str], index: list[tuple[list[str], list[str]]]

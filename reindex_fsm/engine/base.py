@@ -174,6 +174,27 @@ class NodeDisk:
     available_bytes: int
 
 
+# The engines' defaults for the disk-based shard allocator.
+WATERMARK_DEFAULTS = {"low": "85%", "high": "90%", "flood_stage": "95%"}
+
+
+@dataclass(frozen=True)
+class DiskWatermarks:
+    """The cluster's disk watermarks in effect (``cluster.routing.allocation.disk.*``: a
+    transient setting wins over a persistent one, which wins over the default), each as
+    the engine takes it: a percentage or ratio of disk used (``"85%"``, ``"0.85"``) or an
+    absolute amount of free space (``"50gb"``). ``enabled`` is ``threshold_enabled``;
+    ``low_max_headroom`` (Elasticsearch 8.5+) caps the free space a percentage asks for;
+    ``sources`` says where each value came from."""
+
+    enabled: bool = True
+    low: str = WATERMARK_DEFAULTS["low"]
+    high: str = WATERMARK_DEFAULTS["high"]
+    flood_stage: str = WATERMARK_DEFAULTS["flood_stage"]
+    low_max_headroom: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # {"low": "transient", ...}
+
+
 @dataclass(frozen=True)
 class PrivilegeCheck:
     """What the engine said of the caller's privileges. ``checked`` is false where the
@@ -337,6 +358,10 @@ class Engine(Protocol):
         """Disk space of every data node (``_nodes/stats/fs``)."""
         ...
 
+    def disk_watermarks(self) -> DiskWatermarks:
+        """The disk watermarks in effect (``GET _cluster/settings?include_defaults=true``)."""
+        ...
+
     def check_privileges(
         self, cluster: list[str], index: list[tuple[list[str], list[str]]]
     ) -> PrivilegeCheck | None:
@@ -366,3 +391,44 @@ class Engine(Protocol):
         leaves it. IndexNotFound for a missing index; EngineError when the stats are
         refused (they need the ``monitor`` index privilege)."""
         ...
+
+
+_DISK = "cluster.routing.allocation.disk."
+
+
+def watermarks_from_settings(body: Mapping[str, Any]) -> DiskWatermarks:
+    """The watermarks in a ``GET _cluster/settings?include_defaults=true`` answer (flat or
+    nested keys): transient over persistent over defaults."""
+    layers = {name: _flat(body.get(name) or {}) for name in ("transient", "persistent", "defaults")}
+
+    def value(key: str) -> tuple[str | None, str]:
+        for name, layer in layers.items():
+            if _DISK + key in layer:
+                return str(layer[_DISK + key]), name
+        return None, "default"
+
+    found: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in ("low", "high", "flood_stage"):
+        raw, where = value(f"watermark.{key}")
+        if raw is not None:
+            found[key] = raw
+        sources[key] = where
+    enabled, _ = value("threshold_enabled")
+    headroom, _ = value("watermark.low.max_headroom")
+    return DiskWatermarks(
+        enabled=str(enabled).lower() != "false",
+        low_max_headroom=headroom if headroom not in (None, "-1") else None,
+        sources=sources,
+        **found,
+    )
+
+
+def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, inner in settings.items():
+        if isinstance(inner, Mapping):
+            out.update(_flat(inner, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = inner
+    return out

@@ -46,7 +46,7 @@ def connect(url: str, engine: str = "auto", **client_kwargs: Any) -> ClientEngin
 
     probe = OpenSearchEngine(url, **client_kwargs)
     try:
-        info = detect_flavor(probe.server_info())
+        info = detect_flavor(probe.server_info(), probe.url)
     except BaseException:
         probe.close()
         raise

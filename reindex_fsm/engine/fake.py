@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import EngineError, EngineUnreachable, IndexNotFound, LeaseConflict, TaskNotFound
 from .base import (
+    DiskWatermarks,
     EngineInfo,
     IndexDefinition,
     IndexStatus,
@@ -29,6 +30,7 @@ from .base import (
     ReindexRequest,
     StoredLease,
     TaskStatus,
+    watermarks_from_settings,
 )
 
 _MUTATING = {
@@ -582,6 +584,18 @@ class FakeEngine:
         self.closed: set[str] = set()  # closed indices
         self.store_bytes: dict[str, int] = {}  # primary store size per index (default below)
         self.disks = [NodeDisk("fake-node", total_bytes=100 * 2**30, available_bytes=80 * 2**30)]
+        # cluster settings as GET _cluster/settings layers them (flat keys); the defaults
+        # are the engines' own (disk thresholds on, watermarks 85/90/95 %)
+        self.cluster_settings: dict[str, dict[str, Any]] = {
+            "transient": {},
+            "persistent": {},
+            "defaults": {
+                "cluster.routing.allocation.disk.threshold_enabled": "true",
+                "cluster.routing.allocation.disk.watermark.low": "85%",
+                "cluster.routing.allocation.disk.watermark.high": "90%",
+                "cluster.routing.allocation.disk.watermark.flood_stage": "95%",
+            },
+        }
         self.security_enabled = False  # Elasticsearch; OpenSearch: the security plugin
         self.security_user = "reindexer"
         self.security_roles = ["reindex_role"]
@@ -636,6 +650,10 @@ class FakeEngine:
     def data_node_disks(self) -> list[NodeDisk]:
         self._call("data_node_disks")
         return list(self.disks)
+
+    def disk_watermarks(self) -> DiskWatermarks:
+        self._call("disk_watermarks")
+        return watermarks_from_settings(copy.deepcopy(self.cluster_settings))
 
     def check_privileges(
         self, cluster: list[str], index: list[tuple[list[str], list[str]]]

@@ -25,12 +25,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from ..documents import Fields, JsonlReader
 from ..engine.base import Engine
-from ..errors import BadInput, UsageError
+from ..errors import BadInput, EngineError, UsageError
+from ..inputfiles import read_text
 from ..runplan import Plan, RunOptions
 
 CHUNK = 500  # documents per _mget
@@ -54,12 +54,7 @@ def load_queries(path: str) -> list[dict[str, Any]]:
     """The queries of FILE, one per line: a JSON object is query DSL (a query clause, or a
     body with a ``query`` key), any other line a ``simple_query_string``; blank lines and
     lines starting with ``#`` are skipped. Every problem is a UsageError naming the line."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read --verify-queries file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--verify-queries file {path} is not UTF-8 text") from exc
+    lines = read_text(path, "--verify-queries file").splitlines()
     queries = []
     for number, line in enumerate(lines, start=1):
         text = line.strip()
@@ -89,6 +84,30 @@ def load_queries(path: str) -> list[dict[str, Any]]:
             hint="one query per line: a JSON query object or plain text",
         )
     return queries
+
+
+def check_queries(engine: Engine, source: str, options: RunOptions) -> None:
+    """Run each query of ``--verify-queries`` once on the source (``size`` 0) at start, so
+    that one the engine refuses (an unknown query type, a bad value for a field) is a usage
+    error naming its line before anything is written, not a failure after the whole copy."""
+    where = options.verify_queries_file or "--verify-queries"
+    for q in options.verify_queries or ():
+        body = {"query": q["query"], "size": 0, "track_total_hits": False}
+        try:
+            answer = engine.search(source, body)
+        except EngineError as exc:
+            if exc.status != 400:
+                raise
+            reason = exc.message
+        else:
+            failures = (answer.get("_shards") or {}).get("failures") or ()
+            if not failures:
+                continue
+            reason = json.dumps(failures[0].get("reason", failures[0]), default=str)
+        raise UsageError(
+            f"{where}:{q['line']}: the engine refuses this query on {source}: {reason}",
+            hint="fix or remove the line; nothing was done",
+        )
 
 
 # -- what is compared ------------------------------------------------------------------------

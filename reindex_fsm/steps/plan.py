@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import datetime
 from typing import Any
 
 from ..engine.base import ALIAS_PROPERTIES, Engine, EngineInfo, ReindexRequest, opaque_id_for
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..runplan import Plan, RunOptions
-from . import transforms
+from ..runplan import check_options as check_run_options
+from . import deep_verify, transforms
 from .write_policy import check_options
 
 # Settings an index reports but cannot be created with (or must not inherit).
@@ -39,7 +41,18 @@ META_KEY = "reindex_fsm"
 # Bulk-load tuning: while the copy runs the target has no replicas to write to and no
 # refreshes to make; both come back (to the planned final values) before verification.
 COPY_SETTINGS = {"index.number_of_replicas": "0", "index.refresh_interval": "-1"}
-MAX_INDEX_NAME = 255
+MAX_INDEX_NAME = 255  # bytes (UTF-8), the engines' limit for index and alias names
+# Characters the engines refuse in an index or alias name (Elasticsearch and OpenSearch
+# MetadataCreateIndexService.validateIndexOrAliasName): path and wildcard characters, the
+# comma of a list, space, '#'; and ':', which names a remote cluster (refused by
+# Elasticsearch 8, deprecated in OpenSearch).
+INVALID_NAME_CHARS = '\\/*?"<>|, #:'
+# ``_reindex`` slices beyond the source's shard count add sub-requests, not speed
+# (Elasticsearch's reindex docs: slices = number of shards is the most efficient; more
+# "generally does not improve efficiency and adds overhead"). Each slice is a task with its
+# own scroll on the coordinating node: a huge number exhausts its heap. Allow a few per shard.
+SLICES_PER_SHARD = 4
+MAX_SLICES_PER_SCROLL = 1024  # index.max_slices_per_scroll's default: the engine's own cap
 
 
 def is_volatile(key: str) -> bool:
@@ -111,6 +124,7 @@ def swap_actions(
 
 def resolve_source(engine: Engine, alias: str) -> tuple[str, dict[str, dict[str, Any]]]:
     """The one concrete index behind ``alias`` and every alias that index carries."""
+    check_alias_name(alias)  # a pattern would resolve too, to whatever it matches
     found = engine.get_alias(alias)
     if not found:
         if engine.index_exists(alias):
@@ -131,11 +145,49 @@ def choose_target_name(engine: Engine, alias: str, now: datetime) -> str:
     return name
 
 
-def check_target_name(engine: Engine, name: str) -> str:
-    if name != name.lower() or len(name) > MAX_INDEX_NAME or name.startswith(("_", "-", "+")):
+def name_problem(name: str, *, index: bool) -> str | None:
+    """Why the engines would refuse ``name`` as an index (``index=True``) or alias name, or
+    None. Aliases may hold uppercase letters; index names may not."""
+    if not name:
+        return "it is empty"
+    bad = sorted({c for c in name if c in INVALID_NAME_CHARS})
+    if bad:
+        shown = ", ".join("space" if c == " " else repr(c) for c in bad)
+        return f"it contains {shown}"
+    if name in (".", ".."):
+        return f"it is {name!r}"
+    if name.startswith(("_", "-", "+")):
+        return f"it starts with {name[0]!r}"
+    if len(name.encode("utf-8")) > MAX_INDEX_NAME:
+        return f"it is longer than {MAX_INDEX_NAME} bytes"
+    if index and name != name.lower():
+        return "it has uppercase letters"
+    return None
+
+
+NAME_RULES = (
+    "lowercase, at most 255 bytes, none of \\ / * ? \" < > | , # : or space, not starting "
+    "with _ - +, not . or .."
+)
+
+
+def check_alias_name(alias: str, flag: str = "--alias") -> str:
+    """One alias name, as the engines allow it: no pattern (``*``, ``?``), no list (``,``)."""
+    problem = name_problem(alias, index=False)
+    if problem:
         raise UsageError(
-            f"{name!r} is not a valid index name",
-            hint="use lowercase, at most 255 bytes, not starting with _ - +",
+            f"{flag} {alias!r} is not an alias name: {problem}",
+            hint="give the exact name of one alias, not a pattern or a list; nothing was done",
+        )
+    return alias
+
+
+def check_target_name(engine: Engine, name: str) -> str:
+    problem = name_problem(name, index=True)
+    if problem:
+        raise UsageError(
+            f"--target-index {name!r} is not a valid index name: {problem}",
+            hint=f"index names are {NAME_RULES}; nothing was done",
         )
     if engine.index_exists(name):
         raise TargetExists(name, owner_of(engine, name))
@@ -154,6 +206,33 @@ def copy_settings(options: RunOptions) -> dict[str, Any]:
             raise UsageError(f"setting {key} cannot be set on a new index", hint="see --copy-set")
         tuned[key] = value
     return dict(sorted(tuned.items()))
+
+
+_TIME_VALUE = re.compile(r"-1|0|\d+(nanos|micros|ms|s|m|h|d)")
+# Final values the create does not carry (the copy-time value is sent instead) and the
+# engine therefore sees only when they are put back, after the copy: checked here by the
+# engine's own rules.
+_FINAL_VALUE_RULES = {
+    "index.number_of_replicas": (re.compile(r"\d+"), "a whole number from 0"),
+    "index.refresh_interval": (_TIME_VALUE, "a time value such as 1s or 500ms, or -1"),
+}
+
+
+def check_final_settings(settings: dict[str, Any], while_copying: dict[str, Any]) -> None:
+    """The final value of a setting the copy overrides (bulk-load tuning, --copy-set)
+    reaches the engine only before verify: refuse one the engine would refuse then."""
+    for key in while_copying:
+        rule = _FINAL_VALUE_RULES.get(key)
+        if rule is None or key not in settings:
+            continue
+        value = settings[key]
+        text = str(value).strip().lower()
+        if isinstance(value, bool | float) or not rule[0].fullmatch(text):
+            raise UsageError(
+                f"setting {key}={json.dumps(value)} is not {rule[1]}",
+                hint="fix --set/--settings (the value is put on the target after the copy, "
+                "so it is checked now); nothing was done",
+            )
 
 
 def index_uuid(engine: Engine, index: str) -> str | None:
@@ -183,6 +262,24 @@ def reindex_request(source: str, target: str, run_id: str, options: RunOptions) 
     )
 
 
+def check_slices(options: RunOptions, source: str, settings: dict[str, Any]) -> None:
+    """A number of slices is bounded by the source's primary shards (see SLICES_PER_SHARD)
+    and by its ``index.max_slices_per_scroll``."""
+    if options.slices == "auto":
+        return
+    shards = max(1, int(settings.get("index.number_of_shards") or 1))
+    engine_cap = int(settings.get("index.max_slices_per_scroll") or MAX_SLICES_PER_SCROLL)
+    limit = min(SLICES_PER_SHARD * shards, engine_cap)
+    if int(options.slices) > limit:
+        raise UsageError(
+            f"--slices {options.slices} is more than {limit} for {source} ({shards} primary "
+            "shard(s)): slices beyond the shard count add overhead, not speed, and very many "
+            "exhaust the engine's memory",
+            hint=f"use --slices auto (one per shard) or at most {limit} ({SLICES_PER_SHARD} per "
+            "shard, within index.max_slices_per_scroll); nothing was done",
+        )
+
+
 def make_plan(
     engine: Engine,
     info: EngineInfo,
@@ -191,14 +288,25 @@ def make_plan(
     run_id: str,
     now: datetime,
 ) -> Plan:
+    check_run_options(options)
     source, aliases = resolve_source(engine, alias)
     transforms.check(engine, options)
     if options.target_index:
         target = check_target_name(engine, options.target_index)
     else:
         target = choose_target_name(engine, alias, now)
+        problem = name_problem(target, index=True)  # a long alias + the timestamp
+        if problem:
+            raise UsageError(
+                f"the target name made from the alias, {target!r}, is not a valid index "
+                f"name: {problem}",
+                hint="give --target-index NAME",
+            )
     definition = engine.get_index(source)
     check_options(options, definition.mappings, source)
+    check_slices(options, source, definition.settings)
+    if options.verify_queries:
+        deep_verify.check_queries(engine, source, options)
     source_count = engine.count(source)
     meta = {"run_id": run_id, "alias": alias, "source_index": source, "tool": "reindex-fsm"}
     settings = target_settings(definition.settings, options.settings_overrides)
@@ -214,6 +322,8 @@ def make_plan(
         settings = dict(sorted({**settings, **vector_settings}.items()))
         if recompute_plan["expected"] is not None:
             source_count = recompute_plan["expected"]  # what the target is to hold
+    while_copying = copy_settings(options)
+    check_final_settings(settings, while_copying)
     request = reindex_request(source, target, run_id, options)
     return Plan(
         run_id=run_id,
@@ -228,7 +338,7 @@ def make_plan(
         reindex=request.body(),
         engine={"url": engine.url, "flavor": info.flavor, "version": info.version},
         planned_at=now.isoformat(),
-        copy_settings=copy_settings(options),
+        copy_settings=while_copying,
         recompute=recompute_plan,
         source_uuid=definition.settings.get("index.uuid"),
     )

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import embedders
 from ..documents import (
+    BATCH_BYTES,
     Batch,
     Fields,
     IndexReader,
@@ -42,8 +43,9 @@ from ..documents import (
 from ..engine.base import Engine, EngineInfo, TaskStatus
 from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
 from ..runplan import Plan, RunOptions
+from . import target as own_target
 from .context import RunContext
-from .copy import require_own_target
+from .copy import describe_failure, require_own_target
 
 VECTOR_TYPES = ("dense_vector", "knn_vector")
 SAMPLE_MIN_COSINE = 0.999  # a stored vector this close to a fresh embedding of its text
@@ -169,7 +171,18 @@ def prepare(
         "source_count": source_count,  # of the source index
     }
     if options.documents_path:
-        summary = inspect_jsonl(options.documents_path, fields, options.skip_invalid, write=False)
+        if options.max_line_bytes < 1:
+            raise UsageError(f"--max-line-bytes {options.max_line_bytes} must be at least 1")
+        # the bounds are stored: every later read of the file cuts the same batches
+        plan["max_line_bytes"] = options.max_line_bytes
+        plan["batch_bytes"] = BATCH_BYTES
+        summary = inspect_jsonl(
+            options.documents_path,
+            fields,
+            options.skip_invalid,
+            write=False,
+            max_line_bytes=options.max_line_bytes,
+        )
         plan.update(summary.to_dict())
         plan["expected"] = summary.documents
     else:
@@ -202,7 +215,9 @@ def run_start(ctx: RunContext) -> dict[str, Any]:
         # done again to write the rejected lines (a plan writes nothing).
         if rp.get("skip_file"):
             fields = Fields(**rp["fields"])
-            digest = inspect_jsonl(rp["path"], fields, rp["skip_file"], write=True).sha256
+            limit = rp.get("max_line_bytes")
+            summary = inspect_jsonl(rp["path"], fields, rp["skip_file"], True, limit)
+            digest = summary.sha256
         else:
             digest = file_sha256(rp["path"])
         if digest != rp["sha256"]:
@@ -391,6 +406,8 @@ class _Stream:
     def _bulk(self, batch: Batch, sources: list[str]) -> None:
         if not batch.docs:
             return
+        # a target deleted meanwhile would be re-created by this bulk with default mappings
+        own_target.check_copy(self.ctx, None)
         target = self.plan.target_index
         # _source is already JSON: both clients' serializers pass strings through.
         actions = (
@@ -401,10 +418,10 @@ class _Stream:
         if errors:
             first = errors[0]
             item = next(iter(first.values()), {}) if isinstance(first, dict) else {}
-            reason = item.get("error", first) if isinstance(item, dict) else first
+            why = describe_failure(item) if isinstance(item, dict) and item else str(first)
             raise CopyFailed(
                 f"{len(errors)} of {len(batch.docs)} documents of batch {batch.number} were "
-                f"refused by the engine, first ({item.get('_id', '?')}): {reason}",
+                f"refused by the engine, first: {why}",
                 run_id=self.ctx.run_id,
                 state=self.ctx.record.state.value,
             )

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import EngineError, EngineUnreachable, IndexNotFound, RunStepFailed, StaleState
 from ..runplan import Plan
-from . import task_results
+from . import target, task_results
 from .context import RunContext
 from .plan import swap_actions
 
@@ -39,6 +39,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
     must_exist = any("must_exist" in a.get("remove", {}) for a in p.alias_actions)
     actions = swap_actions(p.source_index, p.target_index, on_source, must_exist)
+    # the alias goes only onto the index this run created, as it was planned
+    checked = target.check_before_swap(ctx)
     current = ctx.repo.get(ctx.run_id).state
     if current is not ctx.record.state:  # aborted meanwhile: never move the alias then
         raise StaleState(ctx.run_id, ctx.record.state.value, current.value)
@@ -51,7 +53,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ctx.crash("swap.engine_done")
     # The copy's result is stored in progress and events: its .tasks record can go.
     return {
-        "detail": {"actions": actions, "task_results": task_results.delete_all(ctx)},
+        "detail": {"actions": actions, **checked, "task_results": task_results.delete_all(ctx)},
         "swap_record": {**record, "swapped_at": _iso(ctx)},
     }
 

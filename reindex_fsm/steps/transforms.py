@@ -4,11 +4,11 @@ document (``dest.pipeline``, ``script``). Checked before anything is written."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from ..engine.base import Engine
 from ..errors import UsageError
+from ..inputfiles import read_text
 from ..runplan import RunOptions
 
 SCRIPT_KEYS = {"source", "lang", "params", "id"}
@@ -17,13 +17,7 @@ SCRIPT_KEYS = {"source", "lang", "params", "id"}
 def load_script(path: str) -> dict[str, Any]:
     """The script object of ``--script FILE``: the file holds painless source, or a JSON
     object with ``source`` (or a stored script's ``id``) and optional ``lang``, ``params``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise UsageError(
-            f"cannot read --script file {path}: {reason}", hint="fix the path; nothing was done"
-        ) from exc
+    text = read_text(path, "--script file")
     if not text.strip():
         raise UsageError(f"--script file {path} is empty", hint="put painless source in it")
     stripped = text.strip()

@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -177,7 +179,8 @@ def _require_schema(engine: Engine, shown: str) -> None:
 def migrate(engine: Engine) -> None:
     """Apply the Alembic migrations up to head, unless the database is there already."""
     cfg = _migrations_config()
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    scripts = ScriptDirectory.from_config(cfg)
+    head = scripts.get_current_head()
     try:
         with _MIGRATE_LOCK, engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -186,6 +189,14 @@ def migrate(engine: Engine) -> None:
                 # transactional, so they commit the whole schema or none of it).
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATE_LOCK_KEY})")
             current = MigrationContext.configure(conn).get_current_revision()
+            if current is not None and not _known_revision(scripts, current):
+                raise StateStoreError(
+                    f"state database {_safe(str(engine.url))} was written by a newer "
+                    f"reindex-fsm: its schema revision {current!r} is unknown to this version "
+                    f"(which knows up to {head!r})",
+                    hint="upgrade reindex-fsm to the version that wrote it (or a later one), "
+                    "or give another --state-db; nothing was changed",
+                )
             if current != head:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -194,6 +205,13 @@ def migrate(engine: Engine) -> None:
         raise StateStoreError(
             f"cannot open state database {_safe(str(engine.url))}: {reason}"
         ) from exc
+
+
+def _known_revision(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except (ResolutionError, CommandError):  # not in this version's migrations: a newer one
+        return False
 
 
 _SECRET_QUERY_KEYS = ("password", "passfile", "sslpassword", "sslkey")

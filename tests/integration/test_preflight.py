@@ -84,7 +84,7 @@ def test_a_disk_check_that_cannot_pass_shows_the_figures(
     )
     assert line.startswith("error: preflight disk: the copy needs ")
     assert "x 1e+12 headroom); 1 data node(s) have " in line
-    assert "below the 85% disk watermark" in line
+    assert line.split("; ")[1].endswith(expected_disk_wording(engine))
     # the same start skipping the check runs, with the real _nodes/stats and _cat/indices
     done = start(
         names, tmp_path / "s.db", engine_url, "--disk-headroom", "1e12", "--skip-preflight", "disk"
@@ -139,3 +139,72 @@ def test_dry_run_shows_the_checks(
         "detail": "no security plugin",
         "hint": None,
     }
+
+
+# -- the disk check reads the cluster's own watermarks --------------------------------------
+
+DISK = "cluster.routing.allocation.disk."
+
+
+def cluster_setting(engine: ClientEngine, key: str) -> tuple[str, str]:
+    """``(value, layer)`` of one cluster setting, read raw (flat keys, with defaults)."""
+    body = raw(engine, "GET", "/_cluster/settings", include_defaults="true", flat_settings="true")
+    for layer in ("transient", "persistent", "defaults"):
+        if key in body.get(layer, {}):
+            return str(body[layer][key]), layer
+    raise AssertionError(f"{key} is not reported")
+
+
+def expected_disk_wording(engine: ClientEngine) -> str:
+    """How the disk check must describe this cluster's rule, from its raw settings."""
+    enabled, _ = cluster_setting(engine, DISK + "threshold_enabled")
+    if enabled == "false":
+        return (
+            "free (the cluster has disk thresholds disabled: "
+            "cluster.routing.allocation.disk.threshold_enabled is false)"
+        )
+    low, layer = cluster_setting(engine, DISK + "watermark.low")
+    setting = "the default" if layer == "defaults" else f"a {layer} cluster setting"
+    return f"free below the low disk watermark {low} ({setting})"
+
+
+def test_the_adapter_reads_the_clusters_watermarks_and_a_transient_one_wins(
+    engine: ClientEngine,
+) -> None:
+    marks = engine.disk_watermarks()
+    for key in ("low", "high", "flood_stage"):
+        value, layer = cluster_setting(engine, DISK + f"watermark.{key}")
+        assert (getattr(marks, key), marks.sources[key]) == (value, layer)
+    assert marks.enabled is (cluster_setting(engine, DISK + "threshold_enabled")[0] != "false")
+    # byte values (all three must be of one kind); "1b" each is the least restrictive
+    # setting there is, harmless on a shared cluster, and it is reset whatever happens
+    least = {DISK + f"watermark.{k}": "1b" for k in ("low", "high", "flood_stage")}
+    try:
+        raw(engine, "PUT", "/_cluster/settings", body={"transient": least})
+        marks = engine.disk_watermarks()
+        assert (marks.low, marks.high, marks.flood_stage) == ("1b", "1b", "1b")
+        assert set(marks.sources.values()) == {"transient"}
+    finally:
+        raw(engine, "PUT", "/_cluster/settings", body={"transient": dict.fromkeys(least)})
+    assert engine.disk_watermarks().sources["low"] != "transient"
+
+
+def test_the_disk_check_of_a_dry_run_uses_the_clusters_rule(
+    engine: ClientEngine, engine_url: str, names: Names, make_source: Any, tmp_path: Path
+) -> None:
+    make_source(200)
+    result = run_cli(
+        "start",
+        "--alias",
+        names.alias,
+        "--dry-run",
+        "--json",
+        "--state-db",
+        f"sqlite:///{tmp_path / 's.db'}",
+        "--engine-url",
+        engine_url,
+    )
+    assert result.returncode == 0, result.stderr
+    (disk,) = [c for c in json.loads(result.stdout)["preflight"] if c["check"] == "disk"]
+    assert disk["status"] == "ok", disk
+    assert disk["detail"].endswith(expected_disk_wording(engine)), disk
