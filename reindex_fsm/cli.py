@@ -6,6 +6,7 @@ Errors are mapped to exit codes in one place, :meth:`ReindexGroup.invoke`.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -98,14 +100,45 @@ class ReindexGroup(click.Group):
         except ReindexFsmError as exc:
             _close_reporter(ctx)
             _fail(ctx, exc)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
             _close_reporter(ctx)
-            click.echo(
-                "interrupted: the run is resumable with `reindex-fsm resume RUN_ID`", err=True
-            )
-            ctx.exit(ExitCode.INTERRUPTED)
+            code = ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
+            line = interrupted_line(exc)
+            if _json_mode(ctx):
+                _emit_json({"error": line, "exit_code": int(code)})
+            click.echo(line, err=True)
+            ctx.exit(code)
         finally:  # a bar left live by anything else (a bug) must still let the terminal go
             _close_reporter(ctx)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, Kubernetes, a timeout): handled like Ctrl-C, exit 143."""
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise Terminated()
+
+
+def interrupted_line(exc: BaseException) -> str:
+    """One line: which signal, the run (its real ID), what keeps running on the server
+    (the copy task, the write block), and how to resume or abort."""
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+    run = getattr(exc, "run", None)  # set by commands once a run is under way
+    if run is None:
+        return f"{what}: no run was under way; nothing to resume"
+    left: list[str] = []
+    if run.state.value == "REINDEXING" and run.task_id:
+        left.append(f"its _reindex task {run.task_id} keeps copying into {run.target_index}")
+    held = run.write_policy or {}
+    if write_policy.is_blocked(held):
+        left.append(f"writes to {held.get('index')} stay BLOCKED")
+    server = "; on the server " + " and ".join(left) if left else ""
+    return (
+        f"{what}: run {run.id} stopped in {run.state}{server}; `reindex-fsm resume {run.id}` "
+        f"continues it, `reindex-fsm abort {run.id}` cancels it"
+        + (" and lifts the block" if write_policy.is_blocked(held) else "")
+    )
 
 
 def _fail(ctx: click.Context, exc: ReindexFsmError) -> NoReturn:
@@ -277,8 +310,8 @@ def _config(
     cfg = replace(base)
     if state_db:
         cfg.state_db = state_db
-    if engine_url:
-        cfg.engine_url = engine_url
+    if engine_url and ctx.get_parameter_source("engine_url") is not ParameterSource.ENVIRONMENT:
+        cfg.engine_url = engine_url  # the variable is read by Config: a run's URL wins over it
     if engine_kind:
         cfg.engine_kind = engine_kind
     given = ctx.find_root().meta.get("client_options")
@@ -1358,6 +1391,7 @@ def completion(shell: str) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     cli(prog_name="reindex-fsm")
 
 

@@ -27,8 +27,9 @@ from .errors import (
     TaskNotFound,
     UndoRefused,
     UsageError,
+    WrongCluster,
 )
-from .lease import Lease, LeaseKeeper
+from .lease import Lease, LeasedEngine, LeasedSleep, LeaseKeeper
 from .machine import State
 from .preflight import preflight
 from .runner import RunDriver
@@ -79,10 +80,13 @@ class Config:
         return self._repo
 
     def resolved_engine_url(self, stored: str | None = None) -> str:
+        """An explicit URL (``--engine-url``), else the run's stored URL, else the
+        environment, else the default: a stored run goes to its own cluster whatever
+        REINDEX_FSM_ENGINE_URL says (the cluster UUID is checked on top)."""
         return (
             self.engine_url
-            or os.environ.get("REINDEX_FSM_ENGINE_URL")
             or stored
+            or os.environ.get("REINDEX_FSM_ENGINE_URL")
             or DEFAULT_ENGINE_URL
         )
 
@@ -103,6 +107,8 @@ class Outcome:
     def exit_code(self) -> ExitCode:
         if self.aborted and self.record.state in (State.ROLLED_BACK, State.CANCELLED):
             return ExitCode.OK
+        if self.aborted and self.record.state is State.SWAPPED:  # swapped meanwhile
+            return ExitCode.LOCK_HELD
         return exit_code_for(self.record)
 
 
@@ -116,7 +122,7 @@ def exit_code_for(record: RunRecord) -> ExitCode:
         return ExitCode.ROLLED_BACK
     if record.state is State.FAILED:
         return ExitCode.RUN_FAILED
-    return ExitCode.OK  # still active: another process is moving it on
+    return ExitCode.LOCK_HELD  # not there: another process moved it (UNDONE, still active)
 
 
 def new_run_id() -> str:
@@ -127,11 +133,11 @@ def _context(
     cfg: Config, engine: Engine, record: RunRecord, lease: LeaseKeeper | None = None
 ) -> RunContext:
     return RunContext(
-        engine=engine,
+        engine=engine if lease is None else LeasedEngine(engine, lease),  # type: ignore[arg-type]
         repo=cfg.repo(),
         record=record,
         clock=cfg.clock,
-        sleep=cfg.sleep,
+        sleep=cfg.sleep if lease is None else LeasedSleep(cfg.sleep, lease),
         crash=cfg.crash(),
         reporter=cfg.reporter,
         now=cfg.now,
@@ -199,22 +205,62 @@ def _finished_here(repo: RunRepository, alias: str, run_id: str) -> bool:
 
 
 def _drive_holding(
-    ctx: RunContext, keeper: LeaseKeeper, how: Callable[[RunDriver], RunRecord]
+    ctx: RunContext,
+    keeper: LeaseKeeper,
+    how: Callable[[RunDriver], RunRecord],
+    before: Callable[[], None] = lambda: None,
 ) -> RunRecord:
     """Drive with the lease renewed in the background; give it up when the run is
-    finished. Any other end (FAILED, a crash, Ctrl-C, unreachable) lets it expire,
-    and a resume of the same run takes it back at once."""
+    finished. Any other end (FAILED, a crash, Ctrl-C, SIGTERM, unreachable) lets it
+    expire, and a resume of the same run on this host takes it back at once (its
+    process is gone). A Ctrl-C or SIGTERM carries the run's last stored record
+    (``exc.run``) for the line the CLI prints."""
     keeper.start_heartbeat()
     try:
+        before()
         record = how(RunDriver(ctx))
     except TargetRefused:  # the run ended CANCELLED as it raised: nothing left to hold
         keeper.release()
         raise
+    except KeyboardInterrupt as exc:
+        exc.run = ctx.record  # type: ignore[attr-defined]
+        raise
     finally:
-        keeper.stop_heartbeat()
+        keeper.retire()
     if record.finished:
         keeper.release()
     return record
+
+
+def _cluster_of(info: Any, url: str) -> str:
+    name = f"cluster {info.cluster_name!r}" if info.cluster_name else "a cluster"
+    return f"{name} (UUID {info.cluster_uuid or 'unknown'}) at {url}"
+
+
+def _run_engine(cfg: Config, record: RunRecord) -> Engine:
+    """The engine of a stored run: ``--engine-url`` if given, else the run's stored URL
+    (REINDEX_FSM_ENGINE_URL does not override it: a warning says so). Refused with
+    WrongCluster, before anything is written, when it is not the cluster the run was
+    planned on (its UUID); another node of that cluster is fine. Runs stored without a
+    cluster UUID are not checked."""
+    env_url = os.environ.get("REINDEX_FSM_ENGINE_URL")
+    if not cfg.engine_url and env_url and env_url.rstrip("/") != record.engine_url.rstrip("/"):
+        cfg.warn(
+            f"REINDEX_FSM_ENGINE_URL ({env_url}) is not used: run {record.id} goes to its "
+            f"own engine {record.engine_url} (give --engine-url to use another node of it)"
+        )
+    engine = cfg.engine(record.engine_url)
+    if record.cluster_uuid:
+        info = engine.info()
+        if info.cluster_uuid != record.cluster_uuid:
+            name = (record.plan.get("engine") or {}).get("cluster_name")
+            stored = f"cluster {name!r}" if name else "a cluster"
+            raise WrongCluster(
+                record.id,
+                f"{stored} (UUID {record.cluster_uuid}) at {record.engine_url}",
+                _cluster_of(info, engine.url),
+            )
+    return engine
 
 
 def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
@@ -255,8 +301,8 @@ def start(
         if result["status"] == "warning":
             cfg.warn(f"preflight {result['check']}: {result['detail']}")
     ctx = _context(cfg, engine, record, keeper)
-    ctx.crash("commit.PLANNED")
-    return Outcome(_drive_holding(ctx, keeper, RunDriver.drive))
+    before = lambda: ctx.crash("commit.PLANNED")  # noqa: E731
+    return Outcome(_drive_holding(ctx, keeper, RunDriver.drive, before))
 
 
 def _create_run(repo: RunRepository, engine: Engine, p: Plan, options: RunOptions) -> RunRecord:
@@ -271,6 +317,7 @@ def _create_run(repo: RunRepository, engine: Engine, p: Plan, options: RunOption
             "engine_url": engine.url,
             "engine_flavor": p.engine["flavor"],
             "engine_version": p.engine["version"],
+            "cluster_uuid": p.engine.get("cluster_uuid") or None,
             "source_count": p.source_count,
         },
         detail={"source": p.source_index, "target": p.target_index, "count": p.source_count},
@@ -283,18 +330,30 @@ def holding_lease(
     how: Callable[[RunDriver], RunRecord],
     *,
     force_unlock: bool = False,
+    take_over: bool = False,
 ) -> RunRecord:
     """Drive the stored unfinished run ``run_id`` with ``how`` (e.g. ``RunDriver.resume``)
     while holding its alias's engine lease: what resume, abort (and undo) share. A
-    finished run is refused before any engine call; a lease held by another run is
-    LockHeld; the run's own lease (left by a crash) is taken back at once."""
+    finished run is refused before any engine call, and so is an engine of another
+    cluster (WrongCluster); a lease held by another run is LockHeld; the run's own
+    lease is taken back at once from a process that is gone, and refused (LockHeld:
+    the live holder's owner, pid and host) while its process still drives it, unless
+    ``take_over`` (abort) or ``force_unlock``."""
     record = cfg.repo().get(run_id)
     if record.finished:
         raise RunFinished(record.id, record.state.value)
-    engine = cfg.engine(record.engine_url)
+    engine = _run_engine(cfg, record)
     ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
     keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
-    keeper.acquire(force=force_unlock)
+    keeper.acquire(force=force_unlock, take_over=take_over)
+    try:  # read again under the lease: the run may have moved before we took it
+        record = cfg.repo().get(run_id)
+    except BaseException:
+        keeper.retire()
+        raise
+    if record.finished:
+        keeper.release()
+        raise RunFinished(record.id, record.state.value)
     return _drive_holding(_context(cfg, engine, record, keeper), keeper, how)
 
 
@@ -303,7 +362,9 @@ def resume(cfg: Config, run_id: str, *, force_unlock: bool = False) -> Outcome:
 
 
 def abort(cfg: Config, run_id: str) -> Outcome:
-    record = holding_lease(cfg, run_id, RunDriver.abort)
+    """Stop a run: an abort takes the run over even from a live process driving it
+    (a warning names it), which then stops before its next write."""
+    record = holding_lease(cfg, run_id, RunDriver.abort, take_over=True)
     if record.state is State.SWAPPED:  # its swap was found made: the target is live
         raise SwappedNotRolledBack(record.id, record.alias, record.target_index)
     return Outcome(record, aborted=True)
@@ -415,7 +476,7 @@ def undo(cfg: Config, run_id: str, force: bool = False) -> RunRecord:
             if not record.finished
             else "nothing was changed",
         )
-    engine = cfg.engine(record.engine_url)
+    engine = _run_engine(cfg, record)
     ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
     keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
     keeper.acquire()  # no other process, whatever its state DB, is running on the alias
@@ -532,7 +593,7 @@ def rethrottle(cfg: Config, run_id: str, requests_per_second: float | None) -> d
             "rethrottle",
             hint="its rate is set by --batch-size and --workers",
         )
-    engine = cfg.engine(record.engine_url)
+    engine = _run_engine(cfg, record)
     task_id = _running_copy(engine, record)
     rate = -1.0 if requests_per_second is None else requests_per_second
     try:

@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     PREFLIGHT_FAILED = 13  # a preflight check refused the start; nothing was written
     UNDO_REFUSED = 14  # undo refused (not SWAPPED, previous index gone, alias moved...)
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
+    TERMINATED = 143  # SIGTERM (128 + 15: systemd, Kubernetes, a timeout); the run is resumable
 
 
 class ReindexFsmError(Exception):
@@ -140,11 +141,16 @@ class LockHeld(ReindexFsmError):
         holder: str | None = None,
         hint: str | None = None,
         lost: bool = False,
+        driven: bool = False,
     ) -> None:
         what = f"run {run_id}" + (f" ({state})" if state else "")
         message = f"alias {alias!r} is busy: {what} is not finished"
         if holder is not None:  # the engine lease of another process (possibly elsewhere)
             message = f"alias {alias!r} is locked by {what}, {holder}"
+        if driven:  # the run itself is driven by another live process
+            message = f"{what} on alias {alias!r} is being driven by another process" + (
+                f": {holder}" if holder else ""
+            )
         if lost:  # this process held it and another took it over
             message = f"lease lost: {message}"
         if hint is None:
@@ -159,6 +165,19 @@ class LockHeld(ReindexFsmError):
         self.run_id = run_id
         self.state = state
         self.holder = holder
+
+
+class WrongCluster(UsageError):
+    """The engine reached is not the cluster the run was planned on (its cluster UUID)."""
+
+    def __init__(self, run_id: str, stored: str, reached: str) -> None:
+        super().__init__(
+            f"run {run_id} belongs to {stored}, but the engine reached is {reached}; "
+            "nothing was written",
+            hint="give --engine-url a node of the run's own cluster (or unset "
+            "REINDEX_FSM_ENGINE_URL to use the run's stored URL)",
+        )
+        self.run_id = run_id
 
 
 class StaleState(ReindexFsmError):

@@ -7,10 +7,19 @@ and when it was taken, last renewed and expires. It is taken with optimistic
 concurrency: ``op_type=create`` when there is none; when it has expired, or belongs to
 the run being resumed, or ``--force-unlock`` was given, by a write conditional on the
 ``_seq_no``/``_primary_term`` just read. A 409 means another process won: the lock is
-held. The holder renews it (every ttl/3, from a daemon thread) and checks it before
-each step that writes; a renewal that finds it changed means the lease was lost, and
-the driver stops before writing. It is released (a conditional delete) when the run
-ends; the lease of a run that stops otherwise (FAILED, crash, Ctrl-C) expires.
+held. The holder renews it (every ttl/3, from a daemon thread) and before each step that
+writes; a renewal that finds it changed means the lease was lost. From then on the
+process writes nothing more: every transition, checkpoint and engine write of the run
+checks :meth:`LeaseKeeper.ensure` first (the lost flag, and a renewal when the
+heartbeat is late). It is released (a conditional delete) when the run ends; the lease
+of a run that stops otherwise (FAILED, crash, Ctrl-C, SIGTERM) expires.
+
+The run's own lease is taken back at once only from a holder that is gone: each lease
+names its process (host, pid, and the boot and PID namespace where that pid means
+something). A holder on this host whose pid is no longer running, or this process's
+own lease no keeper here drives any more, is dead; a live one (another resume, the
+start still running) refuses the resume. A holder elsewhere counts as live until its
+lease expires.
 
 Expiry is wall-clock time: the hosts that share an alias need clocks in step (NTP); a
 skew of S seconds shortens or lengthens the lease by S.
@@ -22,10 +31,12 @@ import getpass
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from . import logs
@@ -51,6 +62,52 @@ def _when(value: Any) -> datetime:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """The process that holds a lease: its host and pid, and where that pid is valid
+    (boot ID and PID namespace: two containers with one hostname are told apart)."""
+
+    host: str
+    pid: int
+    pid_ns: str
+
+
+@cache
+def _pid_namespace() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux: the pid cannot be checked, only the expiry counts
+        return ""
+
+
+def this_process() -> Holder:
+    return Holder(socket.gethostname(), os.getpid(), _pid_namespace())
+
+
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process here (a zombie, killed but not reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it exists
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+# The leases this process holds and drives right now (their tokens): a lease naming this
+# process but no token here was left by a driver that ended without releasing it.
+_DRIVING: set[str] = set()
+_DRIVING_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
 class Lease:
     """A lease as read from the engine."""
 
@@ -63,10 +120,15 @@ class Lease:
     expires_at: datetime
     seq_no: int
     primary_term: int
+    holder: Holder | None = None  # None: a lease written before leases named their process
+    token: str = ""  # unique per acquisition
 
     @classmethod
     def from_stored(cls, alias: str, stored: StoredLease) -> Lease:
         doc = stored.doc
+        holder = None
+        if isinstance(doc.get("pid"), int):
+            holder = Holder(str(doc.get("host") or ""), doc["pid"], str(doc.get("pid_ns") or ""))
         return cls(
             alias=alias,
             run_id=str(doc.get("run_id")),
@@ -77,6 +139,8 @@ class Lease:
             expires_at=_when(doc["expires_at"]),
             seq_no=stored.seq_no,
             primary_term=stored.primary_term,
+            holder=holder,
+            token=str(doc.get("token") or ""),
         )
 
     def expired(self, now: datetime) -> bool:
@@ -87,6 +151,31 @@ class Lease:
         left = (self.expires_at - now).total_seconds()
         when = f"expires in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"
         return f"owner {self.owner}, state DB {self.state_db}, {when}"
+
+    def describe_process(self, now: datetime) -> str:
+        """The live process that drives the run, for the line refusing a second one."""
+        where = (
+            f"pid {self.holder.pid} on host {self.holder.host}"
+            if self.holder is not None
+            else "its pid and host unknown"
+        )
+        beat = (now - self.heartbeat_at).total_seconds()
+        left = (self.expires_at - now).total_seconds()
+        return (
+            f"owner {self.owner} ({where}), state DB {self.state_db}, lease renewed "
+            f"{max(beat, 0):.0f} s ago, expires in {max(left, 0):.0f} s"
+        )
+
+    def holder_alive(self, me: Holder) -> bool | None:
+        """True/False when the holding process can be checked from here (this host, this
+        PID namespace), None when not (another host): then only the expiry tells."""
+        h = self.holder
+        if h is None or not h.pid_ns or h.pid_ns != me.pid_ns:
+            return None
+        if h.pid == me.pid:  # this process: alive while one of its keepers drives it
+            with _DRIVING_LOCK:
+                return self.token in _DRIVING
+        return pid_running(h.pid)
 
 
 class LeaseKeeper:
@@ -104,6 +193,7 @@ class LeaseKeeper:
         owner: str | None = None,
         warn: Callable[[str], None] = lambda _message: None,
         finished: Callable[[str], bool] = lambda _run_id: False,
+        process: Holder | None = None,
     ) -> None:
         self.engine = engine
         # A lease left by a run that this state database knows to be finished (killed
@@ -115,6 +205,7 @@ class LeaseKeeper:
         self.ttl_s = max(MIN_TTL_S, float(ttl_s))
         self.now = now
         self.owner = owner or default_owner()
+        self.process = process or this_process()
         self.warn = warn
         self.held: Lease | None = None
         self.lost: LockHeld | None = None
@@ -123,12 +214,16 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
 
     # -- taking it ---------------------------------------------------------------------
-    def _doc(self, acquired_at: datetime | None = None) -> dict[str, Any]:
+    def _doc(self, acquired_at: datetime | None = None, token: str = "") -> dict[str, Any]:
         now = self.now()
         return {
             "alias": self.alias,
             "run_id": self.run_id,
             "owner": self.owner,
+            "host": self.process.host,
+            "pid": self.process.pid,
+            "pid_ns": self.process.pid_ns,
+            "token": token,
             "state_db": self.state_db,
             "acquired_at": (acquired_at or now).isoformat(),
             "heartbeat_at": now.isoformat(),
@@ -152,11 +247,27 @@ class LeaseKeeper:
             return Lease.from_stored(self.alias, current)
         return None
 
-    def acquire(self, *, force: bool = False) -> Lease:
-        """Take the lease, or raise LockHeld naming its holder."""
+    def _driven_elsewhere(self, lease: Lease) -> LockHeld:
+        return LockHeld(
+            self.alias,
+            lease.run_id,
+            holder=lease.describe_process(self.now()),
+            driven=True,
+            hint="let it finish, or stop it with `reindex-fsm abort "
+            f"{lease.run_id}`; if that process is gone for sure, wait for the lease to expire "
+            "or resume with --force-unlock",
+        )
+
+    def acquire(self, *, force: bool = False, take_over: bool = False) -> Lease:
+        """Take the lease, or raise LockHeld naming its holder.
+
+        The run's own lease is taken back at once from a process that is gone (see the
+        module docstring); from a live one only with ``take_over`` (abort: the operator
+        stops the run, and its driver stops at its next check) or ``force``."""
         for _ in range(5):  # each lost race re-reads; a holder found alive ends it
             stored = self.engine.get_lease(self.alias)
-            doc = self._doc()
+            token = uuid.uuid4().hex
+            doc = self._doc(token=token)
             try:
                 if stored is None:
                     written = self.engine.put_lease(self.alias, doc)
@@ -164,14 +275,13 @@ class LeaseKeeper:
                     lease = Lease.from_stored(self.alias, stored)
                     own = lease.run_id == self.run_id
                     stale = lease.expired(self.now()) or self.finished(lease.run_id)
-                    if not (own or force or stale):
-                        raise self._held_by(lease)
-                    if force and not own and not stale:
-                        self.warn(
-                            f"--force-unlock: took over the lease of alias {self.alias!r} "
-                            f"from run {lease.run_id} ({lease.describe(self.now())}); if "
-                            "that process is still running, both now write to the alias"
-                        )
+                    dead = own and not stale and lease.holder_alive(self.process) is False
+                    if not (stale or dead):
+                        if own and not (force or take_over):
+                            raise self._driven_elsewhere(lease)
+                        if not own and not force:
+                            raise self._held_by(lease)
+                        self.warn(self._takeover_warning(lease, force=force))
                     written = self.engine.put_lease(
                         self.alias, doc, seq_no=stored.seq_no, primary_term=stored.primary_term
                     )
@@ -179,15 +289,34 @@ class LeaseKeeper:
                 mine = self._mine(doc)
                 if mine is None:
                     continue
-                self.held = mine
-                return mine
-            self.held = Lease.from_stored(self.alias, written)
-            self.lost = None
-            return self.held
+                return self._hold(mine)
+            return self._hold(Lease.from_stored(self.alias, written))
         current = self.engine.get_lease(self.alias)
         if current is None:
             raise LockHeld(self.alias, "?", holder="the lease changes too fast to take")
-        raise self._held_by(Lease.from_stored(self.alias, current))
+        lease = Lease.from_stored(self.alias, current)
+        if lease.run_id == self.run_id:
+            raise self._driven_elsewhere(lease)
+        raise self._held_by(lease)
+
+    def _takeover_warning(self, lease: Lease, *, force: bool) -> str:
+        if lease.run_id != self.run_id:
+            return (
+                f"--force-unlock: took over the lease of alias {self.alias!r} "
+                f"from run {lease.run_id} ({lease.describe(self.now())}); if "
+                "that process is still running, both now write to the alias"
+            )
+        how = "--force-unlock" if force else "abort"
+        return (
+            f"{how}: took run {lease.run_id} over from the process driving it "
+            f"({lease.describe_process(self.now())}); that process stops before its next write"
+        )
+
+    def _hold(self, lease: Lease) -> Lease:
+        self.held, self.lost = lease, None
+        with _DRIVING_LOCK:
+            _DRIVING.add(lease.token)
+        return lease
 
     # -- keeping it --------------------------------------------------------------------
     def _still_ours(self, stored: StoredLease | None) -> bool:
@@ -197,11 +326,12 @@ class LeaseKeeper:
         if stored is None or self.held is None:
             return False
         doc = stored.doc
-        return (doc.get("run_id"), doc.get("owner"), doc.get("acquired_at")) == (
-            self.run_id,
-            self.owner,
-            self.held.acquired_at.isoformat(),
-        )
+        return (
+            doc.get("run_id"),
+            doc.get("owner"),
+            doc.get("acquired_at"),
+            str(doc.get("token") or ""),
+        ) == (self.run_id, self.owner, self.held.acquired_at.isoformat(), self.held.token)
 
     def renew(self) -> None:
         """Extend the lease if it is still ours (a conditional write), else LockHeld
@@ -214,7 +344,7 @@ class LeaseKeeper:
                 raise LockHeld(self.alias, "?", holder="this process holds no lease")
             at: StoredLease | Lease = self.held
             for _ in range(3):
-                doc = self._doc(self.held.acquired_at)
+                doc = self._doc(self.held.acquired_at, self.held.token)
                 try:
                     written = self.engine.put_lease(
                         self.alias, doc, seq_no=at.seq_no, primary_term=at.primary_term
@@ -245,13 +375,47 @@ class LeaseKeeper:
     def _lost_to(self, current: StoredLease | None) -> LockHeld:
         if current is None:
             return LockHeld(self.alias, "?", holder="the lease was deleted", lost=True)
-        return self._held_by(Lease.from_stored(self.alias, current), lost=True)
+        lease = Lease.from_stored(self.alias, current)
+        if lease.run_id == self.run_id:  # another process drives this very run now
+            return LockHeld(
+                self.alias,
+                lease.run_id,
+                holder=lease.describe_process(self.now()),
+                driven=True,
+                lost=True,
+                hint=f"this process stopped without writing more; see `reindex-fsm show "
+                f"{lease.run_id}`",
+            )
+        return self._held_by(lease, lost=True)
 
     check = renew
 
+    def ensure(self) -> None:
+        """Before any write of the run (a transition, a checkpoint, an engine write): the
+        lease is still this process's. Cheap: the flag the heartbeat sets when it finds
+        the lease lost; a renewal (one request) only when the heartbeat is late, so that
+        a process whose renewals stalled never writes on a lease that may have expired."""
+        lost = self.lost
+        if lost is not None:
+            raise lost
+        held = self.held
+        if held is None:
+            raise LockHeld(self.alias, "?", holder="this process holds no lease")
+        if self.now() >= held.heartbeat_at + timedelta(seconds=self.ttl_s / 2):
+            self.renew()
+
+    def retire(self) -> None:
+        """This process no longer drives the run (it ended, crashed or was interrupted):
+        stop renewing; a resume may take the lease back at once."""
+        self.stop_heartbeat()
+        held = self.held
+        if held is not None:
+            with _DRIVING_LOCK:
+                _DRIVING.discard(held.token)
+
     def release(self) -> None:
         """Give the lease up (only if it is still ours)."""
-        self.stop_heartbeat()
+        self.retire()
         with self._lock:
             held, self.held = self.held, None
             if held is None or self.lost is not None:
@@ -289,3 +453,62 @@ class LeaseKeeper:
                 return  # lost: the driver sees it at its next check
             except EngineError:
                 continue  # unreachable for now: try again; expiry decides if it lasts
+
+
+# The Engine calls that change the cluster (the lease's own calls excepted: the keeper
+# makes them on the engine itself).
+ENGINE_WRITES = frozenset(
+    {
+        "create_index",
+        "put_settings",
+        "update_aliases",
+        "delete_index",
+        "start_reindex",
+        "cancel_task",
+        "rethrottle",
+        "bulk",
+        "add_write_block",
+        "remove_write_block",
+        "delete_task_result",
+    }
+)
+
+
+class LeasedEngine:
+    """The engine as the steps of a run see it: every write first checks that this
+    process still holds the run's lease (:meth:`LeaseKeeper.ensure`); reads go through
+    unchanged."""
+
+    def __init__(self, engine: Engine, keeper: LeaseKeeper) -> None:
+        self._engine = engine
+        self._keeper = keeper
+
+    @property
+    def unwrapped(self) -> Engine:
+        return self._engine
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._engine, name)
+        if name not in ENGINE_WRITES:
+            return attr
+        keeper = self._keeper
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            keeper.ensure()
+            return attr(*args, **kwargs)
+
+        return checked
+
+
+class LeasedSleep:
+    """The run's sleep (a poll interval, a back-off): after each wait the lease is checked
+    (:meth:`LeaseKeeper.ensure`), so a process that lost it stops polling too, even where
+    nothing is written for a while (a stalled or throttled copy)."""
+
+    def __init__(self, sleep: Callable[[float], None], keeper: LeaseKeeper) -> None:
+        self.unchecked = sleep
+        self._keeper = keeper
+
+    def __call__(self, seconds: float) -> None:
+        self.unchecked(seconds)
+        self._keeper.ensure()

@@ -4,8 +4,10 @@ state in one compare-and-set transaction.
 
 Errors and what they do to the run:
 - ``EngineUnreachable``: the state does not move; the run is resumable as it is.
-- ``LockHeld`` (the engine lease was lost to another process, found before a step that
-  writes: create_target, start_copy, swap): the same; nothing more is written.
+- ``LockHeld`` (the engine lease was lost to another process, found before any write:
+  every transition and checkpoint, every engine write): the same; nothing more is
+  written and the process exits 7 (after an ``abort`` from elsewhere took the run over,
+  it waits, reading only, for that abort to end and reports it).
 - ``StaleState``: another process moved the run; reload it and stop driving.
 - any other ``ReindexFsmError`` from a step: the failure path (FAILED, then
   ROLLED_BACK when --rollback-on-failure was given).
@@ -127,6 +129,7 @@ class RunDriver:
         src, dst = State(e.transition.source), State(e.transition.dest)
         values = {**self._values, **e.kwargs.get("values", {})}
         detail = {**self._detail, **e.kwargs.get("detail", {})}
+        self.ctx.ensure_lease()
         self.ctx.record = self.ctx.repo.transition(
             self.record.id, src, dst, e.event.name, detail, **values
         )
@@ -173,20 +176,29 @@ class RunDriver:
         """Move the run forward until it is finished or FAILED."""
         while self.record.state in NEXT_TRIGGER:
             try:
-                self._fire(NEXT_TRIGGER[self.record.state])
+                try:
+                    self._fire(NEXT_TRIGGER[self.record.state])
+                except (StaleState, EngineUnreachable, LockHeld):
+                    raise
+                except TargetRefused as exc:
+                    self._cancel_refused(exc)
+                    raise
+                except ReindexFsmError as exc:
+                    self._fail(exc)
             except StaleState:
                 return self._moved_elsewhere()
-            except (EngineUnreachable, LockHeld):
-                raise
-            except TargetRefused as exc:
-                self._cancel_refused(exc)
-                raise
-            except ReindexFsmError as exc:
-                try:
-                    self._fail(exc)
-                except StaleState:
-                    return self._moved_elsewhere()
+            except LockHeld as exc:
+                return self._lease_lost(exc)
         return self.record
+
+    def _lease_lost(self, exc: LockHeld) -> RunRecord:
+        """Another process took the lease: write nothing more. If it is an abort of this
+        run, wait for it (reading only) and report how the run ended; else exit 7."""
+        if self.ctx.lease is None or self.ctx.lease.lost is None:
+            raise exc
+        if self._reload().state in (State.ABORTING, State.ROLLED_BACK, State.CANCELLED):
+            return self._moved_elsewhere()
+        raise exc
 
     def _cancel_refused(self, exc: TargetRefused) -> None:
         """The engine refused the planned target's settings or mappings: an option error,
@@ -212,8 +224,9 @@ class RunDriver:
         (bounded), so that this process reports how the run ended."""
         record = self._reload()
         deadline = self.ctx.clock() + self.ctx.options.cancel_wait_s + 60
+        sleep = getattr(self.ctx.sleep, "unchecked", self.ctx.sleep)  # reads only: no lease
         while record.state is State.ABORTING and self.ctx.clock() < deadline:
-            self.ctx.sleep(self.ctx.options.poll_interval_s)
+            sleep(self.ctx.options.poll_interval_s)
             record = self._reload()
         return record
 
@@ -330,6 +343,7 @@ class RunDriver:
                 hint=f"an unfinished run is stopped with `reindex-fsm abort {self.record.id}`",
             )
         try:
+            self.ctx.ensure_lease()
             self.ctx.repo.lock_for_undo(self.record.id)
         except LockHeld as exc:
             raise UndoRefused(

@@ -114,7 +114,7 @@ class Plan:
     aliases: dict[str, dict[str, Any]]  # the source's aliases and their properties
     alias_actions: list[dict[str, Any]]  # the one atomic _aliases request of the swap
     reindex: dict[str, Any]  # the _reindex body
-    engine: dict[str, str]  # url (no credentials), flavor, version
+    engine: dict[str, str]  # url (no credentials), flavor, version, cluster_name, cluster_uuid
     planned_at: str
     # Settings the target carries only while it is copied into; the final values are in
     # ``settings`` (absent there: the engine default) and are put back before verify.

@@ -457,7 +457,8 @@ class ContractServer(ThreadingHTTPServer):
     # -- GET / ----------------------------------------------------------------------------
 
     def _root(self, call: Call) -> Answer:
-        cluster_name = self.fake.info().cluster_name
+        info = self.fake.info()
+        cluster_name = info.cluster_name
         if self.flavor == "elasticsearch":
             version = {
                 "number": self.version,
@@ -487,7 +488,7 @@ class ContractServer(ThreadingHTTPServer):
         return 200, {
             "name": "fake-node",
             "cluster_name": cluster_name,
-            "cluster_uuid": "fake-cluster-uuid",
+            "cluster_uuid": info.cluster_uuid or "_na_",
             "version": version,
             "tagline": tagline,
         }

@@ -3,6 +3,8 @@ lost-lease detection before a write, release, and how start/resume/abort use it.
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ from reindex_fsm.commands import Config
 from reindex_fsm.engine.base import StoredLease
 from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import ExitCode, LeaseConflict, LockHeld
-from reindex_fsm.lease import Lease, LeaseKeeper
+from reindex_fsm.lease import Holder, Lease, LeaseKeeper, this_process
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 
@@ -48,6 +50,13 @@ def keeper(fake: FakeEngine, clock: Clock, run_id: str, **kw: Any) -> LeaseKeepe
         owner=f"op@host-{run_id}:1",
         **kw,
     )
+
+
+def dead_process() -> Holder:
+    """A process of this host that has ended (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return Holder(socket.gethostname(), proc.pid, this_process().pid_ns)
 
 
 def stored(fake: FakeEngine) -> Lease:
@@ -117,12 +126,12 @@ def test_renewal_extends_the_lease_and_keeps_acquired_at() -> None:
         keeper(fake, clock, "run-b").acquire()
 
 
-def test_the_runs_own_lease_is_taken_back_at_once() -> None:
+def test_the_runs_own_lease_is_taken_back_at_once_from_a_dead_process() -> None:
     fake, clock = FakeEngine(), Clock()
-    keeper(fake, clock, "run-a").acquire()  # then the process is SIGKILLed
+    keeper(fake, clock, "run-a", process=dead_process()).acquire()  # then it is SIGKILLed
     resumed = keeper(fake, clock, "run-a")
     resumed.acquire()  # no wait for the expiry
-    assert resumed.held is not None and stored(fake).owner == "op@host-run-a:1"
+    assert resumed.held is not None and stored(fake).holder == this_process()
 
 
 def test_force_unlock_takes_a_live_lease_with_a_warning() -> None:

@@ -42,7 +42,7 @@ def test_brackets_in_errors_ids_and_names_print_as_text(state_db):
     cfg = make_config(fake, state_db)
     started = invoke(cfg, "start", "--alias", alias, "--force")
     assert started.exit_code == ExitCode.RUN_FAILED
-    assert f"first ({BRACKETS})" in started.stdout
+    assert f"first: document {BRACKETS}," in started.stdout
     run_id = open_store(state_db).list()[0].id
     history = invoke(cfg, "history")
     assert history.exit_code == 0

@@ -52,6 +52,7 @@ PLAN_CALLS = [
 
 # The engine calls of an abort during REINDEXING.
 ABORT_CALLS = [
+    "info",  # the run's own cluster? (its UUID)
     "get_lease",  # the run's own lease (left by the Ctrl-C): taken back at once
     "put_lease",
     "index_exists",  # wrote anything? (else CANCELLED)

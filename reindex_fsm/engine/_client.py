@@ -243,6 +243,9 @@ def detect_flavor(info_body: Any, url: str | None = None) -> EngineInfo:
     assert isinstance(number, str)
     major = int(match[1])
     cluster_name = str(info_body.get("cluster_name") or "")
+    cluster_uuid = str(info_body.get("cluster_uuid") or "")
+    if cluster_uuid == "_na_":  # no master elected yet: not known
+        cluster_uuid = ""
     distribution = version.get("distribution")
 
     if distribution == "opensearch":
@@ -253,7 +256,7 @@ def detect_flavor(info_body: Any, url: str | None = None) -> EngineInfo:
             )
         if major < 2:
             raise UnsupportedEngine(f"OpenSearch {number} is not supported", hint=hint)
-        return EngineInfo("opensearch", number, cluster_name)
+        return EngineInfo("opensearch", number, cluster_name, cluster_uuid)
 
     looks_like_es = (
         info_body.get("tagline") == _ES_TAGLINE or version.get("build_flavor") in _ES_BUILD_FLAVORS
@@ -261,7 +264,7 @@ def detect_flavor(info_body: Any, url: str | None = None) -> EngineInfo:
     if distribution is None and looks_like_es:
         if major not in (8, 9):
             raise UnsupportedEngine(f"Elasticsearch {number} is not supported", hint=hint)
-        return EngineInfo("elasticsearch", number, cluster_name)
+        return EngineInfo("elasticsearch", number, cluster_name, cluster_uuid)
 
     what = f"distribution {distribution!r}" if distribution else "no known tagline"
     raise UnsupportedEngine(

@@ -38,6 +38,7 @@ class EngineInfo:
     flavor: Flavor
     version: str
     cluster_name: str = ""
+    cluster_uuid: str = ""  # GET /'s cluster_uuid ("" when the engine gives none yet)
 
     @property
     def major_minor(self) -> tuple[int, int]:

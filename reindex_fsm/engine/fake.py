@@ -146,9 +146,15 @@ class FakeEngine:
         flavor: str = "opensearch",
         version: str = "2.19.1",
         url: str = "http://fake-cluster:9200",
+        cluster_uuid: str = "fake-cluster-uuid",
     ) -> None:
         self.url = url
-        self._info = EngineInfo(flavor=flavor, version=version, cluster_name="fake")  # type: ignore[arg-type]
+        self._info = EngineInfo(
+            flavor=flavor,  # type: ignore[arg-type]
+            version=version,
+            cluster_name="fake",
+            cluster_uuid=cluster_uuid,
+        )
         self.indices: dict[str, FakeIndex] = {}
         self.tasks: dict[str, FakeTask] = {}
         self.calls: list[Call] = []

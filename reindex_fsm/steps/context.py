@@ -65,6 +65,7 @@ class RunContext:
         self, event: str | None = None, detail: dict[str, Any] | None = None, **values: Any
     ) -> None:
         """Store values within the current state, then pass a crash point."""
+        self.ensure_lease()
         self.record = self.repo.checkpoint(
             self.record.id, self.record.state, event=event, detail=detail, **values
         )
@@ -79,3 +80,10 @@ class RunContext:
         (another process took the alias over): the run then stops where it is."""
         if self.lease is not None:
             self.lease.renew()
+
+    def ensure_lease(self) -> None:
+        """Before every write of the run (transition, checkpoint; engine writes check it
+        through :class:`~reindex_fsm.lease.LeasedEngine`): LockHeld if the lease was lost,
+        so that a process that lost it writes nothing more."""
+        if self.lease is not None:
+            self.lease.ensure()
