@@ -99,9 +99,9 @@ def run_calls(polls: int) -> list[str]:
         "get_index",  # and once the copy is done
         "index_exists",  # swapped before a crash? then verification is done
         "get_index_aliases",
+        "get_index",  # the target is still the run's: its settings are put back
         "index_exists",  # is the run's write block still on? (else: block, copy again)
         "get_index",
-        "get_index",  # the target is still the run's: its settings are put back
         "put_settings",  # final replicas and refresh interval back
         "get_index",
         "cluster_health",  # how many data nodes

@@ -494,3 +494,25 @@ def test_a_failed_final_catch_up_pass_lifts_the_block_and_is_redone_under_it(cfg
     again = rec.write_policy["passes"][-1]
     assert again["n"] == final["n"] and again["attempts"] == 2 and "failed" not in again
     assert len(rec.write_policy["blocked_periods"]) == 2 and not fake.write_blocked(SOURCE)
+
+
+def test_a_target_deleted_during_catch_up_is_never_copied_into(cfg, fake):
+    with_since_field(fake)
+    fake.task_script = TaskScript(docs_per_poll=400)
+    original = fake.list_reindex_tasks
+    deleted: list[str] = []
+
+    def list_reindex_tasks(opaque_id=None):  # type: ignore[no-untyped-def]
+        passes = [t for t in fake.tasks.values() if t.request.op_type == "index"]
+        if passes and not deleted:  # the first pass has started: someone deletes the target
+            deleted.append(TARGET)
+            fake.delete_index(TARGET)
+        return original(opaque_id)
+
+    fake.list_reindex_tasks = list_reindex_tasks  # type: ignore[method-assign]
+    Writer(fake)
+    rec = commands.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    assert deleted and rec.state is State.FAILED, rec.error
+    assert f"target {TARGET} was deleted" in rec.error  # no pass copies into it
+    assert original() == [] and TARGET not in fake.indices  # the pass was stopped
+    assert list(fake.get_alias(ALIAS)) == [SOURCE]

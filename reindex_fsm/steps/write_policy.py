@@ -420,6 +420,10 @@ def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
     task_id = current.get("task_id")
     delay = opts.poll_interval_s
     while True:
+        if task_id:  # the target deleted or replaced meanwhile: stop the pass, fail
+            from . import target  # target.py imports plan.py, which imports this
+
+            target.check_copy(ctx, task_id)
         status = ctx.engine.get_task(task_id) if task_id else None
         if status is None:  # not started yet, or vanished: (re)start it, same since
             running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
