@@ -1247,7 +1247,7 @@ def undo(
             ],
             f"Move alias {record.alias} back to {record.source_index}?",
         )
-    _print_outcome(ctx, Outcome(commands.undo(cfg, run_id, force)))
+    _print_outcome(ctx, Outcome(commands.undo(cfg, run_id, force), undone=True))
 
 
 @cli.command()

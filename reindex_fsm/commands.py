@@ -102,9 +102,12 @@ class Config:
 class Outcome:
     record: RunRecord
     aborted: bool = False  # the operator asked for the rollback: ending there is success
+    undone: bool = False  # the operator asked for undo: UNDONE is success
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.undone and self.record.state is State.UNDONE:
+            return ExitCode.OK
         if self.aborted and self.record.state in (State.ROLLED_BACK, State.CANCELLED):
             return ExitCode.OK
         if self.aborted and self.record.state is State.SWAPPED:  # swapped meanwhile

@@ -345,6 +345,8 @@ def test_commands_of_a_run_refuse_another_cluster(state_db: str, argv: list[str]
     db_before, mine_before, other_before = db_rows(state_db), mine.snapshot(), other.snapshot()
     mine_calls, other.calls = len(mine.calls), []
     args = [a.format(run=run_id) for a in argv] if len(argv) > 1 else [*argv, run_id]
+    if argv == ["undo"]:
+        args.append("--yes")  # past the question: the cluster check is what is tested
     result = CliRunner().invoke(cli, [*args, "--engine-url", OTHER_URL], obj=cfg)
     assert result.exit_code == ExitCode.USAGE, result.output
     (line,) = result.stderr.strip().splitlines()
