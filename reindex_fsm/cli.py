@@ -589,9 +589,19 @@ def _verify_options(
     is_flag=False,
     flag_value="count",
     default=None,
-    help="Before the swap, check the target: --verify (= count) requires its count to "
-    "equal the source's; --verify deep also compares every document's ID and _source "
-    "hash, the mappings and the --verify-queries.",
+    help="Before the swap, check the target: --verify (= count, the default) requires its "
+    "count to equal the source's; --verify deep also compares every document's ID and "
+    "_source hash, the mappings and the --verify-queries.",
+)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Do not compare the target's count with the source's before the swap (warns).",
+)
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Allow a target that holds under 90% of the source's documents to be swapped in.",
 )
 @click.option(
     "--verify-sample",
@@ -627,6 +637,12 @@ def _verify_options(
     "--rollback-on-failure",
     is_flag=True,
     help="On failure, cancel the copy and delete the target (else: FAILED, kept).",
+)
+@click.option(
+    "--keep-block-on-failure",
+    is_flag=True,
+    help="A FAILED run keeps its write block on the source until resumed or aborted "
+    "(default: it comes off; a resume blocks again and copies what changed).",
 )
 @click.option(
     "--target-index",
@@ -833,12 +849,15 @@ def start(
     alias: str,
     dry_run: bool,
     verify: str | None,
+    no_verify: bool,
+    allow_shrink: bool,
     verify_sample: int | None,
     verify_queries: str | None,
     verify_top_k: int,
     verify_min_overlap: float,
     force: bool,
     rollback_on_failure: bool,
+    keep_block_on_failure: bool,
     target_index: str | None,
     settings_file: str | None,
     mappings_file: str | None,
@@ -891,8 +910,12 @@ def start(
     overrides.update(flatten_settings(parse_set(set_pairs)))
     if slices != "auto" and not slices.isdigit():
         raise UsageError(f"--slices {slices!r} is not a number or auto")
+    if no_verify and verify is not None:
+        raise UsageError(f"--verify {verify} and --no-verify contradict each other")
     options = RunOptions(
-        verify=verify is not None,
+        verify=not no_verify,
+        allow_shrink=allow_shrink,
+        keep_block_on_failure=keep_block_on_failure,
         **_verify_options(
             verify,
             recompute_embeddings,
@@ -933,6 +956,8 @@ def start(
         script=load_script(script_file) if script_file else None,
     )
     check_options(options)  # throttle and slices, before anything is opened
+    if no_verify:
+        _warn("--no-verify: the target's document count is NOT compared with the source's")
     if options.recompute_embeddings and options.embedder == "zeros":
         click.echo(
             "warning: the zeros embedder writes all-zero vectors: it is for tests only", err=True

@@ -159,7 +159,8 @@ def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) 
     info = engine.info()
     results = preflight(engine, info, alias, options)
     p = make_plan(engine, info, alias, options, new_run_id(), cfg.now())
-    return replace(p, preflight=[r.to_dict() for r in results])
+    shrink = verify.check_plan(p, options)  # a much smaller target needs --allow-shrink
+    return replace(p, preflight=[r.to_dict() for r in results], shrink=shrink)
 
 
 def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:

@@ -66,11 +66,13 @@ class RunDriver:
         self.ctx.check_lease()
         strategy = recompute if self.ctx.plan.recompute else copy
         self._take(write_policy.before_copy(self.ctx))
-        self._take(strategy.run_start(self.ctx))
+        if not write_policy.copy_replaced(self.ctx):  # else after_copy copies again
+            self._take(strategy.run_start(self.ctx))
 
     def step_wait_copy(self, _e: EventData) -> None:
         strategy = recompute if self.ctx.plan.recompute else copy
-        self._take(strategy.run_wait(self.ctx))
+        if not write_policy.copy_replaced(self.ctx):
+            self._take(strategy.run_wait(self.ctx))
         self._take(write_policy.after_copy(self.ctx))
 
     def step_verify(self, _e: EventData) -> None:
@@ -230,6 +232,12 @@ class RunDriver:
 
     def _fail(self, exc: ReindexFsmError) -> None:
         failed_from = self.record.state
+        # writers are not kept out by a run nobody is driving (unless asked to); an index
+        # made again under the source's name never had the block
+        if write_policy.is_blocked(self.record.write_policy) and (
+            rollback.source_changed(self.ctx) is None
+        ):
+            self._take(write_policy.release_on_failure(self.ctx, failed_from))
         self._fire(
             "fail",
             values={

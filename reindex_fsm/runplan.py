@@ -15,7 +15,7 @@ from .errors import UsageError
 
 @dataclass(frozen=True)
 class RunOptions:
-    verify: bool = False
+    verify: bool = True  # count verification; off only with --no-verify
     rollback_on_failure: bool = False
     target_index: str | None = None  # None: <alias>-<UTC timestamp>
     settings_overrides: dict[str, Any] = field(default_factory=dict)  # flat keys
@@ -54,6 +54,10 @@ class RunOptions:
     verify_queries_file: str | None = None  # shown in the record
     verify_top_k: int = 10
     verify_min_overlap: float = 0.9
+    # --allow-shrink: a target holding much fewer documents than its source may be swapped
+    allow_shrink: bool = False
+    # --keep-block-on-failure: a FAILED run keeps its write block (else it comes off)
+    keep_block_on_failure: bool = False
     # -- lease and preflight (issue 5) --
     lease_ttl_s: float = 60.0  # the engine lease expires this long after its last renewal
     skip_preflight: tuple[str, ...] = ()  # names of preflight checks not to make
@@ -125,6 +129,9 @@ class Plan:
     # The target's index.uuid, stored when the run creates it: the run copies into and
     # swaps onto that index only, never another one made under the same name.
     target_uuid: str | None = None
+    # The target will hold much fewer documents than its source (--allow-shrink given):
+    # what the plan and the confirmation say; None when it will not.
+    shrink: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

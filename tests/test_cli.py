@@ -321,7 +321,14 @@ def _jsonl(tmp_path: Path, lines: list[str]) -> Path:
 
 
 GOOD = [json.dumps({"id": f"d{i}", "text": f"text {i}"}) for i in range(5)]
-RECOMPUTE = ("--recompute-embeddings", "--vector-mapping", '{"type": "float"}', "--force")
+# --allow-shrink: the files are far smaller than the fake source (this is about recompute)
+RECOMPUTE = (
+    "--recompute-embeddings",
+    "--vector-mapping",
+    '{"type": "float"}',
+    "--force",
+    "--allow-shrink",
+)
 
 
 @pytest.mark.parametrize(

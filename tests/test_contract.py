@@ -696,7 +696,13 @@ FLOAT = {"type": "float"}
 
 
 def recompute_options(**overrides) -> RunOptions:
-    options = {"recompute_embeddings": True, "verify": True, "batch_size": BATCH}
+    # allow_shrink: the input files are far smaller than the source (not what is tested)
+    options = {
+        "recompute_embeddings": True,
+        "verify": True,
+        "batch_size": BATCH,
+        "allow_shrink": True,
+    }
     return RunOptions(**{**options, **overrides})  # type: ignore[arg-type]
 
 

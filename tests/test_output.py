@@ -188,9 +188,8 @@ def test_piped_output_is_not_padded(cfg):
 
 def test_a_failed_run_says_whether_writes_are_blocked_and_what_to_run(cfg, fake, tmp_path):
     fake.task_script = TaskScript(fail_after_polls=1)
-    run_id = json.loads(invoke(cfg, "start", "--alias", ALIAS, "--force", "--json").stdout)[
-        "run_id"
-    ]
+    args = ["start", "--alias", ALIAS, "--force", "--json", "--keep-block-on-failure"]
+    run_id = json.loads(invoke(cfg, *args).stdout)["run_id"]
     page = tmp_path / "run.html"
     shown = invoke(cfg, "show", run_id, "--report", str(page))
     head = "\n".join(shown.stdout.splitlines()[:16])
@@ -242,7 +241,9 @@ def answer(cfg: Config, text: str, *args: str):
 
 def test_the_start_confirmation_is_short(cfg, fake, terminal, state_db):
     before = fake.snapshot()
-    result = answer(cfg, "n\n", "start", "--alias", ALIAS, "--requests-per-second", "100")
+    result = answer(
+        cfg, "n\n", "start", "--alias", ALIAS, "--requests-per-second", "100", "--no-verify"
+    )
     assert result.exit_code == ExitCode.DECLINED
     assert result.stdout == ""  # question and facts on stderr
     lines = result.stderr.splitlines()

@@ -37,6 +37,7 @@ def opts(**kw: Any) -> RunOptions:
         "verify": True,
         "batch_size": 7,
         "vector_mapping": FLOAT,
+        "allow_shrink": True,  # the files are far smaller than the fake source
     }
     return RunOptions(**{**base, **kw})
 

@@ -17,9 +17,9 @@ from .conftest import ALIAS, NOW, SOURCE, TARGET, db_rows
 from .test_cli import invoke
 
 
-def failed_copy(cfg, fake) -> str:
+def failed_copy(cfg, fake, **options) -> str:
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = commands.start(cfg, ALIAS, RunOptions(**options)).record
     assert rec.state is State.FAILED and TARGET in fake.indices
     fake.task_script = TaskScript()
     return rec.id
@@ -75,7 +75,7 @@ def test_source_deleted_resume_refused_abort_finishes(cfg, fake, state_db):
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["uuid", "planned-before-uuids"])
 def test_a_source_made_again_is_not_touched(cfg, fake, legacy):
-    run_id = failed_copy(cfg, fake)
+    run_id = failed_copy(cfg, fake, keep_block_on_failure=True)  # the block held at abort
     if legacy:  # a run planned before the source's uuid was stored
         rec = cfg.repo().get(run_id)
         cfg.repo().checkpoint(run_id, rec.state, plan={**rec.plan, "source_uuid": None})

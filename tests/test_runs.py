@@ -100,6 +100,8 @@ def run_calls(polls: int) -> list[str]:
         "index_exists",  # swapped before a crash? then verification is done
         "get_index_aliases",
         "get_index",  # the target is still the run's: its settings are put back
+        "index_exists",  # is the run's write block still on? (else: block, copy again)
+        "get_index",
         "put_settings",  # final replicas and refresh interval back
         "get_index",
         "cluster_health",  # how many data nodes
@@ -259,7 +261,7 @@ def test_failed_run_can_be_aborted(cfg, fake):
 
 def test_failed_run_retried_by_resume(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = commands.start(cfg, ALIAS, RunOptions(verify=True, keep_block_on_failure=True)).record
     fake.task_script = TaskScript()
     outcome = commands.resume(cfg, rec.id)
     assert outcome.record.state is State.SWAPPED

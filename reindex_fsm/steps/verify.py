@@ -9,12 +9,53 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RunStepFailed, VerificationFailed
+from ..errors import RunStepFailed, UsageError, VerificationFailed
 from ..runplan import Plan, RunOptions
-from . import deep_verify, recompute
+from . import deep_verify, recompute, write_policy
 from .context import RunContext
 
 HEALTH_POLL_S = 20.0
+# "Much smaller": a target holding fewer than this share of its source's documents is
+# swapped in only with --allow-shrink (checked at plan time and again before the swap).
+SHRINK_RATIO = 0.9
+
+
+def shrinks(source_docs: int, target_docs: int) -> bool:
+    """The target holds much fewer documents than its source (< SHRINK_RATIO of them)."""
+    return target_docs < SHRINK_RATIO * source_docs
+
+
+def _shrink_text(verb: str, target: str, target_docs: int, source: str, source_docs: int) -> str:
+    share = f"{100 * target_docs / source_docs:.1f}%" if source_docs else "-"
+    return (
+        f"target {target} {verb} {target_docs} documents, {share} of the {source_docs} in "
+        f"source {source}: much smaller than its source (under {SHRINK_RATIO:.0%})"
+    )
+
+
+def planned_shrink(p: Plan) -> tuple[int, int] | None:
+    """(source index documents, planned target documents) when the plan already says the
+    target will be much smaller (a recompute from a file of fewer documents)."""
+    source_docs = int((p.recompute or {}).get("source_count", p.source_count))
+    if shrinks(source_docs, p.source_count):
+        return source_docs, p.source_count
+    return None
+
+
+def check_plan(p: Plan, options: RunOptions) -> str | None:
+    """Refuse, before anything is written, a plan whose target is much smaller than its
+    source unless --allow-shrink was given; with it, what the plan is to say (else None)."""
+    found = planned_shrink(p)
+    if not found:
+        return None
+    source_docs, target_docs = found
+    if not options.allow_shrink:
+        raise UsageError(
+            _shrink_text("would hold", p.target_index, target_docs, p.source_index, source_docs),
+            hint="pass --allow-shrink if that is what you want; nothing was done",
+        )
+    text = _shrink_text("will hold", p.target_index, target_docs, p.source_index, source_docs)
+    return text + "; allowed by --allow-shrink"
 
 
 def final_settings(p: Plan) -> dict[str, Any]:
@@ -23,7 +64,11 @@ def final_settings(p: Plan) -> dict[str, Any]:
 
 
 def plan(p: Plan, verify: bool, options: RunOptions | None = None) -> dict[str, Any]:
-    check = f"target count == {p.source_count}" if verify else "none (pass --verify)"
+    check = (
+        f"target count == {p.source_count}"
+        if verify
+        else "NONE: --no-verify, the target's count is not compared with the source's"
+    )
     if p.recompute and verify:
         rp = p.recompute
         expected = (
@@ -44,6 +89,17 @@ def plan(p: Plan, verify: bool, options: RunOptions | None = None) -> dict[str, 
     }
     if verify and options is not None and options.verify_level == "deep":
         described["deep"] = deep_plan(p, options)
+    found = planned_shrink(p)
+    if found:
+        allowed = "; allowed by --allow-shrink" if options and options.allow_shrink else ""
+        text = _shrink_text("will hold", p.target_index, found[1], p.source_index, found[0])
+        described["shrink"] = text + allowed
+    else:
+        described["shrink"] = (
+            f"the swap is refused if the target holds under {SHRINK_RATIO:.0%} of the "
+            "source's documents"
+            + ("" if not options or not options.allow_shrink else " (allowed: --allow-shrink)")
+        )
     return described
 
 
@@ -100,6 +156,8 @@ def restore_settings(ctx: RunContext) -> dict[str, Any]:
 
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
+    # a block that came off when the run failed: on again, and what changed copied again
+    resynced = write_policy.resync(ctx)
     restored = restore_settings(ctx)
     ctx.engine.refresh(p.target_index)
     target_count = ctx.engine.count(p.target_index)
@@ -112,6 +170,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "task_failures": progress.get("failures", 0),
         "verified": ctx.options.verify,
         **restored,
+        **resynced,
     }
     if p.recompute:
         problems = _recompute_checks(ctx, target_count, detail)
@@ -132,7 +191,33 @@ def run(ctx: RunContext) -> dict[str, Any]:
             run_id=ctx.run_id,
             state=ctx.record.state.value,
         )
+    _check_shrink(ctx, target_count)
     return {"target_count": target_count, "detail": detail}
+
+
+def _check_shrink(ctx: RunContext, target_count: int) -> None:
+    """Whatever --verify says: a target much smaller than its source is not swapped in
+    without --allow-shrink (a script or pipeline that drops documents, rejected input,
+    a copy without verification)."""
+    if ctx.options.allow_shrink:
+        return
+    p = ctx.plan
+    if (p.recompute or {}).get("path"):  # the source index is not what was copied
+        source_docs = int(p.recompute["source_count"])  # type: ignore[index]
+    else:
+        source_docs = expected_source_count(ctx)
+    if shrinks(source_docs, target_count):
+        refused = VerificationFailed(
+            _shrink_text("holds", p.target_index, target_count, p.source_index, source_docs)
+            + "; not swapped",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
+        refused.hint = (
+            f"if that is intended: `reindex-fsm abort {ctx.run_id}`, then start again with "
+            "--allow-shrink"
+        )
+        raise refused
 
 
 def _deep_checks(ctx: RunContext, target_count: int, count_problems: list[str]) -> list[str]:

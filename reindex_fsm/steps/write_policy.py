@@ -20,12 +20,14 @@ that was already on the source before the run is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..engine.base import Engine, ReindexRequest
-from ..errors import CopyFailed, UsageError
+from ..errors import CopyFailed, LockHeld, ReindexFsmError, StaleState, UsageError
+from ..machine import State
 from ..runplan import Plan, RunOptions
 from .context import RunContext
 
@@ -162,8 +164,49 @@ def release(ctx: RunContext) -> dict[str, Any]:
         ctx.engine.remove_write_block(state["index"])
         ctx.crash("write_policy.released")
         detail = {"write_block": f"removed from {state['index']}"}
-    state.update(blocked=False, released_at=_iso(ctx.now()))
+    released_at = _iso(ctx.now())
+    periods = [
+        *state.get("blocked_periods", []),
+        {"from": state.get("blocked_at"), "to": released_at},
+    ]
+    state.update(blocked=False, released_at=released_at, blocked_periods=periods)
     return {"write_policy": state, "detail": detail}
+
+
+def release_on_failure(ctx: RunContext, failed_from: State) -> dict[str, Any]:
+    """The run is about to be FAILED: take its block off, so that a failed run (a cron job
+    nobody watches) does not keep writers out until a human acts. Values to store with
+    the failure; {} when the block stays: none held, ``--keep-block-on-failure``, or a
+    recompute run (its copy cannot be made again for what changed); or when
+    ``--rollback-on-failure`` rolls back next (that takes it off).
+
+    If the copy may have written to the target, a resume blocks again and copies the
+    source again with ``op_type=index`` (every document changed meanwhile replaces its
+    copy), then deletes from the target what was deleted from the source meanwhile
+    (``resync``, done by :func:`after_copy`), before verifying."""
+    state, opts = _state(ctx), ctx.options
+    if not is_blocked(state) or opts.keep_block_on_failure or ctx.plan.recompute:
+        return {}
+    if opts.rollback_on_failure:  # the rollback that follows takes it off, after the target
+        return {}
+    if ctx.repo.get(ctx.run_id).state is not ctx.record.state:
+        return {}  # moved by another process (an abort): no longer this one's to touch
+    try:
+        ctx.check_lease()  # a process that lost the run's lease writes nothing more
+    except LockHeld:
+        return {}
+    try:
+        released = release(ctx)
+    except ReindexFsmError as exc:  # the failure is stored all the same, the block kept
+        return {"detail": {"write_block": f"kept: removing it failed: {exc.one_line()}"}}
+    state = released["write_policy"]
+    wrote = failed_from in (State.REINDEXING, State.VERIFYING) or ctx.record.copy_attempts > 0
+    if wrote:
+        state["resync"] = True
+    note = f"removed from {state['index']} on failure (--keep-block-on-failure keeps it)"
+    if wrote:
+        note += "; a resume blocks again and copies what changed meanwhile"
+    return {"write_policy": state, "detail": {"write_block": note}}
 
 
 def _recount(ctx: RunContext) -> int:
@@ -198,18 +241,29 @@ def before_copy(ctx: RunContext) -> dict[str, Any]:
     return {"write_policy": state, "source_count": count, "detail": {"source_count": count}}
 
 
+def copy_replaced(ctx: RunContext) -> bool:
+    """The main copy is not to be started or waited for (again): the catch-up passes have
+    begun (it finished before them), or the copy is to be made again under the block
+    (:func:`after_copy` does it, with ``op_type=index``)."""
+    state = _state(ctx)
+    return bool(state.get("passes") or state.get("resync"))
+
+
 def after_copy(ctx: RunContext) -> dict[str, Any]:
-    """REINDEXING -> VERIFYING, after the main copy: the catch-up passes."""
-    if ctx.options.write_policy != "catch-up":
+    """REINDEXING -> VERIFYING, after the main copy: the catch-up passes; for a run whose
+    block came off when it failed, the block again and a copy of what changed."""
+    if ctx.options.write_policy != "catch-up" and not copy_replaced(ctx):
         return {}
     while True:
         state = _state(ctx)
         passes = state.get("passes") or []
         current = passes[-1] if passes and "copied" not in passes[-1] else None
         if current is None:
-            if passes and passes[-1].get("final"):
+            if passes and passes[-1].get("final") and not state.get("resync"):
                 break
             current = _next_pass(ctx, state, passes)
+        elif current.get("failed"):
+            current = _again(ctx, current)
         copied = _run_pass(ctx, current)
         state = _state(ctx)
         state["passes"][-1] = {**state["passes"][-1], "copied": copied}
@@ -223,39 +277,107 @@ def after_copy(ctx: RunContext) -> dict[str, Any]:
     return {"write_policy": state, "source_count": count, "detail": detail}
 
 
+def resync(ctx: RunContext) -> dict[str, Any]:
+    """Before verifying: a run whose block came off when it failed (after its copy had
+    written) blocks again and copies what changed meanwhile (:func:`after_copy`). The
+    source's count under the block is stored for verify. {} when there is nothing to do."""
+    if _block_gone(ctx):
+        _mark_resync(ctx)
+    if not _state(ctx).get("resync"):
+        return {}
+    values = after_copy(ctx)
+    ctx.checkpoint(source_count=values["source_count"])
+    return dict(values["detail"])
+
+
+def _block_gone(ctx: RunContext) -> bool:
+    """The run's block is recorded as on, yet the source takes writes: it came off without
+    the failure being stored (a crash right after the release) or someone lifted it. What
+    was written since is not in the target: copy again (not for a recompute run, whose
+    copy cannot be made again by ``_reindex``)."""
+    state, p = _state(ctx), ctx.plan
+    if p.recompute or not is_blocked(state) or not ctx.engine.index_exists(state["index"]):
+        return False
+    settings = ctx.engine.get_index(state["index"]).settings
+    if p.source_uuid and settings.get("index.uuid") != p.source_uuid:
+        return False  # another index of that name: not the run's source to copy again from
+    return str(settings.get("index.blocks.write", "false")).lower() != "true"
+
+
+def _mark_resync(ctx: RunContext) -> None:
+    state = _state(ctx)
+    state["resync"] = True
+    ctx.checkpoint(
+        event="write_block_gone",
+        detail={"index": state["index"], "note": "the write block is off: copying again"},
+        write_policy=state,
+    )
+
+
 def _next_pass(
     ctx: RunContext, state: dict[str, Any], passes: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Decide and record the next pass; put the final block on first when it is due."""
+    """Decide and record the next pass; put the final block on first when it is due.
+
+    With ``block`` a pass is only made after the block came off on a failure: one final
+    pass over the whole source (``op_type=index`` replaces what changed)."""
     opts = ctx.options
+    catch_up = opts.write_policy == "catch-up"
     copied = [int(p["copied"]) for p in passes]
-    final = bool(passes) and (
-        copied[-1] == 0
-        or (len(copied) > 1 and copied[-1] >= copied[-2])  # no longer shrinking
-        or len(passes) >= opts.catch_up_max_passes - 1
+    final = (
+        not catch_up
+        or bool(state.get("resync"))
+        or (
+            bool(passes)
+            and (
+                copied[-1] == 0
+                or (len(copied) > 1 and copied[-1] >= copied[-2])  # no longer shrinking
+                or len(passes) >= opts.catch_up_max_passes - 1
+            )
+        )
     )
     if final:
-        # The replicas come back and recover before the block, not during it: writers
-        # wait only for the last delta, the verification and the swap.
-        from .verify import restore_settings
+        if catch_up:
+            # The replicas come back and recover before the block, not during it: writers
+            # wait only for the last delta, the verification and the swap.
+            from .verify import restore_settings
 
-        restore_settings(ctx)
+            restore_settings(ctx)
         state = put_block(ctx)
-    prev_start = datetime.fromisoformat(
-        passes[-1]["started_at"] if passes else state["copy_started_at"]
-    )
-    since = prev_start - timedelta(seconds=opts.catch_up_margin_s)
+    since: str | None = None  # block: the whole source
+    if catch_up:
+        prev_start = datetime.fromisoformat(
+            passes[-1]["started_at"] if passes else state["copy_started_at"]
+        )
+        since = _iso(prev_start - timedelta(seconds=opts.catch_up_margin_s))
     ctx.engine.refresh(ctx.plan.source_index)
     current = {
         "n": len(passes) + 1,
-        "since": _iso(since),
+        "since": since,
         "started_at": _iso(ctx.now()),
         "final": final,
         "task_id": None,
     }
+    if state.pop("resync", None):  # the block is on again: this pass brings it all back
+        current["resync"] = True
     state["passes"] = [*passes, current]
     ctx.checkpoint(write_policy=state)
     return current
+
+
+def _again(ctx: RunContext, current: dict[str, Any]) -> dict[str, Any]:
+    """A pass whose task failed (and the run with it): run it again, same ``since``, now
+    that the run is resumed. The block comes back first for a final pass (it came off
+    when the run failed)."""
+    state = put_block(ctx) if current.get("final") else _state(ctx)
+    again = {k: v for k, v in current.items() if k not in ("failed", "copied")}
+    again.update(task_id=None, started_at=_iso(ctx.now()), previous_failure=current["failed"])
+    if current.get("final"):
+        state.pop("resync", None)
+    ctx.engine.refresh(ctx.plan.source_index)
+    state["passes"][-1] = again
+    ctx.checkpoint(write_policy=state)
+    return again
 
 
 def _since_value(ctx: RunContext, since: str) -> Any:
@@ -265,48 +387,73 @@ def _since_value(ctx: RunContext, since: str) -> Any:
     return since
 
 
-def _pass_request(ctx: RunContext, since: str, final: bool) -> ReindexRequest:
+def _pass_request(ctx: RunContext, since: str | None, final: bool) -> ReindexRequest:
     """The main copy's request (slices, throttle, pipeline, script) for the documents
-    written since ``since``."""
+    written since ``since`` (None: all of them)."""
     from .plan import reindex_request  # plan.py imports this module
 
     p = ctx.plan
     base = reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options)
-    source = dict(base.body()["source"])
-    source["query"] = {"range": {ctx.options.since_field: {"gte": _since_value(ctx, since)}}}
+    extra = dict(base.extra)
+    if since is not None:
+        source = dict(base.body()["source"])
+        source["query"] = {"range": {ctx.options.since_field: {"gte": _since_value(ctx, since)}}}
+        extra["source"] = source
     return replace(
         base,
         op_type="index",  # a newer version of a copied document replaces it
         conflicts="proceed",
         # unthrottled under the final block: it holds up the writers; a delta is small
-        requests_per_second=None if final else base.requests_per_second,
-        extra={**base.extra, "source": source},
+        # (a copy of the whole source keeps the run's rate)
+        requests_per_second=None if final and since is not None else base.requests_per_second,
+        extra=extra,
     )
 
 
 def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
-    """Start (or adopt) the pass's reindex task and wait for it; the documents it wrote."""
+    """Start (or adopt) the pass's reindex task and wait for it; the documents it wrote.
+
+    A task is started only after a compare-and-set on the run's state (the intent, the
+    pass's ``attempts``): a run that was aborted or moved on by another process meanwhile
+    is no longer this process's to drive, and nothing is started for it."""
     opts = ctx.options
     task_id = current.get("task_id")
     delay = opts.poll_interval_s
     while True:
+        if task_id:  # the target deleted or replaced meanwhile: stop the pass, fail
+            from . import target  # target.py imports plan.py, which imports this
+
+            target.check_copy(ctx, task_id)
         status = ctx.engine.get_task(task_id) if task_id else None
         if status is None:  # not started yet, or vanished: (re)start it, same since
             running = ctx.engine.list_reindex_tasks(ctx.opaque_id)
             task_id = running[0].task_id if running else None
             if task_id is None:
+                _set_pass(ctx, attempts=int(current.get("attempts") or 0) + 1)  # StaleState
+                current = _state(ctx)["passes"][-1]
+                ctx.check_lease()
+                from .copy import require_own_target  # copy.py imports plan.py, which imports this
+
+                require_own_target(ctx)
                 request = _pass_request(ctx, current["since"], bool(current.get("final")))
                 task_id = ctx.engine.start_reindex(request)
                 ctx.crash("catch_up.pass_started")
-            state = _state(ctx)
-            state["passes"][-1] = {**state["passes"][-1], "task_id": task_id}
-            ctx.checkpoint(write_policy=state, task_id=task_id)
+                try:
+                    _set_pass(ctx, task_id=task_id)
+                except StaleState:  # moved while the task started: it must not run on
+                    _cancel_quietly(ctx, task_id)
+                    raise
+                continue
+            _set_pass(ctx, task_id=task_id)
             continue
         if status.completed:
             if status.failed or status.cancelled:
                 why = "cancelled" if status.cancelled else (status.error or status.failures[0])
+                # Recorded with the pass: a resume (once the cause is gone) runs it again
+                # instead of finding the same failed task and failing the same way.
+                _set_pass(ctx, failed=str(why))
                 raise CopyFailed(
-                    f"catch-up pass {current['n']} (task {task_id}) failed: {why}",
+                    f"{_pass_name(current)} (task {task_id}) failed: {why}",
                     run_id=ctx.run_id,
                     state=ctx.record.state.value,
                     task_id=task_id,
@@ -314,6 +461,25 @@ def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
             return status.created + status.updated
         ctx.sleep(delay)
         delay = min(delay * 1.5, opts.poll_max_interval_s)
+
+
+def _pass_name(current: dict[str, Any]) -> str:
+    if current.get("resync"):
+        return "the copy again after the write block came off"
+    return f"catch-up pass {current['n']}"
+
+
+def _set_pass(ctx: RunContext, **values: Any) -> None:
+    """Store values of the current (last) pass; the task ID is the run's too."""
+    state = _state(ctx)
+    state["passes"][-1] = {**state["passes"][-1], **values}
+    extra = {"task_id": values["task_id"]} if "task_id" in values else {}
+    ctx.checkpoint(write_policy=state, **extra)
+
+
+def _cancel_quietly(ctx: RunContext, task_id: str) -> None:
+    with contextlib.suppress(ReindexFsmError):  # finished already, or the engine is gone
+        ctx.engine.cancel_task(task_id)
 
 
 def _reconcile_deletes(ctx: RunContext, source_count: int) -> int:
