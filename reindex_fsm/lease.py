@@ -495,6 +495,13 @@ ENGINE_WRITES = frozenset(
         "delete_task_result",
     }
 )
+# The writes that cannot be taken back or that decide where the alias points: before each,
+# the lease is verified on the engine (a conditional renewal), not only by the flag the
+# heartbeat sets, so that a lease taken over (--force-unlock, an abort) since the last
+# heartbeat is seen before the write, not up to ttl/3 later.
+ENGINE_WRITES_VERIFIED = frozenset(
+    {"create_index", "update_aliases", "delete_index", "start_reindex", "add_write_block"}
+)
 
 
 class LeasedEngine:
@@ -514,10 +521,12 @@ class LeasedEngine:
         attr = getattr(self._engine, name)
         if name not in ENGINE_WRITES:
             return attr
-        keeper = self._keeper
+        check = (
+            self._keeper.renew if name in ENGINE_WRITES_VERIFIED else self._keeper.ensure
+        )
 
         def checked(*args: Any, **kwargs: Any) -> Any:
-            keeper.ensure()
+            check()
             return attr(*args, **kwargs)
 
         return checked

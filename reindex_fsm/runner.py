@@ -59,11 +59,11 @@ class RunDriver:
 
     # -- callbacks named in machine.TRANSITIONS --------------------------------------
     def step_create_target(self, _e: EventData) -> None:
-        self.ctx.check_lease()
+        # the lease is verified before create_index (LeasedEngine) and before the commit
         self._take(create_target.run(self.ctx))
 
     def step_start_copy(self, _e: EventData) -> None:
-        self.ctx.check_lease()
+        # the lease: verified before the block and the _reindex request (LeasedEngine)
         strategy = recompute if self.ctx.plan.recompute else copy
         self._take(write_policy.before_copy(self.ctx))
         if not write_policy.copy_replaced(self.ctx):  # else after_copy copies again
@@ -86,7 +86,7 @@ class RunDriver:
         self._take(verify.run(self.ctx))
 
     def step_swap(self, _e: EventData) -> None:
-        self.ctx.check_lease()
+        # the lease is verified before the _aliases request (LeasedEngine) and the commit
         self._take(swap.run(self.ctx))
         self._take(write_policy.release(self.ctx))
 
@@ -129,7 +129,8 @@ class RunDriver:
         src, dst = State(e.transition.source), State(e.transition.dest)
         values = {**self._values, **e.kwargs.get("values", {})}
         detail = {**self._detail, **e.kwargs.get("detail", {})}
-        self.ctx.ensure_lease()
+        # verified on the engine: a process whose lease was taken over moves the run no more
+        self.ctx.check_lease()
         self.ctx.record = self.ctx.repo.transition(
             self.record.id, src, dst, e.event.name, detail, **values
         )

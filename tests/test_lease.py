@@ -253,7 +253,7 @@ def test_a_lease_lost_during_the_copy_stops_the_run_before_the_swap(
     with pytest.raises(LockHeld, match="lease lost: alias 'documents' is locked by run usurper01"):
         commands.start(cfg, ALIAS, RunOptions())
     (record,) = cfg.repo().list()
-    assert record.state is State.VERIFYING  # stopped where it was, not FAILED
+    assert record.state is State.REINDEXING  # the copy's end not stored either: not FAILED
     assert "update_aliases" not in fake.call_names()
     assert fake.indices[SOURCE].aliases  # the alias did not move
     fake.get_task = original  # type: ignore[method-assign]

@@ -55,6 +55,7 @@ ABORT_CALLS = [
     "info",  # the run's own cluster? (its UUID)
     "get_lease",  # the run's own lease (left by the Ctrl-C): taken back at once
     "put_lease",
+    "put_lease",  # verified before each transition (-> ABORTING) and irreversible write
     "index_exists",  # wrote anything? (else CANCELLED)
     "get_alias",  # the alias on the run's own target? (then the swap was made: no rollback)
     "get_alias",  # ...asked again by the rollback itself
@@ -67,6 +68,7 @@ ABORT_CALLS = [
     "index_exists",
     "get_index",  # the target is this run's
     "get_index_aliases",  # ...and carries no alias (not live)
+    "put_lease",
     "delete_index",
     "get_alias",  # and after it: none went with the deleted target
     "get_alias",
@@ -77,26 +79,31 @@ ABORT_CALLS = [
     "get_index",
     "index_exists",
     "remove_write_block",  # the source takes writes again
+    "put_lease",  # -> ROLLED_BACK
     "delete_lease",  # the run is finished
 ]
 
 
 def run_calls(polls: int) -> list[str]:
     return [
-        "put_lease",  # the lease is still ours (renewed) before each step that writes
         "index_exists",
-        "create_index",
+        "put_lease",  # the lease verified (a conditional renewal) before each write that
+        "create_index",  # cannot be taken back, and before each transition is stored
         "get_index",  # the target's uuid, stored with the plan: its identity
-        "put_lease",
+        "put_lease",  # -> TARGET_CREATED
         "get_index",  # was the source write-blocked already?
+        "put_lease",
         "add_write_block",  # --write-policy block: from just before the copy
         "refresh",  # every acknowledged write visible to the copy
         "count",  # the count verification compares with
         "list_reindex_tasks",
         "get_index",  # never copy into a target that is not this run's
+        "put_lease",
         "start_reindex",
+        "put_lease",  # -> REINDEXING
         *["get_index", "get_task"] * polls,  # each poll: still the index this run created?
         "get_index",  # and once the copy is done
+        "put_lease",  # -> VERIFYING
         "index_exists",  # swapped before a crash? then verification is done
         "get_index_aliases",
         "get_index",  # the target is still the run's: its settings are put back
@@ -108,17 +115,18 @@ def run_calls(polls: int) -> list[str]:
         "cluster_health",  # wait for the health they allow
         "refresh",
         "count",
-        "put_lease",
         "get_index_aliases",
         "get_index_aliases",
         "get_index",  # the target is this run's, with the planned mappings and settings
         "refresh",  # the target's marks, stored before the swap, for undo's check
         "count",
         "max_seq_nos",
+        "put_lease",
         "update_aliases",
-        "delete_task_result",  # the copy's stored result (issue 5)
+        "delete_task_result",  # the copy's stored result
         "index_exists",
         "remove_write_block",  # ... until the swap
+        "put_lease",  # -> SWAPPED
         "delete_lease",  # released: the run is finished
     ]
 
@@ -225,15 +233,22 @@ def test_verification_failure_rolls_back(cfg, fake):
     ]
     assert fake.call_names(mutating_only=True) == [
         "put_lease",  # taken
-        "put_lease",  # renewed before create_target
+        "put_lease",  # verified before create_index ...
         "create_index",
-        "put_lease",  # renewed before the copy
+        "put_lease",  # ... and before each transition: -> TARGET_CREATED
+        "put_lease",
         "add_write_block",
+        "put_lease",
         "start_reindex",
+        "put_lease",  # -> REINDEXING
+        "put_lease",  # -> VERIFYING
         "put_settings",
+        "put_lease",  # -> FAILED
+        "put_lease",
         "delete_index",
-        "delete_task_result",  # the finished copy's stored result (issue 5)
+        "delete_task_result",  # the finished copy's stored result
         "remove_write_block",
+        "put_lease",  # -> ROLLED_BACK
         "delete_lease",  # released: ROLLED_BACK is the end
     ]
 
