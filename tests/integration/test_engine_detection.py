@@ -28,7 +28,13 @@ def test_engine_is_auto_detected(engine, engine_url, tmp_path, names, make_sourc
     common = ["--alias", names.alias, "--dry-run", "--state-db", str(tmp_path / "state.db")]
     code, plan = cli_json("start", *common, "--engine-url", engine_url)  # --engine auto
     assert code == 0, plan
-    assert plan["engine"] == {"url": engine.url, "flavor": info.flavor, "version": info.version}
+    assert plan["engine"] == {
+        "url": engine.url,
+        "flavor": info.flavor,
+        "version": info.version,
+        "cluster_name": root["cluster_name"],
+        "cluster_uuid": root["cluster_uuid"],  # a run is continued on this cluster only
+    }
     assert plan["source_index"] == names.source
 
     code, plan = cli_json("start", *common, "--engine-url", engine_url, "--engine", info.flavor)
