@@ -132,6 +132,8 @@ class FakeEngine:
         self.task_results_deletable = True
         self._created = itertools.count(1)
         self._uuids = itertools.count(1)  # an index made again under the same name is another
+        self._sticky: dict[str, BaseException] = {}  # method -> error on every call (fail_always)
+        self.next_task_scripts: list[TaskScript] = []  # one each for the next reindex tasks
 
     # -- test controls --------------------------------------------------------
     def add_index(
@@ -166,6 +168,17 @@ class FakeEngine:
         self._faults[(method, seen + nth)] = error or EngineError(
             f"injected failure in {method}", status=500
         )
+
+    def fail_always(self, method: str, error: BaseException | None = None) -> None:
+        """Raise ``error`` on every call of ``method`` until :meth:`heal` (a sticky fault)."""
+        self._sticky[method] = error or EngineError(f"injected failure in {method}", status=500)
+
+    def heal(self) -> None:
+        """Drop every injected fault: pending, sticky, refused connections, scripted tasks."""
+        self._faults.clear()
+        self._sticky.clear()
+        self.refusing = False
+        self.next_task_scripts.clear()
 
     def refuse_connections(self, refusing: bool = True) -> None:
         self.refusing = refusing
@@ -202,7 +215,7 @@ class FakeEngine:
         n = self._counts.get(method, 0) + 1
         self._counts[method] = n
         self.calls.append(Call(method, args))
-        fault = self._faults.pop((method, n), None)
+        fault = self._faults.pop((method, n), None) or self._sticky.get(method)
         if fault is not None:
             raise fault
 
@@ -324,7 +337,7 @@ class FakeEngine:
             task_id=task_id,
             request=request,
             pending=pending,
-            script=self.task_script,
+            script=self.next_task_scripts.pop(0) if self.next_task_scripts else self.task_script,
             total=len(pending),
             rps=request.requests_per_second,
         )

@@ -1,0 +1,123 @@
+"""Schedules the stateful invariant test (tests/test_invariants.py) found breaking an
+invariant, each shrunk and written again as a few lines of the library API on the fake.
+
+Each says which invariant it breaks. They fail until the product is fixed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from reindex_fsm import commands
+from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.engine.fake import FakeEngine, TaskScript
+from reindex_fsm.errors import LockHeld, ReindexFsmError
+from reindex_fsm.machine import State
+from reindex_fsm.runplan import RunOptions
+from reindex_fsm.store import open_store
+
+from .conftest import ALIAS, NOW, SOURCE, TARGET, make_config
+
+
+class Killed(BaseException):
+    """SIGKILL at a crash point."""
+
+
+def kill_at(point: str) -> Any:
+    def die(name: str) -> None:
+        raise Killed(name)
+
+    return lambda: Crashpoints(point, die)
+
+
+def on_alias(fake: FakeEngine, alias: str = ALIAS) -> set[str]:
+    return {name for name, idx in fake.indices.items() if alias in idx.aliases}
+
+
+def move_alias(fake: FakeEngine, to: str) -> None:
+    """Someone else copies the alias's index to ``to`` and moves the alias there."""
+    (current,) = on_alias(fake)
+    fake.add_index(to, fake.indices[current].docs)
+    fake.indices[to].aliases[ALIAS] = fake.indices[current].aliases.pop(ALIAS)
+
+
+def steal_lease(fake: FakeEngine) -> None:
+    """Another process (another run, alive) overwrites the alias's lease document."""
+    doc = {
+        "alias": ALIAS,
+        "run_id": "intruder",
+        "owner": "someone@elsewhere:1",
+        "state_db": "sqlite:///elsewhere.db",
+        "acquired_at": NOW.isoformat(),
+        "heartbeat_at": NOW.isoformat(),
+        "expires_at": (NOW + timedelta(seconds=60)).isoformat(),
+    }
+    fake.leases[ALIAS] = (doc, next(fake._seq_nos))
+
+
+def writes(fake: FakeEngine) -> list[str]:
+    """The engine calls that changed something, the lease's own aside."""
+    return [m for m in fake.call_names(mutating_only=True) if "lease" not in m]
+
+
+def events(state_db: str, run_id: str) -> list[tuple[str | None, str, str]]:
+    return [(e.from_state, e.to_state, e.trigger) for e in open_store(state_db).events(run_id)]
+
+
+# -- abort and rollback never add an alias the run does not own --------------------------
+
+
+def test_abort_leaves_an_alias_someone_moved_where_it_is(fake: FakeEngine, cfg: Any) -> None:
+    """Invariant: abort/rollback never adds an alias the run does not own (and the alias
+    is on exactly one index). Schedule: fault_once(add_write_block), start (FAILED in
+    TARGET_CREATED), move_alias, abort: the alias is put back on the source as well."""
+    fake.fail_on("add_write_block")
+    run = commands.start(cfg, ALIAS, RunOptions()).record
+    assert run.state is State.FAILED
+    move_alias(fake, "manual-1")
+    commands.abort(cfg, run.id)
+    assert on_alias(fake) == {"manual-1"}
+
+
+# -- every unfinished run can be finished -------------------------------------------------
+
+
+def test_abort_ends_a_run_whose_source_was_deleted(fake: FakeEngine, cfg: Any) -> None:
+    """Invariant (end of schedule): an unfinished run can be finished: abort ends it
+    ROLLED_BACK or CANCELLED and frees the alias. Schedule: fault_once(add_write_block),
+    start (FAILED), delete the source, abort: IndexNotFound, the run stays FAILED, the
+    alias locked for good."""
+    fake.fail_on("add_write_block")
+    run = commands.start(cfg, ALIAS, RunOptions()).record
+    assert run.state is State.FAILED
+    del fake.indices[SOURCE]
+    outcome = commands.abort(cfg, run.id)
+    assert outcome.record.state in (State.ROLLED_BACK, State.CANCELLED)
+    assert cfg.repo().active_run_for(ALIAS) is None
+
+
+# -- a process that lost its lease writes nothing more ------------------------------------
+
+
+def test_a_process_whose_lease_was_taken_writes_nothing_more(
+    fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: at most one process drives a run; one whose lease was taken over writes
+    nothing more. Schedule: start, paused at its first checkpoint of the copy step
+    (copy_attempts, before the task is started) while another holder overwrites the lease:
+    it starts the copy and stores REINDEXING and VERIFYING without the lease."""
+    at_steal: list[tuple[int, list[str]]] = []
+
+    def steal(_name: str) -> None:
+        steal_lease(fake)
+        run_id = open_store(state_db).list(limit=1)[0].id
+        at_steal.append((len(events(state_db, run_id)), writes(fake)))
+
+    cfg = make_config(fake, state_db, crash=lambda: Crashpoints("checkpoint.progress", steal))
+    with pytest.raises(LockHeld):
+        commands.start(cfg, ALIAS, RunOptions())
+    (run,) = open_store(state_db).list()
+    assert (len(events(state_db, run.id)), writes(fake)) == at_steal[0]
