@@ -13,8 +13,8 @@ import pytest
 
 from reindex_fsm import commands
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
-from reindex_fsm.errors import LockHeld, ReindexFsmError
+from reindex_fsm.engine.fake import FakeEngine
+from reindex_fsm.errors import LockHeld, UndoRefused
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 from reindex_fsm.store import open_store
@@ -121,3 +121,41 @@ def test_a_process_whose_lease_was_taken_writes_nothing_more(
         commands.start(cfg, ALIAS, RunOptions())
     (run,) = open_store(state_db).list()
     assert (len(events(state_db, run.id)), writes(fake)) == at_steal[0]
+
+
+# -- the run writes only to what it owns ----------------------------------------------------
+
+
+def test_a_target_deleted_during_the_copy_is_not_written_into(
+    fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: every failure is the project's own error, and the copy never writes into
+    an index it did not create (the fake raises AssertionError where a real engine would
+    create the missing target with dynamic mappings). Schedule: start, paused right after
+    the reindex task started while someone deletes the target: the run keeps polling the
+    task into the missing index instead of failing with a clear reason."""
+
+    def delete_target(_name: str) -> None:
+        del fake.indices[TARGET]
+
+    cfg = make_config(
+        fake, state_db, crash=lambda: Crashpoints("start_copy.engine_done", delete_target)
+    )
+    outcome = commands.start(cfg, ALIAS, RunOptions())
+    assert outcome.record.state is State.FAILED
+    assert TARGET not in fake.indices
+
+
+# -- undo never drops an acknowledged write ---------------------------------------------------
+
+
+def test_undo_notices_an_update_made_through_the_alias(fake: FakeEngine, cfg: Any) -> None:
+    """Invariant: the alias's index holds every acknowledged write. Schedule: start
+    (SWAPPED), a client updates a document through the alias, undo without --force: the
+    count did not change, so undo moves the alias back and the update is gone from it."""
+    run = commands.start(cfg, ALIAS, RunOptions()).record
+    assert run.state is State.SWAPPED
+    fake.write(ALIAS, "doc-00001", {"title": "updated after the swap"})
+    with pytest.raises(UndoRefused):
+        commands.undo(cfg, run.id)
+    assert on_alias(fake) == {TARGET}
