@@ -13,13 +13,14 @@ import pytest
 
 from reindex_fsm import commands
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import FakeEngine
+from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import LockHeld, UndoRefused
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 from reindex_fsm.store import open_store
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, make_config
+from .test_write_policy import with_since_field
 
 
 class Killed(BaseException):
@@ -61,6 +62,14 @@ def steal_lease(fake: FakeEngine) -> None:
 def writes(fake: FakeEngine) -> list[str]:
     """The engine calls that changed something, the lease's own aside."""
     return [m for m in fake.call_names(mutating_only=True) if "lease" not in m]
+
+
+class EveryPoint(Crashpoints):
+    """Calls ``action`` at every crash point (it decides when to act)."""
+
+    def __call__(self, name: str) -> None:
+        self.seen.append(name)
+        self.action(name)
 
 
 def events(state_db: str, run_id: str) -> list[tuple[str | None, str, str]]:
@@ -159,3 +168,91 @@ def test_undo_notices_an_update_made_through_the_alias(fake: FakeEngine, cfg: An
     with pytest.raises(UndoRefused):
         commands.undo(cfg, run.id)
     assert on_alias(fake) == {TARGET}
+
+
+# -- once the alias is on the target, the run is swapped whatever its stored state ---------
+
+
+def test_abort_after_an_unrecorded_swap_keeps_the_live_target(
+    fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: the alias's index holds every acknowledged write. Schedule: start killed
+    right after the swap's _aliases request (SWAPPED not stored), a client writes through
+    the alias (onto the target), abort: ROLLED_BACK, alias back on the source, the target
+    and the write deleted."""
+    with pytest.raises(Killed):
+        commands.start(
+            make_config(fake, state_db, kill_at("swap.engine_done")), ALIAS, RunOptions()
+        )
+    fake.write(ALIAS, "new-doc", {"title": "written after the swap"})
+    (run,) = open_store(state_db).list()
+    commands.abort(make_config(fake, state_db), run.id)
+    (live,) = on_alias(fake)
+    assert "new-doc" in fake.indices[live].docs
+
+
+def test_undo_after_a_resumed_unrecorded_swap_notices_new_writes(
+    fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: the alias's index holds every acknowledged write. Schedule: start killed
+    right after the swap's _aliases request, resume (SWAPPED, no target_count stored), a
+    client writes a new document through the alias, undo without --force: the change is
+    not noticed and the alias goes back to the source without the write."""
+    with pytest.raises(Killed):
+        commands.start(
+            make_config(fake, state_db, kill_at("swap.engine_done")), ALIAS, RunOptions()
+        )
+    (run,) = open_store(state_db).list()
+    cfg = make_config(fake, state_db)
+    assert commands.resume(cfg, run.id).record.state is State.SWAPPED
+    fake.write(ALIAS, "new-doc", {"title": "written after the swap"})
+    with pytest.raises(UndoRefused):
+        commands.undo(cfg, run.id)
+    assert on_alias(fake) == {TARGET}
+
+
+# -- a resume makes progress once the cause is gone ------------------------------------------
+
+
+def test_a_catch_up_pass_that_failed_once_is_run_again_on_resume(
+    fake: FakeEngine, cfg: Any
+) -> None:
+    """Invariant (end of schedule): with the faults gone, a resume reaches the goal.
+    Schedule: start with --write-policy catch-up, the first catch-up pass's task reports a
+    bulk failure (FAILED), resume: the stored, failed pass is replayed as failed, every
+    time."""
+    with_since_field(fake)
+    fake.next_task_scripts[:] = [TaskScript(), TaskScript(fail_after_polls=0)]
+    opts = RunOptions(write_policy="catch-up", since_field="updated_at")
+    run = commands.start(cfg, ALIAS, opts).record
+    assert run.state is State.FAILED and "catch-up pass" in (run.error or "")
+    assert commands.resume(cfg, run.id).record.state is State.SWAPPED
+
+
+# -- after an abort nothing keeps running -----------------------------------------------------
+
+
+def test_an_abort_during_a_catch_up_pass_stops_the_driving_process(
+    fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: a process whose run was taken over (here by an abort from another shell,
+    which takes the lease) writes nothing more. Schedule: start with catch-up, paused just
+    after it recorded its first catch-up pass, abort from another process (ROLLED_BACK,
+    target deleted), the first process goes on: it starts the pass's _reindex task into
+    the deleted target."""
+    with_since_field(fake)
+    at_abort: list[list[str]] = []
+
+    def abort_elsewhere(name: str) -> None:
+        run = open_store(state_db).list(limit=1)[0]
+        if at_abort or not (run.write_policy or {}).get("passes"):
+            return
+        outcome = commands.abort(make_config(fake, state_db), run.id)
+        assert outcome.record.state is State.ROLLED_BACK
+        at_abort.append(writes(fake))
+
+    cfg = make_config(fake, state_db, crash=lambda: EveryPoint(action=abort_elsewhere))
+    commands.start(cfg, ALIAS, RunOptions(write_policy="catch-up", since_field="updated_at"))
+    assert at_abort, "the schedule did not reach a catch-up pass"
+    assert writes(fake) == at_abort[0]
+    assert not fake.list_reindex_tasks()
