@@ -135,24 +135,25 @@ def test_a_process_whose_lease_was_taken_writes_nothing_more(
 # -- the run writes only to what it owns ----------------------------------------------------
 
 
-def test_a_target_deleted_during_the_copy_is_not_written_into(
-    fake: FakeEngine, state_db: str
-) -> None:
-    """Invariant: every failure is the project's own error, and the copy never writes into
-    an index it did not create (the fake raises AssertionError where a real engine would
-    create the missing target with dynamic mappings). Schedule: start, paused right after
-    the reindex task started while someone deletes the target: the run keeps polling the
-    task into the missing index instead of failing with a clear reason."""
+def test_a_target_deleted_during_the_copy_fails_the_run(fake: FakeEngine, state_db: str) -> None:
+    """Invariant: the alias is on one index holding every document (the run swaps only onto
+    its own, complete target). Schedule: start, paused right after the reindex task
+    started while someone deletes the target; the engine re-creates it (dynamic mappings,
+    no _meta) for the task's next batches: the run swaps onto that index and loses the
+    documents copied before the deletion."""
+    fake.auto_create_missing_dest = True
+    fake.task_script = TaskScript(docs_per_poll=1000)
 
     def delete_target(_name: str) -> None:
+        fake.advance(fake.list_reindex_tasks()[0].task_id)  # a first batch is copied
         del fake.indices[TARGET]
 
     cfg = make_config(
         fake, state_db, crash=lambda: Crashpoints("start_copy.engine_done", delete_target)
     )
     outcome = commands.start(cfg, ALIAS, RunOptions())
-    assert outcome.record.state is State.FAILED
-    assert TARGET not in fake.indices
+    assert outcome.record.state is not State.SWAPPED
+    assert on_alias(fake) == {SOURCE}
 
 
 # -- undo never drops an acknowledged write ---------------------------------------------------

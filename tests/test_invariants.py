@@ -220,6 +220,7 @@ class Invariants(RuleBasedStateMachine):
             OTHER, {"o": {"title": "other"}}, mappings=MAPPINGS, aliases={OTHER_ALIAS: {}}
         )
         fake.task_script = TaskScript(docs_per_poll=3)
+        fake.auto_create_missing_dest = True  # as a real engine: the invariants judge it
         original_aliases, original_get_task = fake.update_aliases, fake.get_task
 
         def update_aliases(actions: list[dict[str, Any]]) -> None:

@@ -134,6 +134,9 @@ class FakeEngine:
         self._uuids = itertools.count(1)  # an index made again under the same name is another
         self._sticky: dict[str, BaseException] = {}  # method -> error on every call (fail_always)
         self.next_task_scripts: list[TaskScript] = []  # one each for the next reindex tasks
+        # A reindex into a missing index: False, an AssertionError (the tool must never
+        # let it); True, created as a real engine does (dynamic mappings, no _meta).
+        self.auto_create_missing_dest = False
 
     # -- test controls --------------------------------------------------------
     def add_index(
@@ -371,7 +374,9 @@ class FakeEngine:
         src = self.indices.get(task.request.source)
         dest = self.indices.get(task.request.dest)
         if dest is None:  # a real engine would auto-create it; the tool must never let it
-            raise AssertionError(f"reindex into missing index {task.request.dest}")
+            if not self.auto_create_missing_dest:
+                raise AssertionError(f"reindex into missing index {task.request.dest}")
+            dest = self.add_index(task.request.dest, {}, mappings={"properties": {}})
         for _ in range(min(script.docs_per_poll, len(task.pending))):
             doc_id = task.pending.pop(0)
             if src is None or doc_id not in src.docs:
