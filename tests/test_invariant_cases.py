@@ -6,12 +6,13 @@ Each says which invariant it breaks. They fail until the product is fixed.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import commands, lease
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import LockHeld, UndoRefused
@@ -257,3 +258,51 @@ def test_an_abort_during_a_catch_up_pass_stops_the_driving_process(
     assert at_abort, "the schedule did not reach a catch-up pass"
     assert writes(fake) == at_abort[0]
     assert not fake.list_reindex_tasks()
+
+
+# -- exactly one process drives a run ----------------------------------------------------------
+
+
+def _second_process(monkeypatch: pytest.MonkeyPatch, fake: FakeEngine, state_db: str) -> Any:
+    """A crash-point action: another process (its own lease owner) resumes the run while
+    this one is paused; what the first process wrote until then is returned in ``seen``."""
+    owner = ["process-1"]
+    monkeypatch.setattr(lease, "default_owner", lambda: owner[0])
+    seen: list[list[str]] = []
+
+    def resume_elsewhere(_name: str) -> None:
+        owner[0] = "process-2"
+        run = open_store(state_db).list(limit=1)[0]
+        with contextlib.suppress(LockHeld):  # refused: the first process drives on
+            commands.resume(make_config(fake, state_db), run.id)
+        seen.append(writes(fake))
+
+    resume_elsewhere.seen = seen  # type: ignore[attr-defined]
+    return resume_elsewhere
+
+
+def test_a_resume_while_the_first_process_runs_starts_no_second_copy(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: at most one process drives a run. Schedule: start, paused just before it
+    starts the copy (its copy_attempts checkpoint); another process resumes the run and
+    swaps it; the first goes on and starts a second _reindex into the now live target."""
+    second = _second_process(monkeypatch, fake, state_db)
+    cfg = make_config(fake, state_db, crash=lambda: Crashpoints("checkpoint.progress", second))
+    commands.start(cfg, ALIAS, RunOptions())
+    assert writes(fake) == second.seen[0]
+
+
+def test_a_resume_while_the_first_process_runs_leaves_no_write_block(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: a write block on the source only while an unfinished run records holding
+    it. Schedule: start with catch-up, paused right after it recorded the final pass's
+    block, before putting it on; another process resumes and swaps the run (taking the
+    block off); the first goes on and puts the block on the old source, for good."""
+    with_since_field(fake)
+    second = _second_process(monkeypatch, fake, state_db)
+    cfg = make_config(fake, state_db, crash=lambda: Crashpoints("checkpoint.write_block", second))
+    commands.start(cfg, ALIAS, RunOptions(write_policy="catch-up", since_field="updated_at"))
+    assert open_store(state_db).list()[0].state is State.SWAPPED
+    assert not fake.write_blocked(SOURCE)
