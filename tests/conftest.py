@@ -33,9 +33,9 @@ _INVARIANTS = {
     "print_blob": True,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("invariants", max_examples=5000, stateful_step_count=6, **_INVARIANTS)
+settings.register_profile("invariants", max_examples=5000, stateful_step_count=5, **_INVARIANTS)
 settings.register_profile(
-    "invariants-slow", max_examples=30000, stateful_step_count=25, **_INVARIANTS
+    "invariants-slow", max_examples=20000, stateful_step_count=20, **_INVARIANTS
 )
 
 ALIAS = "documents"

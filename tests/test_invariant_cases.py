@@ -306,3 +306,21 @@ def test_a_resume_while_the_first_process_runs_leaves_no_write_block(
     commands.start(cfg, ALIAS, RunOptions(write_policy="catch-up", since_field="updated_at"))
     assert open_store(state_db).list()[0].state is State.SWAPPED
     assert not fake.write_blocked(SOURCE)
+
+
+def test_a_failure_after_the_swap_does_not_roll_back_the_live_target(
+    fake: FakeEngine, state_db: str
+) -> None:
+    """Invariant: the alias's index holds every acknowledged write. Schedule (shrunk):
+    fault_sticky(remove_write_block), a client writing while the tool polls, start with
+    --rollback-on-failure: the swap is made, releasing the block fails, the run rolls
+    back: alias back on the source, the live target deleted with the write made to it."""
+    fake.fail_on("remove_write_block")
+
+    def client_writes(_name: str) -> None:
+        fake.write(ALIAS, "new-doc", {"title": "written after the swap"})
+
+    cfg = make_config(fake, state_db, crash=lambda: Crashpoints("swap.engine_done", client_writes))
+    commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+    (live,) = on_alias(fake)
+    assert "new-doc" in fake.indices[live].docs
