@@ -166,10 +166,32 @@ INTERFERENCES = [
     "delete_source",
     "vanish_task",
 ]
+# Where a process dies or pauses: a crash point by name (first occurrence, or the Kth
+# progress checkpoint), or the Nth crash point whatever its name.
+POINTS = [
+    *(f"commit.{state}" for state in State),
+    "create_target.engine_done",
+    "checkpoint.write_block",
+    "write_policy.blocked",
+    "start_copy.engine_done",
+    "checkpoint.copy_restarted",
+    "catch_up.pass_started",
+    "checkpoint.catch_up_pass",
+    "catch_up.deletes_reconciled",
+    "verify.settings_restored",
+    "swap.engine_done",
+    "write_policy.released",
+    "rollback.cancel_sent",
+    "rollback.aliases_restored",
+    "rollback.engine_done",
+    "undo.engine_done",
+    *(f"checkpoint.progress#{k}" for k in range(1, 7)),
+]
+AT = st.one_of(st.sampled_from(POINTS), st.integers(1, 40))
 CRASH = st.one_of(
     st.none(),
-    st.tuples(st.just("kill"), st.integers(1, 45)),
-    st.tuples(st.just("pause"), st.integers(1, 45), st.sampled_from(INTERFERENCES)),
+    st.tuples(st.just("kill"), AT),
+    st.tuples(st.just("pause"), AT, st.sampled_from(INTERFERENCES)),
 )
 
 
@@ -473,35 +495,76 @@ class Invariants(RuleBasedStateMachine):
             if len(on) == 1:
                 self.expected = copy.deepcopy(self.fake.indices[next(iter(on))].docs)
 
-    @rule(keep=st.integers(0, 2))
+    @rule(
+        op=st.one_of(
+            st.tuples(st.just("cleanup"), st.integers(0, 2)),
+            st.tuples(
+                st.just("rethrottle"), st.integers(0, 5), st.sampled_from([None, 5.0, 500.0])
+            ),
+        )
+    )
+    def operator(self, op: tuple[Any, ...]) -> None:
+        """cleanup or rethrottle (any time, also with no run or none copying)."""
+        getattr(self, op[0])(*op[1:])
+
     def cleanup(self, keep: int) -> None:
         self.command("cleanup", lambda cfg: commands.cleanup(cfg, ALIAS, keep), None)
 
-    @precondition(has_runs)
-    @rule(i=st.integers(0, 5), rps=st.sampled_from([None, 5.0, 500.0]))
     def rethrottle(self, i: int, rps: float | None) -> None:
+        if not self.has_runs():
+            return
         run_id = self._run(i).id
         self.command("rethrottle", lambda cfg: commands.rethrottle(cfg, run_id, rps), None)
 
-    # -- faults --------------------------------------------------------------------------
+    # -- what else happens (one rule each, so that commands are most of a schedule) -------
     @rule(
-        method=st.sampled_from(FAULT_METHODS),
-        nth=st.integers(1, 6),
-        unreachable=st.booleans(),
+        fault=st.one_of(
+            st.tuples(
+                st.just("fault_once"),
+                st.sampled_from(FAULT_METHODS),
+                st.integers(1, 6),
+                st.booleans(),
+            ),
+            st.tuples(st.just("fault_sticky"), st.sampled_from(FAULT_METHODS)),
+            st.tuples(st.just("refuse_connections")),
+            st.tuples(st.just("tasks_fail"), st.booleans(), st.integers(0, 2)),
+            st.tuples(st.just("next_task_vanishes")),
+            st.tuples(st.just("vanish_tasks")),
+            st.tuples(st.just("heal")),
+        )
     )
+    def engine_fault(self, fault: tuple[Any, ...]) -> None:
+        getattr(self, fault[0])(*fault[1:])
+
+    @rule(
+        act=st.one_of(
+            st.tuples(
+                st.just("write"),
+                st.sampled_from(["insert", "update", "delete"]),
+                st.integers(1, 3),
+            ),
+            st.tuples(st.just("writer_during_polls"), st.booleans()),
+            st.tuples(st.just("time_passes")),
+            st.tuples(st.just("steal_lease")),
+            st.tuples(st.just("move_alias")),
+            st.tuples(st.just("delete_index"), st.booleans()),
+            st.tuples(st.just("recreate_source")),
+        )
+    )
+    def other_actor(self, act: tuple[Any, ...]) -> None:
+        getattr(self, act[0])(*act[1:])
+
+    # -- faults --------------------------------------------------------------------------
     def fault_once(self, method: str, nth: int, unreachable: bool) -> None:
         error = EngineUnreachable(self.fake.url, "connection reset") if unreachable else None
         self.fake.fail_on(method, nth, error)
 
-    @rule(method=st.sampled_from(FAULT_METHODS))
     def fault_sticky(self, method: str) -> None:
         self.fake.fail_always(method)
 
-    @rule()
     def refuse_connections(self) -> None:
         self.fake.refuse_connections()
 
-    @rule(sticky=st.booleans(), after=st.integers(0, 2))
     def tasks_fail(self, sticky: bool, after: int) -> None:
         """Reindex tasks report a bulk failure: every one from now on (sticky), or the
         one after the next ``after`` (e.g. a catch-up pass, not the main copy)."""
@@ -511,36 +574,29 @@ class Invariants(RuleBasedStateMachine):
         else:
             self.fake.next_task_scripts[:] = [TaskScript(docs_per_poll=3)] * after + [failing]
 
-    @rule()
     def next_task_vanishes(self) -> None:
         self.fake.next_task_scripts.append(TaskScript(docs_per_poll=3, vanish_after_polls=1))
 
-    @rule()
     def vanish_tasks(self) -> None:
         for task in self.fake.tasks.values():
             if not task.completed:
                 task.vanished = True
 
-    @rule()
     def heal(self) -> None:
         self.fake.heal()
         self.fake.task_script = TaskScript(docs_per_poll=3)
 
     # -- other actors ----------------------------------------------------------------------
-    @rule(kind=st.sampled_from(["insert", "update", "delete"]), n=st.integers(1, 3))
     def write(self, kind: str, n: int) -> None:
         for _ in range(n):
             self.client_write(kind)
 
-    @rule(on=st.booleans())
     def writer_during_polls(self, on: bool) -> None:
         self.writer_on_polls = on
 
-    @rule()
     def time_passes(self) -> None:
         self.wall_s += 300  # past any lease's expiry
 
-    @rule()
     def steal_lease(self) -> None:
         """Someone overwrites the alias's lease document (another run, alive)."""
         now = self.now()
@@ -555,7 +611,6 @@ class Invariants(RuleBasedStateMachine):
         }
         self.fake.leases[ALIAS] = (doc, next(self.fake._seq_nos))
 
-    @rule()
     def move_alias(self) -> None:
         """Someone copies the alias's index to a new one and moves the alias there."""
         on = self.placement().get(ALIAS, set())
@@ -568,11 +623,10 @@ class Invariants(RuleBasedStateMachine):
         self.fake.indices[name].aliases[ALIAS] = idx.aliases.pop(ALIAS)
         self.touched = True
 
-    @precondition(has_runs)
-    @rule(source=st.booleans())
     def delete_index(self, source: bool) -> None:
         record = self.latest()
-        assert record is not None
+        if record is None:
+            return
         self._delete(record.source_index if source else record.target_index)
 
     def _delete(self, name: str) -> None:
@@ -583,7 +637,6 @@ class Invariants(RuleBasedStateMachine):
         del self.fake.indices[name]
         self.touched = True
 
-    @rule()
     def recreate_source(self) -> None:
         """An empty index under the name of a deleted source."""
         record = self.latest()
