@@ -25,8 +25,9 @@ resuming or aborting the run) writes nothing more, to the state database or the 
 At the end, with the faults healed and the leases expired, the unfinished run can be
 finished: resumed to its end when nobody touched its indices, else aborted.
 
-The default profile ("invariants", tests/conftest.py) runs in the unit suite with a fixed
-seed; `REINDEX_FSM_INVARIANTS_SEED=<int>` explores others; the slow test runs longer.
+The default profile ("invariants", tests/conftest.py) runs in the unit suite, 5,000
+schedules in two halves, each with a fixed seed; `REINDEX_FSM_INVARIANTS_SEED=<int>` adds
+to the seeds to explore other schedules; the slow test runs a longer profile.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ ALIAS = "docs"
 SOURCE = "docs-v1"
 OTHER, OTHER_ALIAS = "other-v1", "other"  # never any run's: must never change
 NOW = datetime(2026, 11, 25, 3, 0, 0, tzinfo=UTC)
-N_DOCS = 8
+N_DOCS = 6
 OLD = "2026-11-24T00:00:00.000+00:00"
 MAPPINGS = {"properties": {"title": {"type": "keyword"}, "updated_at": {"type": "date"}}}
 DB_URL = "sqlite:///invariants-in-memory.db"  # shown in lease documents only
@@ -241,7 +242,7 @@ class Invariants(RuleBasedStateMachine):
         fake.add_index(
             OTHER, {"o": {"title": "other"}}, mappings=MAPPINGS, aliases={OTHER_ALIAS: {}}
         )
-        fake.task_script = TaskScript(docs_per_poll=3)
+        fake.task_script = TaskScript(docs_per_poll=4)
         fake.auto_create_missing_dest = True  # as a real engine: the invariants judge it
         original_aliases, original_get_task = fake.update_aliases, fake.get_task
 
@@ -568,14 +569,14 @@ class Invariants(RuleBasedStateMachine):
     def tasks_fail(self, sticky: bool, after: int) -> None:
         """Reindex tasks report a bulk failure: every one from now on (sticky), or the
         one after the next ``after`` (e.g. a catch-up pass, not the main copy)."""
-        failing = TaskScript(docs_per_poll=3, fail_after_polls=1)
+        failing = TaskScript(docs_per_poll=4, fail_after_polls=1)
         if sticky:
             self.fake.task_script = failing
         else:
-            self.fake.next_task_scripts[:] = [TaskScript(docs_per_poll=3)] * after + [failing]
+            self.fake.next_task_scripts[:] = [TaskScript(docs_per_poll=4)] * after + [failing]
 
     def next_task_vanishes(self) -> None:
-        self.fake.next_task_scripts.append(TaskScript(docs_per_poll=3, vanish_after_polls=1))
+        self.fake.next_task_scripts.append(TaskScript(docs_per_poll=4, vanish_after_polls=1))
 
     def vanish_tasks(self) -> None:
         for task in self.fake.tasks.values():
@@ -584,7 +585,7 @@ class Invariants(RuleBasedStateMachine):
 
     def heal(self) -> None:
         self.fake.heal()
-        self.fake.task_script = TaskScript(docs_per_poll=3)
+        self.fake.task_script = TaskScript(docs_per_poll=4)
 
     # -- other actors ----------------------------------------------------------------------
     def write(self, kind: str, n: int) -> None:
@@ -719,7 +720,7 @@ class Invariants(RuleBasedStateMachine):
     # -- the end: every unfinished run can be finished -----------------------------------
     def teardown(self) -> None:
         self.fake.heal()
-        self.fake.task_script = TaskScript(docs_per_poll=3)
+        self.fake.task_script = TaskScript(docs_per_poll=4)
         self.writer_on_polls = False
         self.wall_s += 300
         for record in self.runs():
@@ -762,11 +763,10 @@ class Invariants(RuleBasedStateMachine):
         self.states_and_transitions_allowed()
 
 
-def _run(profile: str) -> None:
-    machine: Any = Invariants
-    chosen = os.environ.get("REINDEX_FSM_INVARIANTS_SEED")
-    if chosen:
-        machine = seed(int(chosen))(type("Invariants", (Invariants,), {}))
+def _run(profile: str, run_seed: int) -> None:
+    machine = seed(run_seed + int(os.environ.get("REINDEX_FSM_INVARIANTS_SEED") or 0))(
+        type(f"Invariants{run_seed}", (Invariants,), {})
+    )
     original = lease.default_owner
     lease.default_owner = _current_owner  # type: ignore[assignment]
     try:
@@ -775,10 +775,12 @@ def _run(profile: str) -> None:
         lease.default_owner = original  # type: ignore[assignment]
 
 
-def test_run_invariants() -> None:
-    _run("invariants")
+@pytest.mark.parametrize("half", [1, 2])
+def test_run_invariants(half: int) -> None:
+    """5,000 random schedules in all (2 x the "invariants" profile), each with its seed."""
+    _run("invariants", half)
 
 
 @pytest.mark.slow
 def test_run_invariants_long() -> None:
-    _run("invariants-slow")
+    _run("invariants-slow", 1000)
