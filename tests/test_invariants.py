@@ -45,6 +45,7 @@ from hypothesis import seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -212,6 +213,7 @@ class Invariants(RuleBasedStateMachine):
         self.broken = False  # an actor deleted the index the alias was on: data gone
         self.touched = False  # an actor moved the alias or deleted/re-made an index
         self.writer_on_polls = False
+        self.busy = False  # a client writes through the alias before every command
         self.n_writes = 0
         self.driving: str | None = None  # the command running now (alias checks)
         self.violations: list[str] = []  # alias additions the tool should not have made
@@ -363,6 +365,8 @@ class Invariants(RuleBasedStateMachine):
         self, what: str, verb: Callable[[Config], Any], crash: Any, run_id: str | None = None
     ) -> Any:
         """Run one command in a new process, maybe killed or paused at a crash point."""
+        if self.busy:
+            self.client_write(("insert", "update", "delete")[self.n_writes % 3])
         self.sleeps = 0
         self.fence, self.nested_errors = None, []
         points: Crashpoints | None = None
@@ -450,6 +454,11 @@ class Invariants(RuleBasedStateMachine):
                     (State.ROLLED_BACK, State.CANCELLED) if result.aborted else (State.SWAPPED,)
                 )
                 assert state in wanted, f"{what} exited 0 with the run {state}"
+
+    @initialize(busy=st.booleans())
+    def traffic(self, busy: bool) -> None:
+        """A busy alias: a client writes before every command and while the tool polls."""
+        self.busy = self.writer_on_polls = busy
 
     # -- the tool's commands ----------------------------------------------------------------
     def _run(self, i: int) -> RunRecord:
@@ -718,7 +727,7 @@ class Invariants(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.fake.heal()
         self.fake.task_script = TaskScript(docs_per_poll=4)
-        self.writer_on_polls = False
+        self.writer_on_polls = self.busy = False
         self.wall_s += 300
         for record in self.runs():
             if record.state not in UNFINISHED:
