@@ -763,22 +763,31 @@ class Invariants(RuleBasedStateMachine):
                 assert RunOptions.from_dict(record.options).rollback_on_failure, (
                     f"resume of {record.id} rolled back without --rollback-on-failure"
                 )
+        self.check_all()
+
+    def check_all(self) -> None:
         self.alias_on_one_complete_index()
         self.no_alias_added_that_the_run_does_not_own()
         self.write_block_only_while_held()
         self.states_and_transitions_allowed()
 
 
+@contextmanager
+def _owners() -> Iterator[None]:
+    original = lease.default_owner
+    lease.default_owner = _current_owner  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        lease.default_owner = original  # type: ignore[assignment]
+
+
 def _run(profile: str, run_seed: int) -> None:
     machine = seed(run_seed + int(os.environ.get("REINDEX_FSM_INVARIANTS_SEED") or 0))(
         type(f"Invariants{run_seed}", (Invariants,), {})
     )
-    original = lease.default_owner
-    lease.default_owner = _current_owner  # type: ignore[assignment]
-    try:
+    with _owners():
         run_state_machine_as_test(machine, settings=settings.get_profile(profile))
-    finally:
-        lease.default_owner = original  # type: ignore[assignment]
 
 
 @pytest.mark.parametrize("half", [1, 2])
@@ -790,3 +799,38 @@ def test_run_invariants(half: int) -> None:
 @pytest.mark.slow
 def test_run_invariants_long() -> None:
     _run("invariants-slow", 1000)
+
+
+# Schedules the random search reaches only rarely, run through the same machine and
+# invariants every time (each is also a plain case in tests/test_invariant_cases.py).
+PLAIN = {
+    "verify": False,
+    "rollback_on_failure": False,
+    "write_policy": "block",
+    "slices": "auto",
+    "requests_per_second": None,
+    "bulk_tuning": False,
+}
+SCHEDULES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "killed after the swap, a write, abort": [
+        ("start", {"options": PLAIN, "crash": ("kill", "swap.engine_done")}),
+        ("other_actor", {"act": ("write", "insert", 1)}),
+        ("abort", {"i": 0, "crash": None}),
+    ],
+    "killed after the swap, resume, a write, undo": [
+        ("start", {"options": PLAIN, "crash": ("kill", "swap.engine_done")}),
+        ("resume", {"i": 0, "crash": None}),
+        ("other_actor", {"act": ("write", "insert", 1)}),
+        ("undo", {"i": 0, "force": False, "crash": None}),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_known_schedules(name: str) -> None:
+    with _owners():
+        machine = Invariants()
+        for step, arguments in SCHEDULES[name]:
+            getattr(machine, step)(**copy.deepcopy(arguments))
+            machine.check_all()
+        machine.teardown()
