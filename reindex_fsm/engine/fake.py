@@ -173,6 +173,11 @@ class FakeEngine:
         self.task_results_deletable = True
         self._created = itertools.count(1)
         self._uuids = itertools.count(1)  # an index made again under the same name is another
+        self._sticky: dict[str, BaseException] = {}  # method -> error on every call (fail_always)
+        self.next_task_scripts: list[TaskScript] = []  # one each for the next reindex tasks
+        # A reindex into a missing index: False, an AssertionError (the tool must never
+        # let it); True, created as a real engine does (dynamic mappings, no _meta).
+        self.auto_create_missing_dest = False
 
     # -- test controls --------------------------------------------------------
     def add_index(
@@ -207,6 +212,17 @@ class FakeEngine:
         self._faults[(method, seen + nth)] = error or EngineError(
             f"injected failure in {method}", status=500
         )
+
+    def fail_always(self, method: str, error: BaseException | None = None) -> None:
+        """Raise ``error`` on every call of ``method`` until :meth:`heal` (a sticky fault)."""
+        self._sticky[method] = error or EngineError(f"injected failure in {method}", status=500)
+
+    def heal(self) -> None:
+        """Drop every injected fault: pending, sticky, refused connections, scripted tasks."""
+        self._faults.clear()
+        self._sticky.clear()
+        self.refusing = False
+        self.next_task_scripts.clear()
 
     def refuse_connections(self, refusing: bool = True) -> None:
         self.refusing = refusing
@@ -243,7 +259,7 @@ class FakeEngine:
         n = self._counts.get(method, 0) + 1
         self._counts[method] = n
         self.calls.append(Call(method, args))
-        fault = self._faults.pop((method, n), None)
+        fault = self._faults.pop((method, n), None) or self._sticky.get(method)
         if fault is not None:
             raise fault
 
@@ -365,7 +381,7 @@ class FakeEngine:
             task_id=task_id,
             request=request,
             pending=pending,
-            script=self.task_script,
+            script=self.next_task_scripts.pop(0) if self.next_task_scripts else self.task_script,
             total=len(pending),
             rps=request.requests_per_second,
         )
@@ -399,7 +415,9 @@ class FakeEngine:
         src = self.indices.get(task.request.source)
         dest = self.indices.get(task.request.dest)
         if dest is None:  # a real engine would auto-create it; the tool must never let it
-            raise AssertionError(f"reindex into missing index {task.request.dest}")
+            if not self.auto_create_missing_dest:
+                raise AssertionError(f"reindex into missing index {task.request.dest}")
+            dest = self.add_index(task.request.dest, {}, mappings={"properties": {}})
         for _ in range(min(script.docs_per_poll, len(task.pending))):
             doc_id = task.pending.pop(0)
             if src is None or doc_id not in src.docs:
