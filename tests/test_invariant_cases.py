@@ -9,7 +9,6 @@ commit): fixing the mechanism should make all of them pass.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from reindex_fsm import commands, lease
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.fake import FakeEngine, TaskScript
-from reindex_fsm.errors import LockHeld, UndoRefused
+from reindex_fsm.errors import LockHeld, SwappedNotRolledBack, UndoRefused
 from reindex_fsm.machine import State
 from reindex_fsm.runplan import RunOptions
 from reindex_fsm.store import open_store
@@ -191,9 +190,11 @@ def test_abort_after_an_unrecorded_swap_keeps_the_live_target(
         )
     fake.write(ALIAS, "new-doc", {"title": "written after the swap"})
     (run,) = open_store(state_db).list()
-    commands.abort(make_config(fake, state_db), run.id)
+    with pytest.raises(SwappedNotRolledBack):  # the swap was made: recorded, not rolled back
+        commands.abort(make_config(fake, state_db), run.id)
     (live,) = on_alias(fake)
     assert "new-doc" in fake.indices[live].docs
+    assert open_store(state_db).get(run.id).state is State.SWAPPED
 
 
 def test_undo_after_a_resumed_unrecorded_swap_notices_new_writes(
@@ -275,15 +276,19 @@ def _second_process(monkeypatch: pytest.MonkeyPatch, fake: FakeEngine, state_db:
     owner = ["process-1"]
     monkeypatch.setattr(lease, "default_owner", lambda: owner[0])
     seen: list[list[str]] = []
+    refused: list[LockHeld] = []
 
     def resume_elsewhere(_name: str) -> None:
         owner[0] = "process-2"
         run = open_store(state_db).list(limit=1)[0]
-        with contextlib.suppress(LockHeld):  # refused: the first process drives on
+        try:
             commands.resume(make_config(fake, state_db), run.id)
+        except LockHeld as exc:  # refused: the first process drives on
+            refused.append(exc)
         seen.append(writes(fake))
 
     resume_elsewhere.seen = seen  # type: ignore[attr-defined]
+    resume_elsewhere.refused = refused  # type: ignore[attr-defined]
     return resume_elsewhere
 
 
@@ -295,8 +300,14 @@ def test_a_resume_while_the_first_process_runs_starts_no_second_copy(
     swaps it; the first goes on and starts a second _reindex into the now live target."""
     second = _second_process(monkeypatch, fake, state_db)
     cfg = make_config(fake, state_db, crash=lambda: Crashpoints("checkpoint.progress", second))
-    commands.start(cfg, ALIAS, RunOptions())
-    assert writes(fake) == second.seen[0]
+    outcome = commands.start(cfg, ALIAS, RunOptions())
+    if second.refused:  # the second process was refused (the first drives): it wrote nothing
+        (refusal,) = second.refused
+        assert "being driven by another process" in str(refusal)
+        assert outcome.record.state is State.SWAPPED
+        assert fake.call_names().count("start_reindex") == 1
+    else:  # the second took the run over: the first writes nothing more
+        assert writes(fake) == second.seen[0]
 
 
 def test_a_resume_while_the_first_process_runs_leaves_no_write_block(
