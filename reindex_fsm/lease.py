@@ -495,13 +495,12 @@ ENGINE_WRITES = frozenset(
         "delete_task_result",
     }
 )
-# The writes that cannot be taken back or that decide where the alias points: before each,
-# the lease is verified on the engine (a conditional renewal), not only by the flag the
-# heartbeat sets, so that a lease taken over (--force-unlock, an abort) since the last
-# heartbeat is seen before the write, not up to ttl/3 later.
-ENGINE_WRITES_VERIFIED = frozenset(
-    {"create_index", "update_aliases", "delete_index", "start_reindex", "add_write_block"}
-)
+# Before each of these the lease is verified on the engine (a conditional renewal), not only
+# by the flag the heartbeat sets, so that a lease taken over (--force-unlock, an abort, a
+# resume that adopted the run's task) since the last heartbeat is seen before the write, not
+# up to ttl/3 later. Every write but ``bulk``: a recompute's batches go only into the run's
+# own target, are many, and each is checked by the heartbeat's flag (and its checkpoint).
+ENGINE_WRITES_VERIFIED = ENGINE_WRITES - {"bulk"}
 
 
 class LeasedEngine:

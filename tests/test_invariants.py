@@ -391,10 +391,11 @@ class Invariants(RuleBasedStateMachine):
         if self.fence is not None:
             who, events, engine_writes = self.fence
             now_events, now_writes = self.writes_so_far()
+            written = [c.method for c in self.fake.calls if c.method in WRITES]
             assert (now_events, now_writes) == (events, engine_writes), (
                 f"{what}: kept writing after {who} took the run over "
                 f"({now_events - events} state DB events, {now_writes - engine_writes} "
-                "engine writes)"
+                f"engine writes: {written[engine_writes:]})"
             )
         return result
 

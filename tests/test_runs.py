@@ -61,6 +61,7 @@ ABORT_CALLS = [
     "get_alias",  # ...asked again by the rollback itself
     "list_reindex_tasks",
     "get_task",
+    "put_lease",
     "cancel_task",
     "get_task",
     "get_alias",  # where each alias of the plan is, before the delete
@@ -74,10 +75,12 @@ ABORT_CALLS = [
     "get_alias",
     "index_exists",  # the source is still the run's (its index.uuid)
     "get_index",
-    "delete_task_result",  # the cancelled copy's stored result (issue 5)
+    "put_lease",
+    "delete_task_result",  # the cancelled copy's stored result
     "index_exists",  # the block comes off the run's own source only
     "get_index",
     "index_exists",
+    "put_lease",
     "remove_write_block",  # the source takes writes again
     "put_lease",  # -> ROLLED_BACK
     "delete_lease",  # the run is finished
@@ -109,6 +112,7 @@ def run_calls(polls: int) -> list[str]:
         "get_index",  # the target is still the run's: its settings are put back
         "index_exists",  # is the run's write block still on? (else: block, copy again)
         "get_index",
+        "put_lease",
         "put_settings",  # final replicas and refresh interval back
         "get_index",
         "cluster_health",  # how many data nodes
@@ -123,8 +127,10 @@ def run_calls(polls: int) -> list[str]:
         "max_seq_nos",
         "put_lease",
         "update_aliases",
+        "put_lease",
         "delete_task_result",  # the copy's stored result
         "index_exists",
+        "put_lease",
         "remove_write_block",  # ... until the swap
         "put_lease",  # -> SWAPPED
         "delete_lease",  # released: the run is finished
@@ -242,11 +248,14 @@ def test_verification_failure_rolls_back(cfg, fake):
         "start_reindex",
         "put_lease",  # -> REINDEXING
         "put_lease",  # -> VERIFYING
+        "put_lease",
         "put_settings",
         "put_lease",  # -> FAILED
         "put_lease",
         "delete_index",
+        "put_lease",
         "delete_task_result",  # the finished copy's stored result
+        "put_lease",
         "remove_write_block",
         "put_lease",  # -> ROLLED_BACK
         "delete_lease",  # released: ROLLED_BACK is the end
