@@ -95,6 +95,7 @@ def run_calls(polls: int) -> list[str]:
         "get_index",  # the target's uuid, stored with the plan: its identity
         "put_lease",  # -> TARGET_CREATED
         "get_index",  # was the source write-blocked already?
+        "put_lease",  # the block's intent (a checkpoint with an event)
         "put_lease",
         "add_write_block",  # --write-policy block: from just before the copy
         "refresh",  # every acknowledged write visible to the copy
@@ -242,6 +243,7 @@ def test_verification_failure_rolls_back(cfg, fake):
         "put_lease",  # verified before create_index ...
         "create_index",
         "put_lease",  # ... and before each transition: -> TARGET_CREATED
+        "put_lease",  # the block's intent
         "put_lease",
         "add_write_block",
         "put_lease",

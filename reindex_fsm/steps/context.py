@@ -64,8 +64,14 @@ class RunContext:
     def checkpoint(
         self, event: str | None = None, detail: dict[str, Any] | None = None, **values: Any
     ) -> None:
-        """Store values within the current state, then pass a crash point."""
-        self.ensure_lease()
+        """Store values within the current state, then pass a crash point. One that
+        records an event (an intent, a pass, a block) is made only on a lease verified on
+        the engine; a progress count only on the heartbeat's word (it is written every
+        poll or batch, and a stale count or position only makes a resume redo work)."""
+        if event:
+            self.check_lease()
+        else:
+            self.ensure_lease()
         self.record = self.repo.checkpoint(
             self.record.id, self.record.state, event=event, detail=detail, **values
         )
