@@ -25,9 +25,11 @@ resuming or aborting the run) writes nothing more, to the state database or the 
 At the end, with the faults healed and the leases expired, the unfinished run can be
 finished: resumed to its end when nobody touched its indices, else aborted.
 
-The default profile ("invariants", tests/conftest.py) runs in the unit suite, 5,000
-schedules in two halves, each with a fixed seed; `REINDEX_FSM_INVARIANTS_SEED=<int>` adds
-to the seeds to explore other schedules; the slow test runs a longer profile.
+Profiles (tests/conftest.py): the unit suite runs "invariants-quick", 500 schedules of 4
+steps in two halves, each with a fixed seed (other seeds than the slow tests'); the `slow`
+tests, which CI runs, run "invariants", 5,000 schedules of 4 steps in two halves (about
+100 s on 2 cores under `-n 2`), and "invariants-slow", 2,000 longer schedules of 12 steps.
+`REINDEX_FSM_INVARIANTS_SEED=<int>` adds to the seeds to explore other schedules.
 """
 
 from __future__ import annotations
@@ -800,6 +802,13 @@ def _run(profile: str, run_seed: int) -> None:
         run_state_machine_as_test(machine, settings=settings.get_profile(profile))
 
 
+@pytest.mark.parametrize("half", [1, 2])
+def test_run_invariants_quick(half: int) -> None:
+    """500 random schedules in all (2 x the "invariants-quick" profile), in the unit suite."""
+    _run("invariants-quick", 100 + half)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("half", [1, 2])
 def test_run_invariants(half: int) -> None:
     """5,000 random schedules in all (2 x the "invariants" profile), each with its seed."""
