@@ -40,7 +40,7 @@ from functools import cache
 from typing import Any
 
 from . import logs
-from .engine.base import Engine, StoredLease
+from .engine.base import ENGINE_WRITES, Engine, StoredLease
 from .errors import EngineError, LeaseConflict, LockHeld, ReindexFsmError
 
 log = logs.get_logger(__name__)
@@ -478,23 +478,6 @@ class LeaseKeeper:
                 continue  # unreachable for now: try again; expiry decides if it lasts
 
 
-# The Engine calls that change the cluster (the lease's own calls excepted: the keeper
-# makes them on the engine itself).
-ENGINE_WRITES = frozenset(
-    {
-        "create_index",
-        "put_settings",
-        "update_aliases",
-        "delete_index",
-        "start_reindex",
-        "cancel_task",
-        "rethrottle",
-        "bulk",
-        "add_write_block",
-        "remove_write_block",
-        "delete_task_result",
-    }
-)
 # Before each of these the lease is verified on the engine (a conditional renewal), not only
 # by the flag the heartbeat sets, so that a lease taken over (--force-unlock, an abort, a
 # resume that adopted the run's task) since the last heartbeat is seen before the write, not

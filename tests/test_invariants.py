@@ -59,6 +59,7 @@ from sqlalchemy.pool import StaticPool
 from reindex_fsm import commands, lease
 from reindex_fsm.commands import Config
 from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.engine.base import ENGINE_WRITES
 from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import (
     EngineError,
@@ -80,19 +81,7 @@ OLD = "2026-11-24T00:00:00.000+00:00"
 MAPPINGS = {"properties": {"title": {"type": "keyword"}, "updated_at": {"type": "date"}}}
 DB_URL = "sqlite:///invariants-in-memory.db"  # shown in lease documents only
 LEASE_CALLS = {"get_lease", "put_lease", "delete_lease"}
-WRITES = {  # engine calls that change something (the lease's own calls aside)
-    "create_index",
-    "put_settings",
-    "update_aliases",
-    "delete_index",
-    "start_reindex",
-    "cancel_task",
-    "rethrottle",
-    "bulk",
-    "add_write_block",
-    "remove_write_block",
-    "delete_task_result",
-}
+WRITES = ENGINE_WRITES  # engine calls that change something (the lease's own aside)
 FAULT_METHODS = sorted(
     WRITES
     | {

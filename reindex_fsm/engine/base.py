@@ -29,6 +29,26 @@ ALIAS_PROPERTIES = (
 OPAQUE_ID_PREFIX = "reindex-fsm:"
 
 
+# The Engine calls that change the cluster, the lease's own calls (put_lease, delete_lease)
+# aside: what a run may make only while it holds its lease, and what the fake counts as a
+# write.
+ENGINE_WRITES: frozenset[str] = frozenset(
+    {
+        "create_index",
+        "put_settings",
+        "update_aliases",
+        "delete_index",
+        "start_reindex",
+        "cancel_task",
+        "rethrottle",
+        "bulk",
+        "add_write_block",
+        "remove_write_block",
+        "delete_task_result",
+    }
+)
+
+
 def opaque_id_for(run_id: str) -> str:
     return f"{OPAQUE_ID_PREFIX}{run_id}"
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import EngineError, EngineUnreachable, IndexNotFound, LeaseConflict, TaskNotFound
 from .base import (
+    ENGINE_WRITES,
     DiskWatermarks,
     EngineInfo,
     IndexDefinition,
@@ -33,21 +34,7 @@ from .base import (
     watermarks_from_settings,
 )
 
-_MUTATING = {
-    "create_index",
-    "put_settings",
-    "update_aliases",
-    "delete_index",
-    "start_reindex",
-    "cancel_task",
-    "rethrottle",
-    "bulk",
-    "add_write_block",
-    "remove_write_block",
-    "put_lease",
-    "delete_lease",
-    "delete_task_result",
-}
+_MUTATING = ENGINE_WRITES | {"put_lease", "delete_lease"}
 
 
 class Docs(dict):  # type: ignore[type-arg]
