@@ -39,6 +39,7 @@ from reindex_fsm.crashpoints import ENV_VAR as CRASH_ENV
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.base import Engine, opaque_id_for
 from reindex_fsm.engine.connect import connect
+from reindex_fsm.errors import ExitCode
 from reindex_fsm.runplan import RunOptions
 from reindex_fsm.sample import create_sample
 from reindex_fsm.store import open_store
@@ -282,7 +283,11 @@ def run_cli(args: list[str], crash_at: str | None = None, timeout: float = 180) 
 
 
 def history(db: Path) -> list[dict[str, Any]]:
+    """The runs of ``db``; none when the process was killed before it made the database
+    (history creates none: it says so, exit 8)."""
     done = run_cli(["history", "--json", "--state-db", str(db)])
+    if done.rc == ExitCode.RUN_NOT_FOUND and not db.exists():
+        return []
     assert done.rc == 0, f"history failed ({done.rc}): {done.out} {done.err[-2000:]}"
     return done.json()  # type: ignore[return-value]
 
