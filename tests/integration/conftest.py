@@ -93,6 +93,19 @@ def raw(engine: ClientEngine, method: str, path: str, body: Any = None, **params
     return engine._request(method, path, params=params or None, body=body)
 
 
+def wait_for(what: str, probe: Any, timeout: float = 90.0, every: float = 0.2) -> Any:
+    """``probe()``'s first truthy value, polled every ``every`` seconds; the test fails
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
 # -- naming and cleanup ---------------------------------------------------------------------
 
 

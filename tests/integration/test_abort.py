@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from .conftest import (
     options,
     reindex_tasks_under,
 )
+from .conftest import wait_for as shared_wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +39,8 @@ RPS = 20
 WAIT_S = 60.0
 
 
-def wait_for(what: str, probe, timeout: float = WAIT_S, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+def wait_for(what: str, probe: Any, timeout: float = WAIT_S, every: float = 0.2) -> Any:
+    return shared_wait_for(what, probe, timeout=timeout, every=every)
 
 
 def test_abort_during_reindexing_cancels_the_copy_and_rolls_back(

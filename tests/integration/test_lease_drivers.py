@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,23 +23,12 @@ from reindex_fsm.engine.base import LEASE_INDEX
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.errors import ExitCode
 
-from .conftest import ENGINE_SH, Names, cli_argv, cli_env, cli_json, raw
+from .conftest import ENGINE_SH, Names, cli_argv, cli_env, cli_json, raw, wait_for
 
 pytestmark = pytest.mark.integration
 
 SLOW_COPY = ["--requests-per-second", "200", "--slices", "1"]  # 2,000 docs: about 10 s
 WAIT_S = 90.0
-
-
-def wait_for(what: str, probe: Any, timeout: float = WAIT_S, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def spawn(*args: str, crash_at: str | None = None) -> subprocess.Popen[str]:

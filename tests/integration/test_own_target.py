@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from .conftest import (
     content_digest,
     reindex_tasks_under,
 )
+from .conftest import wait_for as shared_wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +33,8 @@ RPS = 500  # one slice: a 1000-document batch every ~2 s, the whole copy ~10 s
 WAIT_S = 90.0
 
 
-def wait_for(what: str, probe: Any, timeout: float = WAIT_S, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+def wait_for(what: str, probe: Any) -> Any:
+    return shared_wait_for(what, probe, timeout=WAIT_S, every=0.1)
 
 
 def test_target_deleted_during_a_throttled_copy_fails_the_run_and_never_swaps(
