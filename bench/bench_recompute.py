@@ -7,7 +7,7 @@ deterministic JSONL of short documents (`{"id", "text" of 8-16 words, "lang", "n
 
 ``throughput``: alternating in one process, on the same engine, repeat after repeat:
 
-- tool:     `commands.start(..., RunOptions(verify=True, recompute_embeddings=True, ...))`
+- tool:     `api.start(..., RunOptions(verify=True, recompute_embeddings=True, ...))`
             in-process, timed whole: plan (which reads and checks the JSONL), create the
             target, re-check the file (its sha256), read + embed + bulk-index batch after
             batch (batch k+1 embedded in a thread while batch k is indexed) with a
@@ -79,9 +79,10 @@ import numpy as np
 from _common import bench_engine, report
 from opensearchpy import helpers
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.embedders.hashing import compute_embeddings as hashing_embeddings
-from reindex_fsm.runplan import Plan, RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.plan import Plan
 
 if __name__ == "__main__":
     # `--embedder bench_recompute:precomputed_embeddings` must find this very module (with its
@@ -236,17 +237,15 @@ def _options(
 
 
 def _tool(url: str, state_db: str, options: RunOptions, docs: int) -> dict[str, Any]:
-    cfg = commands.Config(
-        state_db=state_db, engine_url=url, client_options={"request_timeout": 120}
-    )
+    cfg = api.Config(state_db=state_db, engine_url=url, client_options={"request_timeout": 120})
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
-    outcome = commands.start(cfg, ALIAS, options)
+    outcome = api.start(cfg, ALIAS, options)
     elapsed = time.perf_counter() - t0
     record = outcome.record
     if record.state.value != "SWAPPED":
         raise SystemExit(f"tool run ended {record.state}: {record.error}")
-    _, events = commands.show(cfg, record.id)
+    _, events = api.show(cfg, record.id)
     # Seconds of each step, from the stored transitions (wall clock).
     # Each transition's time is the work that led to it: start->PLANNED is the plan (the
     # JSONL's first full check), TARGET_CREATED->REINDEXING the re-check of the file,
@@ -349,8 +348,8 @@ def throughput(
             parse_s = time.perf_counter() - t0
             _reset(engine)
             # The tool's own plan gives the baseline its index settings and mappings.
-            plan_cfg = commands.Config(state_db=f"sqlite:///{tmp}/plan.db", engine_url=url)
-            p = commands.plan(plan_cfg, ALIAS, _options(path, "hashing", batch_size, mapping))
+            plan_cfg = api.Config(state_db=f"sqlite:///{tmp}/plan.db", engine_url=url)
+            p = api.plan(plan_cfg, ALIAS, _options(path, "hashing", batch_size, mapping))
             rows: dict[str, list[dict[str, Any]]] = {v: [] for v in wanted}
             n = 0
             for i in range(repeats):

@@ -1,9 +1,9 @@
 """A full reindex-fsm run against a bare `_reindex?wait_for_completion=true`, side by side.
 
 On a real engine (REINDEX_FSM_ENGINE_URL, else a local one from scripts/engine.sh), one
-source of N realistic documents (reindex_fsm.sample) is copied, alternating in one process:
+source of N realistic documents (reindex_fsm.testing.sample) is copied, alternating in one process:
 
-- tool:     `commands.start(..., RunOptions(verify=True))`: plan, create the target (with
+- tool:     `api.start(..., RunOptions(verify=True))`: plan, create the target (with
             bulk-load tuning), async `_reindex` followed through the Tasks API, restore
             settings and wait for health, refresh, count-verify, atomic alias swap;
 - baseline: create an index with the same settings and mappings, then one blocking
@@ -28,10 +28,10 @@ from typing import Any
 import click
 from _common import bench_engine, report
 
-from reindex_fsm import commands
-from reindex_fsm.runplan import RunOptions
-from reindex_fsm.sample import create_sample
-from reindex_fsm.steps.plan import target_settings
+from reindex_fsm import api
+from reindex_fsm.options import RunOptions
+from reindex_fsm.steps.planning import target_settings
+from reindex_fsm.testing.sample import create_sample
 
 # OpenSearch 2.19 answers a blocking _reindex with one TASK_RESOURCE_USAGE header per scroll
 # phase (hundreds for 200k documents); Python's http.client refuses more than 100 headers.
@@ -56,11 +56,9 @@ def _reset(engine: Any, keep: set[str]) -> None:
 
 
 def _tool(url: str, state_db: str) -> float:
-    cfg = commands.Config(
-        state_db=state_db, engine_url=url, client_options={"request_timeout": 120}
-    )
+    cfg = api.Config(state_db=state_db, engine_url=url, client_options={"request_timeout": 120})
     t0 = time.perf_counter()
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))  # the defaults
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True))  # the defaults
     elapsed = time.perf_counter() - t0
     if outcome.record.state.value != "SWAPPED":
         raise SystemExit(f"tool run ended {outcome.record.state}: {outcome.record.error}")

@@ -1,7 +1,7 @@
 """Deep verification (`--verify deep`) against just scanning both indices, side by side.
 
 On a real engine (REINDEX_FSM_ENGINE_URL, else a local one from scripts/engine.sh), a
-source of N realistic documents (reindex_fsm.sample) and an identical copy of it (one
+source of N realistic documents (reindex_fsm.testing.sample) and an identical copy of it (one
 blocking `_reindex`) are compared, alternating in one process:
 
 - tool:     `deep_verify.verify(...)`: scroll the source, one `_mget` of the target per
@@ -33,10 +33,11 @@ import click
 from _common import bench_engine, report
 
 from reindex_fsm.engine.connect import connect
-from reindex_fsm.runplan import Plan, RunOptions
-from reindex_fsm.sample import create_sample
+from reindex_fsm.options import RunOptions
+from reindex_fsm.plan import Plan
 from reindex_fsm.steps import deep_verify
-from reindex_fsm.steps.plan import target_settings
+from reindex_fsm.steps.planning import target_settings
+from reindex_fsm.testing.sample import create_sample
 
 PREFIX = "bench-verify"
 DEEP = RunOptions(verify=True, verify_level="deep")

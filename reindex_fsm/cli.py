@@ -1,4 +1,4 @@
-"""The click CLI: parse, call one function of commands.py, print. Nothing else.
+"""The click CLI: parse, call one function of api.py, print. Nothing else.
 
 Errors are mapped to exit codes in one place, :meth:`ReindexGroup.invoke`.
 """
@@ -18,17 +18,17 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, commands, logs, render, report
-from .commands import Config, Outcome, summary
+from . import __version__, api, logs, render, report
+from .api import Config, Outcome, summary
 from .errors import Declined, ExitCode, ReindexFsmError, UsageError
 from .inputfiles import read_text
 from .machine import TERMINAL, State
+from .options import RunOptions, check_options, check_requests_per_second
 from .preflight import CHECKS
-from .reporting import BarReporter, JsonReporter, LineReporter
-from .runplan import RunOptions, check_options, check_requests_per_second
+from .progress import BarReporter, JsonReporter, LineReporter
 from .steps import deep_verify, write_policy
 from .steps.context import Reporter, SilentReporter
-from .steps.plan import check_alias_name, flatten_settings, parse_set
+from .steps.planning import check_alias_name, flatten_settings, parse_set
 from .steps.transforms import load_script
 
 EXIT_CODES_HELP = "\n".join(f"  {c.value:>3}  {c.name.lower().replace('_', ' ')}" for c in ExitCode)
@@ -232,14 +232,14 @@ def engine_options(f: Any) -> Any:
         envvar="REINDEX_FSM_ENGINE_URL",
         metavar="URL",
         help="Cluster URL [env REINDEX_FSM_ENGINE_URL; default "
-        f"{commands.DEFAULT_ENGINE_URL}, or the run's stored URL].",
+        f"{api.DEFAULT_ENGINE_URL}, or the run's stored URL].",
     )(f)
     f = click.option(
         "--engine",
         "engine_kind",
         default="auto",
         show_default=True,
-        type=click.Choice(commands.ENGINE_KINDS),
+        type=click.Choice(api.ENGINE_KINDS),
         help="Engine flavour; auto asks GET /.",
     )(f)
     for flag, key, env, what in CONNECTION_OPTIONS:
@@ -406,7 +406,7 @@ def _run_error_line(record: Any) -> None:
 
 def _print_summary(data: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
-    for key in commands.KEY_FIELDS:
+    for key in api.KEY_FIELDS:
         if data.get(key) is not None:
             render.add_row(table, render.text(key, "bold"), data[key])
     render.print_out(table)
@@ -964,7 +964,7 @@ def start(
         )
     cfg = _config(ctx, state_db, engine_url, engine_kind)
     if dry_run:
-        planned = commands.plan(cfg, alias, options)
+        planned = api.plan(cfg, alias, options)
         data = {
             "dry_run": True,
             "run_id": None,
@@ -973,8 +973,8 @@ def start(
             "target_count": None,
             "error": None,
             **planned.to_dict(),
-            "steps": commands.describe(planned, options),
-            "lease": commands.lease_holder(cfg, alias),
+            "steps": api.describe(planned, options),
+            "lease": api.lease_holder(cfg, alias),
         }
         data["run_id"] = None  # nothing is stored: a real start picks its own ID
         if as_json:
@@ -989,16 +989,14 @@ def start(
                 "refusing to start without confirmation: no terminal to ask on",
                 hint="pass --force (and try --dry-run first)",
             )
-        planned = commands.plan(cfg, alias, options)
+        planned = api.plan(cfg, alias, options)
         if ctx.find_root().meta.get("verbose"):  # the full plan: -v (or --dry-run)
-            click.echo(
-                json.dumps({"steps": commands.describe(planned, options)}, indent=2), err=True
-            )
+            click.echo(json.dumps({"steps": api.describe(planned, options)}, indent=2), err=True)
         _confirm(
             render.confirmation(planned, options),
             f"Move alias {alias} from {planned.source_index} to {planned.target_index}?",
         )
-    _print_outcome(ctx, commands.start(cfg, alias, options, planned, force_unlock=force_unlock))
+    _print_outcome(ctx, api.start(cfg, alias, options, planned, force_unlock=force_unlock))
 
 
 @cli.command()
@@ -1028,7 +1026,7 @@ def resume(
       reindex-fsm resume 3f2a9c1b7d4e
     """
     cfg = _config(ctx, state_db, engine_url, engine_kind)
-    _print_outcome(ctx, commands.resume(cfg, run_id, force_unlock=force_unlock))
+    _print_outcome(ctx, api.resume(cfg, run_id, force_unlock=force_unlock))
 
 
 @cli.command()
@@ -1050,7 +1048,7 @@ def abort(
     Example:
       reindex-fsm abort 3f2a9c1b7d4e
     """
-    _print_outcome(ctx, commands.abort(_config(ctx, state_db, engine_url, engine_kind), run_id))
+    _print_outcome(ctx, api.abort(_config(ctx, state_db, engine_url, engine_kind), run_id))
 
 
 @cli.command()
@@ -1088,7 +1086,7 @@ def show(
     Example:
       reindex-fsm show 3f2a9c1b7d4e --report run.html
     """
-    record, events, picture = commands.show_picture(_config(ctx, state_db), run_id, report_file)
+    record, events, picture = api.show_picture(_config(ctx, state_db), run_id, report_file)
     data = {
         **summary(record),
         "options": record.options,
@@ -1173,7 +1171,7 @@ def history(
       reindex-fsm history --alias documents --state FAILED
     """
     since_utc = since.replace(tzinfo=UTC) if since else None
-    rows = commands.history_rows(_config(ctx, state_db), alias, state, since_utc, limit)
+    rows = api.history_rows(_config(ctx, state_db), alias, state, since_utc, limit)
     if as_json:
         _emit_json(rows)
         return
@@ -1247,7 +1245,7 @@ def undo(
             ],
             f"Move alias {record.alias} back to {record.source_index}?",
         )
-    _print_outcome(ctx, Outcome(commands.undo(cfg, run_id, force), undone=True))
+    _print_outcome(ctx, Outcome(api.undo(cfg, run_id, force), undone=True))
 
 
 @cli.command()
@@ -1299,7 +1297,7 @@ def cleanup(
     cfg = _config(ctx, state_db, engine_url, engine_kind)
     only: set[str] | None = None
     if not dry_run and not force:
-        listed = commands.cleanup(cfg, alias, keep, dry_run=True)
+        listed = api.cleanup(cfg, alias, keep, dry_run=True)
         doomed = [r for r in listed if r.action == "delete"]
         if doomed:
             _need_terminal("delete indices", "--force")
@@ -1310,7 +1308,7 @@ def cleanup(
                 f"{alias}?",
             )
         only = {r.index for r in doomed}
-    rows = commands.cleanup(cfg, alias, keep, dry_run, only=only, delete_undo_index=force)
+    rows = api.cleanup(cfg, alias, keep, dry_run, only=only, delete_undo_index=force)
     if as_json:
         _emit_json({"dry_run": dry_run, "indices": [r.as_dict() for r in rows]})
         return
@@ -1362,7 +1360,7 @@ def rethrottle(
       reindex-fsm rethrottle 3f2a9c1b7d4e 2000
     """
     rate = _rate(rps)
-    data = commands.rethrottle(_config(ctx, state_db, engine_url, engine_kind), run_id, rate)
+    data = api.rethrottle(_config(ctx, state_db, engine_url, engine_kind), run_id, rate)
     if as_json:
         _emit_json(data)
     else:

@@ -229,8 +229,7 @@ def inspect_jsonl(
                             why,
                             number,
                             hint=(
-                                "fix the line, or pass --skip-invalid FILE to set such "
-                                "lines aside"
+                                "fix the line, or pass --skip-invalid FILE to set such lines aside"
                                 if whole
                                 else "raise --max-line-bytes (memory grows with it), or "
                                 "pass --skip-invalid FILE to set such lines aside"
@@ -302,10 +301,7 @@ def _read_lines(
 
 
 def too_long(length: int, max_bytes: int) -> str:
-    return (
-        f"line of {length} bytes, longer than the limit of {max_bytes} bytes "
-        "(--max-line-bytes)"
-    )
+    return f"line of {length} bytes, longer than the limit of {max_bytes} bytes (--max-line-bytes)"
 
 
 class JsonlReader:

@@ -503,9 +503,7 @@ class LeasedEngine:
         attr = getattr(self._engine, name)
         if name not in ENGINE_WRITES:
             return attr
-        check = (
-            self._keeper.renew if name in ENGINE_WRITES_VERIFIED else self._keeper.ensure
-        )
+        check = self._keeper.renew if name in ENGINE_WRITES_VERIFIED else self._keeper.ensure
 
         def checked(*args: Any, **kwargs: Any) -> Any:
             check()

@@ -38,8 +38,8 @@ from .engine.base import (
     IndexStatus,
 )
 from .errors import PreflightFailed, UsageError
-from .runplan import RunOptions
-from .steps.plan import flatten_settings, resolve_source
+from .options import RunOptions
+from .steps.planning import flatten_settings, resolve_source
 
 CHECKS = ("health", "closed", "_source", "disk", "privileges")
 # A byte value as the engines write one: "500mb", "1.5gb", "100b" (binary multiples).

@@ -277,9 +277,7 @@ class RunDriver:
             raise RunFinished(self.record.id, self.record.state.value)
         if self.record.state is State.ABORTING:  # an abort was interrupted: finish it
             return self._finish_abort()
-        if self.record.state in (State.VERIFYING, State.FAILED) and rollback.swap_made(
-            self.ctx
-        ):
+        if self.record.state in (State.VERIFYING, State.FAILED) and rollback.swap_made(self.ctx):
             self._record_swap("resumed")
             return self.record
         changed = rollback.source_changed(self.ctx)

@@ -22,7 +22,7 @@ else
 fi
 export REINDEX_FSM_ENGINE_URL="$URL"
 
-"$PY/python" -m reindex_fsm.sample --alias documents --docs "${REINDEX_FSM_DEMO_DOCS:-20000}"
+"$PY/python" -m reindex_fsm.testing.sample --alias documents --docs "${REINDEX_FSM_DEMO_DOCS:-20000}"
 "$PY/reindex-fsm" start --alias documents --dry-run --json >/dev/null
 set +e
 "$PY/reindex-fsm" start --alias documents --verify --rollback-on-failure --force --json \

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy.pool import NullPool
 
-from reindex_fsm.commands import Config
+from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import FakeEngine
 from reindex_fsm.store import open_store
+from reindex_fsm.testing.fake import FakeEngine
 
 # The stateful invariant test (tests/test_invariants.py): every run of it has a fixed
 # seed (REINDEX_FSM_INVARIANTS_SEED=<int> explores others), so a failure replays; no

@@ -10,13 +10,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from reindex_fsm import commands
+from reindex_fsm import api
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
-from reindex_fsm.engine.fake import TaskScript
 from reindex_fsm.errors import ExitCode
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
 from reindex_fsm.store import open_store
+from reindex_fsm.testing.fake import TaskScript
 
 from .conftest import ALIAS, SOURCE, STORES, TARGET, db_rows
 
@@ -152,7 +152,7 @@ def test_abort_and_resume_commands(cfg, fake):
 # -- bad input: one clear line, its exit code, nothing changed ------------------------------
 def _busy(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    commands.start(cfg, ALIAS, RunOptions())
+    api.start(cfg, ALIAS, RunOptions())
     fake.task_script = TaskScript()
 
 
@@ -165,7 +165,7 @@ def _foreign_target(cfg, fake):
 
 
 def _finished(cfg, fake):
-    rec = commands.start(cfg, ALIAS, RunOptions())
+    rec = api.start(cfg, ALIAS, RunOptions())
     _finished.run_id = rec.record.id  # type: ignore[attr-defined]
 
 

@@ -1,6 +1,6 @@
 """Contract tests: both real adapters, over HTTP, against the same FakeEngine.
 
-A :class:`~tests.contract_server.ContractServer` answers as Elasticsearch 8.x or as
+A :class:`~tests.support.contract_server.ContractServer` answers as Elasticsearch 8.x or as
 OpenSearch 2.19 with a FakeEngine behind it. Every test runs for both flavors, goes
 through ``connect(url)`` auto-detection and the real adapter, and checks the same
 engine-protocol behaviours (and the same FakeEngine calls) as the fake gives directly.
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reindex_fsm import commands
-from reindex_fsm.commands import Config
+from reindex_fsm import api
+from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.embedders import hashing
 from reindex_fsm.engine._client import ClientEngine
@@ -35,7 +35,6 @@ from reindex_fsm.engine.base import (
 )
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.engine.elasticsearch import ElasticsearchEngine
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.engine.opensearch import OpenSearchEngine
 from reindex_fsm.errors import (
     EngineError,
@@ -47,11 +46,12 @@ from reindex_fsm.errors import (
     UnsupportedEngine,
 )
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
-from reindex_fsm.steps.plan import swap_actions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.steps.planning import swap_actions
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, make_cluster, make_config, make_docs
-from .contract_server import VERSIONS, ContractServer
+from .support.contract_server import VERSIONS, ContractServer
 from .test_runs import ABORT_CALLS, PLAN_CALLS, events, preflight_calls, run_calls
 
 FLAVORS = ["elasticsearch", "opensearch"]
@@ -426,7 +426,7 @@ def test_engine_errors_and_lost_connections(engine: ClientEngine, fake: FakeEngi
     assert engine.index_exists(SOURCE) is True
 
 
-# -- whole runs through reindex_fsm.commands and the real adapter ---------------------------
+# -- whole runs through reindex_fsm.api and the real adapter ---------------------------
 
 
 def contract_config(server: ContractServer, state_db: str, **overrides) -> Config:
@@ -446,7 +446,7 @@ def test_run_swaps_with_the_same_engine_calls(
 ) -> None:
     cfg = contract_config(server, state_db)
     before = copy.deepcopy(fake.snapshot()[SOURCE])
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True))
     rec = outcome.record
     assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK
     assert (rec.engine_flavor, rec.engine_url) == (flavor, server.url)
@@ -486,7 +486,7 @@ def test_copy_failure_rolls_back_to_the_cluster_as_before(
     fake.task_script = TaskScript(docs_per_poll=PER_POLL, fail_after_polls=1)
     before = copy.deepcopy(fake.snapshot())
     cfg = contract_config(server, state_db)
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True, rollback_on_failure=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True, rollback_on_failure=True))
     rec = outcome.record
     assert rec.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.ROLLED_BACK
     assert rec.failed_from is State.REINDEXING
@@ -521,7 +521,7 @@ def test_vanished_task_is_copied_again_and_swapped(
 
     fake.start_reindex = start_reindex  # type: ignore[method-assign]
     cfg = contract_config(server, state_db)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.SWAPPED and rec.copy_attempts == 2
     first, second = fake.tasks.values()
     assert first.vanished and rec.task_id == second.task_id
@@ -545,7 +545,7 @@ def test_abort_during_reindexing_cancels_and_rolls_back(
             raise KeyboardInterrupt  # the operator hits Ctrl-C while the copy runs
 
     with pytest.raises(KeyboardInterrupt):
-        commands.start(
+        api.start(
             contract_config(server, state_db, sleep=ctrl_c_on_second_nap), ALIAS, RunOptions()
         )
     cfg = contract_config(server, state_db)  # a new process
@@ -555,7 +555,7 @@ def test_abort_during_reindexing_cancels_and_rolls_back(
     assert not task.completed and task.request.opaque_id == f"reindex-fsm:{rec.id}"
 
     before_abort = len(fake.calls)
-    outcome = commands.abort(cfg, rec.id)
+    outcome = api.abort(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
     assert without_info([c.method for c in fake.calls[before_abort:]]) == without_info(ABORT_CALLS)
     assert task.cancelled and task.completed
@@ -725,7 +725,7 @@ def direct_run_calls(
     for name, value in fake_settings.items():
         setattr(twin, name, value)
     cfg = make_config(twin, f"sqlite:///{tmp_path / 'direct.db'}")
-    rec = commands.start(cfg, ALIAS, options).record
+    rec = api.start(cfg, ALIAS, options).record
     assert rec.state is State.SWAPPED, rec.error
     return comparable_calls(twin.call_names())
 
@@ -760,7 +760,7 @@ def test_recompute_run_from_a_jsonl_file(
     options = recompute_options(documents_path=str(path), batch_size=7, vector_mapping=FLOAT)
     before = copy.deepcopy(fake.snapshot()[SOURCE])
     cfg = contract_config(server, state_db)
-    outcome = commands.start(cfg, ALIAS, options)
+    outcome = api.start(cfg, ALIAS, options)
     rec = outcome.record
     assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK, rec.error
     assert rec.engine_flavor == flavor and rec.target_index == TARGET
@@ -793,7 +793,7 @@ def test_recompute_run_from_the_source_index(
     options = recompute_options(text_field="title")
     source = copy.deepcopy(fake.indices[SOURCE].docs)
     cfg = contract_config(server, state_db)
-    outcome = commands.start(cfg, ALIAS, options)
+    outcome = api.start(cfg, ALIAS, options)
     rec = outcome.record
     assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK, rec.error
     docs = fake.indices[TARGET].docs
@@ -855,7 +855,7 @@ def test_recompute_run_where_the_engine_has_no_pit_scrolls(
     options = recompute_options(text_field="title", vector_mapping=FLOAT)
     with ContractServer(fake, flavor, id_fielddata=id_fielddata) as server:  # type: ignore[arg-type]
         cfg = contract_config(server, state_db)
-        rec = commands.start(cfg, ALIAS, options).record
+        rec = api.start(cfg, ALIAS, options).record
     assert server.problems == []
     (opening,) = [r for r in server.requests if r.path == PIT_PATHS[flavor][0]]
     assert opening.method == "POST"
@@ -958,7 +958,7 @@ def test_deep_verification_run(
     cfg = contract_config(server, state_db)
     queries = [{"line": 1, "query": {"match_all": {}}}]
     options = RunOptions(verify=True, verify_level="deep", verify_queries=queries)
-    rec = commands.start(cfg, ALIAS, options).record
+    rec = api.start(cfg, ALIAS, options).record
     assert rec.state is State.SWAPPED, rec.error
     v = rec.verification
     assert v["passed"] and v["documents"]["compared"] == N_DOCS
@@ -978,7 +978,7 @@ def test_deep_verification_run(
     cfg = contract_config(
         server, state_db, crash=lambda: Crashpoints(at="commit.VERIFYING", action=change)
     )
-    failed = commands.start(cfg, ALIAS, sampled)
+    failed = api.start(cfg, ALIAS, sampled)
     assert failed.exit_code == ExitCode.VERIFICATION_FAILED
     docs = failed.record.verification["documents"]
     assert docs["mode"] == f"sample of {N_DOCS}" and docs["differing"]["ids"] == ["doc-00005"]

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, SOURCE, TARGET, make_cluster, make_config
 from .test_write_policy import with_since_field
@@ -83,7 +83,7 @@ def _uninterrupted(scenario: str, tmp: str) -> tuple[list[str], dict[str, Any]]:
     fake = _cluster(scenario)
     points = Crashpoints()
     cfg = make_config(fake, f"sqlite:///{tmp}/clean.db", crash=lambda: points)
-    rec = commands.start(cfg, ALIAS, SCENARIOS[scenario]["options"]).record
+    rec = api.start(cfg, ALIAS, SCENARIOS[scenario]["options"]).record
     return points.seen, _outcome(fake, rec.state)
 
 
@@ -114,7 +114,7 @@ def _crash_then_resume(scenario: str, tmp_path: Any, crash_at: list[int]) -> dic
     db = f"sqlite:///{tmp_path}/state.db"
     first = make_config(fake, db, crash=lambda: Crashpoints(crash_at[0], _die))
     with pytest.raises(SimulatedCrash):
-        commands.start(first, ALIAS, SCENARIOS[scenario]["options"])
+        api.start(first, ALIAS, SCENARIOS[scenario]["options"])
     for k in [*crash_at[1:], None]:
         # a new process: new Config, new repository, same database file, same cluster
         again = make_config(fake, db, crash=(lambda k=k: Crashpoints(k, _die)) if k else None)
@@ -122,10 +122,10 @@ def _crash_then_resume(scenario: str, tmp_path: Any, crash_at: list[int]) -> dic
         if rec.finished:  # died after the last commit: nothing left to resume
             break
         if k is None:
-            rec = commands.resume(again, rec.id).record
+            rec = api.resume(again, rec.id).record
         else:
             with pytest.raises(SimulatedCrash):
-                commands.resume(again, rec.id)
+                api.resume(again, rec.id)
     assert again.repo().active_run_for(ALIAS) is None
     return _outcome(fake, rec.state)
 

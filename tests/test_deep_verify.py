@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reindex_fsm import commands
+from reindex_fsm import api
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import FakeEngine
 from reindex_fsm.errors import ExitCode, UsageError
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
 from reindex_fsm.steps import deep_verify
+from reindex_fsm.testing.fake import FakeEngine
 
 from .conftest import ALIAS, SOURCE, TARGET, db_rows, make_cluster, make_config
 
@@ -39,7 +39,7 @@ def tamper(fake: FakeEngine, change: Callable[[FakeEngine], None]) -> Callable[[
 
 def deep_run(fake: FakeEngine, state_db: str, change=None, **options):
     cfg = make_config(fake, state_db, crash=tamper(fake, change) if change else None)
-    outcome = commands.start(cfg, ALIAS, RunOptions(**{**DEEP, **options}))
+    outcome = api.start(cfg, ALIAS, RunOptions(**{**DEEP, **options}))
     return cfg, outcome
 
 
@@ -202,7 +202,7 @@ def test_a_sample_of_an_identical_copy_passes(fake, state_db):
 
 
 def test_a_scripted_copy_compares_ids_only_and_says_so(fake, state_db, monkeypatch):
-    from reindex_fsm.steps import plan as plan_step
+    from reindex_fsm.steps import planning as plan_step
 
     make_plan = plan_step.make_plan
 
@@ -211,7 +211,7 @@ def test_a_scripted_copy_compares_ids_only_and_says_so(fake, state_db, monkeypat
         body = {**p.reindex, "script": {"source": "ctx._source.title += '!'"}}
         return type(p)(**{**p.to_dict(), "reindex": body})
 
-    monkeypatch.setattr(commands, "make_plan", with_script)
+    monkeypatch.setattr(api, "make_plan", with_script)
 
     def change(f: FakeEngine) -> None:  # what the script would have done, and a lost doc
         for doc in f.indices[TARGET].docs.values():
@@ -278,10 +278,10 @@ def test_a_resumed_verification_is_done_again(fake, state_db):
         crash=lambda: Crashpoints(at="checkpoint.deep verification passed", action=die),
     )
     with pytest.raises(KeyboardInterrupt):
-        commands.start(cfg, ALIAS, RunOptions(**DEEP))
+        api.start(cfg, ALIAS, RunOptions(**DEEP))
     (run,) = cfg.repo().list()
     assert run.state is State.VERIFYING and run.verification["passed"] is True
-    resumed = commands.resume(make_config(fake, state_db), run.id)
+    resumed = api.resume(make_config(fake, state_db), run.id)
     assert resumed.record.state is State.SWAPPED
     assert resumed.record.verification["documents"]["compared"] == N_DOCS
 

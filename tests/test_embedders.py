@@ -36,7 +36,7 @@ def test_hashing_puts_similar_texts_closer() -> None:
 
 
 def test_entry_point_names_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    ep = EntryPoint("three", "tests.tests_embedders:three_d", embedders.ENTRY_POINT_GROUP)
+    ep = EntryPoint("three", "tests.support.embedders:three_d", embedders.ENTRY_POINT_GROUP)
     monkeypatch.setattr(embedders, "entry_points", lambda group: [ep])
     assert "three" in embedders.available()
     loaded = embedders.load("three")
@@ -74,6 +74,6 @@ def test_check_batch_casts_to_float32_and_allows_zeros_only_when_asked() -> None
 
 
 def test_a_failing_embedder_is_named() -> None:
-    loaded = embedders.Embedder("tests.tests_embedders:raising", lambda t: 1 / 0, 3)  # type: ignore[arg-type,return-value]
+    loaded = embedders.Embedder("tests.support.embedders:raising", lambda t: 1 / 0, 3)  # type: ignore[arg-type,return-value]
     with pytest.raises(EmbedderError, match="failed on a batch of 2: ZeroDivisionError"):
         loaded(["a", "b"])

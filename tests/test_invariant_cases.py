@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import commands, lease
+from reindex_fsm import api, lease
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import LockHeld, SwappedNotRolledBack, UndoRefused
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
 from reindex_fsm.store import open_store
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, make_config
 from .test_write_policy import with_since_field
@@ -87,10 +87,10 @@ def test_abort_leaves_an_alias_someone_moved_where_it_is(fake: FakeEngine, cfg: 
     is on exactly one index). Schedule: fault_once(add_write_block), start (FAILED in
     TARGET_CREATED), move_alias, abort: the alias is put back on the source as well."""
     fake.fail_on("add_write_block")
-    run = commands.start(cfg, ALIAS, RunOptions()).record
+    run = api.start(cfg, ALIAS, RunOptions()).record
     assert run.state is State.FAILED
     move_alias(fake, "manual-1")
-    commands.abort(cfg, run.id)
+    api.abort(cfg, run.id)
     assert on_alias(fake) == {"manual-1"}
 
 
@@ -103,10 +103,10 @@ def test_abort_ends_a_run_whose_source_was_deleted(fake: FakeEngine, cfg: Any) -
     start (FAILED), delete the source, abort: IndexNotFound, the run stays FAILED, the
     alias locked for good."""
     fake.fail_on("add_write_block")
-    run = commands.start(cfg, ALIAS, RunOptions()).record
+    run = api.start(cfg, ALIAS, RunOptions()).record
     assert run.state is State.FAILED
     del fake.indices[SOURCE]
-    outcome = commands.abort(cfg, run.id)
+    outcome = api.abort(cfg, run.id)
     assert outcome.record.state in (State.ROLLED_BACK, State.CANCELLED)
     assert cfg.repo().active_run_for(ALIAS) is None
 
@@ -130,7 +130,7 @@ def test_a_process_whose_lease_was_taken_writes_nothing_more(
 
     cfg = make_config(fake, state_db, crash=lambda: Crashpoints("checkpoint.progress", steal))
     with pytest.raises(LockHeld):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (run,) = open_store(state_db).list()
     assert (len(events(state_db, run.id)), writes(fake)) == at_steal[0]
 
@@ -154,7 +154,7 @@ def test_a_target_deleted_during_the_copy_fails_the_run(fake: FakeEngine, state_
     cfg = make_config(
         fake, state_db, crash=lambda: Crashpoints("start_copy.engine_done", delete_target)
     )
-    outcome = commands.start(cfg, ALIAS, RunOptions())
+    outcome = api.start(cfg, ALIAS, RunOptions())
     assert outcome.record.state is not State.SWAPPED
     assert on_alias(fake) == {SOURCE}
 
@@ -166,11 +166,11 @@ def test_undo_notices_an_update_made_through_the_alias(fake: FakeEngine, cfg: An
     """Invariant: the alias's index holds every acknowledged write. Schedule: start
     (SWAPPED), a client updates a document through the alias, undo without --force: the
     count did not change, so undo moves the alias back and the update is gone from it."""
-    run = commands.start(cfg, ALIAS, RunOptions()).record
+    run = api.start(cfg, ALIAS, RunOptions()).record
     assert run.state is State.SWAPPED
     fake.write(ALIAS, "doc-00001", {"title": "updated after the swap"})
     with pytest.raises(UndoRefused):
-        commands.undo(cfg, run.id)
+        api.undo(cfg, run.id)
     assert on_alias(fake) == {TARGET}
 
 
@@ -185,13 +185,11 @@ def test_abort_after_an_unrecorded_swap_keeps_the_live_target(
     the alias (onto the target), abort: ROLLED_BACK, alias back on the source, the target
     and the write deleted."""
     with pytest.raises(Killed):
-        commands.start(
-            make_config(fake, state_db, kill_at("swap.engine_done")), ALIAS, RunOptions()
-        )
+        api.start(make_config(fake, state_db, kill_at("swap.engine_done")), ALIAS, RunOptions())
     fake.write(ALIAS, "new-doc", {"title": "written after the swap"})
     (run,) = open_store(state_db).list()
     with pytest.raises(SwappedNotRolledBack):  # the swap was made: recorded, not rolled back
-        commands.abort(make_config(fake, state_db), run.id)
+        api.abort(make_config(fake, state_db), run.id)
     (live,) = on_alias(fake)
     assert "new-doc" in fake.indices[live].docs
     assert open_store(state_db).get(run.id).state is State.SWAPPED
@@ -205,15 +203,13 @@ def test_undo_after_a_resumed_unrecorded_swap_notices_new_writes(
     client writes a new document through the alias, undo without --force: the change is
     not noticed and the alias goes back to the source without the write."""
     with pytest.raises(Killed):
-        commands.start(
-            make_config(fake, state_db, kill_at("swap.engine_done")), ALIAS, RunOptions()
-        )
+        api.start(make_config(fake, state_db, kill_at("swap.engine_done")), ALIAS, RunOptions())
     (run,) = open_store(state_db).list()
     cfg = make_config(fake, state_db)
-    assert commands.resume(cfg, run.id).record.state is State.SWAPPED
+    assert api.resume(cfg, run.id).record.state is State.SWAPPED
     fake.write(ALIAS, "new-doc", {"title": "written after the swap"})
     with pytest.raises(UndoRefused):
-        commands.undo(cfg, run.id)
+        api.undo(cfg, run.id)
     assert on_alias(fake) == {TARGET}
 
 
@@ -230,10 +226,10 @@ def test_a_catch_up_pass_that_failed_once_is_run_again_on_resume(
     with_since_field(fake)
     fake.next_task_scripts[:] = [TaskScript(), TaskScript(fail_after_polls=0)]
     opts = RunOptions(write_policy="catch-up", since_field="updated_at")
-    run = commands.start(cfg, ALIAS, opts).record
+    run = api.start(cfg, ALIAS, opts).record
     assert run.state is State.FAILED and "catch-up pass" in (run.error or "")
     for _ in range(2):  # the first resume may still find the old failure; not every one
-        if commands.resume(cfg, run.id).record.state is not State.FAILED:
+        if api.resume(cfg, run.id).record.state is not State.FAILED:
             break
     assert cfg.repo().get(run.id).state is State.SWAPPED
 
@@ -256,12 +252,12 @@ def test_an_abort_during_a_catch_up_pass_stops_the_driving_process(
         run = open_store(state_db).list(limit=1)[0]
         if at_abort or not (run.write_policy or {}).get("passes"):
             return
-        outcome = commands.abort(make_config(fake, state_db), run.id)
+        outcome = api.abort(make_config(fake, state_db), run.id)
         assert outcome.record.state is State.ROLLED_BACK
         at_abort.append(writes(fake))
 
     cfg = make_config(fake, state_db, crash=lambda: EveryPoint(action=abort_elsewhere))
-    commands.start(cfg, ALIAS, RunOptions(write_policy="catch-up", since_field="updated_at"))
+    api.start(cfg, ALIAS, RunOptions(write_policy="catch-up", since_field="updated_at"))
     assert at_abort, "the schedule did not reach a catch-up pass"
     assert writes(fake) == at_abort[0]
     assert not fake.list_reindex_tasks()
@@ -282,7 +278,7 @@ def _second_process(monkeypatch: pytest.MonkeyPatch, fake: FakeEngine, state_db:
         owner[0] = "process-2"
         run = open_store(state_db).list(limit=1)[0]
         try:
-            commands.resume(make_config(fake, state_db), run.id)
+            api.resume(make_config(fake, state_db), run.id)
         except LockHeld as exc:  # refused: the first process drives on
             refused.append(exc)
         seen.append(writes(fake))
@@ -300,7 +296,7 @@ def test_a_resume_while_the_first_process_runs_starts_no_second_copy(
     swaps it; the first goes on and starts a second _reindex into the now live target."""
     second = _second_process(monkeypatch, fake, state_db)
     cfg = make_config(fake, state_db, crash=lambda: Crashpoints("checkpoint.progress", second))
-    outcome = commands.start(cfg, ALIAS, RunOptions())
+    outcome = api.start(cfg, ALIAS, RunOptions())
     if second.refused:  # the second process was refused (the first drives): it wrote nothing
         (refusal,) = second.refused
         assert "being driven by another process" in str(refusal)
@@ -320,7 +316,7 @@ def test_a_resume_while_the_first_process_runs_leaves_no_write_block(
     with_since_field(fake)
     second = _second_process(monkeypatch, fake, state_db)
     cfg = make_config(fake, state_db, crash=lambda: Crashpoints("checkpoint.write_block", second))
-    commands.start(cfg, ALIAS, RunOptions(write_policy="catch-up", since_field="updated_at"))
+    api.start(cfg, ALIAS, RunOptions(write_policy="catch-up", since_field="updated_at"))
     assert open_store(state_db).list()[0].state is State.SWAPPED
     assert not fake.write_blocked(SOURCE)
 
@@ -338,6 +334,6 @@ def test_a_failure_after_the_swap_does_not_roll_back_the_live_target(
         fake.write(ALIAS, "new-doc", {"title": "written after the swap"})
 
     cfg = make_config(fake, state_db, crash=lambda: Crashpoints("swap.engine_done", client_writes))
-    commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+    api.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
     (live,) = on_alias(fake)
     assert "new-doc" in fake.indices[live].docs

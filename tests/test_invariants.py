@@ -56,11 +56,10 @@ from hypothesis.stateful import (
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import StaticPool
 
-from reindex_fsm import commands, lease
-from reindex_fsm.commands import Config
+from reindex_fsm import api, lease
+from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.base import ENGINE_WRITES
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import (
     EngineError,
     EngineUnreachable,
@@ -68,9 +67,10 @@ from reindex_fsm.errors import (
     SwappedNotRolledBack,
 )
 from reindex_fsm.machine import TRANSITIONS, UNFINISHED, State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
 from reindex_fsm.steps.write_policy import is_blocked
 from reindex_fsm.store import RunRecord, RunRepository, _sqlite_pragmas, migrate
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 ALIAS = "docs"
 SOURCE = "docs-v1"
@@ -419,7 +419,7 @@ class Invariants(RuleBasedStateMachine):
         elif kind == "steal_lease":
             self.steal_lease()
         elif kind in ("second_resume", "abort") and record is not None:
-            verb = commands.resume if kind == "second_resume" else commands.abort
+            verb = api.resume if kind == "second_resume" else api.abort
             with self.process(f"{kind} while {self.driving}"):
                 try:
                     verb(self.config(), record.id)
@@ -429,7 +429,7 @@ class Invariants(RuleBasedStateMachine):
                     self.nested_errors.append(exc)
         elif kind == "rethrottle" and record is not None:
             try:
-                commands.rethrottle(self.config(), record.id, 10.0)
+                api.rethrottle(self.config(), record.id, 10.0)
             except ReindexFsmError:
                 return
             except BaseException as exc:
@@ -444,7 +444,7 @@ class Invariants(RuleBasedStateMachine):
             self.vanish_tasks()
 
     def _outcome(self, what: str, result: Any) -> None:
-        if isinstance(result, commands.Outcome):
+        if isinstance(result, api.Outcome):
             state = result.record.state
             if result.exit_code == 0:
                 wanted = (
@@ -470,21 +470,21 @@ class Invariants(RuleBasedStateMachine):
         if options["write_policy"] == "catch-up":
             options["since_field"] = "updated_at"
         opts = RunOptions(**options)
-        result = self.command("start", lambda cfg: commands.start(cfg, ALIAS, opts), crash)
+        result = self.command("start", lambda cfg: api.start(cfg, ALIAS, opts), crash)
         self._outcome("start", result)
 
     @precondition(has_runs)
     @rule(i=st.integers(0, 5), crash=CRASH)
     def resume(self, i: int, crash: Any) -> None:
         run_id = self._run(i).id
-        result = self.command("resume", lambda cfg: commands.resume(cfg, run_id), crash, run_id)
+        result = self.command("resume", lambda cfg: api.resume(cfg, run_id), crash, run_id)
         self._outcome("resume", result)
 
     @precondition(has_runs)
     @rule(i=st.integers(0, 5), crash=CRASH)
     def abort(self, i: int, crash: Any) -> None:
         run_id = self._run(i).id
-        result = self.command("abort", lambda cfg: commands.abort(cfg, run_id), crash, run_id)
+        result = self.command("abort", lambda cfg: api.abort(cfg, run_id), crash, run_id)
         self._outcome("abort", result)
 
     @precondition(has_runs)
@@ -492,7 +492,7 @@ class Invariants(RuleBasedStateMachine):
     def undo(self, i: int, force: bool, crash: Any) -> None:
         run_id = self._run(i).id
         before = self.placement().get(ALIAS, set())
-        self.command("undo", lambda cfg: commands.undo(cfg, run_id, force=force), crash, run_id)
+        self.command("undo", lambda cfg: api.undo(cfg, run_id, force=force), crash, run_id)
         on = self.placement().get(ALIAS, set())
         if force and on != before and len(on) == 1:
             # --force: the operator chose to lose the writes made since the swap (also
@@ -512,13 +512,13 @@ class Invariants(RuleBasedStateMachine):
         getattr(self, op[0])(*op[1:])
 
     def cleanup(self, keep: int) -> None:
-        self.command("cleanup", lambda cfg: commands.cleanup(cfg, ALIAS, keep), None)
+        self.command("cleanup", lambda cfg: api.cleanup(cfg, ALIAS, keep), None)
 
     def rethrottle(self, i: int, rps: float | None) -> None:
         if not self.has_runs():
             return
         run_id = self._run(i).id
-        self.command("rethrottle", lambda cfg: commands.rethrottle(cfg, run_id, rps), None)
+        self.command("rethrottle", lambda cfg: api.rethrottle(cfg, run_id, rps), None)
 
     # -- what else happens (one rule each, so that commands are most of a schedule) -------
     @rule(
@@ -730,7 +730,7 @@ class Invariants(RuleBasedStateMachine):
             if record.state not in UNFINISHED:
                 continue
             goal = not self.touched and record.state is not State.ABORTING
-            verb = commands.resume if goal else commands.abort
+            verb = api.resume if goal else api.abort
             for _attempt in range(2):
                 result = self.command(
                     f"final {verb.__name__}",
@@ -740,16 +740,14 @@ class Invariants(RuleBasedStateMachine):
                 )
                 # a first resume may find a failure from before the heal (a task started
                 # under a fault fails when next polled); a second one must get there
-                failed = (
-                    isinstance(result, commands.Outcome) and result.record.state is State.FAILED
-                )
+                failed = isinstance(result, api.Outcome) and result.record.state is State.FAILED
                 if not (goal and failed):
                     break
             if isinstance(result, SwappedNotRolledBack):  # the swap was found made: the
                 # target is live, so the abort recorded SWAPPED instead (a finished end)
                 assert self.repo.get(record.id).state is State.SWAPPED, result
                 continue
-            assert isinstance(result, commands.Outcome), (
+            assert isinstance(result, api.Outcome), (
                 f"{verb.__name__} of {record.id} ({record.state}) once the faults are gone: "
                 f"{result!r}"
             )

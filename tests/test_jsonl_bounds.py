@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from reindex_fsm import commands, documents
+from reindex_fsm import api, documents
 from reindex_fsm.documents import Fields, JsonlReader, inspect_jsonl
-from reindex_fsm.engine.fake import FakeEngine
 from reindex_fsm.errors import ExitCode, InputError
 from reindex_fsm.machine import State
+from reindex_fsm.testing.fake import FakeEngine
 
 from .conftest import ALIAS, db_rows
 from .test_recompute import opts, target_docs
@@ -38,7 +38,7 @@ def test_a_line_longer_than_the_limit_is_refused_at_plan_time_naming_file_and_li
     path = write(tmp_path / "d.jsonl", [doc(0), doc(1), doc(2, "x" * 5000), doc(3)])
     before, rows = fake.snapshot(), db_rows(cfg.state_db)
     with pytest.raises(InputError) as err:
-        commands.start(cfg, ALIAS, opts(documents_path=str(path), max_line_bytes=1000))
+        api.start(cfg, ALIAS, opts(documents_path=str(path), max_line_bytes=1000))
     line = err.value.one_line()
     size = len(doc(2, "x" * 5000)) + 1
     assert line.startswith(
@@ -54,7 +54,7 @@ def test_the_same_file_passes_with_a_higher_limit_and_the_default_is_a_few_mib(
 ) -> None:
     assert documents.MAX_LINE_BYTES == 4 * 2**20
     path = write(tmp_path / "d.jsonl", [doc(0), doc(1), doc(2, "x" * 5000), doc(3)])
-    out = commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+    out = api.start(cfg, ALIAS, opts(documents_path=str(path)))
     assert out.record.state is State.SWAPPED, out.record.error
     assert out.record.plan["recompute"]["max_line_bytes"] == documents.MAX_LINE_BYTES
     assert len(target_docs(fake, out.record)) == 4
@@ -65,7 +65,7 @@ def test_an_overlong_line_is_set_aside_with_skip_invalid_and_never_held_whole(
 ) -> None:
     path = write(tmp_path / "d.jsonl", [doc(0), doc(1, "y" * 50_000), doc(2)])
     skip = tmp_path / "rejects.jsonl"
-    out = commands.start(
+    out = api.start(
         cfg,
         ALIAS,
         opts(documents_path=str(path), skip_invalid=str(skip), max_line_bytes=1000),

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from reindex_fsm import commands
+from reindex_fsm import api
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
 from reindex_fsm.engine.base import StoredLease
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import ExitCode, LeaseConflict, LockHeld
 from reindex_fsm.lease import Holder, Lease, LeaseKeeper, this_process
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, db_rows, make_config
 
@@ -234,7 +234,7 @@ def test_a_refused_database_lock_gives_the_lease_back(
 
     monkeypatch.setattr(repo, "create", raced)
     with pytest.raises(LockHeld, match="racer000001"):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     assert fake.leases == {}
     assert "create_index" not in fake.call_names()
 
@@ -251,14 +251,14 @@ def test_a_lease_lost_during_the_copy_stops_the_run_before_the_swap(
 
     fake.get_task = taken_over  # type: ignore[method-assign]
     with pytest.raises(LockHeld, match="lease lost: alias 'documents' is locked by run usurper01"):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (record,) = cfg.repo().list()
     assert record.state is State.REINDEXING  # the copy's end not stored either: not FAILED
     assert "update_aliases" not in fake.call_names()
     assert fake.indices[SOURCE].aliases  # the alias did not move
     fake.get_task = original  # type: ignore[method-assign]
     fake.leases.clear()  # the usurper is done
-    assert commands.resume(cfg, record.id).record.state is State.SWAPPED
+    assert api.resume(cfg, record.id).record.state is State.SWAPPED
     assert ALIAS in fake.indices[TARGET].aliases and fake.leases == {}
 
 
@@ -268,10 +268,10 @@ def test_resume_after_a_crash_takes_the_runs_own_lease_without_waiting(
     fake.task_script = TaskScript(docs_per_poll=500)
     fake.fail_on("get_task", nth=2, error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (record,) = cfg.repo().list()
     assert stored(fake).run_id == record.id  # left behind, not released
-    assert commands.resume(cfg, record.id).record.state is State.SWAPPED
+    assert api.resume(cfg, record.id).record.state is State.SWAPPED
     assert fake.leases == {}
 
 
@@ -280,7 +280,7 @@ def test_another_database_cannot_resume_or_abort_over_a_held_lease(
 ) -> None:
     mine = make_config(fake, f"sqlite:///{tmp_path / 'mine.db'}")
     fake.task_script = TaskScript(fail_after_polls=1)
-    failed = commands.start(mine, ALIAS, RunOptions()).record
+    failed = api.start(mine, ALIAS, RunOptions()).record
     assert failed.state is State.FAILED
     assert stored(fake).run_id == failed.id  # a FAILED run's lease is not released: expires
     fake.leases.clear()  # expired meanwhile; another operator starts on the alias
@@ -288,11 +288,11 @@ def test_another_database_cannot_resume_or_abort_over_a_held_lease(
     fake.task_script = TaskScript(stall=True)
     fake.fail_on("get_task", nth=1, error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        commands.start(theirs, ALIAS, RunOptions(target_index="documents-theirs"))
+        api.start(theirs, ALIAS, RunOptions(target_index="documents-theirs"))
     with pytest.raises(LockHeld):
-        commands.resume(mine, failed.id)
+        api.resume(mine, failed.id)
     with pytest.raises(LockHeld):
-        commands.abort(mine, failed.id)
+        api.abort(mine, failed.id)
     assert mine.repo().get(failed.id).state is State.FAILED
 
 
@@ -301,10 +301,10 @@ def test_a_lease_left_by_a_finished_run_of_this_database_is_taken_at_once(
 ) -> None:
     """Killed after its last commit (SWAPPED), before releasing: the lease names a run this
     database knows to be finished, so the next start need not wait for the expiry."""
-    first = commands.start(cfg, ALIAS, RunOptions()).record
+    first = api.start(cfg, ALIAS, RunOptions()).record
     assert first.state.value == "SWAPPED" and fake.leases == {}
     keeper(fake, Clock(), first.id).acquire()  # as if the release never happened
-    second = commands.start(cfg, ALIAS, RunOptions()).record
+    second = api.start(cfg, ALIAS, RunOptions()).record
     assert second.state.value == "SWAPPED", second.error
     assert fake.leases == {}
 
@@ -314,4 +314,4 @@ def test_a_lease_of_a_run_unknown_to_this_database_still_waits_for_its_expiry(
 ) -> None:
     other_holder(fake, "unknown0001")
     with pytest.raises(LockHeld, match="unknown0001"):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())

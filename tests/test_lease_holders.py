@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from reindex_fsm import commands
+from reindex_fsm import api
+from reindex_fsm.api import Config, exit_code_for
 from reindex_fsm.cli import Terminated, cli
-from reindex_fsm.commands import Config, exit_code_for
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import ExitCode, LockHeld, WrongCluster
 from reindex_fsm.lease import Holder, LeasedEngine, LeaseKeeper, this_process
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, SOURCE, db_rows, make_cluster, make_config
 from .test_lease import Clock, dead_process, keeper, stored
@@ -42,7 +42,7 @@ def interrupted_start(cfg: Config, fake: FakeEngine) -> str:
     fake.task_script = TaskScript(docs_per_poll=500)
     fake.fail_on("get_task", nth=2, error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (record,) = cfg.repo().list()
     assert record.state is State.REINDEXING
     return record.id
@@ -83,7 +83,7 @@ def test_a_resume_takes_the_lease_of_a_killed_process_back_at_once(
     run_id = interrupted_start(cfg, fake)
     dead = dead_process()
     make_lease_live(fake, dead.pid)  # the pid of a process that has ended
-    assert commands.resume(cfg, run_id).record.state is State.SWAPPED
+    assert api.resume(cfg, run_id).record.state is State.SWAPPED
     assert fake.leases == {}
 
 
@@ -93,7 +93,7 @@ def test_a_failed_run_is_driven_by_nobody_so_its_resume_takes_the_lease_at_once(
     """A process that stops driving a run it did not finish (FAILED) may live on (a library
     caller): its lease stays, for other state databases, but says nobody drives the run."""
     fake.task_script = TaskScript(fail_after_polls=1)
-    record = commands.start(cfg, ALIAS, RunOptions()).record
+    record = api.start(cfg, ALIAS, RunOptions()).record
     assert record.state is State.FAILED
     doc, _seq_no = fake.leases[ALIAS]
     assert doc["driving"] is False and doc["run_id"] == record.id
@@ -157,7 +157,7 @@ def test_two_resumes_at_once_one_drives_the_other_is_refused(
         if not second:
             other = make_config(fake, state_db)
             try:
-                commands.resume(other, run_id)
+                api.resume(other, run_id)
             except LockHeld as exc:
                 second["error"] = exc
             else:
@@ -165,7 +165,7 @@ def test_two_resumes_at_once_one_drives_the_other_is_refused(
         return original(task_id)
 
     fake.get_task = meanwhile  # type: ignore[method-assign]
-    outcome = commands.resume(cfg, run_id)
+    outcome = api.resume(cfg, run_id)
     assert outcome.record.state is State.SWAPPED and outcome.exit_code == ExitCode.OK
     assert isinstance(second["error"], LockHeld), second
     assert second["error"].exit_code == ExitCode.LOCK_HELD
@@ -241,7 +241,7 @@ def test_a_driver_that_lost_its_lease_stops_polling_a_stalled_copy(
 
     fake.get_task = taken_over  # type: ignore[method-assign]
     with pytest.raises(LockHeld, match="lease lost"):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     assert len(polls_after_loss) == 1  # not one poll more
 
 
@@ -292,9 +292,7 @@ def test_a_run_still_active_is_not_exit_0(cfg: Config, fake: FakeEngine) -> None
     assert exit_code_for(cfg.repo().get(run_id)) == ExitCode.LOCK_HELD
 
 
-def test_an_abort_takes_the_run_over_from_its_live_driver(
-    fake: FakeEngine, tmp_path: Path
-) -> None:
+def test_an_abort_takes_the_run_over_from_its_live_driver(fake: FakeEngine, tmp_path: Path) -> None:
     """A start in a thread of this process drives the run; abort from another
     connection takes the lease over; the start writes nothing more and reports it."""
     db = f"sqlite:///{tmp_path / 'state.db'}"
@@ -306,7 +304,7 @@ def test_an_abort_takes_the_run_over_from_its_live_driver(
     fake.task_script = TaskScript(stall=True)
     ended: dict[str, Any] = {}
     thread = threading.Thread(
-        target=lambda: ended.update(outcome=commands.start(start_cfg, ALIAS, RunOptions())),
+        target=lambda: ended.update(outcome=api.start(start_cfg, ALIAS, RunOptions())),
         daemon=True,
     )
     thread.start()
@@ -316,8 +314,8 @@ def test_an_abort_takes_the_run_over_from_its_live_driver(
         time.sleep(0.01)
     (record,) = abort_cfg.repo().list()
     with pytest.raises(LockHeld, match="being driven by another process"):
-        commands.resume(abort_cfg, record.id)
-    outcome = commands.abort(abort_cfg, record.id)
+        api.resume(abort_cfg, record.id)
+    outcome = api.abort(abort_cfg, record.id)
     thread.join(timeout=30)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
     (warning,) = warnings
@@ -350,12 +348,12 @@ def two_clusters(state_db: str) -> tuple[Config, FakeEngine, FakeEngine]:
 def test_commands_of_a_run_refuse_another_cluster(state_db: str, argv: list[str]) -> None:
     cfg, mine, other = two_clusters(state_db)
     if argv == ["undo"]:
-        run_id = commands.start(cfg, ALIAS, RunOptions()).record.id
+        run_id = api.start(cfg, ALIAS, RunOptions()).record.id
     else:
         mine.task_script = TaskScript(stall=True)
         mine.fail_on("get_task", nth=2, error=KeyboardInterrupt())
         with pytest.raises(KeyboardInterrupt):
-            commands.start(cfg, ALIAS, RunOptions())
+            api.start(cfg, ALIAS, RunOptions())
         (record,) = cfg.repo().list()
         run_id = record.id
     assert cfg.repo().get(run_id).cluster_uuid == "fake-cluster-uuid"
@@ -386,7 +384,7 @@ def test_the_stored_url_wins_over_the_environment(
     monkeypatch.setenv("REINDEX_FSM_ENGINE_URL", OTHER_URL)
     warnings: list[str] = []
     cfg.warn = warnings.append
-    assert commands.resume(cfg, run_id).record.state is State.SWAPPED
+    assert api.resume(cfg, run_id).record.state is State.SWAPPED
     assert other.calls == [] and other.leases == {}
     (warning,) = warnings
     assert warning.startswith(f"REINDEX_FSM_ENGINE_URL ({OTHER_URL}) is not used: run {run_id}")
@@ -418,7 +416,7 @@ def test_a_run_stored_without_a_cluster_uuid_is_not_checked(state_db: str) -> No
     record = cfg.repo().get(run_id)
     cfg.repo().checkpoint(run_id, record.state, cluster_uuid=None)  # as stored before
     mine._info = other._info  # the same cluster, whatever UUID it reports now
-    assert commands.resume(cfg, run_id).record.state is State.SWAPPED
+    assert api.resume(cfg, run_id).record.state is State.SWAPPED
 
 
 def test_an_engine_without_a_uuid_is_not_the_runs_cluster(state_db: str) -> None:
@@ -426,7 +424,7 @@ def test_an_engine_without_a_uuid_is_not_the_runs_cluster(state_db: str) -> None
     run_id = interrupted_start(cfg, mine)
     mine._info = FakeEngine(cluster_uuid="").info()
     with pytest.raises(WrongCluster, match=r"UUID unknown"):
-        commands.resume(cfg, run_id)
+        api.resume(cfg, run_id)
 
 
 # -- Ctrl-C and SIGTERM -------------------------------------------------------------------------
@@ -456,15 +454,12 @@ def test_an_interrupted_run_names_itself_its_task_and_the_block(
         f"it, `reindex-fsm abort {record.id}` cancels it and lifts the block"
     )
     assert "RUN_ID" not in result.stderr
-    assert commands.resume(cfg, record.id).record.state is State.SWAPPED  # at once
+    assert api.resume(cfg, record.id).record.state is State.SWAPPED  # at once
 
 
-def test_an_interrupt_before_any_run_says_so(
-    cfg: Config, fake: FakeEngine
-) -> None:
+def test_an_interrupt_before_any_run_says_so(cfg: Config, fake: FakeEngine) -> None:
     fake.fail_on("get_alias", nth=1, error=Terminated())
     result = CliRunner().invoke(cli, ["start", "--alias", ALIAS, "--force"], obj=cfg)
     assert result.exit_code == ExitCode.TERMINATED
     assert result.stderr.strip() == "terminated (SIGTERM): no run was under way; nothing to resume"
     assert cfg.repo().list() == []
-

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.errors import EngineError, ExitCode, ReindexFsmError, UndoRefused
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
 
 from .conftest import ALIAS, SOURCE, TARGET, db_rows, make_config
 from .test_cli import invoke
@@ -28,7 +28,7 @@ def killed_after_the_swap_request(fake, state_db, options: RunOptions | None = N
     """A start killed right after its ``_aliases`` request, before SWAPPED is stored."""
     dying = make_config(fake, state_db, crash=lambda: Crashpoints("swap.engine_done", _kill))
     with pytest.raises(Killed):
-        commands.start(dying, ALIAS, options or RunOptions(verify=True))
+        api.start(dying, ALIAS, options or RunOptions(verify=True))
     (rec,) = make_config(fake, state_db).repo().list()
     assert rec.state is State.VERIFYING
     assert ALIAS in fake.indices[TARGET].aliases  # the swap was made
@@ -44,9 +44,7 @@ def assert_live_and_swapped(cfg, fake, run_id: str) -> None:
     assert cfg.repo().active_run_for(ALIAS) is None
 
 
-def test_abort_after_an_unrecorded_swap_keeps_the_write_made_through_the_alias(
-    fake, state_db
-):
+def test_abort_after_an_unrecorded_swap_keeps_the_write_made_through_the_alias(fake, state_db):
     run_id = killed_after_the_swap_request(fake, state_db)
     fake.write(ALIAS, "late", {"title": "acknowledged after the swap"})  # lands on the target
     cfg = make_config(fake, state_db)
@@ -64,7 +62,7 @@ def test_abort_after_an_unrecorded_swap_keeps_the_write_made_through_the_alias(
     # and undo sees the write: refused without --force
     rows = db_rows(state_db)
     with pytest.raises(UndoRefused, match="written to since the swap"):
-        commands.undo(cfg, run_id)
+        api.undo(cfg, run_id)
     assert db_rows(state_db) == rows and ALIAS in fake.indices[TARGET].aliases
 
 
@@ -81,7 +79,7 @@ def test_a_failure_after_the_swap_with_rollback_on_failure_never_deletes_the_tar
     options = RunOptions(verify=True, rollback_on_failure=True)
     original_write = fake.write
     try:
-        outcome = commands.start(cfg, ALIAS, options)
+        outcome = api.start(cfg, ALIAS, options)
     except ReindexFsmError as exc:  # the bookkeeping failed again: the run stays FAILED
         assert sticky, exc
         assert isinstance(exc, EngineError) and "remove_write_block" in exc.one_line()
@@ -89,7 +87,7 @@ def test_a_failure_after_the_swap_with_rollback_on_failure_never_deletes_the_tar
         assert rec.state is State.FAILED and TARGET in fake.indices
         assert ALIAS in fake.indices[TARGET].aliases
         original_write(ALIAS, "late", {"title": "written while FAILED"})
-        outcome = commands.resume(cfg, rec.id)
+        outcome = api.resume(cfg, rec.id)
     else:
         assert not sticky
     assert outcome.exit_code == ExitCode.OK
@@ -107,10 +105,10 @@ def test_resume_of_a_failed_run_whose_swap_was_made_records_it(fake, state_db):
     even with the old source deleted meanwhile (it is not needed any more)."""
     fake.fail_on("remove_write_block")
     cfg = make_config(fake, state_db)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.FAILED and ALIAS in fake.indices[TARGET].aliases
     fake.delete_index(SOURCE)
-    outcome = commands.resume(cfg, rec.id)
+    outcome = api.resume(cfg, rec.id)
     assert outcome.record.state is State.SWAPPED and outcome.exit_code == ExitCode.OK
     assert ALIAS in fake.indices[TARGET].aliases
 
@@ -118,10 +116,10 @@ def test_resume_of_a_failed_run_whose_swap_was_made_records_it(fake, state_db):
 def test_undo_finds_a_write_made_after_a_resumed_swap(fake, state_db):
     run_id = killed_after_the_swap_request(fake, state_db)
     cfg = make_config(fake, state_db)
-    assert commands.resume(cfg, run_id).record.state is State.SWAPPED
+    assert api.resume(cfg, run_id).record.state is State.SWAPPED
     fake.write(ALIAS, "late", {"title": "after the resume"})
     with pytest.raises(UndoRefused, match="writes made since then"):
-        commands.undo(cfg, run_id)
+        api.undo(cfg, run_id)
     assert ALIAS in fake.indices[TARGET].aliases and cfg.repo().get(run_id).state is State.SWAPPED
 
 
@@ -129,16 +127,16 @@ def test_undo_finds_a_write_made_between_the_swap_and_its_resume(fake, state_db)
     run_id = killed_after_the_swap_request(fake, state_db)
     fake.write(ALIAS, "doc-00001", {"title": "changed in place before the resume"})
     cfg = make_config(fake, state_db)
-    assert commands.resume(cfg, run_id).record.state is State.SWAPPED
+    assert api.resume(cfg, run_id).record.state is State.SWAPPED
     with pytest.raises(UndoRefused, match="written to since the swap"):
-        commands.undo(cfg, run_id)
+        api.undo(cfg, run_id)
 
 
 def test_undo_of_a_resumed_swap_without_writes_moves_the_alias_back(fake, state_db):
     run_id = killed_after_the_swap_request(fake, state_db)
     cfg = make_config(fake, state_db)
-    assert commands.resume(cfg, run_id).record.state is State.SWAPPED
-    assert commands.undo(cfg, run_id).state is State.UNDONE
+    assert api.resume(cfg, run_id).record.state is State.SWAPPED
+    assert api.undo(cfg, run_id).state is State.UNDONE
     assert ALIAS in fake.indices[SOURCE].aliases and fake.indices[TARGET].aliases == {}
 
 
@@ -147,7 +145,7 @@ def test_undo_of_a_resumed_swap_without_writes_moves_the_alias_back(fake, state_
     ["update in place", "delete and add", "delete"],
 )
 def test_undo_finds_changes_a_count_does_not_show(cfg, fake, change):
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.SWAPPED
     if change == "update in place":
         fake.write(ALIAS, "doc-00001", {"title": "changed"})
@@ -157,8 +155,8 @@ def test_undo_finds_changes_a_count_does_not_show(cfg, fake, change):
     else:  # the count does show this one
         fake.write(ALIAS, "doc-00001", None)
     with pytest.raises(UndoRefused, match="written to since the swap"):
-        commands.undo(cfg, rec.id)
-    assert commands.undo(cfg, rec.id, force=True).state is State.UNDONE
+        api.undo(cfg, rec.id)
+    assert api.undo(cfg, rec.id, force=True).state is State.UNDONE
     detail = cfg.repo().events(rec.id)[-1].detail
     assert detail["max_seq_no_now"] != detail["max_seq_no_at_swap"] and "warning" in detail
 
@@ -168,11 +166,11 @@ def test_the_marks_are_stored_before_the_swap_request(fake, state_db):
     the resume verifies, stores them again, swaps; undo then works."""
     dying = make_config(fake, state_db, crash=lambda: Crashpoints("swap.recorded", _kill))
     with pytest.raises(Killed):
-        commands.start(dying, ALIAS, RunOptions(verify=True))
+        api.start(dying, ALIAS, RunOptions(verify=True))
     cfg = make_config(fake, state_db)
     (rec,) = cfg.repo().list()
     assert rec.state is State.VERIFYING and rec.swap_record["before_swap"]["count"] == 2500
     assert ALIAS in fake.indices[SOURCE].aliases
-    rec = commands.resume(cfg, rec.id).record
+    rec = api.resume(cfg, rec.id).record
     assert rec.state is State.SWAPPED and "swapped_at" in rec.swap_record
-    assert commands.undo(cfg, rec.id).state is State.UNDONE
+    assert api.undo(cfg, rec.id).state is State.UNDONE

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import TaskScript
 from reindex_fsm.errors import ExitCode, LockHeld, UndoRefused, UsageError
 from reindex_fsm.machine import State
+from reindex_fsm.options import RunOptions
 from reindex_fsm.runner import RunDriver
-from reindex_fsm.runplan import RunOptions
 from reindex_fsm.steps.transforms import load_script
+from reindex_fsm.testing.fake import TaskScript
 
 from .conftest import ALIAS, SOURCE, TARGET, db_rows, make_config
 from .test_cli import invoke
@@ -22,7 +22,7 @@ from .test_cli import invoke
 
 def copying(cfg, options: RunOptions) -> RunDriver:
     """A run planned and stored as start does, driven up to REINDEXING (copy started)."""
-    p = commands.plan(cfg, ALIAS, options)
+    p = api.plan(cfg, ALIAS, options)
     engine = cfg.engine()
     record = cfg.repo().create(
         {
@@ -38,7 +38,7 @@ def copying(cfg, options: RunOptions) -> RunDriver:
             "source_count": p.source_count,
         }
     )
-    driver = RunDriver(commands._context(cfg, engine, record))
+    driver = RunDriver(api._context(cfg, engine, record))
     driver._fire("create_target")
     driver._fire("start_copy")
     assert driver.record.state is State.REINDEXING
@@ -65,14 +65,14 @@ def test_pipeline_and_script_reach_the_reindex_body_also_on_a_restarted_copy(cfg
 def test_missing_pipeline_is_refused_before_any_write(cfg, fake, state_db):
     before, rows = fake.snapshot(), db_rows(state_db)
     with pytest.raises(UsageError, match="pipeline 'nope' does not exist"):
-        commands.start(cfg, ALIAS, RunOptions(pipeline="nope"))
+        api.start(cfg, ALIAS, RunOptions(pipeline="nope"))
     assert fake.snapshot() == before and db_rows(state_db) == rows
     assert "create_index" not in fake.call_names()
 
 
 def test_transforms_are_refused_with_recompute(cfg, fake):
     with pytest.raises(UsageError, match="not to --recompute-embeddings"):
-        commands.plan(cfg, ALIAS, RunOptions(recompute_embeddings=True, script={"source": "x"}))
+        api.plan(cfg, ALIAS, RunOptions(recompute_embeddings=True, script={"source": "x"}))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_unreadable_script_is_exit_2_and_nothing_stored(cfg, fake, state_db, tmp
 
 
 def swapped(cfg) -> str:
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.SWAPPED
     return rec.id
 
@@ -116,7 +116,7 @@ def swapped(cfg) -> str:
 def test_undo_moves_every_alias_back_atomically(cfg, fake):
     aliases = dict(fake.indices[SOURCE].aliases)
     run_id = swapped(cfg)
-    rec = commands.undo(cfg, run_id)
+    rec = api.undo(cfg, run_id)
     assert rec.state is State.UNDONE
     assert fake.indices[SOURCE].aliases == aliases
     assert fake.indices[TARGET].aliases == {}
@@ -124,7 +124,7 @@ def test_undo_moves_every_alias_back_atomically(cfg, fake):
     assert fake.call_names(mutating_only=True).count("update_aliases") == 2  # swap, undo
     assert cfg.repo().active_run_for(ALIAS) is None
     with pytest.raises(UndoRefused, match="only a SWAPPED run"):  # UNDONE is final
-        commands.undo(cfg, run_id)
+        api.undo(cfg, run_id)
 
 
 class Killed(BaseException):
@@ -141,20 +141,20 @@ def test_undo_killed_at_any_point_converges_when_run_again(fake, state_db, point
 
     dying = make_config(fake, state_db, crash=lambda: Crashpoints(at=point, action=kill))
     with pytest.raises(Killed):
-        commands.undo(dying, run_id)
+        api.undo(dying, run_id)
     assert fake.indices[SOURCE].aliases == aliases  # the request was made before the kill
     cfg = make_config(fake, state_db)
     if point == "undo.engine_done":  # the lock is still held: a start names the undo
         with pytest.raises(LockHeld) as held:
-            commands.start(cfg, ALIAS, RunOptions())
+            api.start(cfg, ALIAS, RunOptions())
         assert f"reindex-fsm undo {run_id}" in held.value.one_line()
         calls = len(fake.calls)
-        assert commands.undo(cfg, run_id).state is State.UNDONE
+        assert api.undo(cfg, run_id).state is State.UNDONE
         assert "update_aliases" not in [c.method for c in fake.calls[calls:]]
         assert cfg.repo().events(run_id)[-1].detail["resumed"]
     else:  # stored already: nothing left to do
         with pytest.raises(UndoRefused, match="it is UNDONE"):
-            commands.undo(cfg, run_id)
+            api.undo(cfg, run_id)
     assert cfg.repo().get(run_id).state is State.UNDONE
     assert cfg.repo().active_run_for(ALIAS) is None
     assert fake.indices[SOURCE].aliases == aliases and fake.indices[TARGET].aliases == {}
@@ -189,25 +189,25 @@ def test_undo_refused_while_another_run_holds_the_alias(cfg, fake, state_db):
     other = copying(cfg, RunOptions())
     before, rows = fake.snapshot(), db_rows(state_db)
     with pytest.raises(UndoRefused, match=f"run {other.record.id} \\(REINDEXING\\) is active"):
-        commands.undo(cfg, run_id)
+        api.undo(cfg, run_id)
     assert fake.snapshot() == before and db_rows(state_db) == rows
 
 
 def test_undo_of_a_run_not_swapped_is_refused(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.FAILED
     with pytest.raises(UndoRefused, match="it is FAILED"):
-        commands.undo(cfg, rec.id)
+        api.undo(cfg, rec.id)
 
 
 def test_undo_needs_force_when_the_target_got_writes_after_the_swap(cfg, fake):
     run_id = swapped(cfg)
     fake.bulk([{"_index": TARGET, "_id": "new", "_source": {"title": "late"}}])
     with pytest.raises(UndoRefused, match="writes made since then"):
-        commands.undo(cfg, run_id)
+        api.undo(cfg, run_id)
     assert cfg.repo().active_run_for(ALIAS) is None  # the lock was given back
-    rec = commands.undo(cfg, run_id, force=True)
+    rec = api.undo(cfg, run_id, force=True)
     assert rec.state is State.UNDONE
     detail = cfg.repo().events(run_id)[-1].detail
     assert detail["target_count_now"] == detail["target_count_at_swap"] + 1
@@ -221,7 +221,7 @@ def test_rethrottle_changes_the_running_task_and_a_restarted_copy_keeps_it(cfg, 
     driver = copying(cfg, RunOptions(requests_per_second=10))
     run_id, first = driver.record.id, driver.record.task_id
     assert fake.tasks[first].rps == 10
-    out = commands.rethrottle(cfg, run_id, 250.0)  # as from another process
+    out = api.rethrottle(cfg, run_id, 250.0)  # as from another process
     assert out == {"run_id": run_id, "task_id": first, "requests_per_second": 250.0}
     assert fake.tasks[first].rps == 250.0
     assert cfg.repo().get(run_id).options["requests_per_second"] == 250.0
@@ -234,7 +234,7 @@ def test_rethrottle_changes_the_running_task_and_a_restarted_copy_keeps_it(cfg, 
 
 def test_rethrottle_unlimited_is_stored_as_no_rate(cfg, fake):
     driver = copying(cfg, RunOptions(requests_per_second=10))
-    out = commands.rethrottle(cfg, driver.record.id, None)
+    out = api.rethrottle(cfg, driver.record.id, None)
     assert out["requests_per_second"] == "unlimited"
     assert fake.tasks[driver.record.task_id].rps == -1.0
     assert cfg.repo().get(driver.record.id).options["requests_per_second"] is None
@@ -242,16 +242,16 @@ def test_rethrottle_unlimited_is_stored_as_no_rate(cfg, fake):
 
 def test_rethrottle_refusals(cfg, fake):
     with pytest.raises(Exception) as exc:
-        commands.rethrottle(cfg, "nope", 5.0)
+        api.rethrottle(cfg, "nope", 5.0)
     assert exc.value.exit_code == ExitCode.RUN_NOT_FOUND
     run_id = swapped(cfg)
     with pytest.raises(UsageError, match="no running copy: it is SWAPPED"):
-        commands.rethrottle(cfg, run_id, 5.0)
+        api.rethrottle(cfg, run_id, 5.0)
 
 
 def test_rethrottle_refuses_a_recompute_run(cfg, fake):
     repo = cfg.repo()
-    p = commands.plan(cfg, ALIAS, RunOptions())
+    p = api.plan(cfg, ALIAS, RunOptions())
     record = repo.create(
         {
             "id": p.run_id,
@@ -268,7 +268,7 @@ def test_rethrottle_refuses_a_recompute_run(cfg, fake):
     repo.transition(record.id, State.PLANNED, State.TARGET_CREATED, "create_target")
     repo.transition(record.id, State.TARGET_CREATED, State.REINDEXING, "start_copy")
     with pytest.raises(UsageError, match="no _reindex task to rethrottle"):
-        commands.rethrottle(cfg, record.id, 5.0)
+        api.rethrottle(cfg, record.id, 5.0)
     assert "rethrottle" not in fake.call_names()
 
 
@@ -295,7 +295,7 @@ def test_cleanup_keeps_live_foreign_and_newest_deletes_the_rest(cfg, fake):
     targets = [cfg.repo().get(i).target_index for i in ids]
     # A foreign index named like ours, with a copied _meta of one of our runs.
     fake.add_index(f"{ALIAS}-20990101000000", mappings=fake.indices[targets[0]].mappings)
-    dry = commands.cleanup(cfg, ALIAS, keep=1, dry_run=True)
+    dry = api.cleanup(cfg, ALIAS, keep=1, dry_run=True)
     verdicts = {r.index: r.action for r in dry}
     assert verdicts == {
         targets[3]: "keep",  # live
@@ -306,7 +306,7 @@ def test_cleanup_keeps_live_foreign_and_newest_deletes_the_rest(cfg, fake):
     }
     assert SOURCE not in verdicts  # no _meta: never considered
     assert set(fake.indices) >= set(targets)  # dry run deleted nothing
-    done = commands.cleanup(cfg, ALIAS, keep=1)
+    done = api.cleanup(cfg, ALIAS, keep=1)
     assert sorted(r.index for r in done if r.action == "deleted") == sorted(targets[:2])
     assert targets[0] not in fake.indices and targets[1] not in fake.indices
     assert {targets[2], targets[3], SOURCE, f"{ALIAS}-20990101000000"} <= set(fake.indices)
@@ -343,6 +343,6 @@ def test_a_refused_task_result_deletion_is_recorded_not_a_failure(cfg, fake):
 def test_undo_puts_back_only_the_aliases_still_on_the_target(cfg, fake):
     run_id = swapped(cfg)
     fake.update_aliases([{"remove": {"index": TARGET, "alias": "documents-public"}}])
-    assert commands.undo(cfg, run_id).state is State.UNDONE
+    assert api.undo(cfg, run_id).state is State.UNDONE
     assert set(fake.indices[SOURCE].aliases) == {ALIAS}
     assert cfg.repo().events(run_id)[-1].detail["not_on_target"] == ["documents-public"]

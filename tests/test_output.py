@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.store import open_store
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, SOURCE, make_config, make_docs
 
@@ -338,7 +338,7 @@ def test_the_eta_of_a_throttled_sliced_copy_follows_the_throttle():
     then waits 1000 / (300 / 5) = 16.7 s. Seen between bursts, the rate is the throttle's."""
     import io
 
-    from reindex_fsm.reporting import JsonReporter
+    from reindex_fsm.progress import JsonReporter
 
     clock = [0.0]
     out = io.StringIO()
@@ -356,7 +356,7 @@ def test_the_eta_of_a_throttled_sliced_copy_follows_the_throttle():
 def test_no_progress_line_before_the_task_knows_its_total():
     import io
 
-    from reindex_fsm.reporting import LineReporter
+    from reindex_fsm.progress import LineReporter
 
     out = io.StringIO()
     lines = LineReporter(out, every_s=0.0, clock=lambda: 0.0)
@@ -372,7 +372,7 @@ def test_the_progress_bar_fits_in_80_columns():
 
     from rich.console import Console
 
-    from reindex_fsm.reporting import BarReporter
+    from reindex_fsm.progress import BarReporter
 
     clock = [0.0]
     out = io.StringIO()
@@ -390,13 +390,13 @@ def test_the_progress_bar_fits_in_80_columns():
 
 
 def test_history_shows_a_running_runs_stored_progress(cfg, fake):
-    from reindex_fsm import commands
+    from reindex_fsm import api
 
     fake.task_script = TaskScript(stall=True)
     run = Config(state_db=cfg.state_db).repo()
-    opts = commands.RunOptions()
-    p = commands.plan(cfg, ALIAS, opts)
-    record = commands._create_run(run, fake, p, opts)
+    opts = api.RunOptions()
+    p = api.plan(cfg, ALIAS, opts)
+    record = api._create_run(run, fake, p, opts)
     run.checkpoint(record.id, record.state, progress={"total": 2500, "created": 1200})
     table = invoke(cfg, "history").stdout
     assert "1200/2500 copied" in table

@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, SOURCE, TARGET, make_config
 
@@ -25,7 +25,7 @@ def at(point: str, action: Callable[[], None]) -> Callable[[], Crashpoints]:
 
 def start(fake: FakeEngine, state_db: str, point: str, action: Callable[[], None]):
     cfg = make_config(fake, state_db, crash=at(point, action))
-    return commands.start(cfg, ALIAS, RunOptions(verify=True))
+    return api.start(cfg, ALIAS, RunOptions(verify=True))
 
 
 def assert_alias_on_source(fake: FakeEngine, source_docs: dict) -> None:
@@ -35,7 +35,7 @@ def assert_alias_on_source(fake: FakeEngine, source_docs: dict) -> None:
 
 
 def test_the_target_uuid_is_stored_with_the_plan_when_it_is_created(cfg, fake):
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True))
     assert outcome.record.state is State.SWAPPED
     uuid = fake.indices[TARGET].settings["index.uuid"]
     assert outcome.record.plan["target_uuid"] == uuid
@@ -43,9 +43,7 @@ def test_the_target_uuid_is_stored_with_the_plan_when_it_is_created(cfg, fake):
     assert created and created[0].detail == {"target": TARGET}
 
 
-def test_target_deleted_during_the_copy_and_re_created_by_the_engine_fails_the_run(
-    fake, state_db
-):
+def test_target_deleted_during_the_copy_and_re_created_by_the_engine_fails_the_run(fake, state_db):
     """What a real engine does: the copy's next bulk request creates the index again,
     with dynamic mappings and one shard."""
     fake.task_script = TaskScript(docs_per_poll=500)
@@ -96,7 +94,7 @@ def test_resume_of_the_failed_run_does_not_copy_into_the_re_created_index(fake, 
     )
     assert outcome.record.state is State.FAILED
     n_tasks = len(fake.tasks)
-    resumed = commands.resume(make_config(fake, state_db), outcome.record.id)
+    resumed = api.resume(make_config(fake, state_db), outcome.record.id)
     assert resumed.record.state is State.FAILED
     assert f"target {TARGET} was deleted: not copying into it" in resumed.record.error
     assert len(fake.tasks) == n_tasks and ALIAS in fake.indices[SOURCE].aliases
@@ -111,9 +109,7 @@ def _replace_with_a_copy(fake: FakeEngine) -> None:
     fake.indices[TARGET].settings["index.uuid"] = "uuid-someone-elses"
 
 
-def test_target_replaced_between_copy_and_verify_is_neither_verified_nor_swapped(
-    fake, state_db
-):
+def test_target_replaced_between_copy_and_verify_is_neither_verified_nor_swapped(fake, state_db):
     source_docs = dict(fake.indices[SOURCE].docs)
     outcome = start(fake, state_db, "commit.VERIFYING", lambda: _replace_with_a_copy(fake))
     rec = outcome.record
@@ -141,7 +137,7 @@ def test_target_replaced_after_verification_right_before_the_swap_is_not_swapped
 
     monkeypatch.setattr(verify, "run", then_replaced)
     source_docs = dict(fake.indices[SOURCE].docs)
-    outcome = commands.start(make_config(fake, state_db), ALIAS, RunOptions(verify=True))
+    outcome = api.start(make_config(fake, state_db), ALIAS, RunOptions(verify=True))
     rec = outcome.record
     assert rec.state is State.FAILED and rec.failed_from is State.VERIFYING
     assert outcome.exit_code == ExitCode.RUN_FAILED
@@ -199,7 +195,7 @@ def test_operational_settings_and_dynamic_fields_added_on_the_target_do_not_stop
 
     outcome = start(fake, state_db, "commit.VERIFYING", tune)
     assert outcome.record.state is State.SWAPPED, outcome.record.error
-    swap = [e for e in commands.show(make_config(fake, state_db), outcome.record.id)[1]]
+    swap = [e for e in api.show(make_config(fake, state_db), outcome.record.id)[1]]
     assert swap[-1].detail["target"] == f"{TARGET} is this run's, with the planned definition"
 
 

@@ -9,15 +9,15 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 
-from reindex_fsm import commands
+from reindex_fsm import api
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
 from reindex_fsm.engine.base import EngineInfo, NodeDisk
-from reindex_fsm.engine.fake import FakeEngine
 from reindex_fsm.errors import ExitCode, PreflightFailed
 from reindex_fsm.machine import State
+from reindex_fsm.options import RunOptions
 from reindex_fsm.preflight import preflight
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.testing.fake import FakeEngine
 
 from .conftest import ALIAS, SOURCE, db_rows
 
@@ -122,7 +122,7 @@ def test_a_lower_disk_headroom_passes_where_the_default_fails(
     cfg: Config, fake: FakeEngine
 ) -> None:
     small_disk(fake)  # 1.5 GiB usable: 1 GiB x 2 copies fits with headroom 0.7, not 1.2
-    outcome = commands.start(cfg, ALIAS, RunOptions(disk_headroom=0.7))
+    outcome = api.start(cfg, ALIAS, RunOptions(disk_headroom=0.7))
     assert outcome.record.state is State.SWAPPED
 
 

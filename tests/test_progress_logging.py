@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from reindex_fsm import logs
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
 from reindex_fsm.engine.base import TaskStatus
 from reindex_fsm.errors import ExitCode
-from reindex_fsm.reporting import BarReporter, JsonReporter, LineReporter
+from reindex_fsm.progress import BarReporter, JsonReporter, LineReporter
 
 from .conftest import ALIAS
 

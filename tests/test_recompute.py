@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.embedders import hashing
-from reindex_fsm.engine.fake import FakeEngine
 from reindex_fsm.errors import BadInput, EmbedderError, InputError, StaleState
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import FakeEngine
 
 from .conftest import ALIAS, SOURCE, db_rows, make_cluster, make_config
 
@@ -48,7 +48,7 @@ def target_docs(fake: FakeEngine, record: Any) -> dict[str, dict[str, Any]]:
 
 def test_jsonl_run_embeds_every_document_and_swaps(fake: FakeEngine, cfg, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "docs.jsonl", 30)
-    out = commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+    out = api.start(cfg, ALIAS, opts(documents_path=str(path)))
     rec = out.record
     assert rec.state is State.SWAPPED, rec.error
     docs = target_docs(fake, rec)
@@ -58,14 +58,14 @@ def test_jsonl_run_embeds_every_document_and_swaps(fake: FakeEngine, cfg, tmp_pa
     assert docs["j00012"]["n"] == 12 and docs["j00012"]["id"] == "j00012"
     assert list(fake.get_alias(ALIAS)) == [rec.target_index]
     assert rec.progress["indexed"] == 30 and rec.progress["batches"] == 5
-    verified = next(e for e in commands.show(cfg, rec.id)[1] if e.to_state == "SWAPPED")
+    verified = next(e for e in api.show(cfg, rec.id)[1] if e.to_state == "SWAPPED")
     assert verified.detail["expected_count"] == 30
     assert verified.detail["sample_min_cosine"] == pytest.approx(1.0, abs=1e-6)
     assert verified.detail["mapped_dimension"] is None  # a float array has no dimension
 
 
 def test_source_index_run_reads_through_a_point_in_time(fake: FakeEngine, cfg) -> None:
-    out = commands.start(
+    out = api.start(
         cfg, ALIAS, opts(text_field="{title} / {tags}", vector_field="vec", batch_size=300)
     )
     rec = out.record
@@ -83,7 +83,7 @@ def test_source_index_run_reads_through_a_point_in_time(fake: FakeEngine, cfg) -
 
 def test_scroll_where_the_engine_has_no_point_in_time(fake: FakeEngine, cfg) -> None:
     fake.pit_supported = False
-    out = commands.start(cfg, ALIAS, opts(text_field="title", batch_size=300))
+    out = api.start(cfg, ALIAS, opts(text_field="title", batch_size=300))
     assert out.record.state is State.SWAPPED, out.record.error
     assert set(target_docs(fake, out.record)) == set(fake.indices[SOURCE].docs)
 
@@ -93,12 +93,12 @@ def test_vector_mapping_per_engine(fake: FakeEngine, cfg, tmp_path: Path) -> Non
     # OpenSearch without k-NN: a clear error naming the alternatives, nothing written.
     before = fake.snapshot()
     with pytest.raises(BadInput) as err:
-        commands.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=None))
+        api.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=None))
     assert "has no k-NN plugin" in err.value.one_line()
     assert '--vector-mapping \'{"type": "float"}\'' in err.value.one_line()
     assert fake.snapshot() == before
     fake.plugin_names = {"opensearch-knn"}
-    p = commands.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=None))
+    p = api.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=None))
     assert p.mappings["properties"]["embedding"] == {
         "type": "knn_vector",
         "dimension": hashing.DIMENSION,
@@ -106,11 +106,11 @@ def test_vector_mapping_per_engine(fake: FakeEngine, cfg, tmp_path: Path) -> Non
     }
     assert p.settings["index.knn"] == "true"
     given = {"type": "knn_vector", "dimension": hashing.DIMENSION, "method": {"name": "hnsw"}}
-    p = commands.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=given))
+    p = api.plan(cfg, ALIAS, opts(documents_path=str(path), vector_mapping=given))
     assert p.mappings["properties"]["embedding"] == given and p.settings["index.knn"] == "true"
     es = FakeEngine(flavor="elasticsearch", version="8.15.0")
     es.indices = fake.indices
-    p = commands.plan(make_config(es, cfg.state_db), ALIAS, opts(vector_mapping=None))
+    p = api.plan(make_config(es, cfg.state_db), ALIAS, opts(vector_mapping=None))
     assert p.mappings["properties"]["embedding"]["type"] == "dense_vector"
     assert p.mappings["properties"]["embedding"]["dims"] == hashing.DIMENSION
 
@@ -120,7 +120,7 @@ def test_source_vector_of_another_dimension_stops_before_writing(fake: FakeEngin
     props["embedding"] = {"type": "knn_vector", "dimension": 3}
     before, rows = fake.snapshot(), db_rows(cfg.state_db)
     with pytest.raises(BadInput, match="dimension 3"):
-        commands.start(cfg, ALIAS, opts(vector_mapping=None, text_field="title"))
+        api.start(cfg, ALIAS, opts(vector_mapping=None, text_field="title"))
     assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
 
 
@@ -143,7 +143,7 @@ def test_bad_line_names_file_and_line_and_writes_nothing(
     path.write_text("\n".join(lines) + "\n")
     before, rows = fake.snapshot(), db_rows(cfg.state_db)
     with pytest.raises(InputError) as err:
-        commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+        api.start(cfg, ALIAS, opts(documents_path=str(path)))
     assert f"{path}:4: {reason}" in err.value.one_line()
     assert "--skip-invalid" in err.value.one_line()
     assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
@@ -160,7 +160,7 @@ def test_empty_or_unreadable_file(
     if content is not None:
         path.write_text(content)
     with pytest.raises(InputError, match=message):
-        commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+        api.start(cfg, ALIAS, opts(documents_path=str(path)))
     assert db_rows(cfg.state_db)["runs"] == []
 
 
@@ -174,7 +174,7 @@ def test_skip_invalid_sets_lines_aside_and_verification_expects_the_rest(
     lines[15] = json.dumps({"id": "z"})
     path.write_text("\n".join(lines) + "\n")
     skip = tmp_path / "rejects.jsonl"
-    out = commands.start(cfg, ALIAS, opts(documents_path=str(path), skip_invalid=str(skip)))
+    out = api.start(cfg, ALIAS, opts(documents_path=str(path), skip_invalid=str(skip)))
     rec = out.record
     assert rec.state is State.SWAPPED, rec.error
     assert len(target_docs(fake, rec)) == 17
@@ -187,7 +187,7 @@ def test_skip_invalid_sets_lines_aside_and_verification_expects_the_rest(
     ]
     assert rejects[0]["text"] == "{broken"
     assert rec.progress["rejected"] == 3 and rec.progress["indexed"] == 17
-    swapped = next(e for e in commands.show(cfg, rec.id)[1] if e.to_state == "SWAPPED")
+    swapped = next(e for e in api.show(cfg, rec.id)[1] if e.to_state == "SWAPPED")
     assert swapped.detail["expected_count"] == 17 and swapped.detail["rejected"] == 3
 
 
@@ -200,14 +200,14 @@ def test_broken_embedder_is_an_error_before_anything_is_written(
         ("nosuch", "unknown embedder"),
         ("nosuchmodule:fn", "cannot be imported"),
         ("json:nosuchfn", "has no attribute"),
-        ("tests.tests_embedders:raising", "failed on the dimension probe"),
-        ("tests.tests_embedders:wrong_shape", "expected \\(1, d\\)"),
-        ("tests.tests_embedders:nan", "non-finite"),
-        ("tests.tests_embedders:zero", "all-zero"),
-        ("tests.tests_embedders:ints", "not floats"),
+        ("tests.support.embedders:raising", "failed on the dimension probe"),
+        ("tests.support.embedders:wrong_shape", "expected \\(1, d\\)"),
+        ("tests.support.embedders:nan", "non-finite"),
+        ("tests.support.embedders:zero", "all-zero"),
+        ("tests.support.embedders:ints", "not floats"),
     ]:
         with pytest.raises(EmbedderError, match=message):
-            commands.start(cfg, ALIAS, opts(documents_path=str(path), embedder=spec))
+            api.start(cfg, ALIAS, opts(documents_path=str(path), embedder=spec))
     assert fake.snapshot() == before and db_rows(cfg.state_db) == rows
 
 
@@ -215,12 +215,12 @@ def test_embedder_breaking_mid_run_fails_the_run_without_a_swap(
     fake: FakeEngine, cfg, tmp_path: Path
 ) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", 30)
-    out = commands.start(
+    out = api.start(
         cfg,
         ALIAS,
         opts(
             documents_path=str(path),
-            embedder="tests.tests_embedders:nan_after_probe",
+            embedder="tests.support.embedders:nan_after_probe",
             rollback_on_failure=True,
         ),
     )
@@ -232,7 +232,7 @@ def test_embedder_breaking_mid_run_fails_the_run_without_a_swap(
 
 def test_zeros_embedder_only_by_name_with_a_warning(fake: FakeEngine, cfg, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", 5)
-    out = commands.start(cfg, ALIAS, opts(documents_path=str(path), embedder="zeros"))
+    out = api.start(cfg, ALIAS, opts(documents_path=str(path), embedder="zeros"))
     assert out.record.state is State.SWAPPED
     assert all(not any(d["embedding"]) for d in target_docs(fake, out.record).values())
     from reindex_fsm import embedders
@@ -243,8 +243,8 @@ def test_zeros_embedder_only_by_name_with_a_warning(fake: FakeEngine, cfg, tmp_p
 
 def test_module_function_embedder(fake: FakeEngine, cfg, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", 5)
-    out = commands.start(
-        cfg, ALIAS, opts(documents_path=str(path), embedder="tests.tests_embedders:three_d")
+    out = api.start(
+        cfg, ALIAS, opts(documents_path=str(path), embedder="tests.support.embedders:three_d")
     )
     assert out.record.state is State.SWAPPED
     assert target_docs(fake, out.record)["j00001"]["embedding"] == [1.0, 1.0, 1.0]
@@ -295,16 +295,16 @@ def test_resume_after_a_kill_ends_as_an_uninterrupted_run(
 
     clean = FakeEngineWithCluster()  # the reference: uninterrupted, one embedding thread
     one = replace(options, workers=1)
-    ref = commands.start(make_config(clean, f"sqlite:///{tmp_path}/a.db"), ALIAS, one).record
+    ref = api.start(make_config(clean, f"sqlite:///{tmp_path}/a.db"), ALIAS, one).record
 
     fake = FakeEngineWithCluster()
     state_db = f"sqlite:///{tmp_path}/b.db"
     killed = make_config(fake, state_db, crash=lambda: KillAt(*point))
     with pytest.raises(Kill):
-        commands.start(killed, ALIAS, options)
-    (run,) = commands.history(make_config(fake, state_db))
+        api.start(killed, ALIAS, options)
+    (run,) = api.history(make_config(fake, state_db))
     bulks_before = fake.call_names().count("bulk")
-    out = commands.resume(make_config(fake, state_db), run.id)
+    out = api.resume(make_config(fake, state_db), run.id)
     assert out.record.state is State.SWAPPED, out.record.error
     assert fake.indices[out.record.target_index].docs == clean.indices[ref.target_index].docs
     assert out.record.progress["indexed"] == 40  # each batch counted once, across the kill
@@ -333,7 +333,7 @@ def test_abort_while_copying_stops_the_stream(fake: FakeEngine, cfg, tmp_path: P
                     repo.transition(run.id, State.REINDEXING, State.ABORTING, "request_abort")
 
     cfg.crash = AbortAfterTwo
-    out = commands.start(cfg, ALIAS, opts(documents_path=str(path)))
+    out = api.start(cfg, ALIAS, opts(documents_path=str(path)))
     assert out.record.state is State.ABORTING
     with pytest.raises(StaleState):
         repo.checkpoint(out.record.id, State.REINDEXING, progress={})
@@ -349,19 +349,19 @@ def test_elasticsearch_resume_after_the_pit_expired_reads_everything_again(
     state_db = f"sqlite:///{tmp_path}/s.db"
     options = opts(text_field="title", batch_size=500)
     with pytest.raises(Kill):
-        commands.start(
+        api.start(
             make_config(fake, state_db, crash=lambda: KillAt("checkpoint.progress", 2)),
             ALIAS,
             options,
         )
-    (run,) = commands.history(make_config(fake, state_db))
+    (run,) = api.history(make_config(fake, state_db))
     assert run.progress["stripes"][0]["position"]["pit"]
     fake.pits.clear()  # expired while the run was down (a SIGKILL leaves it open till then)
-    out = commands.resume(make_config(fake, state_db), run.id)
+    out = api.resume(make_config(fake, state_db), run.id)
     assert out.record.state is State.SWAPPED, out.record.error
     assert set(target_docs(fake, out.record)) == set(fake.indices[SOURCE].docs)
     assert out.record.progress["indexed"] == len(fake.indices[SOURCE].docs)
-    events = [e.trigger for e in commands.show(make_config(fake, state_db), run.id)[1]]
+    events = [e.trigger for e in api.show(make_config(fake, state_db), run.id)[1]]
     assert "copy_restarted" in events
 
 
@@ -396,7 +396,7 @@ def test_batch_k_plus_1_is_embedded_while_batch_k_is_indexed(tmp_path: Path) -> 
     _embed_started.clear()
     path = write_jsonl(tmp_path / "d.jsonl", 35)  # 5 batches of 7
     with _probe_ok():
-        out = commands.start(
+        out = api.start(
             make_config(fake, f"sqlite:///{tmp_path}/s.db"),
             ALIAS,
             opts(documents_path=str(path), embedder=f"{__name__}:recording_embedder"),
@@ -424,14 +424,14 @@ class _probe_ok:
 def test_a_file_changed_after_planning_is_refused(fake: FakeEngine, cfg, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", 20)
     with pytest.raises(Kill):
-        commands.start(
+        api.start(
             make_config(fake, cfg.state_db, crash=lambda: KillAt("commit.TARGET_CREATED", 1)),
             ALIAS,
             opts(documents_path=str(path), rollback_on_failure=True),
         )
     write_jsonl(path, 20, start=100)  # same size, other documents
-    (run,) = commands.history(cfg)
-    out = commands.resume(cfg, run.id)
+    (run,) = api.history(cfg)
+    out = api.resume(cfg, run.id)
     assert out.record.state is State.ROLLED_BACK
     assert "changed since the run was planned" in out.record.error
     assert list(fake.get_alias(ALIAS)) == [SOURCE] and set(fake.indices) == {SOURCE}
@@ -442,17 +442,15 @@ def test_source_index_documents_without_text(fake: FakeEngine, cfg, tmp_path: Pa
     for doc_id in ("doc-00003", "doc-00700"):
         del docs[doc_id]["title"]
     # Without --skip-invalid: the run fails naming the document; nothing swapped.
-    out = commands.start(cfg, ALIAS, opts(text_field="title", batch_size=500))
+    out = api.start(cfg, ALIAS, opts(text_field="title", batch_size=500))
     assert out.record.state is State.FAILED
     assert f"{SOURCE}/_doc/doc-00003: missing text field 'title'" in out.record.error
     assert list(fake.get_alias(ALIAS)) == [SOURCE]
-    commands.abort(cfg, out.record.id)
+    api.abort(cfg, out.record.id)
     # With it: both set aside, the rest copied, verification expects the source less two.
     skip = tmp_path / "rejects.jsonl"
     skip.write_text("left over from an earlier run\n")
-    out = commands.start(
-        cfg, ALIAS, opts(text_field="title", batch_size=500, skip_invalid=str(skip))
-    )
+    out = api.start(cfg, ALIAS, opts(text_field="title", batch_size=500, skip_invalid=str(skip)))
     assert out.record.state is State.SWAPPED, out.record.error
     assert len(target_docs(fake, out.record)) == len(docs) - 2
     rejects = [json.loads(line) for line in skip.read_text().splitlines()]

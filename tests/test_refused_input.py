@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reindex_fsm import commands
+from reindex_fsm import api
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.errors import EngineError, ExitCode, TargetRefused, UsageError
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
-from reindex_fsm.steps.plan import check_alias_name, name_problem
+from reindex_fsm.options import RunOptions
+from reindex_fsm.steps.planning import check_alias_name, name_problem
 
 from .conftest import ALIAS, SOURCE, TARGET, db_rows
 
@@ -83,7 +83,7 @@ REFUSED = [
         None,
         [*START, "--set", "index.refresh_interval=5"],
         2,
-        'setting index.refresh_interval=5 is not a time value such as 1s or 500ms, or -1',
+        "setting index.refresh_interval=5 is not a time value such as 1s or 500ms, or -1",
     ),
     (
         "final replicas",
@@ -161,19 +161,19 @@ def test_the_library_refuses_the_same_options(cfg, fake):
         (RunOptions(target_index="a,b"), "contains ','"),
     ):
         with pytest.raises(UsageError, match=message):
-            commands.start(cfg, ALIAS, options)
+            api.start(cfg, ALIAS, options)
     with pytest.raises(UsageError, match="not an alias name"):
-        commands.start(cfg, "docu*", RunOptions())
+        api.start(cfg, "docu*", RunOptions())
     assert cfg.repo().list() == [] and fake.leases == {}
     assert fake.call_names(mutating_only=True) == []
 
 
 def test_slices_within_the_bound_and_auto_are_accepted(cfg, fake):
-    assert commands.plan(cfg, ALIAS, RunOptions(slices=12)).reindex
-    assert commands.plan(cfg, ALIAS, RunOptions(slices="auto")).reindex
+    assert api.plan(cfg, ALIAS, RunOptions(slices=12)).reindex
+    assert api.plan(cfg, ALIAS, RunOptions(slices="auto")).reindex
     fake.indices[SOURCE].settings["index.max_slices_per_scroll"] = "5"
     with pytest.raises(UsageError, match="more than 5"):
-        commands.plan(cfg, ALIAS, RunOptions(slices=6))
+        api.plan(cfg, ALIAS, RunOptions(slices=6))
 
 
 def test_final_values_the_copy_overrides_are_checked(cfg, fake):
@@ -183,24 +183,24 @@ def test_final_values_the_copy_overrides_are_checked(cfg, fake):
         ("index.number_of_replicas", ("0", "2", 1)),
     ):
         for value in good:
-            commands.plan(cfg, ALIAS, RunOptions(settings_overrides={key: value}))
+            api.plan(cfg, ALIAS, RunOptions(settings_overrides={key: value}))
     for key, bad in (
         ("index.refresh_interval", ("5", "1.5s", "-5s", "banana", True)),
         ("index.number_of_replicas", ("-1", "a", 1.5, "0-all")),
     ):
         for value in bad:
             with pytest.raises(UsageError, match=f"setting {key}="):
-                commands.plan(cfg, ALIAS, RunOptions(settings_overrides={key: value}))
+                api.plan(cfg, ALIAS, RunOptions(settings_overrides={key: value}))
     # without the bulk-load tuning the create carries them: the engine decides there
     untuned = RunOptions(bulk_tuning=False, settings_overrides={"index.refresh_interval": "5"})
-    commands.plan(cfg, ALIAS, untuned)
+    api.plan(cfg, ALIAS, untuned)
 
 
 def test_a_default_target_name_too_long_is_refused(cfg, fake):
     long_alias = "a" * 250
     fake.indices[SOURCE].aliases[long_alias] = {}
     with pytest.raises(UsageError, match=r"made from the alias.*longer than 255 bytes") as caught:
-        commands.plan(cfg, long_alias, RunOptions())
+        api.plan(cfg, long_alias, RunOptions())
     assert caught.value.hint == "give --target-index NAME"
 
 
@@ -232,9 +232,7 @@ ENGINE_REASONS = [
 
 
 @pytest.mark.parametrize("reason", ENGINE_REASONS)
-def test_target_the_engine_refuses_ends_cancelled_with_the_alias_free(
-    cfg, fake, state_db, reason
-):
+def test_target_the_engine_refuses_ends_cancelled_with_the_alias_free(cfg, fake, state_db, reason):
     _refuse_create(fake, reason)
     result = invoke(cfg, *START, "--set", "index.no_such_setting=1")
     assert result.exit_code == ExitCode.USAGE, result.stderr
@@ -253,7 +251,7 @@ def test_target_the_engine_refuses_ends_cancelled_with_the_alias_free(
     assert writes == ["create_index"]  # its only write, besides taking and giving up the lease
     # nothing to resume; the alias takes a new run at once
     assert invoke(cfg, "resume", run.id).exit_code == ExitCode.USAGE
-    assert commands.start(cfg, ALIAS, RunOptions()).record.state is State.SWAPPED
+    assert api.start(cfg, ALIAS, RunOptions()).record.state is State.SWAPPED
 
 
 def test_target_refused_in_json_mode_is_one_object(cfg, fake):
@@ -266,6 +264,7 @@ def test_target_refused_in_json_mode_is_one_object(cfg, fake):
 
 def test_target_refused_on_resume_of_a_planned_run(cfg, fake):
     """A run killed after it was stored, resumed: the same refusal ends it the same way."""
+
     class Killed(Exception):
         pass
 
@@ -274,11 +273,11 @@ def test_target_refused_on_resume_of_a_planned_run(cfg, fake):
 
     crashing = replace(cfg, crash=lambda: Crashpoints(at="commit.PLANNED", action=kill))
     with pytest.raises(Killed):
-        commands.start(crashing, ALIAS, RunOptions())
+        api.start(crashing, ALIAS, RunOptions())
     (run,) = cfg.repo().list()
     _refuse_create(fake, ENGINE_REASONS[0])
     with pytest.raises(TargetRefused):
-        commands.resume(cfg, run.id)
+        api.resume(cfg, run.id)
     assert cfg.repo().get(run.id).state is State.CANCELLED
     assert fake.leases == {} and cfg.repo().active_run_for(ALIAS) is None
 
@@ -293,7 +292,7 @@ def test_an_already_exists_refusal_is_not_an_option_error(cfg, fake):
         original(index, settings, mappings)
 
     fake.create_index = racing  # type: ignore[method-assign]
-    outcome = commands.start(cfg, ALIAS, RunOptions())
+    outcome = api.start(cfg, ALIAS, RunOptions())
     assert outcome.record.state is State.FAILED
     assert outcome.record.error_kind == "EngineError"
 

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from reindex_fsm import report
+from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
-from reindex_fsm.commands import Config
-from reindex_fsm.engine.fake import TaskScript
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
 from reindex_fsm.store import EventRecord, RunRecord, open_store
+from reindex_fsm.testing.fake import TaskScript
 
 from .conftest import ALIAS, NOW, db_rows
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from reindex_fsm import commands
-from reindex_fsm.engine.fake import TaskScript
+from reindex_fsm import api
 from reindex_fsm.errors import ExitCode, SourceGone, UndoRefused
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import TaskScript
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, db_rows
 from .test_cli import invoke
@@ -19,7 +19,7 @@ from .test_cli import invoke
 
 def failed_copy(cfg, fake, **options) -> str:
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions(**options)).record
+    rec = api.start(cfg, ALIAS, RunOptions(**options)).record
     assert rec.state is State.FAILED and TARGET in fake.indices
     fake.task_script = TaskScript()
     return rec.id
@@ -61,11 +61,11 @@ def test_source_deleted_resume_refused_abort_finishes(cfg, fake, state_db):
     fake.delete_index(SOURCE)
     before, rows = fake.snapshot(), db_rows(state_db)
     with pytest.raises(SourceGone, match="no longer exists") as refused:
-        commands.resume(cfg, run_id)
+        api.resume(cfg, run_id)
     assert refused.value.exit_code == ExitCode.RUN_FAILED
     assert f"reindex-fsm abort {run_id}" in refused.value.one_line()
     assert fake.snapshot() == before and db_rows(state_db)["runs"] == rows["runs"]
-    outcome = commands.abort(cfg, run_id)
+    outcome = api.abort(cfg, run_id)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
     assert TARGET not in fake.indices and SOURCE not in fake.indices
     assert fake.get_alias(ALIAS) == {}
@@ -84,8 +84,8 @@ def test_a_source_made_again_is_not_touched(cfg, fake, legacy):
     fake.indices[SOURCE].settings["index.creation_date"] = str(int(NOW.timestamp() * 1000) + 1)
     fake.add_write_block(SOURCE)
     with pytest.raises(SourceGone, match="created again"):
-        commands.resume(cfg, run_id)
-    assert commands.abort(cfg, run_id).record.state is State.ROLLED_BACK
+        api.resume(cfg, run_id)
+    assert api.abort(cfg, run_id).record.state is State.ROLLED_BACK
     new = fake.indices[SOURCE]
     assert new.aliases == {"someone-elses": {}} and fake.write_blocked(SOURCE)
     assert new.docs == {"x": {"title": "new"}} and TARGET not in fake.indices
@@ -98,7 +98,7 @@ def test_a_source_made_again_is_not_touched(cfg, fake, legacy):
 def test_a_target_someone_put_an_alias_on_is_not_deleted(cfg, fake):
     run_id = failed_copy(cfg, fake)
     fake.update_aliases([{"add": {"index": TARGET, "alias": "pinned"}}])
-    assert commands.abort(cfg, run_id).record.state is State.ROLLED_BACK
+    assert api.abort(cfg, run_id).record.state is State.ROLLED_BACK
     assert TARGET in fake.indices and fake.indices[TARGET].aliases == {"pinned": {}}
     assert "in use, left" in rollback_detail(cfg, run_id)["target"]
     assert ALIAS in fake.indices[SOURCE].aliases
@@ -107,11 +107,11 @@ def test_a_target_someone_put_an_alias_on_is_not_deleted(cfg, fake):
 def test_undo_never_moves_the_alias_to_an_index_made_again_under_the_previous_name(
     cfg, fake, state_db
 ):
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.SWAPPED
     fake.delete_index(SOURCE)
     fake.add_index(SOURCE, {"x": {"title": "someone else's"}})
     before, rows = fake.snapshot(), db_rows(state_db)
     with pytest.raises(UndoRefused, match="previous index documents-v1 was deleted and created"):
-        commands.undo(cfg, rec.id)
+        api.undo(cfg, rec.id)
     assert fake.snapshot() == before and db_rows(state_db) == rows

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.engine.base import opaque_id_for
-from reindex_fsm.engine.fake import TaskScript
 from reindex_fsm.errors import (
     EngineError,
     EngineUnreachable,
@@ -17,7 +16,8 @@ from reindex_fsm.errors import (
     TargetRefused,
 )
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import TaskScript
 
 from .conftest import ALIAS, N_DOCS, SOURCE, STORES, TARGET
 
@@ -145,7 +145,7 @@ def events(cfg, run_id):
 @pytest.mark.parametrize("state_db", STORES, indirect=True)
 def test_full_run_swaps_with_exact_engine_calls(cfg, fake):
     before = fake.snapshot()[SOURCE]
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True))
     rec = outcome.record
     assert rec.state is State.SWAPPED and outcome.exit_code == ExitCode.OK
     assert fake.call_names() == PLAN_CALLS + run_calls(polls=3)
@@ -168,7 +168,7 @@ def test_full_run_swaps_with_exact_engine_calls(cfg, fake):
 
 
 def test_reindex_request_carries_run_id_and_create_op(cfg, fake):
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     (task,) = fake.tasks.values()
     assert task.request.opaque_id == opaque_id_for(rec.id)
     assert task.request.op_type == "create" and task.request.conflicts == "abort"
@@ -180,7 +180,7 @@ def test_target_settings_and_mappings_copied_with_overrides(cfg, fake):
         settings_overrides={"index.number_of_shards": 5, "index.refresh_interval": None},
         mappings_override={"properties": {"tags": {"type": "text"}}},
     )
-    rec = commands.start(cfg, ALIAS, opts).record
+    rec = api.start(cfg, ALIAS, opts).record
     target = fake.indices[TARGET]
     assert target.settings["index.number_of_shards"] == 5
     assert "index.refresh_interval" not in target.settings
@@ -198,7 +198,7 @@ def test_target_settings_and_mappings_copied_with_overrides(cfg, fake):
 
 
 def test_swap_is_one_atomic_request_with_must_exist(cfg, fake):
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     actions = rec.plan["alias_actions"]
     assert [next(iter(a)) for a in actions] == ["remove", "remove", "add", "add"]
     assert all(a["remove"]["must_exist"] for a in actions[:2])
@@ -211,7 +211,7 @@ def test_must_exist_left_out_on_old_opensearch(cfg, fake):
     from reindex_fsm.engine.base import EngineInfo
 
     fake._info = EngineInfo("opensearch", "2.11.0")
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.SWAPPED
     assert not any("must_exist" in a.get("remove", {}) for a in rec.plan["alias_actions"])
 
@@ -228,7 +228,7 @@ def test_verification_failure_rolls_back(cfg, fake):
 
     fake.refresh = lossy_refresh
     before = fake.snapshot()
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True, rollback_on_failure=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True, rollback_on_failure=True))
     rec = outcome.record
     assert rec.state is State.ROLLED_BACK
     assert outcome.exit_code == ExitCode.VERIFICATION_FAILED
@@ -266,7 +266,7 @@ def test_verification_failure_rolls_back(cfg, fake):
 
 def test_failure_without_rollback_keeps_target_and_alias(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True))
     rec = outcome.record
     assert rec.state is State.FAILED and outcome.exit_code == ExitCode.RUN_FAILED
     assert rec.failed_from is State.REINDEXING
@@ -278,8 +278,8 @@ def test_failure_without_rollback_keeps_target_and_alias(cfg, fake):
 
 def test_failed_run_can_be_aborted(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
-    outcome = commands.abort(cfg, rec.id)
+    rec = api.start(cfg, ALIAS, RunOptions()).record
+    outcome = api.abort(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK
     assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
     assert cfg.repo().active_run_for(ALIAS) is None
@@ -287,9 +287,9 @@ def test_failed_run_can_be_aborted(cfg, fake):
 
 def test_failed_run_retried_by_resume(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True, keep_block_on_failure=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True, keep_block_on_failure=True)).record
     fake.task_script = TaskScript()
-    outcome = commands.resume(cfg, rec.id)
+    outcome = api.resume(cfg, rec.id)
     assert outcome.record.state is State.SWAPPED
     assert outcome.record.error is None
     assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
@@ -302,10 +302,10 @@ def test_failed_run_with_rollback_pending_rolls_back_on_resume(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
     fake.fail_on("delete_index", error=EngineUnreachable(fake.url, "connection refused"))
     with pytest.raises(EngineUnreachable):
-        commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+        api.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
     (rec,) = cfg.repo().list()
     assert rec.state is State.FAILED
-    outcome = commands.resume(cfg, rec.id)
+    outcome = api.resume(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK
     assert TARGET not in fake.indices
 
@@ -320,7 +320,7 @@ def test_vanished_task_is_copied_again_and_verified(cfg, fake):
         return task_id
 
     fake.start_reindex = start_reindex
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.SWAPPED
     assert rec.copy_attempts == 2
     first_task, second_task = fake.tasks.values()
@@ -335,11 +335,11 @@ def test_abort_during_reindexing_cancels_and_rolls_back(cfg, fake):
     fake.task_script = TaskScript(stall=True)
     fake.fail_on("get_task", nth=2, error=KeyboardInterrupt())  # the operator hits Ctrl-C
     with pytest.raises(KeyboardInterrupt):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
     assert rec.state is State.REINDEXING
     before_abort = len(fake.calls)
-    outcome = commands.abort(cfg, rec.id)
+    outcome = api.abort(cfg, rec.id)
     assert outcome.record.state is State.ROLLED_BACK and outcome.exit_code == ExitCode.OK
     assert [c.method for c in fake.calls[before_abort:]] == ABORT_CALLS
     assert TARGET not in fake.indices and ALIAS in fake.indices[SOURCE].aliases
@@ -348,20 +348,20 @@ def test_abort_during_reindexing_cancels_and_rolls_back(cfg, fake):
 def test_abort_of_planned_run_cancels(cfg, fake):
     fake.fail_on("create_index", error=EngineUnreachable(fake.url, "connection refused"))
     with pytest.raises(EngineUnreachable):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
     assert rec.state is State.PLANNED
-    assert commands.abort(cfg, rec.id).record.state is State.CANCELLED
+    assert api.abort(cfg, rec.id).record.state is State.CANCELLED
 
 
 def test_unreachable_engine_mid_run_leaves_state_and_resume_finishes(cfg, fake):
     fake.fail_on("get_task", nth=2, error=EngineUnreachable(fake.url, "connection refused"))
     with pytest.raises(EngineUnreachable):
-        commands.start(cfg, ALIAS, RunOptions(verify=True))
+        api.start(cfg, ALIAS, RunOptions(verify=True))
     (rec,) = cfg.repo().list()
     assert rec.state is State.REINDEXING and rec.task_id
     assert rec.progress["created"] == 1000
-    outcome = commands.resume(cfg, rec.id)
+    outcome = api.resume(cfg, rec.id)
     assert outcome.record.state is State.SWAPPED
     assert len(fake.tasks) == 1  # the running task was followed, not restarted
 
@@ -373,7 +373,7 @@ def test_engine_refusal_at_create_ends_the_run_cancelled_with_reason(cfg, fake):
         "create_index", error=EngineError("illegal_argument_exception: bad analyzer", status=400)
     )
     with pytest.raises(TargetRefused) as refused:
-        commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
+        api.start(cfg, ALIAS, RunOptions(rollback_on_failure=True))
     assert refused.value.exit_code == ExitCode.USAGE
     (run,) = cfg.repo().list()
     assert run.state is State.CANCELLED
@@ -382,41 +382,41 @@ def test_engine_refusal_at_create_ends_the_run_cancelled_with_reason(cfg, fake):
 
 def test_foreign_index_at_target_name_when_creating(cfg, fake):
     """Someone created the target name between plan and create: never delete it."""
-    p = commands.plan(cfg, ALIAS, RunOptions())
+    p = api.plan(cfg, ALIAS, RunOptions())
     fake.add_index(p.target_index, {"x": {"y": 1}})
-    outcome = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True), planned=p)
+    outcome = api.start(cfg, ALIAS, RunOptions(rollback_on_failure=True), planned=p)
     assert outcome.record.state is State.ROLLED_BACK
     assert "outside reindex-fsm" in outcome.record.error
     assert fake.indices[p.target_index].docs == {"x": {"y": 1}}  # left alone
 
 
 def test_resume_of_finished_run_is_refused(cfg):
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     with pytest.raises(RunFinished):
-        commands.resume(cfg, rec.id)
+        api.resume(cfg, rec.id)
 
 
 def test_swap_already_done_is_recognised_on_resume(cfg, fake):
     # the first refresh is the source's, under the write block; the second the target's
     fake.fail_on("refresh", nth=2, error=EngineUnreachable(fake.url, "timeout"))
     with pytest.raises(EngineUnreachable):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
     assert rec.state is State.VERIFYING
     fake.update_aliases(rec.plan["alias_actions"])  # as if the swap ran, then the process died
     n = len(fake.calls)
-    assert commands.resume(cfg, rec.id).record.state is State.SWAPPED
+    assert api.resume(cfg, rec.id).record.state is State.SWAPPED
     assert "update_aliases" not in [c.method for c in fake.calls[n:]]
 
 
 def test_abort_after_unrecorded_swap_records_it_and_keeps_the_live_target(cfg, fake):
     fake.fail_on("refresh", nth=2, error=EngineUnreachable(fake.url, "timeout"))
     with pytest.raises(EngineUnreachable):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
     fake.update_aliases(rec.plan["alias_actions"])  # the swap, made by hand here
     with pytest.raises(SwappedNotRolledBack, match="was not rolled back"):
-        commands.abort(cfg, rec.id)
+        api.abort(cfg, rec.id)
     assert cfg.repo().get(rec.id).state is State.SWAPPED
     assert set(fake.indices[TARGET].aliases) == {ALIAS, "documents-public"}
     assert fake.indices[SOURCE].aliases == {}
@@ -425,7 +425,7 @@ def test_abort_after_unrecorded_swap_records_it_and_keeps_the_live_target(cfg, f
 
 def test_polling_backs_off_without_real_time(cfg, fake):
     fake.task_script = TaskScript(docs_per_poll=100)
-    commands.start(cfg, ALIAS, RunOptions())
+    api.start(cfg, ALIAS, RunOptions())
     sleeps = cfg.sleep.__self__.sleeps
     assert len(sleeps) == N_DOCS // 100 - 1
     assert sleeps[0] == 0.5 and max(sleeps) == 2.0
@@ -441,7 +441,7 @@ def test_bulk_load_tuning_during_copy_and_restored_before_verify(cfg, fake):
         return original(request)
 
     fake.start_reindex = start_reindex
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert seen["index.number_of_replicas"] == "0" and seen["index.refresh_interval"] == "-1"
     final = fake.indices[TARGET].settings
     assert final["index.number_of_replicas"] == "1" and final["index.refresh_interval"] == "5s"
@@ -454,11 +454,11 @@ def test_bulk_load_tuning_during_copy_and_restored_before_verify(cfg, fake):
 
 def test_bulk_load_tuning_resets_unset_refresh_to_default_and_can_be_off(cfg, fake):
     del fake.indices[SOURCE].settings["index.refresh_interval"]
-    commands.start(cfg, ALIAS, RunOptions(settings_overrides={"index.number_of_replicas": 2}))
+    api.start(cfg, ALIAS, RunOptions(settings_overrides={"index.number_of_replicas": 2}))
     final = fake.indices[TARGET].settings
     assert "index.refresh_interval" not in final and final["index.number_of_replicas"] == 2
     fake.add_index("other-v1", {"a": {"x": 1}}, aliases={"other": {}})
-    rec = commands.start(cfg, "other", RunOptions(bulk_tuning=False)).record
+    rec = api.start(cfg, "other", RunOptions(bulk_tuning=False)).record
     assert rec.plan["copy_settings"] == {}
     assert "put_settings" not in fake.call_names()[-8:]
 
@@ -478,10 +478,10 @@ def test_abort_from_another_process_while_copying(cfg, fake):
     def sleep_then_abort(seconds):  # between two polls, an operator aborts elsewhere
         if not aborted:
             (rec,) = cfg.repo().list()
-            aborted["outcome"] = commands.abort(_other_process(cfg, fake), rec.id)
+            aborted["outcome"] = api.abort(_other_process(cfg, fake), rec.id)
 
     cfg.sleep = sleep_then_abort
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True))
     assert aborted["outcome"].record.state is State.ROLLED_BACK
     assert aborted["outcome"].exit_code == ExitCode.OK
     assert outcome.record.state is State.ROLLED_BACK  # the driver reports the abort...
@@ -511,16 +511,16 @@ def test_driver_waits_for_an_abort_in_progress_and_resume_finishes_it(cfg, fake)
             other = _other_process(cfg, fake)
             other.crash = lambda: Crashpoints("commit.ABORTING", die)
             with pytest.raises(Died):  # the aborting process dies right after its intent
-                commands.abort(other, rec.id)
+                api.abort(other, rec.id)
         cfg.clock.sleep(seconds)
 
     from reindex_fsm.crashpoints import Crashpoints
 
     cfg.sleep = sleep_then_half_abort
-    outcome = commands.start(cfg, ALIAS, RunOptions())
+    outcome = api.start(cfg, ALIAS, RunOptions())
     assert outcome.record.state is State.ABORTING  # waited, bounded, then reported it
     assert ALIAS in fake.indices[SOURCE].aliases
-    resumed = commands.resume(_other_process(cfg, fake), outcome.record.id)
+    resumed = api.resume(_other_process(cfg, fake), outcome.record.id)
     assert resumed.record.state is State.ROLLED_BACK
     assert TARGET not in fake.indices
 
@@ -530,7 +530,7 @@ def test_swap_racing_a_rollback_cannot_take_the_alias_away(cfg, fake):
     fake.fail_on("refresh", error=EngineUnreachable(fake.url, "timeout"))
     before = fake.snapshot()
     with pytest.raises(EngineUnreachable):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
     original_delete = fake.delete_index
 
@@ -539,18 +539,18 @@ def test_swap_racing_a_rollback_cannot_take_the_alias_away(cfg, fake):
         original_delete(index)  # ...and the aliases go with the deleted target
 
     fake.delete_index = delete_after_a_racing_swap
-    assert commands.abort(cfg, rec.id).record.state is State.ROLLED_BACK
+    assert api.abort(cfg, rec.id).record.state is State.ROLLED_BACK
     assert fake.snapshot() == before
 
 
 def test_copy_never_writes_into_a_target_that_is_gone(cfg, fake):
     fake.task_script = TaskScript(fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.FAILED
     fake.task_script = TaskScript()
     fake.delete_index(TARGET)  # someone cleaned up by hand
     n_tasks = len(fake.tasks)
-    outcome = commands.resume(cfg, rec.id)
+    outcome = api.resume(cfg, rec.id)
     assert outcome.record.state is State.FAILED
     assert f"target {TARGET} was deleted: not copying into it" in outcome.record.error
     assert len(fake.tasks) == n_tasks and TARGET not in fake.indices

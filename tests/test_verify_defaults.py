@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.cli import cli
-from reindex_fsm.engine.fake import FakeEngine
 from reindex_fsm.errors import ExitCode, UsageError
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import FakeEngine
 
 from .conftest import ALIAS, N_DOCS, SOURCE, TARGET, db_rows, make_config
 
@@ -52,7 +52,7 @@ def drop_from_copies(fake: FakeEngine, every: int) -> None:
 
 def test_count_verification_is_on_by_default(cfg, fake):
     drop_from_copies(fake, every=20)  # 5% missing: not a shrink, a difference
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.FAILED and rec.error_kind == "VerificationFailed", rec.error
     assert f"had {N_DOCS}" in rec.error
     assert list(fake.get_alias(ALIAS)) == [SOURCE]
@@ -60,14 +60,14 @@ def test_count_verification_is_on_by_default(cfg, fake):
 
 def test_without_verification_a_small_difference_is_swapped(cfg, fake):
     drop_from_copies(fake, every=20)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=False)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=False)).record
     assert rec.state is State.SWAPPED, rec.error
     assert rec.target_count == N_DOCS - N_DOCS // 20
 
 
 def test_a_much_smaller_copy_is_not_swapped_even_without_verification(cfg, fake):
     drop_from_copies(fake, every=2)  # half the documents
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=False)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=False)).record
     assert rec.state is State.FAILED and rec.error_kind == "VerificationFailed"
     assert "much smaller than its source" in rec.error and "50.0%" in rec.error
     assert f"`reindex-fsm abort {rec.id}`, then start again with --allow-shrink" in rec.error
@@ -76,7 +76,7 @@ def test_a_much_smaller_copy_is_not_swapped_even_without_verification(cfg, fake)
 
 def test_allow_shrink_swaps_a_much_smaller_copy(cfg, fake):
     drop_from_copies(fake, every=2)
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=False, allow_shrink=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=False, allow_shrink=True)).record
     assert rec.state is State.SWAPPED, rec.error
     assert list(fake.get_alias(ALIAS)) == [TARGET]
 
@@ -87,7 +87,7 @@ def test_a_recompute_from_a_small_file_is_refused_before_anything_is_written(
     path = write_jsonl(tmp_path / "docs.jsonl", 21)
     before, rows = fake.snapshot(), db_rows(state_db)
     with pytest.raises(UsageError, match="much smaller than its source") as info:
-        commands.start(cfg, ALIAS, recompute(path))
+        api.start(cfg, ALIAS, recompute(path))
     assert info.value.exit_code == ExitCode.USAGE
     assert "would hold 21 documents, 0.8% of the 2500" in str(info.value)
     assert "--allow-shrink" in info.value.one_line()
@@ -98,17 +98,17 @@ def test_a_recompute_from_a_small_file_is_refused_before_anything_is_written(
 def test_allow_shrink_swaps_a_recompute_from_a_small_file_and_the_plan_says_so(cfg, fake, tmp_path):
     path = write_jsonl(tmp_path / "docs.jsonl", 21)
     options = recompute(path, allow_shrink=True)
-    steps = commands.describe(commands.plan(cfg, ALIAS, options), options)
+    steps = api.describe(api.plan(cfg, ALIAS, options), options)
     (verify_step,) = [s for s in steps if s["step"] == "verify"]
     assert "will hold 21 documents" in verify_step["shrink"]
     assert "allowed by --allow-shrink" in verify_step["shrink"]
-    planned = commands.plan(cfg, ALIAS, options)
+    planned = api.plan(cfg, ALIAS, options)
     assert planned.shrink == verify_step["shrink"]
     from reindex_fsm import render  # the confirmation's lines
 
     (warning,) = [w for w in render.confirmation(planned, options) if "--allow-shrink" in w]
     assert "will hold 21 documents, 0.8% of the 2500" in warning
-    rec = commands.start(cfg, ALIAS, options).record
+    rec = api.start(cfg, ALIAS, options).record
     assert rec.state is State.SWAPPED, rec.error
     assert rec.target_count == 21
 
@@ -169,8 +169,8 @@ def test_the_confirmation_says_verification_is_off(cfg):
     from reindex_fsm import render
 
     options = RunOptions(verify=False)
-    lines = render.confirmation(commands.plan(cfg, ALIAS, options), options)
+    lines = render.confirmation(api.plan(cfg, ALIAS, options), options)
     assert any("verification is OFF" in line for line in lines)
     options = RunOptions()
-    lines = render.confirmation(commands.plan(cfg, ALIAS, options), options)
+    lines = render.confirmation(api.plan(cfg, ALIAS, options), options)
     assert not any(line.startswith("warning:") for line in lines)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import commands
-from reindex_fsm.engine.fake import FakeEngine, TaskScript
+from reindex_fsm import api
 from reindex_fsm.errors import EngineError, ExitCode, UsageError
 from reindex_fsm.machine import State
-from reindex_fsm.runplan import RunOptions
+from reindex_fsm.options import RunOptions
+from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, N_DOCS, NOW, SOURCE, SOURCE_MAPPINGS, TARGET, db_rows, make_config
 
@@ -80,7 +80,7 @@ class Writer:
 def test_block_refuses_writes_during_the_copy_and_lifts_on_swap(cfg, fake):
     fake.task_script = TaskScript(docs_per_poll=500)
     writer = Writer(fake)
-    outcome = commands.start(cfg, ALIAS, RunOptions(verify=True))
+    outcome = api.start(cfg, ALIAS, RunOptions(verify=True))
     rec = outcome.record
     assert rec.state is State.SWAPPED
     assert writer.refused > 0 and not writer.acked  # every write came during the block
@@ -92,9 +92,9 @@ def test_block_refuses_writes_during_the_copy_and_lifts_on_swap(cfg, fake):
 
 def test_count_verified_against_the_source_as_blocked_not_as_planned(cfg, fake):
     """Writes between the plan and the block are in the copy and in the count."""
-    planned = commands.plan(cfg, ALIAS, RunOptions(verify=True))
+    planned = api.plan(cfg, ALIAS, RunOptions(verify=True))
     fake.write(ALIAS, "late", {"title": "written after the plan"})
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True), planned=planned).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True), planned=planned).record
     assert rec.state is State.SWAPPED, rec.error
     assert rec.source_count == rec.target_count == planned.source_count + 1
     assert "late" in fake.indices[TARGET].docs
@@ -104,21 +104,21 @@ def test_abort_lifts_the_block(cfg, fake):
     fake.task_script = TaskScript(stall=True)
     fake.fail_on("get_task", nth=2, error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        commands.start(cfg, ALIAS, RunOptions())
+        api.start(cfg, ALIAS, RunOptions())
     (rec,) = cfg.repo().list()
     assert fake.write_blocked(SOURCE) and rec.write_policy["blocked"]
-    assert commands.abort(cfg, rec.id).record.state is State.ROLLED_BACK
+    assert api.abort(cfg, rec.id).record.state is State.ROLLED_BACK
     assert not fake.write_blocked(SOURCE)
 
 
 def test_keep_block_on_failure_keeps_it_until_resumed_or_aborted(cfg, fake):
     fake.task_script = TaskScript(docs_per_poll=500, fail_after_polls=1)
-    rec = commands.start(cfg, ALIAS, RunOptions(keep_block_on_failure=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(keep_block_on_failure=True)).record
     assert rec.state is State.FAILED
     assert fake.write_blocked(SOURCE)  # asked for: a retry copies from a static source
     assert rec.write_policy["blocked"] is True and "resync" not in rec.write_policy
     fake.task_script = TaskScript(docs_per_poll=500)
-    assert commands.resume(cfg, rec.id).record.state is State.SWAPPED
+    assert api.resume(cfg, rec.id).record.state is State.SWAPPED
     assert not fake.write_blocked(SOURCE)
 
 
@@ -127,7 +127,7 @@ def test_a_failed_run_releases_the_block_and_resume_copies_what_changed(cfg, fak
     (new documents, updates of copied ones, deletes of copied ones); the resume blocks
     again, copies the source again over the target and deletes what was deleted."""
     fake.task_script = TaskScript(docs_per_poll=500, fail_after_polls=2)
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.FAILED and rec.failed_from is State.REINDEXING
     assert not fake.write_blocked(SOURCE)
     wp = rec.write_policy
@@ -142,7 +142,7 @@ def test_a_failed_run_releases_the_block_and_resume_copies_what_changed(cfg, fak
     for doc_id, source in written.items():
         fake.write(ALIAS, doc_id, source)  # acknowledged: the block is off
     fake.task_script = TaskScript(docs_per_poll=500)
-    rec = commands.resume(cfg, rec.id).record
+    rec = api.resume(cfg, rec.id).record
     assert rec.state is State.SWAPPED, rec.error
     target = fake.indices[TARGET].docs
     assert target == fake.indices[SOURCE].docs
@@ -161,11 +161,11 @@ def test_a_failed_run_releases_the_block_and_resume_copies_what_changed(cfg, fak
 
 def test_a_run_failed_before_its_copy_releases_the_block(cfg, fake):
     fake.fail_on("start_reindex", error=EngineError("injected", status=400))
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.FAILED and rec.failed_from is State.TARGET_CREATED
     assert not fake.write_blocked(SOURCE)
     assert rec.write_policy["resync"] is True  # the copy had been asked for: it may have run
-    rec = commands.resume(cfg, rec.id).record
+    rec = api.resume(cfg, rec.id).record
     assert rec.state is State.SWAPPED, rec.error
     assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
     assert not fake.write_blocked(SOURCE)
@@ -184,12 +184,12 @@ def test_a_failed_verification_releases_the_block_and_resume_verifies_the_change
         return original(index)
 
     fake.count = count  # type: ignore[method-assign]
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.FAILED and rec.failed_from is State.VERIFYING, rec.error
     assert not fake.write_blocked(SOURCE)
     fake.write(ALIAS, "doc-00007", {"title": "changed while failed"})
     fake.write(ALIAS, "doc-00008", None)
-    rec = commands.resume(cfg, rec.id).record
+    rec = api.resume(cfg, rec.id).record
     assert rec.state is State.SWAPPED, rec.error
     assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
     assert rec.source_count == rec.target_count == N_DOCS - 1
@@ -197,7 +197,7 @@ def test_a_failed_verification_releases_the_block_and_resume_verifies_the_change
 
 def test_a_block_that_was_there_before_the_run_stays(cfg, fake):
     fake.indices[SOURCE].settings["index.blocks.write"] = "true"
-    rec = commands.start(cfg, ALIAS, RunOptions(verify=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.SWAPPED
     assert rec.write_policy["pre_existing"] is True
     assert fake.write_blocked(SOURCE)
@@ -208,7 +208,7 @@ def test_a_block_that_was_there_before_the_run_stays(cfg, fake):
 def test_rollback_lifts_the_block(cfg, fake):
     fake.task_script = TaskScript(docs_per_poll=500, fail_after_polls=1)
     before = fake.snapshot()
-    rec = commands.start(cfg, ALIAS, RunOptions(rollback_on_failure=True)).record
+    rec = api.start(cfg, ALIAS, RunOptions(rollback_on_failure=True)).record
     assert rec.state is State.ROLLED_BACK
     assert fake.snapshot() == before
 
@@ -220,7 +220,7 @@ def test_catch_up_copies_writes_made_during_the_copy(cfg, fake):
     with_since_field(fake)
     fake.task_script = TaskScript(docs_per_poll=400)
     writer = Writer(fake)
-    rec = commands.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    rec = api.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
     assert rec.state is State.SWAPPED, rec.error
     writer.assert_nothing_lost()
     assert len(writer.acked) > 10  # writes went on during the main copy
@@ -240,7 +240,7 @@ def test_catch_up_stops_when_the_delta_no_longer_shrinks(cfg, fake):
     with_since_field(fake)
     fake.task_script = TaskScript(docs_per_poll=5000)  # every pass ends at its first poll
     Writer(fake, per_poll=3)  # the same number of writes during every pass
-    rec = commands.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    rec = api.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
     assert rec.state is State.SWAPPED, rec.error
     passes = rec.write_policy["passes"]
     assert len(passes) <= 3 and passes[-1]["final"]
@@ -265,7 +265,7 @@ def test_unusable_catch_up_options_are_refused_before_anything_is_written(
     with_since_field(fake)
     before, rows = fake.snapshot(), db_rows(state_db)
     with pytest.raises(UsageError, match=message) as info:
-        commands.start(cfg, ALIAS, RunOptions(**options))
+        api.start(cfg, ALIAS, RunOptions(**options))
     assert info.value.exit_code == ExitCode.USAGE
     assert fake.snapshot() == before and db_rows(state_db) == rows
     assert fake.call_names(mutating_only=True) == []
@@ -287,11 +287,11 @@ def test_catch_up_resumes_a_pass_after_a_crash(fake, state_db):
     writer = Writer(fake)
     first = make_config(fake, state_db, crash=lambda: Crashpoints("catch_up.pass_started#2", die))
     with pytest.raises(Died):
-        commands.start(first, ALIAS, RunOptions(**CATCH_UP))
+        api.start(first, ALIAS, RunOptions(**CATCH_UP))
     again = make_config(fake, state_db)
     (rec,) = again.repo().list()
     assert rec.state is State.REINDEXING
-    rec = commands.resume(again, rec.id).record
+    rec = api.resume(again, rec.id).record
     assert rec.state is State.SWAPPED, rec.error
     writer.assert_nothing_lost()
     assert not fake.write_blocked(SOURCE)
@@ -349,12 +349,12 @@ def test_copy_set_wins_over_the_tuning_and_final_values_come_back(cfg, fake):
         settings_overrides={"index.refresh_interval": "3s"},
         copy_settings_overrides={"index.refresh_interval": "30s"},
     )
-    plan = commands.plan(cfg, ALIAS, options)
+    plan = api.plan(cfg, ALIAS, options)
     assert plan.copy_settings == {
         "index.number_of_replicas": "0",
         "index.refresh_interval": "30s",
     }
-    rec = commands.start(cfg, ALIAS, options, planned=plan).record
+    rec = api.start(cfg, ALIAS, options, planned=plan).record
     assert rec.state is State.SWAPPED
     settings = fake.indices[TARGET].settings
     assert settings["index.refresh_interval"] == "3s"
@@ -387,11 +387,11 @@ def test_a_catch_up_pass_that_failed_once_is_redone_on_resume(cfg, fake):
     with_since_field(fake)
     started = _fail_task_number(fake, failing={2})  # the main copy works, pass 1 fails
     writer = Writer(fake)
-    rec = commands.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    rec = api.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
     assert rec.state is State.FAILED and "catch-up pass 1" in rec.error
     assert rec.write_policy["passes"][-1]["failed"]
     main_copies = [c for c in fake.calls if c.method == "start_reindex" and c.args[2] == "create"]
-    rec = commands.resume(cfg, rec.id).record
+    rec = api.resume(cfg, rec.id).record
     assert rec.state is State.SWAPPED, rec.error
     again = [c for c in fake.calls if c.method == "start_reindex" and c.args[2] == "create"]
     assert again == main_copies  # the finished main copy was not started again
@@ -419,11 +419,11 @@ def test_an_abort_during_a_catch_up_pass_leaves_nothing_running(fake, state_db):
         if in_pass and not aborted:
             aborted.append(None)  # once; the abort polls the task too
             (run,) = other_shell.repo().list()
-            aborted[0] = commands.abort(other_shell, run.id).record
+            aborted[0] = api.abort(other_shell, run.id).record
         return original(task_id)
 
     fake.get_task = get_task  # type: ignore[method-assign]
-    rec = commands.start(driver_cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    rec = api.start(driver_cfg, ALIAS, RunOptions(**CATCH_UP)).record
     assert aborted and aborted[0].state is State.ROLLED_BACK
     assert rec.state is State.ROLLED_BACK
     assert fake.list_reindex_tasks() == []  # nothing left running
@@ -451,7 +451,7 @@ def test_a_block_lifted_during_the_copy_means_copying_again_under_it(cfg, fake):
         return original(task_id)
 
     fake.get_task = get_task  # type: ignore[method-assign]
-    rec = commands.start(cfg, ALIAS, RunOptions()).record
+    rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.SWAPPED, rec.error
     assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
     assert "doc-00002" not in fake.indices[TARGET].docs
@@ -479,7 +479,7 @@ def test_a_failed_final_catch_up_pass_lifts_the_block_and_is_redone_under_it(cfg
     fake.start_reindex = start_reindex  # type: ignore[method-assign]
     writer = Writer(fake)
     options = RunOptions(**CATCH_UP, requests_per_second=100)  # the final pass: unthrottled
-    rec = commands.start(cfg, ALIAS, options).record
+    rec = api.start(cfg, ALIAS, options).record
     assert failed and rec.state is State.FAILED, rec.error
     final = rec.write_policy["passes"][-1]
     assert final["final"] and final["failed"] and not fake.write_blocked(SOURCE)
@@ -487,7 +487,7 @@ def test_a_failed_final_catch_up_pass_lifts_the_block_and_is_redone_under_it(cfg
     refused = writer.refused
     writer.write_some()  # writes while the run is FAILED: acknowledged, none refused
     assert writer.refused == refused
-    rec = commands.resume(cfg, rec.id).record
+    rec = api.resume(cfg, rec.id).record
     assert rec.state is State.SWAPPED, rec.error
     writer.assert_nothing_lost()
     assert fake.indices[TARGET].docs == fake.indices[SOURCE].docs
@@ -511,7 +511,7 @@ def test_a_target_deleted_during_catch_up_is_never_copied_into(cfg, fake):
 
     fake.list_reindex_tasks = list_reindex_tasks  # type: ignore[method-assign]
     Writer(fake)
-    rec = commands.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
+    rec = api.start(cfg, ALIAS, RunOptions(**CATCH_UP)).record
     assert deleted and rec.state is State.FAILED, rec.error
     assert f"target {TARGET} was deleted" in rec.error  # no pass copies into it
     assert original() == [] and TARGET not in fake.indices  # the pass was stopped

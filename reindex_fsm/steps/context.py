@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..crashpoints import Crashpoints
 from ..engine.base import Engine, TaskStatus, opaque_id_for
-from ..runplan import Plan, RunOptions
+from ..options import RunOptions
+from ..plan import Plan
 from ..store import RunRecord, RunRepository
 
 if TYPE_CHECKING:

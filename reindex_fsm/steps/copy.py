@@ -20,10 +20,10 @@ from typing import Any
 
 from ..engine.base import ReindexRequest, TaskStatus
 from ..errors import CopyFailed
-from ..runplan import Plan
+from ..plan import Plan
 from . import target
 from .context import RunContext
-from .plan import reindex_request
+from .planning import reindex_request
 
 
 def plan(p: Plan) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 from ..errors import EngineError, TargetExists, TargetRefused
-from ..runplan import Plan
+from ..plan import Plan
 from . import target
 from .context import RunContext
-from .plan import owner_of
+from .planning import owner_of
 
 
 def plan(p: Plan) -> dict[str, Any]:

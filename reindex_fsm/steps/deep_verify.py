@@ -31,7 +31,8 @@ from ..documents import Fields, JsonlReader
 from ..engine.base import Engine
 from ..errors import BadInput, EngineError, UsageError
 from ..inputfiles import read_text
-from ..runplan import Plan, RunOptions
+from ..options import RunOptions
+from ..plan import Plan
 
 CHUNK = 500  # documents per _mget
 MAX_LISTED = 20  # IDs kept per kind of difference

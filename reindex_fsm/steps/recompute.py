@@ -42,7 +42,8 @@ from ..documents import (
 )
 from ..engine.base import Engine, EngineInfo, TaskStatus
 from ..errors import BadInput, CopyFailed, EmbedderError, UsageError
-from ..runplan import Plan, RunOptions
+from ..options import RunOptions
+from ..plan import Plan
 from . import target as own_target
 from .context import RunContext
 from .copy import describe_failure, require_own_target

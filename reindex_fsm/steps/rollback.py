@@ -24,7 +24,7 @@ from ..engine.base import ALIAS_PROPERTIES
 from ..errors import EngineError, ReindexFsmError
 from . import task_results
 from .context import RunContext
-from .plan import index_uuid, owner_of
+from .planning import index_uuid, owner_of
 
 
 class SwapMade(ReindexFsmError):

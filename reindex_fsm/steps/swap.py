@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import EngineError, EngineUnreachable, IndexNotFound, RunStepFailed, StaleState
-from ..runplan import Plan
+from ..plan import Plan
 from . import target, task_results
 from .context import RunContext
-from .plan import swap_actions
+from .planning import swap_actions
 
 
 def plan(p: Plan) -> dict[str, Any]:

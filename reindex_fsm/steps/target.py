@@ -14,10 +14,10 @@ from typing import Any
 
 from ..engine.base import IndexDefinition
 from ..errors import CopyFailed, EngineError, IndexNotFound, RunStepFailed
-from ..runplan import Plan
+from ..plan import Plan
 from .context import RunContext
 from .deep_verify import compare_mappings
-from .plan import META_KEY
+from .planning import META_KEY
 
 # Settings an operator (or the engine's auto-expand) changes on a live index without
 # changing what it holds or how it answers: not compared before the swap.

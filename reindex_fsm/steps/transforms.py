@@ -9,7 +9,7 @@ from typing import Any
 from ..engine.base import Engine
 from ..errors import UsageError
 from ..inputfiles import read_text
-from ..runplan import RunOptions
+from ..options import RunOptions
 
 SCRIPT_KEYS = {"source", "lang", "params", "id"}
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StaleState, UndoRefused
-from ..runplan import Plan
+from ..plan import Plan
 from .context import RunContext
-from .plan import swap_actions
+from .planning import swap_actions
 from .rollback import source_changed
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RunStepFailed, UsageError, VerificationFailed
-from ..runplan import Plan, RunOptions
+from ..options import RunOptions
+from ..plan import Plan
 from . import deep_verify, recompute, write_policy
 from .context import RunContext
 

@@ -28,7 +28,8 @@ from typing import Any
 from ..engine.base import Engine, ReindexRequest
 from ..errors import CopyFailed, LockHeld, ReindexFsmError, StaleState, UsageError
 from ..machine import State
-from ..runplan import Plan, RunOptions
+from ..options import RunOptions
+from ..plan import Plan
 from .context import RunContext
 
 POLICIES = ("block", "catch-up")
@@ -390,7 +391,7 @@ def _since_value(ctx: RunContext, since: str) -> Any:
 def _pass_request(ctx: RunContext, since: str | None, final: bool) -> ReindexRequest:
     """The main copy's request (slices, throttle, pipeline, script) for the documents
     written since ``since`` (None: all of them)."""
-    from .plan import reindex_request  # plan.py imports this module
+    from .planning import reindex_request  # plan.py imports this module
 
     p = ctx.plan
     base = reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options)

@@ -45,7 +45,7 @@ def resolve_state_db(url: str | None) -> str:
 
 
 def _migrations_config() -> Config:
-    from .. import migrations  # the top-level migrations/ folder, shipped inside the package
+    from . import migrations
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))

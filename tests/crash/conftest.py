@@ -34,15 +34,15 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import ENV_VAR as CRASH_ENV
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.base import Engine, opaque_id_for
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.errors import ExitCode
-from reindex_fsm.runplan import RunOptions
-from reindex_fsm.sample import create_sample
+from reindex_fsm.options import RunOptions
 from reindex_fsm.store import open_store
+from reindex_fsm.testing.sample import create_sample
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SH = REPO / "scripts" / "engine.sh"
@@ -482,11 +482,11 @@ def recording(source: Source, tmp_path_factory: pytest.TempPathFactory) -> Recor
     for name, rps in (("plain", None), ("throttled", float(THROTTLE_RPS))):
         points = Crashpoints()
         db = tmp / f"{name}.db"
-        cfg = commands.Config(
+        cfg = api.Config(
             state_db=f"sqlite:///{db}", engine_url=source.url, crash=lambda p=points: p
         )
         t0 = time.monotonic()
-        outcome = commands.start(
+        outcome = api.start(
             cfg, source.alias, RunOptions(verify=True, requests_per_second=rps, slices=1)
         )
         seconds[name] = time.monotonic() - t0

@@ -47,7 +47,7 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import commands, embedders
+from reindex_fsm import api, embedders
 from reindex_fsm.engine.base import Engine
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.store import open_store
@@ -308,7 +308,7 @@ def assert_converged(src: Source, db: Path, run_id: str, want: dict[str, str]) -
     indexed = (record["progress"] or {}).get("indexed")
     assert indexed == len(want), f"progress counts {indexed} documents indexed, not {len(want)}"
     assert src.ours() == [record["target_index"]], "another index of a run on this alias"
-    runs = commands.history(commands.Config(state_db=f"sqlite:///{db}"), alias=src.alias)
+    runs = api.history(api.Config(state_db=f"sqlite:///{db}"), alias=src.alias)
     assert [(r.id, r.state.value) for r in runs] == [(run_id, "SWAPPED")]
 
 

@@ -27,15 +27,15 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import sample
-from reindex_fsm.commands import Config
+from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import ENV_VAR as CRASH_ENV_VAR
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine._client import ClientEngine
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.errors import EngineError, IndexNotFound, TaskNotFound
-from reindex_fsm.runplan import RunOptions
-from reindex_fsm.steps.plan import flatten_settings, is_volatile
+from reindex_fsm.options import RunOptions
+from reindex_fsm.steps.planning import flatten_settings, is_volatile
+from reindex_fsm.testing import sample
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_SH = ROOT / "scripts" / "engine.sh"

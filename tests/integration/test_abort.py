@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
@@ -164,19 +164,17 @@ def test_abort_racing_the_start_that_sees_its_task_cancelled(
     started: dict[str, Any] = {}
     quick = options(target_index=names.target, requests_per_second=RPS, poll_interval_s=0.05)
     driver = threading.Thread(
-        target=lambda: started.update(outcome=commands.start(start_cfg, names.alias, quick)),
+        target=lambda: started.update(outcome=api.start(start_cfg, names.alias, quick)),
         daemon=True,
     )
     driver.start()
     try:
         record = wait_for(
             "REINDEXING",
-            lambda: next(
-                (r for r in commands.history(watch_cfg) if r.state is State.REINDEXING), None
-            ),
+            lambda: next((r for r in api.history(watch_cfg) if r.state is State.REINDEXING), None),
         )
         run["id"] = record.id
-        outcome = commands.abort(abort_cfg, record.id)
+        outcome = api.abort(abort_cfg, record.id)
     finally:
         driver.join(timeout=WAIT_S)
     if driver.is_alive() or "outcome" not in started:
@@ -203,7 +201,7 @@ def test_resume_of_a_failed_copy_whose_target_is_gone_does_not_swap_onto_an_auto
     opts = options(verify=True, target_index=names.target, requests_per_second=RPS)
     cancelling = lambda: Crashpoints(at="commit.REINDEXING", action=cancel_own_copy)  # noqa: E731
     crashing = make_config(tmp_path, engine_url, crash=cancelling)
-    failed = commands.start(crashing, names.alias, opts).record
+    failed = api.start(crashing, names.alias, opts).record
     if failed.state is not State.FAILED or failed.failed_from is not State.REINDEXING:
         pytest.fail(f"setup: expected FAILED from REINDEXING, got {failed.state}: {failed.error}")
     engine.delete_index(names.target)  # what the abort race leaves behind
@@ -213,7 +211,7 @@ def test_resume_of_a_failed_copy_whose_target_is_gone_does_not_swap_onto_an_auto
             engine.rethrottle(task.task_id, float("inf"))
 
     resuming = lambda: Crashpoints(at="start_copy.engine_done", action=unthrottle)  # noqa: E731
-    rec = commands.resume(make_config(tmp_path, engine_url, crash=resuming), failed.id).record
+    rec = api.resume(make_config(tmp_path, engine_url, crash=resuming), failed.id).record
 
     on_alias = list(engine.get_alias(names.alias))
     if rec.state is State.SWAPPED:

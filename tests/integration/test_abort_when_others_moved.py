@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.errors import EngineError, ExitCode, UndoRefused
 from reindex_fsm.machine import State
@@ -68,7 +68,7 @@ def test_abort_after_someone_moved_the_alias_leaves_it_where_they_put_it(
 
     moving = lambda: Crashpoints(at="commit.REINDEXING", action=someone_moves_the_alias)  # noqa: E731
     cfg = make_config(tmp_path, engine_url, crash=moving)
-    failed = commands.start(cfg, names.alias, options(target_index=names.target)).record
+    failed = api.start(cfg, names.alias, options(target_index=names.target)).record
     assert failed.state is State.FAILED and "someone moved it" in failed.error, failed.error
     db = str(tmp_path / "state.db")
 
@@ -103,7 +103,7 @@ def failed_after_source_deleted(engine, engine_url, tmp_path, names, make_source
     deleting = lambda: Crashpoints(at="commit.REINDEXING", action=someone_deletes_the_source)  # noqa: E731
     cfg = make_config(tmp_path, engine_url, crash=deleting)
     opts = options(target_index=names.target, requests_per_second=RPS)
-    rec = commands.start(cfg, names.alias, opts).record
+    rec = api.start(cfg, names.alias, opts).record
     assert rec.state is State.FAILED, (rec.state, rec.error)
     assert engine.index_exists(names.target) and not engine.index_exists(names.source)
     return rec, str(tmp_path / "state.db")
@@ -164,7 +164,7 @@ def test_undo_finds_an_update_in_place_through_the_alias(engine, cfg, names, mak
     (same count) is found by undo; an untouched target is not reported as changed (the
     primaries' max_seq_no does not move by itself after the swap: replicas back, refresh)."""
     make_source(300)
-    rec = commands.start(cfg, names.alias, options(target_index=names.target)).record
+    rec = api.start(cfg, names.alias, options(target_index=names.target)).record
     assert rec.state is State.SWAPPED
     assert rec.swap_record["before_swap"]["max_seq_no"], rec.swap_record
     engine.refresh(names.target)
@@ -174,10 +174,10 @@ def test_undo_finds_an_update_in_place_through_the_alias(engine, cfg, names, mak
     raw(engine, "PUT", f"/{names.alias}/_doc/{hit['_id']}", {**hit["_source"], "title": "new"})
     assert engine.count(names.target) == 300
     with pytest.raises(UndoRefused, match="written to since the swap"):
-        commands.undo(cfg, rec.id)
+        api.undo(cfg, rec.id)
     assert list(engine.get_alias(names.alias)) == [names.target]
 
-    again = commands.start(cfg, names.alias, options(target_index=names("second"))).record
+    again = api.start(cfg, names.alias, options(target_index=names("second"))).record
     assert again.state is State.SWAPPED
-    assert commands.undo(cfg, again.id).state is State.UNDONE  # nothing written: no refusal
+    assert api.undo(cfg, again.id).state is State.UNDONE  # nothing written: no refusal
     assert list(engine.get_alias(names.alias)) == [names.target]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.machine import State
 
 from .conftest import options, raw
@@ -33,7 +33,7 @@ def test_every_alias_moves_with_filter_routing_and_write_index(engine, cfg, name
     en_count = engine.count(names("en"))
     assert 0 < en_count < n_docs
 
-    rec = commands.start(cfg, names.alias, options(verify=True, target_index=names.target)).record
+    rec = api.start(cfg, names.alias, options(verify=True, target_index=names.target)).record
     assert rec.state is State.SWAPPED, rec.error
 
     assert engine.get_index_aliases(names.target) == before

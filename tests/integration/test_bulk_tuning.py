@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.machine import State
 
@@ -35,7 +35,7 @@ def test_target_is_tuned_for_the_copy_and_restored_after(
     cfg = make_config(
         tmp_path, engine_url, crash=lambda: Crashpoints(at="commit.REINDEXING", action=observe)
     )
-    rec = commands.start(cfg, names.alias, options(verify=True, target_index=names.target)).record
+    rec = api.start(cfg, names.alias, options(verify=True, target_index=names.target)).record
     assert rec.state is State.SWAPPED, rec.error
     assert rec.target_count == n_docs
 
@@ -66,7 +66,7 @@ def test_the_operators_values_win_during_the_copy_and_after(
         settings_overrides={"index.refresh_interval": "3s"},
         copy_settings_overrides={"index.refresh_interval": "30s"},
     )
-    rec = commands.start(cfg, names.alias, run_options).record
+    rec = api.start(cfg, names.alias, run_options).record
     assert rec.state is State.SWAPPED, rec.error
     assert during == [{"index.number_of_replicas": "0", "index.refresh_interval": "30s"}]
     after = engine.get_index(names.target).settings

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from reindex_fsm import commands, sample
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
+from reindex_fsm.testing import sample
 
 from .conftest import alias_snapshot, cli_json, make_config, options
 
@@ -106,7 +107,7 @@ def test_target_changed_after_the_copy_fails_with_exit_5(
     cfg = make_config(
         tmp_path, engine_url, crash=lambda: Crashpoints(at="commit.VERIFYING", action=tamper)
     )
-    outcome = commands.start(
+    outcome = api.start(
         cfg,
         names.alias,
         options(verify=True, verify_level="deep", target_index=names.target),
@@ -183,7 +184,7 @@ def test_sample_and_routed_documents(engine, engine_url, tmp_path, names):
     assert (ok, errors) == (300, [])
     engine.refresh(names.source)
     cfg = make_config(tmp_path, engine_url)
-    full = commands.start(
+    full = api.start(
         cfg, names.alias, options(verify=True, verify_level="deep", target_index=names.target)
     ).record
     assert full.state is State.SWAPPED, full.error
@@ -191,7 +192,7 @@ def test_sample_and_routed_documents(engine, engine_url, tmp_path, names):
 
     # and back again, on a random sample of 50
     other = names("v3")
-    back = commands.start(
+    back = api.start(
         cfg,
         names.alias,
         options(verify=True, verify_level="deep", deep_sample=50, target_index=other),
@@ -206,7 +207,7 @@ def test_recompute_run_compares_all_but_the_vector(
 ):
     n_docs = make_source(300)
     cfg = make_config(tmp_path, engine_url)
-    rec = commands.start(
+    rec = api.start(
         cfg,
         names.alias,
         options(

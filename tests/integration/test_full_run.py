@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
 
@@ -33,7 +33,7 @@ def test_full_run_copies_definition_and_every_document(engine, cfg, big_source):
         k.split(".")[3] for k in src_settings if k.startswith("index.analysis.analyzer.")
     }
 
-    outcome = commands.start(
+    outcome = api.start(
         cfg,
         big_source.alias,
         options(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
 
@@ -43,7 +43,7 @@ def test_pipeline_and_script_transform_every_document(engine, cfg, names, make_s
         assert plan["reindex"]["script"]["source"].startswith("ctx._source.title")
 
         opts = options(verify=True, pipeline=pipeline, script={"source": script.read_text()})
-        rec = commands.start(cfg, names.alias, opts).record
+        rec = api.start(cfg, names.alias, opts).record
         assert rec.state is State.SWAPPED and rec.target_count == N
         source = {h["_id"]: h["_source"] for h in engine.scan(names.source)}
         target = {h["_id"]: h["_source"] for h in engine.scan(rec.target_index)}
@@ -64,17 +64,17 @@ def test_missing_pipeline_is_refused_before_anything_is_written(engine, cfg, nam
     assert result.returncode == ExitCode.USAGE
     assert result.stderr.startswith("error: ingest pipeline") and "does not exist" in result.stderr
     assert sorted(raw(engine, "GET", f"/{names.prefix}*/_alias")) == [names.source]
-    assert commands.history(cfg) == []
+    assert api.history(cfg) == []
 
 
 def test_undo_moves_the_alias_back_and_the_task_result_is_deleted(engine, cfg, names, make_source):
     make_source(N, extra_aliases={names("read"): {"filter": {"term": {"lang": "en"}}}})
     before = raw(engine, "GET", f"/{names.source}/_alias")
-    rec = commands.start(cfg, names.alias, options(verify=True)).record
+    rec = api.start(cfg, names.alias, options(verify=True)).record
     assert rec.state is State.SWAPPED
     # task records: the copy's stored result is gone from the engine
     assert engine.get_task(rec.task_id) is None
-    swap_event = commands.show(cfg, rec.id)[1][-1]
+    swap_event = api.show(cfg, rec.id)[1][-1]
     assert swap_event.detail["task_results"] == {rec.task_id: "deleted"}
 
     # a write through the alias after the swap: undo refuses without --force
@@ -99,8 +99,8 @@ def test_undo_refused_when_a_later_run_swapped_or_the_previous_index_is_gone(
     engine, cfg, names, make_source
 ):
     make_source(N)
-    first = commands.start(cfg, names.alias, options()).record
-    second = commands.start(cfg, names.alias, options()).record
+    first = api.start(cfg, names.alias, options()).record
+    second = api.start(cfg, names.alias, options()).record
     assert second.state is State.SWAPPED and second.source_index == first.target_index
     result = run_cli("undo", first.id, "--yes", "--state-db", cfg.state_db)
     assert result.returncode == 14 and "is no longer on" in result.stderr
@@ -117,7 +117,7 @@ def test_cleanup_keeps_the_newest_and_never_a_live_or_foreign_index(
     engine, cfg, names, make_source
 ):
     make_source(N)
-    runs = [commands.start(cfg, names.alias, options()).record for _ in range(4)]
+    runs = [api.start(cfg, names.alias, options()).record for _ in range(4)]
     assert all(r.state is State.SWAPPED for r in runs)
     targets = [r.target_index for r in runs]
     # foreign indices named like ours: one without _meta, one with a run's _meta copied
@@ -190,7 +190,7 @@ def test_sliced_throttled_copy_is_rethrottled_from_another_process(
     try:
         record = _wait_for(
             lambda: next(
-                (r for r in commands.history(cfg) if r.task_id and r.state is State.REINDEXING),
+                (r for r in api.history(cfg) if r.task_id and r.state is State.REINDEXING),
                 None,
             ),
             what="the run to start its copy",
@@ -232,7 +232,7 @@ def test_sliced_throttled_copy_is_rethrottled_from_another_process(
             run.communicate()
     assert run.returncode == 0, err
     assert json.loads(out)["state"] == "SWAPPED"
-    stored, events = commands.show(cfg, record.id)
+    stored, events = api.show(cfg, record.id)
     assert stored.target_count == 2000 and stored.options["requests_per_second"] is None
     rethrottled = [e for e in events if e.trigger == "rethrottled"]
     assert rethrottled and rethrottled[0].detail["task_id"] == record.task_id

@@ -12,7 +12,7 @@ import pytest
 
 from reindex_fsm.engine._client import ClientEngine
 from reindex_fsm.errors import ExitCode
-from reindex_fsm.sample import SAMPLE_MAPPINGS, SAMPLE_SETTINGS
+from reindex_fsm.testing.sample import SAMPLE_MAPPINGS, SAMPLE_SETTINGS
 
 from .conftest import Names, alias_snapshot, indices_under, raw, run_cli
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.machine import State
 
@@ -82,7 +82,7 @@ def test_reader_sees_no_error_and_no_empty_result_during_the_swap(
     try:
         while not reader.served_by and not reader.bad and reader.is_alive():
             time.sleep(0.01)  # the reader is reading before the run starts
-        rec = commands.start(cfg, names.alias, options(verify=True, target_index=names.target))
+        rec = api.start(cfg, names.alias, options(verify=True, target_index=names.target))
         time.sleep(AFTER_SWAP_S)
     finally:
         reader.stop.set()

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.embedders import hashing
 from reindex_fsm.errors import ExitCode
@@ -54,7 +54,7 @@ def test_jsonl_run_indexes_vectors_the_engine_can_search(
 ) -> None:
     make_source(200)
     path = write_jsonl(tmp_path / "docs.jsonl", 1500)
-    out = commands.start(
+    out = api.start(
         cfg,
         names.alias,
         options(
@@ -98,7 +98,7 @@ def test_source_index_run_keeps_every_field_and_adds_the_vector(
     engine, cfg, names, make_source, vector_options
 ) -> None:
     make_source(SMALL_DOCS)
-    out = commands.start(
+    out = api.start(
         cfg,
         names.alias,
         options(
@@ -150,9 +150,9 @@ def test_verification_catches_vectors_that_do_not_match_their_text(
         **vector_options,
     )
     with pytest.raises(StopBefore):
-        commands.start(make_config(tmp_path, engine_url, crash=stop_at_verify), names.alias, opts)
+        api.start(make_config(tmp_path, engine_url, crash=stop_at_verify), names.alias, opts)
     cfg = make_config(tmp_path, engine_url)
-    (run,) = commands.history(cfg)
+    (run,) = api.history(cfg)
     # Someone (a bug, a bad pipeline) changed the stored vectors before verification.
     script = {
         "source": "for (int i = 0; i < ctx._source.embedding.length; i++) "
@@ -166,7 +166,7 @@ def test_verification_catches_vectors_that_do_not_match_their_text(
         body={"script": script},
         refresh="true",
     )
-    out = commands.resume(cfg, run.id)
+    out = api.resume(cfg, run.id)
     assert out.record.state is State.ROLLED_BACK
     assert out.exit_code == ExitCode.VERIFICATION_FAILED
     assert "stored vectors differ from a fresh embedding" in out.record.error
@@ -223,7 +223,7 @@ def test_minilm_run_on_the_source_index(engine, cfg, names, make_source, vector_
     """The real sentence-embedding model through a whole run: 384 dimensions, and a
     k-NN search for a document's own text finds that document."""
     make_source(120)
-    out = commands.start(
+    out = api.start(
         cfg,
         names.alias,
         options(

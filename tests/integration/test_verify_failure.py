@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reindex_fsm import commands
+from reindex_fsm import api
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
@@ -38,7 +38,7 @@ def test_failed_verification_rolls_back(engine, engine_url, tmp_path, names, mak
         engine_url,
         crash=lambda: Crashpoints(at="commit.VERIFYING", action=lose_documents),
     )
-    outcome = commands.start(
+    outcome = api.start(
         cfg,
         names.alias,
         options(verify=True, rollback_on_failure=True, target_index=names.target),
@@ -50,7 +50,7 @@ def test_failed_verification_rolls_back(engine, engine_url, tmp_path, names, mak
     assert rec.error_kind == "VerificationFailed"
     assert str(n_docs - LOST) in rec.error and str(n_docs) in rec.error
     assert rec.failed_from is State.VERIFYING
-    assert commands.exit_code_for(rec) == ExitCode.VERIFICATION_FAILED == 5
+    assert api.exit_code_for(rec) == ExitCode.VERIFICATION_FAILED == 5
     assert outcome.exit_code == ExitCode.VERIFICATION_FAILED
     assert [(e.from_state, e.to_state) for e in cfg.repo().events(rec.id)][-2:] == [
         ("VERIFYING", "FAILED"),

@@ -31,12 +31,13 @@ from .errors import (
 )
 from .lease import Lease, LeasedEngine, LeasedSleep, LeaseKeeper
 from .machine import State
+from .options import RunOptions
+from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
-from .runplan import Plan, RunOptions
 from .steps import copy, create_target, recompute, swap, verify, write_policy
 from .steps.context import Reporter, RunContext, SilentReporter
-from .steps.plan import META_KEY, make_plan
+from .steps.planning import META_KEY, make_plan
 from .store import (
     EventRecord,
     RunRecord,

@@ -18,8 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EngineError, EngineUnreachable, IndexNotFound, LeaseConflict, TaskNotFound
-from .base import (
+from ..engine.base import (
     ENGINE_WRITES,
     DiskWatermarks,
     EngineInfo,
@@ -33,6 +32,7 @@ from .base import (
     TaskStatus,
     watermarks_from_settings,
 )
+from ..errors import EngineError, EngineUnreachable, IndexNotFound, LeaseConflict, TaskNotFound
 
 _MUTATING = ENGINE_WRITES | {"put_lease", "delete_lease"}
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from ..engine.base import ALIAS_PROPERTIES, Engine, EngineInfo, ReindexRequest, opaque_id_for
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
-from ..runplan import Plan, RunOptions
-from ..runplan import check_options as check_run_options
+from ..options import RunOptions
+from ..options import check_options as check_run_options
+from ..plan import Plan
 from . import deep_verify, transforms
 from .write_policy import check_options
 
@@ -166,7 +167,7 @@ def name_problem(name: str, *, index: bool) -> str | None:
 
 
 NAME_RULES = (
-    "lowercase, at most 255 bytes, none of \\ / * ? \" < > | , # : or space, not starting "
+    'lowercase, at most 255 bytes, none of \\ / * ? " < > | , # : or space, not starting '
     "with _ - +, not . or .."
 )
 

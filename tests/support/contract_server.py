@@ -107,8 +107,8 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from reindex_fsm.engine.base import LEASE_INDEX, ReindexRequest
-from reindex_fsm.engine.fake import FakeEngine, FakeTask
 from reindex_fsm.errors import EngineError, EngineUnreachable, IndexNotFound
+from reindex_fsm.testing.fake import FakeEngine, FakeTask
 
 FLAVORS = ("elasticsearch", "opensearch")
 VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1"}

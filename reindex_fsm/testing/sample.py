@@ -3,7 +3,7 @@ analyzers, multi-fields, nested objects, dynamic templates, 3 shards) behind an 
 filled with deterministic generated articles. Used by the newcomer demo, the
 integration tests and the benchmarks; never by a run itself.
 
-    python -m reindex_fsm.sample --engine-url URL --alias documents --docs 20000
+    python -m reindex_fsm.testing.sample --engine-url URL --alias documents --docs 20000
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .engine.base import Engine
+from ..engine.base import Engine
 
 SAMPLE_SETTINGS: dict[str, Any] = {
     "index.number_of_shards": 3,
@@ -215,7 +215,7 @@ def create_sample(
 @click.option("--replace", is_flag=True, help="Delete the index first if it exists.")
 def main(engine_url: str, alias: str, index: str | None, n_docs: int, replace: bool) -> None:
     """Create a sample index of realistic articles behind ALIAS."""
-    from .engine.connect import connect
+    from ..engine.connect import connect
 
     engine = connect(engine_url)
     index = index or f"{alias}-v1"

@@ -1,1 +1,0 @@
-"""Alembic environment of the state database (installed as reindex_fsm.migrations)."""
