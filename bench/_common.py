@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reindex_fsm.engine._client import ClientEngine
+from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.engine.connect import connect
 
 ROOT = Path(__file__).resolve().parents[1]

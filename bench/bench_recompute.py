@@ -186,7 +186,7 @@ def _reset(engine: Any) -> None:
         actions = [{"remove": {"index": idx, "alias": ALIAS}} for idx in on]
         actions.append({"add": {"index": SOURCE, "alias": ALIAS, "is_write_index": True}})
         engine.update_aliases(actions)
-    body = engine._request("GET", "/_cat/indices", params={"format": "json", "h": "index"})
+    body = engine.request("GET", "/_cat/indices", params={"format": "json", "h": "index"})
     for row in body:
         name = row["index"]
         if name.startswith(ALIAS) and name != SOURCE:
@@ -283,7 +283,7 @@ def _baseline(engine: Any, p: Plan, path: Path, docs: int, batch_size: int, i: i
     t0 = time.perf_counter()
     engine.create_index(dest, {**p.settings, **p.copy_settings}, p.mappings)
     ok, errors = helpers.bulk(
-        engine._client, actions(), chunk_size=batch_size, raise_on_error=False, stats_only=False
+        engine.client, actions(), chunk_size=batch_size, raise_on_error=False, stats_only=False
     )
     engine.refresh(dest)
     elapsed = time.perf_counter() - t0

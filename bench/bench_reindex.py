@@ -48,7 +48,7 @@ def _reset(engine: Any, keep: set[str]) -> None:
         actions = [{"remove": {"index": idx, "alias": ALIAS}} for idx in on]
         actions.append({"add": {"index": SOURCE, "alias": ALIAS, "is_write_index": True}})
         engine.update_aliases(actions)
-    body = engine._request("GET", "/_cat/indices", params={"format": "json", "h": "index"})
+    body = engine.request("GET", "/_cat/indices", params={"format": "json", "h": "index"})
     for row in body:
         name = row["index"]
         if name.startswith(ALIAS) and name not in keep:
@@ -70,7 +70,7 @@ def _baseline(engine: Any, n: int, i: int) -> float:
     dest = f"{ALIAS}-baseline-{i}"
     t0 = time.perf_counter()
     engine.create_index(dest, target_settings(definition.settings, {}), definition.mappings)
-    resp = engine._request(
+    resp = engine.request(
         "POST",
         "/_reindex",
         params={"wait_for_completion": "true"},

@@ -59,13 +59,13 @@ def _prepare(engine: Any, n: int) -> tuple[str, str]:
     create_sample(engine, source, f"{PREFIX}-{n}", n, settings={"index.number_of_replicas": 0})
     definition = engine.get_index(source)
     engine.create_index(copy, target_settings(definition.settings, {}), definition.mappings)
-    task = engine._request(
+    task = engine.request(
         "POST",
         "/_reindex",
         params={"wait_for_completion": "false"},
         body={"source": {"index": source}, "dest": {"index": copy}},
     )["task"]
-    while not engine._request("GET", f"/_tasks/{task}").get("completed"):
+    while not engine.request("GET", f"/_tasks/{task}").get("completed"):
         time.sleep(1)
     engine.refresh(copy)
     assert engine.count(copy) == n, "the copy is incomplete"
@@ -105,7 +105,7 @@ def _baseline(engine: Any, source: str, copy: str, n: int) -> float:
     t0 = time.perf_counter()
     seen = 0
     for index in (source, copy):
-        for _hit in engine.helpers.scan(engine._client, index=index, size=1000):
+        for _hit in engine.helpers.scan(engine.client, index=index, size=1000):
             seen += 1
     elapsed = time.perf_counter() - t0
     if seen != 2 * n:

@@ -21,7 +21,6 @@ from reindex_fsm import api
 from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.embedders import hashing
-from reindex_fsm.engine._client import ClientEngine
 from reindex_fsm.engine.base import (
     LEASE_INDEX,
     Engine,
@@ -33,6 +32,7 @@ from reindex_fsm.engine.base import (
     ReindexRequest,
     TaskStatus,
 )
+from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.engine.elasticsearch import ElasticsearchEngine
 from reindex_fsm.engine.opensearch import OpenSearchEngine

@@ -12,17 +12,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from reindex_fsm.engine._client import (
-    ClientEngine,
-    describe_error,
-    parse_engine_url,
-    parse_task,
-    parse_task_list,
-)
 from reindex_fsm.engine.base import Engine, ReindexRequest
+from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.engine.connect import connect, detect_flavor, redact_url
 from reindex_fsm.engine.elasticsearch import ElasticsearchEngine
 from reindex_fsm.engine.opensearch import OpenSearchEngine
+from reindex_fsm.engine.responses import describe_error, parse_task, parse_task_list
+from reindex_fsm.engine.urls import parse_engine_url
 from reindex_fsm.errors import (
     EngineError,
     EngineUnreachable,

@@ -1,7 +1,7 @@
 """The Engine protocol: the few calls a run needs, and the value types they return.
 
 The real adapters (:mod:`.elasticsearch`, :mod:`.opensearch`) and the test fake
-(:mod:`.fake`) implement this one protocol. Every method raises only
+(:mod:`reindex_fsm.testing.fake`) implement this one protocol. Every method raises only
 :mod:`reindex_fsm.errors` exceptions: ``EngineUnreachable`` when the cluster
 cannot be reached, ``IndexNotFound`` for a missing index, ``EngineError`` for
 any other refusal.
@@ -130,7 +130,7 @@ class ReindexRequest:
     slices: int | str = 1
     requests_per_second: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
-    # --pipeline / --script (issue 5): dest.pipeline and the body's script.
+    # --pipeline / --script: dest.pipeline and the body's script.
     pipeline: str | None = None
     script: Mapping[str, Any] | None = None
 
@@ -148,7 +148,7 @@ class ReindexRequest:
         return body
 
 
-# -- lease and preflight (issue 5) --
+# -- lease --
 # The tool's own small index of leases: one document per alias (its ID is the alias).
 LEASE_INDEX = "reindex-fsm-leases"
 LEASE_INDEX_SETTINGS = {
@@ -241,21 +241,39 @@ class IndexSummary:
 
 @runtime_checkable
 class Engine(Protocol):
-    """The calls a run makes against a cluster."""
+    """The calls a run makes against a cluster, by topic."""
 
     url: str  # shown and stored without credentials
 
+    # -- cluster and health: who answers, its state, its nodes' disks, its security --------
     def info(self) -> EngineInfo: ...
 
-    # -- aliases and indices ------------------------------------------------
-    def get_alias(self, alias: str) -> dict[str, dict[str, dict[str, Any]]]:
-        """``{index: {alias_name: properties}}`` for every index the alias is on; {} if none."""
+    def cluster_health(
+        self, index: str | None = None, wait_for_status: str | None = None, timeout_s: float = 30
+    ) -> dict[str, Any]:
+        """GET _cluster/health[/index]; ``timed_out`` is true when the wait ran out."""
         ...
 
-    def get_index_aliases(self, index: str) -> dict[str, dict[str, Any]]:
-        """Every alias of one index with its properties: ``{alias_name: properties}``."""
+    def plugins(self) -> set[str]:
+        """The component names of the plugins and modules installed on any node."""
         ...
 
+    def data_node_disks(self) -> list[NodeDisk]:
+        """Disk space of every data node (``_nodes/stats/fs``)."""
+        ...
+
+    def disk_watermarks(self) -> DiskWatermarks:
+        """The disk watermarks in effect (``GET _cluster/settings?include_defaults=true``)."""
+        ...
+
+    def check_privileges(
+        self, cluster: list[str], index: list[tuple[list[str], list[str]]]
+    ) -> PrivilegeCheck | None:
+        """Does the caller hold ``cluster`` privileges and, per ``(names, privileges)``,
+        index privileges? None when the engine has no security enabled."""
+        ...
+
+    # -- indices and settings: one concrete index's definition, state and life -------------
     def index_exists(self, index: str) -> bool: ...
 
     def get_index(self, index: str) -> IndexDefinition: ...
@@ -270,36 +288,48 @@ class Engine(Protocol):
 
     def count(self, index: str) -> int: ...
 
+    def delete_index(self, index: str) -> None: ...
+
+    def index_status(self, index: str) -> IndexStatus:
+        """``_cat/indices`` of one concrete index; IndexNotFound if there is none."""
+        ...
+
+    def describe_indices(self, pattern: str) -> list[IndexSummary]:
+        """Every index (open or closed) matching ``pattern``; [] when none does."""
+        ...
+
+    def max_seq_nos(self, index: str) -> dict[str, int]:
+        """Each primary shard's ``max_seq_no``, keyed by shard number
+        (``GET <index>/_stats/docs?level=shards``). Every index, update and delete on a
+        shard raises it, refreshed or not, and it is kept across restarts; a no-op update
+        leaves it. IndexNotFound for a missing index; EngineError when the stats are
+        refused (they need the ``monitor`` index privilege)."""
+        ...
+
+    # -- aliases: where an alias points, and the one atomic swap ---------------------------
+    def get_alias(self, alias: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{index: {alias_name: properties}}`` for every index the alias is on; {} if none."""
+        ...
+
+    def get_index_aliases(self, index: str) -> dict[str, dict[str, Any]]:
+        """Every alias of one index with its properties: ``{alias_name: properties}``."""
+        ...
+
     def update_aliases(self, actions: list[dict[str, Any]]) -> None:
         """One atomic _aliases request."""
         ...
 
-    def cluster_health(
-        self, index: str | None = None, wait_for_status: str | None = None, timeout_s: float = 30
-    ) -> dict[str, Any]:
-        """GET _cluster/health[/index]; ``timed_out`` is true when the wait ran out."""
+    # -- write blocks: the source kept read-only while the last writes are copied ----------
+    def add_write_block(self, index: str) -> None:
+        """``PUT <index>/_block/write``: refuse writes to ``index``. Returns once every
+        shard has the block, i.e. after the writes in flight have finished."""
         ...
 
-    def delete_index(self, index: str) -> None: ...
-
-    # -- tasks --------------------------------------------------------------
-    def start_reindex(self, request: ReindexRequest) -> str:
-        """Start ``_reindex`` with ``wait_for_completion=false``; return the task ID."""
+    def remove_write_block(self, index: str) -> None:
+        """Reset ``index.blocks.write`` on ``index`` (to its default: writable)."""
         ...
 
-    def get_task(self, task_id: str) -> TaskStatus | None:
-        """The task's status, or None when the engine no longer knows it (vanished)."""
-        ...
-
-    def list_reindex_tasks(self, opaque_id: str | None = None) -> list[TaskStatus]:
-        """Running reindex tasks, those carrying ``opaque_id`` only when it is given."""
-        ...
-
-    def cancel_task(self, task_id: str) -> None: ...
-
-    def rethrottle(self, task_id: str, requests_per_second: float) -> None: ...
-
-    # -- documents ----------------------------------------------------------
+    # -- documents and search: bulk writes, scans, point-in-time pages, lookups by ID ------
     def bulk(self, actions: Iterable[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
         """Index ``actions`` (helpers.bulk format); return (succeeded, errors)."""
         ...
@@ -324,21 +354,6 @@ class Engine(Protocol):
         """Close a point in time; one that is already gone is not an error."""
         ...
 
-    def plugins(self) -> set[str]:
-        """The component names of the plugins and modules installed on any node."""
-        ...
-
-    # -- write policy (issue 5) ----------------------------------------------
-    def add_write_block(self, index: str) -> None:
-        """``PUT <index>/_block/write``: refuse writes to ``index``. Returns once every
-        shard has the block, i.e. after the writes in flight have finished."""
-        ...
-
-    def remove_write_block(self, index: str) -> None:
-        """Reset ``index.blocks.write`` on ``index`` (to its default: writable)."""
-        ...
-
-    # -- deep verification (issue 5) ------------------------------------------
     def mget(
         self, index: str, docs: Sequence[tuple[str, str | None]], source: bool = True
     ) -> dict[str, dict[str, Any] | None]:
@@ -347,7 +362,29 @@ class Engine(Protocol):
         document. IndexNotFound for a missing index; EngineError for a failed lookup."""
         ...
 
-    # -- lease and preflight (issue 5) --
+    # -- reindex and tasks: the server-side copy, found again by its opaque ID -------------
+    def start_reindex(self, request: ReindexRequest) -> str:
+        """Start ``_reindex`` with ``wait_for_completion=false``; return the task ID."""
+        ...
+
+    def get_task(self, task_id: str) -> TaskStatus | None:
+        """The task's status, or None when the engine no longer knows it (vanished)."""
+        ...
+
+    def list_reindex_tasks(self, opaque_id: str | None = None) -> list[TaskStatus]:
+        """Running reindex tasks, those carrying ``opaque_id`` only when it is given."""
+        ...
+
+    def cancel_task(self, task_id: str) -> None: ...
+
+    def rethrottle(self, task_id: str, requests_per_second: float) -> None: ...
+
+    def delete_task_result(self, task_id: str) -> bool:
+        """Delete a finished task's stored result; False when none is stored. Raises
+        ``EngineError`` when the engine refuses (Elasticsearch 8 forbids it)."""
+        ...
+
+    # -- lease: one run per alias, as a document of the tool's own lease index -------------
     def get_lease(self, key: str) -> StoredLease | None:
         """The lease document ``key`` of :data:`LEASE_INDEX` (a realtime GET); None if
         there is none (or no lease index yet)."""
@@ -371,46 +408,9 @@ class Engine(Protocol):
         if not); one that is already gone is not an error."""
         ...
 
-    def index_status(self, index: str) -> IndexStatus:
-        """``_cat/indices`` of one concrete index; IndexNotFound if there is none."""
-        ...
-
-    def data_node_disks(self) -> list[NodeDisk]:
-        """Disk space of every data node (``_nodes/stats/fs``)."""
-        ...
-
-    def disk_watermarks(self) -> DiskWatermarks:
-        """The disk watermarks in effect (``GET _cluster/settings?include_defaults=true``)."""
-        ...
-
-    def check_privileges(
-        self, cluster: list[str], index: list[tuple[list[str], list[str]]]
-    ) -> PrivilegeCheck | None:
-        """Does the caller hold ``cluster`` privileges and, per ``(names, privileges)``,
-        index privileges? None when the engine has no security enabled."""
-        ...
-
-    # -- transforms, undo, retention, task records (issue 5) ------------------
+    # -- ingest pipelines: what a copy's transform names must exist ------------------------
     def pipeline_exists(self, name: str) -> bool:
         """Whether the ingest pipeline ``name`` exists (``GET _ingest/pipeline/<name>``)."""
-        ...
-
-    def describe_indices(self, pattern: str) -> list[IndexSummary]:
-        """Every index (open or closed) matching ``pattern``; [] when none does."""
-        ...
-
-    def delete_task_result(self, task_id: str) -> bool:
-        """Delete a finished task's stored result; False when none is stored. Raises
-        ``EngineError`` when the engine refuses (Elasticsearch 8 forbids it)."""
-        ...
-
-    # -- what changed in an index since a moment (undo's check) ----------------------
-    def max_seq_nos(self, index: str) -> dict[str, int]:
-        """Each primary shard's ``max_seq_no``, keyed by shard number
-        (``GET <index>/_stats/docs?level=shards``). Every index, update and delete on a
-        shard raises it, refreshed or not, and it is kept across restarts; a no-op update
-        leaves it. IndexNotFound for a missing index; EngineError when the stats are
-        refused (they need the ``monitor`` index privilege)."""
         ...
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnsupportedEngine
-from ._client import SUPPORTED_ENGINES, ClientEngine, detect_flavor, redact_url
+from .client import ClientEngine
 from .elasticsearch import ElasticsearchEngine
 from .opensearch import OpenSearchEngine
+from .responses import SUPPORTED_ENGINES, detect_flavor
+from .urls import redact_url
 
 __all__ = ["ENGINE_CHOICES", "connect", "detect_flavor", "redact_url"]
 

@@ -1,6 +1,9 @@
 """The Engine protocol on the official Elasticsearch client (elasticsearch-py 8).
 
-Everything but the client itself lives in :class:`~reindex_fsm.engine._client.ClientEngine`.
+What both engines share lives in :class:`~reindex_fsm.engine.client.ClientEngine`; this
+adapter holds what is Elasticsearch's own: its client, the point-in-time API at
+``_pit``, and the privilege check (``_security/user/_has_privileges``).
+
 The client checks on its first request that the server is Elasticsearch (the
 ``X-Elastic-Product`` header); an OpenSearch or pre-7.14 server raises
 :class:`~reindex_fsm.errors.UnsupportedEngine`.
@@ -9,15 +12,19 @@ The client checks on its first request that the server is Elasticsearch (the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import elastic_transport
 import elasticsearch
 import elasticsearch.helpers
 from elasticsearch import Elasticsearch
 
-from ..errors import ReindexFsmError, UnsupportedEngine
-from ._client import RETRY_ON_STATUS, ClientConfig, ClientEngine
+from ..errors import EngineError, EngineUnreachable, ReindexFsmError, UnsupportedEngine
+from .base import PrivilegeCheck
+from .client import ClientEngine
+from .transport import RETRY_ON_STATUS
+from .urls import ClientConfig
 
 __all__ = ["ElasticsearchEngine"]
 
@@ -26,7 +33,7 @@ class ElasticsearchEngine(ClientEngine):
     flavor = "elasticsearch"
     pit_path = ("_pit",)  # POST <index>/...: open a PIT
     pit_id_key = "id"
-    helpers = elasticsearch.helpers
+    helpers: ClassVar[ModuleType] = elasticsearch.helpers
     unreachable_errors = (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)
     api_errors = (elastic_transport.ApiError,)
     client_errors = (
@@ -86,3 +93,28 @@ class ElasticsearchEngine(ClientEngine):
                 hint="for OpenSearch use engine 'opensearch' (or 'auto')",
             )
         return None
+
+    def _close_pit_body(self, pit_id: str) -> dict[str, Any]:
+        return {self.pit_id_key: pit_id}
+
+    def check_privileges(
+        self, cluster: list[str], index: list[tuple[list[str], list[str]]]
+    ) -> PrivilegeCheck | None:
+        """``POST _security/user/_has_privileges``; None when security is off."""
+        body = {
+            "cluster": list(cluster),
+            "index": [{"names": names, "privileges": privs} for names, privs in index],
+        }
+        try:
+            answer = self._request("POST", "/_security/user/_has_privileges", body=body)
+        except EngineError as exc:
+            if isinstance(exc, EngineUnreachable) or exc.status in (401, 403):
+                raise
+            text = exc.message.lower()
+            if exc.status in (400, 404, 405) or "security must be explicitly enabled" in text:
+                return None  # security off (or no such API): nothing to check
+            raise
+        missing = [f"cluster:{p}" for p, held in (answer.get("cluster") or {}).items() if not held]
+        for name, privileges in (answer.get("index") or {}).items():
+            missing += [f"{name}:{p}" for p, held in privileges.items() if not held]
+        return PrivilegeCheck(checked=True, user=answer.get("username"), missing=tuple(missing))

@@ -30,7 +30,7 @@ import pytest
 from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import ENV_VAR as CRASH_ENV_VAR
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.engine._client import ClientEngine
+from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.errors import EngineError, IndexNotFound, TaskNotFound
 from reindex_fsm.options import RunOptions
@@ -90,7 +90,7 @@ def engine(engine_url: str) -> Iterator[ClientEngine]:
 
 def raw(engine: ClientEngine, method: str, path: str, body: Any = None, **params: str) -> Any:
     """One REST request through the adapter's client (auth and TLS as configured)."""
-    return engine._request(method, path, params=params or None, body=body)
+    return engine.request(method, path, params=params or None, body=body)
 
 
 def wait_for(what: str, probe: Any, timeout: float = 90.0, every: float = 0.2) -> Any:

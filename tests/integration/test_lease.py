@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from reindex_fsm.crashpoints import ENV_VAR as CRASH_ENV_VAR
-from reindex_fsm.engine._client import ClientEngine
 from reindex_fsm.engine.base import LEASE_INDEX
+from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.lease import Lease
 

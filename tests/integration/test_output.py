@@ -53,7 +53,7 @@ _DEPRECATED = textwrap.dedent(
     engine = connect(sys.argv[1], "auto")
     # A deprecated setting: the engine answers with a Warning header (once per
     # X-Opaque-Id), which the client turns into an OpenSearchWarning.
-    engine._request(
+    engine.request(
         "PUT", "/" + sys.argv[2],
         body={"settings": {"index.translog.retention.size": "1mb",
                            "index.number_of_replicas": 0}},

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm.engine._client import ClientEngine
+from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.errors import ExitCode
 from reindex_fsm.testing.sample import SAMPLE_MAPPINGS, SAMPLE_SETTINGS
 
