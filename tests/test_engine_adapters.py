@@ -172,6 +172,19 @@ def test_api_key_and_password_together_are_refused() -> None:
         OpenSearchEngine("http://u:p@localhost:9200", api_key="abc")
 
 
+def test_config_redacts_its_secrets_as_given_and_percent_encoded() -> None:
+    cfg = parse_engine_url("http://elastic:p%40ss%2Fword@h:9200")
+    assert cfg.secrets() == ["p%40ss%2Fword", "p@ss/word"]  # longest first
+    text = "auth failed for p@ss/word (sent as p%40ss%2Fword)"
+    assert cfg.redact(text) == "auth failed for *** (sent as ***)"
+    keyed = parse_engine_url("http://h:9200", api_key="c2VjcmV0LWtleQ==")
+    assert keyed.redact("ApiKey c2VjcmV0LWtleQ== refused") == "ApiKey *** refused"
+    assert "c2VjcmV0" not in repr(keyed)
+    # A secret this short would mangle every message: left as it is.
+    assert parse_engine_url("http://u:abc@h").redact("abc def") == "abc def"
+    assert parse_engine_url("http://h").secrets() == []
+
+
 @pytest.mark.parametrize("adapter", ADAPTERS)
 def test_adapter_url_has_no_credentials(adapter: type[ClientEngine]) -> None:
     engine = adapter("http://elastic:hunter2@localhost:9200", **FAST)
@@ -653,3 +666,53 @@ def test_answers_and_errors_are_translated(stub: _StubServer) -> None:
         assert "s3cr" not in denied.value.one_line()
     created = [r for r in stub.requests if r["path"] == "/taken"]
     assert created[0]["body"] == {"settings": {"index.number_of_shards": 1}, "mappings": {}}
+
+
+def test_raw_request_sends_what_it_is_given_and_returns_the_answer(stub: _StubServer) -> None:
+    with connect(stub.url, stub.flavor, **FAST) as engine:
+        assert engine.request("get", "idx-1/_count", params={"q": "x"}) == {
+            "count": 7,
+            "_shards": {},
+        }
+        answer = engine.request(
+            "POST",
+            "/_reindex",
+            body={"source": {"index": "a"}, "dest": {"index": "b"}},
+            headers={"X-Opaque-Id": "bench-1"},
+        )
+        assert answer == {"task": "n1:42"}
+    counted, reindexed = stub.requests[-2:]
+    assert (counted["method"], counted["path"], counted["query"]) == (
+        "GET",
+        "/idx-1/_count",
+        {"q": "x"},
+    )
+    assert counted["body"] is None
+    assert reindexed["body"] == {"source": {"index": "a"}, "dest": {"index": "b"}}
+    assert reindexed["headers"]["x-opaque-id"] == "bench-1"
+    assert reindexed["headers"]["authorization"].startswith("Basic ")
+
+
+def test_raw_request_errors_are_the_projects_errors(stub: _StubServer) -> None:
+    with connect(stub.url, stub.flavor, **FAST) as engine:
+        with pytest.raises(IndexNotFound) as missing:
+            engine.request("GET", "/nope/_count")
+        assert missing.value.index == "nope"
+        with pytest.raises(EngineUnreachable) as busy:
+            engine.request("GET", "/busy/_count")
+        assert busy.value.status == 503
+        with pytest.raises(EngineError) as denied:
+            engine.request("GET", "/secret/_count")
+        assert denied.value.status == 401
+        assert "GET /secret/_count failed (HTTP 401)" in denied.value.one_line()
+        assert "s3cr" not in denied.value.one_line()
+
+
+def test_client_is_the_official_client(stub: _StubServer) -> None:
+    from elasticsearch import Elasticsearch
+    from opensearchpy import OpenSearch
+
+    official = Elasticsearch if stub.flavor == "elasticsearch" else OpenSearch
+    with connect(stub.url, stub.flavor, **FAST) as engine:
+        assert isinstance(engine.client, official)
+        assert engine.client.info()["version"]["number"] == stub.root["version"]["number"]
