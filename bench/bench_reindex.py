@@ -101,7 +101,7 @@ def main(docs: int, repeats: int, out: str | None) -> None:
             create_sample(engine, SOURCE, ALIAS, docs, settings={"index.number_of_replicas": 0})
             print(f"loaded {docs} documents in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         _reset(engine, keep={SOURCE})
-        rows = []
+        rows: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory() as tmp:
             for i in range(repeats):
                 order = ("tool", "baseline") if i % 2 == 0 else ("baseline", "tool")

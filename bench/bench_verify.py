@@ -126,7 +126,7 @@ def throughput(docs: int, repeats: int, out: str | None) -> None:
     """Median docs/s of the deep verification and of scanning both indices."""
     with bench_engine() as (_url, engine):
         source, copy = _prepare(engine, docs)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in range(repeats):
             order = ("tool", "baseline") if i % 2 == 0 else ("baseline", "tool")
             times: dict[str, float] = {}
@@ -184,7 +184,7 @@ def once(url: str, docs: int) -> None:
 def rss(sizes: str, out: str | None) -> None:
     """Peak RSS of a fresh process verifying each size."""
     with bench_engine() as (url, engine):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for n in (int(s) for s in sizes.split(",")):
             _prepare(engine, n)
             result = subprocess.run(

@@ -3,6 +3,8 @@ functions, no engine."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from reindex_fsm.engine.base import IndexStatus, IndexSummary, NodeDisk
@@ -99,7 +101,7 @@ def test_parse_index_summaries_oldest_first_with_aliases_and_meta() -> None:
         {"index": "b", "status": "open", "creation.date": "20"},
         {"index": "a", "status": "close", "creation.date": "10"},
     ]
-    aliases = {"b": {"aliases": {"prod": {}, "old": {}}}}
+    aliases: dict[str, Any] = {"b": {"aliases": {"prod": {}, "old": {}}}}
     mappings = {"b": {"mappings": {"_meta": {"reindex_fsm": {"run_id": "r1"}}}}}
     assert parse_index_summaries(rows, aliases, mappings) == [
         IndexSummary("a", 10, open=False),
