@@ -45,10 +45,6 @@ def bind_run(run_id: str | None) -> None:
     _run_id.set(run_id)
 
 
-def current_run() -> str | None:
-    return _run_id.get()
-
-
 def redact(text: str) -> str:
     """``text`` with the ``user:password@`` part of every URL in it removed."""
     return _CREDENTIALS.sub(r"\g<scheme>", text)
