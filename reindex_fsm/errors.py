@@ -301,7 +301,7 @@ class Declined(ReindexFsmError):
     exit_code = ExitCode.DECLINED
 
 
-# -- lease and preflight (issue 5) --
+# -- lease and preflight --
 
 
 class LeaseConflict(EngineError):

@@ -495,10 +495,6 @@ class LeasedEngine:
         self._engine = engine
         self._keeper = keeper
 
-    @property
-    def unwrapped(self) -> Engine:
-        return self._engine
-
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
         if name not in ENGINE_WRITES:

@@ -45,10 +45,6 @@ def bind_run(run_id: str | None) -> None:
     _run_id.set(run_id)
 
 
-def current_run() -> str | None:
-    return _run_id.get()
-
-
 def redact(text: str) -> str:
     """``text`` with the ``user:password@`` part of every URL in it removed."""
     return _CREDENTIALS.sub(r"\g<scheme>", text)
@@ -111,7 +107,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        run = f" [run {record.run_id}]" if getattr(record, "run_id", None) else ""
+        run_id = getattr(record, "run_id", None)
+        run = f" [run {run_id}]" if run_id else ""
         extra = "".join(f" {k}={v}" for k, v in _extra(record).items())
         line = f"{ts} {record.levelname} {record.name}{run} {record.getMessage()}{extra}"
         if record.exc_info:
@@ -140,12 +137,12 @@ def _extra(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler[IO[str]]):
     """Ours, so that configuring again replaces it rather than adding a second one.
     The stream is looked up at each record: sys.stderr may be swapped (tests)."""
 
     def __init__(self, stream: IO[str] | None) -> None:
-        super().__init__(stream)
+        super().__init__(stream if stream is not None else sys.stderr)
         self._fixed = stream
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -436,7 +436,7 @@ def test_zeros_embedder_warns(cfg, fake, tmp_path):
     )
 
 
-# -- connection options (issue 6) ---------------------------------------------------------
+# -- connection options -------------------------------------------------------------------
 
 
 def capturing(cfg: Config, fake) -> list[dict]:

@@ -875,7 +875,7 @@ def test_recompute_run_where_the_engine_has_no_pit_scrolls(
     )
 
 
-# -- write policy (issue 5) -----------------------------------------------------------------
+# -- write policy ---------------------------------------------------------------------------
 
 
 def test_write_block_put_twice_and_lifted(
@@ -918,7 +918,7 @@ def test_write_block_not_confirmed_by_every_shard_is_an_error(
         server._add_block = original  # type: ignore[method-assign]
 
 
-# -- deep verification (issue 5) ---------------------------------------------------------------
+# -- deep verification -------------------------------------------------------------------------
 
 
 def test_mget(engine: ClientEngine, fake: FakeEngine, server: ContractServer) -> None:
@@ -984,7 +984,7 @@ def test_deep_verification_run(
     assert docs["mode"] == f"sample of {N_DOCS}" and docs["differing"]["ids"] == ["doc-00005"]
 
 
-# -- lease and preflight (issue 5) --
+# -- lease and preflight --
 
 LEASE_DOC = {"run_id": "run-1", "owner": "op@host:1", "expires_at": "2026-11-25T03:01:00+00:00"}
 
@@ -1113,7 +1113,7 @@ def test_privileges(engine: ClientEngine, fake: FakeEngine, flavor: str) -> None
     assert engine.check_privileges(["monitor"], index) == direct(["monitor"], index)
 
 
-# -- transforms, undo, retention, task records (issue 5) ---------------------------------------
+# -- transforms, undo, retention, task records -------------------------------------------------
 
 
 def test_reindex_sends_pipeline_and_script(

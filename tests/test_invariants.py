@@ -80,7 +80,6 @@ N_DOCS = 6
 OLD = "2026-11-24T00:00:00.000+00:00"
 MAPPINGS = {"properties": {"title": {"type": "keyword"}, "updated_at": {"type": "date"}}}
 DB_URL = "sqlite:///invariants-in-memory.db"  # shown in lease documents only
-LEASE_CALLS = {"get_lease", "put_lease", "delete_lease"}
 WRITES = ENGINE_WRITES  # engine calls that change something (the lease's own aside)
 FAULT_METHODS = sorted(
     WRITES

@@ -73,7 +73,7 @@ def test_no_auto_transitions_and_terminal_states_are_dead_ends():
     m = Model()
     build_machine(m, State.SWAPPED)
     assert not hasattr(m, "to_PLANNED")
-    for state in TERMINAL:  # only a SWAPPED run can move on: undo (issue 5)
+    for state in TERMINAL:  # only a SWAPPED run can move on: undo
         leaving = {trigger for s, trigger in allowed() if s is state}
         assert leaving == ({"undo"} if state is State.SWAPPED else set())
 

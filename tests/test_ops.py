@@ -1,4 +1,4 @@
-"""Issue 5 on the fake engine: transforms, undo, cleanup, rethrottle and task records."""
+"""Operations on the fake engine: transforms, undo, cleanup, rethrottle and task records."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import cast
 
 import numpy as np
 
@@ -81,14 +82,14 @@ def _import_target(spec: str, target: str) -> EmbedFn:
             else "check the module is importable from this environment"
         )
         raise EmbedderError(f"embedder {spec!r} cannot be imported: {exc}", hint=hint) from exc
-    fn = module
+    fn: object = module
     for part in attr.split("."):
-        fn = getattr(fn, part, None)  # type: ignore[assignment]
+        fn = getattr(fn, part, None)
         if fn is None:
             raise EmbedderError(f"embedder {spec!r}: {module_name} has no attribute {attr!r}")
     if not callable(fn):
         raise EmbedderError(f"embedder {spec!r}: {target} is not callable")
-    return fn  # type: ignore[return-value]
+    return cast(EmbedFn, fn)
 
 
 def registered() -> dict[str, str]:

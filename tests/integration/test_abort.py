@@ -101,7 +101,7 @@ def test_abort_during_reindexing_cancels_the_copy_and_rolls_back(
         assert code == ExitCode.OK, aborted
         assert aborted["state"] == "ROLLED_BACK"
         # the task: cancelled and awaited (the rollback's event says so, below), its stored
-        # result then deleted (issue 5: GET _tasks/<id> is a 404), and no copy of ours runs
+        # result then deleted (GET _tasks/<id> is a 404), and no copy of ours runs
         assert engine.get_task(task_id) is None
         assert reindex_tasks_under(engine, names.prefix) == []
         # the target gone, the aliases as they were

@@ -1,4 +1,4 @@
-"""Issue 5 on the real engine: --pipeline/--script transforms, undo, cleanup --keep,
+"""Operations on the real engine: --pipeline/--script transforms, undo, cleanup --keep,
 --slices/--requests-per-second and rethrottle from another process, and the deletion of
 the copy's stored task result."""
 
