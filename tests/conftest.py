@@ -64,7 +64,7 @@ def without_operator_environment() -> Iterator[None]:
 # example database in the tree. "invariants-quick" runs in the unit suite (two halves of
 # 250); "invariants" (two halves of 2,500, 5,000 in all) and "invariants-slow" (2,000
 # schedules of 12 steps) are marked slow, so they run in CI's full suite.
-_INVARIANTS = {
+_INVARIANTS: dict[str, Any] = {
     "deadline": None,
     "database": None,
     "print_blob": True,

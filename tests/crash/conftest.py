@@ -413,7 +413,9 @@ def recording(source: Source, tmp_path_factory: pytest.TempPathFactory) -> Recor
         points = Crashpoints()
         db = tmp / f"{name}.db"
         cfg = api.Config(
-            state_db=f"sqlite:///{db}", engine_url=source.url, crash=lambda p=points: p
+            state_db=f"sqlite:///{db}",
+            engine_url=source.url,
+            crash=lambda p=points: p,  # type: ignore[misc]
         )
         t0 = time.monotonic()
         outcome = api.start(
