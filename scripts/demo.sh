@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The newcomer path, end to end on a fresh machine: set up, start a local OpenSearch
-# (unless REINDEX_FSM_ENGINE_URL names a cluster), create the alias `documents` over
+# (unless REINDEX_FSM_ENGINE_URL names a cluster: this is an operator command, so it reads
+# the operator's variable, unlike the tests), create the alias `documents` over
 # 20,000 realistic articles, run a real `reindex-fsm start --verify --force`, and print
 # the run ID and its result. Run it again to rebuild the alias once more.
 #

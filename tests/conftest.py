@@ -1,6 +1,14 @@
 """Shared fixtures: a fake cluster with a realistic source behind an alias, and a Config
 wired to it with a temporary state database (real Alembic migrations), a fixed
-clock and a sleep that takes no time."""
+clock and a sleep that takes no time.
+
+No test sees the operator's settings: every ``REINDEX_FSM_*`` variable the tool reads (its
+cluster URL and credentials, its state database, its log format, ...) is removed from the
+environment for the whole session, so a CLI run in-process or as a subprocess never reaches
+the operator's cluster or database. The suites' own variables stay (``TEST_VARIABLES``: the
+test engine and PostgreSQL URLs, the invariants seed, the test-engine launcher's settings).
+A test that checks how the tool reads one of them sets it itself (``monkeypatch.setenv``).
+The real engine of the integration and crash suites: ``tests/support/engine.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ import os
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,17 +25,46 @@ import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy.pool import NullPool
 
+from devtools.engine import VARIABLES as ENGINE_LAUNCHER_VARIABLES
 from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.store import open_store
 from reindex_fsm.testing.fake import FakeEngine
+
+pytest_plugins = ["tests.support.engine"]  # engine_url: the integration and crash suites'
+
+# Variables of the test suites and tools, not of the operator's tool: kept.
+TEST_VARIABLES = frozenset(
+    {
+        "REINDEX_FSM_TEST_ENGINE_URL",
+        "REINDEX_FSM_TEST_POSTGRES_URL",
+        "REINDEX_FSM_INVARIANTS_SEED",
+        "REINDEX_FSM_POSTGRES_HOME",
+        *ENGINE_LAUNCHER_VARIABLES,
+    }
+)
+
+
+def operator_variables(environ: Mapping[str, str]) -> list[str]:
+    """The names in ``environ`` that reindex-fsm may read as the operator's settings."""
+    return sorted(k for k in environ if k.startswith("REINDEX_FSM_") and k not in TEST_VARIABLES)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def without_operator_environment() -> Iterator[None]:
+    """The whole session runs without the operator's REINDEX_FSM_* settings."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in operator_variables(os.environ):
+            mp.delenv(name)
+        yield
+
 
 # The stateful invariant test (tests/test_invariants.py): every run of it has a fixed
 # seed (REINDEX_FSM_INVARIANTS_SEED=<int> explores others), so a failure replays; no
 # example database in the tree. "invariants-quick" runs in the unit suite (two halves of
 # 250); "invariants" (two halves of 2,500, 5,000 in all) and "invariants-slow" (2,000
 # schedules of 12 steps) are marked slow, so they run in CI's full suite.
-_INVARIANTS = {
+_INVARIANTS: dict[str, Any] = {
     "deadline": None,
     "database": None,
     "print_blob": True,

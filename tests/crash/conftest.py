@@ -3,14 +3,14 @@ point or at a random moment, then resumed in a new process; every case must conv
 
 Session fixtures give engine URLs:
 
-* ``engine_url``: ``REINDEX_FSM_ENGINE_URL`` when set, else a one-node OpenSearch started
-  with ``scripts/engine.sh start`` in a ``REINDEX_FSM_ENGINE_HOME`` of this session's
-  (stopped at the end, only if this fixture started it).
-* ``cluster3``: always its own three-node cluster (``--nodes 3``, another engine home), so
-  that a test may kill its nodes; skipped when ``REINDEX_FSM_ENGINE_URL`` is set.
+* ``engine_url`` (``tests/support/engine.py``): ``REINDEX_FSM_TEST_ENGINE_URL`` when set,
+  else the local engine of the test-engine launcher (stopped at the end only if this session
+  started it).
+* ``cluster3``: always its own three-node cluster (another engine home), so that a test may
+  kill its nodes; skipped when ``REINDEX_FSM_TEST_ENGINE_URL`` is set.
 
-Other people use this machine's engines: nothing here touches an engine home but the
-session's own, and every index and alias name carries a random per-session suffix.
+Other people use this machine's engines: no node is stopped but in the session's own
+three-node home, and every index and alias name carries a random per-session suffix.
 """
 
 from __future__ import annotations
@@ -43,9 +43,7 @@ from reindex_fsm.errors import ExitCode
 from reindex_fsm.options import RunOptions
 from reindex_fsm.store import open_store
 from reindex_fsm.testing.sample import create_sample
-
-REPO = Path(__file__).resolve().parents[2]
-ENGINE_SH = REPO / "scripts" / "engine.sh"
+from tests.support.engine import TEST_ENGINE_URL_ENV, LocalEngine, started_engine
 
 N_DOCS = 3000  # three _reindex batches of 1,000
 THROTTLE_RPS = 1000  # about one batch a second: the throttled copy lasts a few seconds
@@ -94,86 +92,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.write_line(f"crash points: tried {len(RESULTS)}, passed {passed}")
 
 
-# -- engine processes ----------------------------------------------------------------------
-
-
-def engine_sh(home: Path, *args: str, check: bool = True, timeout: float = 400) -> str:
-    """Run scripts/engine.sh with our own engine home; return its stdout, stripped."""
-    env = {**os.environ, "REINDEX_FSM_ENGINE_HOME": str(home)}
-    proc = subprocess.run(
-        [str(ENGINE_SH), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise RuntimeError(
-            f"engine.sh {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}"
-        )
-    return proc.stdout.strip()
-
-
-@dataclass
-class Cluster:
-    home: Path
-    url: str  # node-1's, as `start` printed it
-
-    def nodes(self) -> dict[str, dict[str, str]]:
-        """name -> {"url", "state" (up|down)}, from `engine.sh nodes`."""
-        out: dict[str, dict[str, str]] = {}
-        for line in engine_sh(self.home, "nodes").splitlines():
-            name, _pids, url, state = line.split("\t")
-            out[name] = {"url": url, "state": state}
-        return out
-
-    def live_url(self) -> str:
-        """The first live node's URL (`engine.sh url`)."""
-        return engine_sh(self.home, "url")
-
-    def stop_node(self, name: str, kill: bool = True) -> None:
-        engine_sh(self.home, "stop-node", name, *(["--kill"] if kill else []))
-
-    def start_node(self, name: str) -> None:
-        engine_sh(self.home, "start-node", name)
-
-
-def _started_engine(home: Path, *args: str) -> str:
-    try:
-        return engine_sh(home, "start", *args)
-    except BaseException:
-        engine_sh(home, "stop", check=False)
-        raise
+# -- engines ------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    external = os.environ.get("REINDEX_FSM_ENGINE_URL")
-    if external:
-        yield external
-        return
-    home = tmp_path_factory.mktemp("engine")
-    url = _started_engine(home)
-    try:
-        yield url
-    finally:
-        engine_sh(home, "stop", check=False)
-
-
-@pytest.fixture(scope="session")
-def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if os.environ.get("REINDEX_FSM_ENGINE_URL"):
+def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
+    if os.environ.get(TEST_ENGINE_URL_ENV):
         pytest.skip(
-            "REINDEX_FSM_ENGINE_URL is set: the node failure test needs a cluster of its own "
+            f"{TEST_ENGINE_URL_ENV} is set: the node failure test needs a cluster of its own "
             "whose nodes it can stop (unset it to let the test start a 3-node cluster)"
         )
-    home = tmp_path_factory.mktemp("engine3")
-    url = _started_engine(home, "--nodes", "3")
-    try:
-        yield Cluster(home, url)
-    finally:
-        engine_sh(home, "stop", check=False)
+    with started_engine(tmp_path_factory.mktemp("engine3"), 3) as cluster:
+        yield cluster
 
 
 # -- engine helpers ---------------------------------------------------------------------------
@@ -483,7 +413,9 @@ def recording(source: Source, tmp_path_factory: pytest.TempPathFactory) -> Recor
         points = Crashpoints()
         db = tmp / f"{name}.db"
         cfg = api.Config(
-            state_db=f"sqlite:///{db}", engine_url=source.url, crash=lambda p=points: p
+            state_db=f"sqlite:///{db}",
+            engine_url=source.url,
+            crash=lambda p=points: p,  # type: ignore[misc]
         )
         t0 = time.monotonic()
         outcome = api.start(

@@ -27,7 +27,7 @@ from reindex_fsm.engine.connect import connect
 from .conftest import (
     NOTES,
     TERMINAL_STATES,
-    Cluster,
+    LocalEngine,
     Source,
     diff_docs,
     doc_hashes,
@@ -77,7 +77,7 @@ def wait_for_copy(src: Source, run_id: str, timeout: float = 60) -> Any:
     raise AssertionError(f"the copy of run {run_id} did not start within {timeout}s")
 
 
-def test_node_running_the_copy_is_killed(cluster3: Cluster, tmp_path: Path) -> None:
+def test_node_running_the_copy_is_killed(cluster3: LocalEngine, tmp_path: Path) -> None:
     t0 = time.monotonic()
     log: list[str] = []
 
@@ -102,7 +102,7 @@ def test_node_running_the_copy_is_killed(cluster3: Cluster, tmp_path: Path) -> N
         drop_source(src)
 
 
-def _scenario(cluster: Cluster, src: Source, tmp_path: Path, note: Any) -> None:
+def _scenario(cluster: LocalEngine, src: Source, tmp_path: Path, note: Any) -> None:
     db = tmp_path / "state.db"
     run_url = cluster.nodes()[RUN_NODE]["url"]
     proc = spawn(

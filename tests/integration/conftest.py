@@ -1,9 +1,10 @@
 """Fixtures for the integration suite: a real Elasticsearch or OpenSearch.
 
-The engine is the cluster at ``REINDEX_FSM_ENGINE_URL`` when that is set (so the suite runs
-unchanged against any cluster a user points it at), else the local OpenSearch of
-``scripts/engine.sh`` (reused if it already runs in ``REINDEX_FSM_ENGINE_HOME``; stopped at
-the end only if this session started it).
+The engine (``engine_url``, from ``tests/support/engine.py``) is the cluster at
+``REINDEX_FSM_TEST_ENGINE_URL`` when that is set (so the suite runs unchanged against any
+cluster a user points it at), else the local OpenSearch of the test-engine launcher (reused
+if it already runs in ``REINDEX_FSM_ENGINE_HOME``; stopped at the end only if this session
+started it). The operator's ``REINDEX_FSM_ENGINE_URL`` is never read.
 
 The cluster may be shared: every test works on indices and aliases under its own unique
 prefix (``itest-<random>``) and deletes them at teardown, cancelling any copy into them
@@ -38,7 +39,6 @@ from reindex_fsm.steps.planning import flatten_settings, is_volatile
 from reindex_fsm.testing import sample
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINE_SH = ROOT / "scripts" / "engine.sh"
 BIG_DOCS = 20_000
 SMALL_DOCS = 2_000
 # Short polls: the defaults are tuned for long production copies.
@@ -47,36 +47,6 @@ CLI_TIMEOUT_S = 120
 
 
 # -- engine ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def engine_url() -> Iterator[str]:
-    url = os.environ.get("REINDEX_FSM_ENGINE_URL")
-    if url:
-        yield url
-        return
-    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV_VAR}
-    already_running = (
-        subprocess.run(
-            [str(ENGINE_SH), "status"], capture_output=True, env=env, timeout=60
-        ).returncode
-        == 0
-    )
-    started = subprocess.run(
-        [str(ENGINE_SH), "start"], capture_output=True, text=True, env=env, timeout=1800
-    )
-    if started.returncode != 0 or not started.stdout.strip():
-        pytest.fail(
-            f"scripts/engine.sh start failed (exit {started.returncode}); set "
-            f"REINDEX_FSM_ENGINE_URL to use another cluster:\n{started.stderr[-3000:]}",
-            pytrace=False,
-        )
-    url = started.stdout.strip().splitlines()[-1]
-    try:
-        yield url
-    finally:
-        if not already_running:
-            subprocess.run([str(ENGINE_SH), "stop"], capture_output=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,9 @@ from reindex_fsm.engine.base import LEASE_INDEX
 from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.engine.connect import connect
 from reindex_fsm.errors import ExitCode
+from tests.support.engine import started_engine
 
-from .conftest import ENGINE_SH, Names, cli_argv, cli_env, cli_json, raw, wait_for
+from .conftest import Names, cli_argv, cli_env, cli_json, raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -221,21 +222,8 @@ SECOND_HOME = "/tmp/eng-lease"
 @pytest.fixture(scope="module")
 def second_cluster() -> Iterator[str]:
     """A second, separate engine (its own home, its own cluster UUID), stopped at the end."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k != CRASH_ENV_VAR},
-        "REINDEX_FSM_ENGINE_HOME": SECOND_HOME,
-        "REINDEX_FSM_ENGINE_KNN": "0",
-        "REINDEX_FSM_ENGINE_HEAP": "512m",
-    }
-    started = subprocess.run(
-        ["bash", str(ENGINE_SH), "start"], env=env, capture_output=True, text=True, timeout=400
-    )
-    if started.returncode != 0:
-        pytest.fail(f"no second engine: {started.stderr[-2000:]}", pytrace=False)
-    try:
-        yield started.stdout.strip()
-    finally:
-        subprocess.run(["bash", str(ENGINE_SH), "stop"], env=env, capture_output=True, timeout=300)
+    with started_engine(SECOND_HOME, knn=False, heap="512m") as second:
+        yield second.url
 
 
 def all_indices(engine: ClientEngine) -> list[str]:

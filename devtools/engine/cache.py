@@ -1,0 +1,266 @@
+"""The engine's jars, fetched once from Maven Central into a cache shared by every engine
+home: ``<cache>/opensearch-<version>-<key>/{lib,classes}``, the key being a hash of the pom
+and the node launcher (so a change to either makes a new entry, and an entry made by the
+earlier shell launcher is reused as it is). The k-NN plugin is unpacked into ``knn/`` of the
+same entry by a second, separate download that may fail: the engine then runs without it.
+
+Filling the cache is the only step that needs the network (``mvn``); it happens under an
+exclusive lock on ``<cache>/.lock``, so parallel starts download once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .locks import file_lock
+from .settings import KNN_RETRY_SECONDS, LauncherError, Settings, log
+
+CACHE_LOCK_TIMEOUT_S = 900
+FALLBACK_JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+
+
+@dataclass(frozen=True)
+class Java:
+    home: Path
+
+    @property
+    def java(self) -> Path:
+        return self.home / "bin" / "java"
+
+    @property
+    def javac(self) -> Path:
+        return self.home / "bin" / "javac"
+
+    def major(self) -> int | None:
+        """The Java major version (``java.specification.version``), None if unknown."""
+        try:
+            out = subprocess.run(
+                [str(self.java), "-XshowSettings:properties", "-version"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except OSError:
+            return None
+        found = re.search(r"^\s*java\.specification\.version = (\d+)", out.stderr, re.M)
+        return int(found.group(1)) if found else None
+
+
+def is_jdk(home: Path) -> bool:
+    return all((home / "bin" / tool).is_file() for tool in ("java", "javac"))
+
+
+def select_java(settings: Settings) -> Java:
+    """REINDEX_FSM_ENGINE_JAVA_HOME, else OpenJDK 17 if present, else JAVA_HOME, else the
+    JDK of the ``javac`` on PATH."""
+    for candidate in (settings.java_home, str(FALLBACK_JDK), os.environ.get("JAVA_HOME")):
+        if candidate and is_jdk(Path(candidate)):
+            return Java(Path(candidate))
+    javac = shutil.which("javac")
+    if not javac:
+        raise LauncherError(
+            "no JDK found (need java + javac 17+); set REINDEX_FSM_ENGINE_JAVA_HOME"
+        )
+    return Java(Path(javac).resolve().parent.parent)
+
+
+def pom_property(pom: Path, name: str) -> str | None:
+    found = re.search(rf"<{re.escape(name)}>(.*)</{re.escape(name)}>", pom.read_text())
+    return found.group(1) if found else None
+
+
+def dist_key(src: Path) -> str:
+    """The cache key: the first 12 hex digits of sha256(pom.xml + EngineNode.java)."""
+    digest = hashlib.sha256()
+    for name in ("pom.xml", "EngineNode.java"):
+        digest.update((src / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def dist_dir(settings: Settings) -> Path:
+    pom = settings.src / "pom.xml"
+    if not pom.is_file() or not (settings.src / "EngineNode.java").is_file():
+        raise LauncherError(f"missing {pom} or {settings.src / 'EngineNode.java'}")
+    version = pom_property(pom, "opensearch.version")
+    if not version:
+        raise LauncherError(f"cannot read opensearch.version from {pom}")
+    return settings.cache / f"opensearch-{version}-{dist_key(settings.src)}"
+
+
+def _mvn(settings: Settings, java: Java, workdir: Path, args: list[str]) -> bool:
+    """One mvn run in ``workdir``, its output in ``workdir/mvn.log``; True if it worked."""
+    argv = ["mvn", "-B", "-f", str(workdir / "pom.xml"), *args]
+    if settings.mvn_repo:
+        argv.append(f"-Dmaven.repo.local={settings.mvn_repo}")
+    env = {**os.environ, "JAVA_HOME": str(java.home)}
+    with open(workdir / "mvn.log", "w") as out:
+        done = subprocess.run(argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return done.returncode == 0
+
+
+def ensure_dist(settings: Settings, java: Java) -> Path:
+    """The cache entry of this pom and launcher, downloaded and compiled if need be."""
+    dist = dist_dir(settings)
+    if (dist / ".complete").is_file():
+        return dist
+    with file_lock(settings.cache / ".lock", CACHE_LOCK_TIMEOUT_S, "the cache lock"):
+        if (dist / ".complete").is_file():
+            return dist
+        _fill_dist(settings, java, dist)
+    return dist
+
+
+def _fill_dist(settings: Settings, java: Java, dist: Path) -> None:
+    version = dist.name.split("-")[1]
+    if not shutil.which("mvn"):
+        raise LauncherError(
+            f"mvn not found: needed once to download OpenSearch {version} into {settings.cache}"
+        )
+    tmp = dist.with_name(f"{dist.name}.tmp.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy(settings.src / "pom.xml", tmp / "pom.xml")
+    log.info("downloading OpenSearch %s jars with mvn into %s (first run only) ...", version, dist)
+    args = ["dependency:copy-dependencies", f"-DoutputDirectory={tmp / 'lib'}"]
+    args.append("-DincludeScope=runtime")
+    for attempt in (1, 2, 3):
+        if _mvn(settings, java, tmp, args):
+            break
+        log.info("mvn attempt %d failed (log: %s)", attempt, tmp / "mvn.log")
+        time.sleep(attempt * 3)
+    else:
+        tail = (tmp / "mvn.log").read_text(errors="replace").splitlines()[-30:]
+        log.warning("\n".join(tail))
+        raise LauncherError(f"could not download OpenSearch {version} with mvn (see {tmp}/mvn.log)")
+    if not (tmp / "lib" / f"opensearch-{version}.jar").is_file():
+        raise LauncherError(f"mvn did not produce opensearch-{version}.jar in {tmp / 'lib'}")
+    (tmp / "classes").mkdir()
+    source = settings.src / "EngineNode.java"
+    with open(tmp / "javac.log", "w") as out:
+        compiled = subprocess.run(
+            [
+                str(java.javac),
+                "--release",
+                "17",
+                "-nowarn",
+                "-d",
+                str(tmp / "classes"),
+                "-cp",
+                f"{tmp / 'lib'}/*",
+                str(source),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if compiled.returncode != 0:
+        log.warning("%s", (tmp / "javac.log").read_text(errors="replace"))
+        raise LauncherError(f"could not compile {source}")
+    shutil.rmtree(tmp / "target", ignore_errors=True)
+    (tmp / ".complete").touch()
+    shutil.rmtree(dist, ignore_errors=True)
+    tmp.rename(dist)
+    log.info("cached OpenSearch %s in %s", version, dist)
+
+
+def ensure_knn(settings: Settings, java: Java, dist: Path, force: bool = False) -> Path | None:
+    """``dist/knn`` (the k-NN plugin zip, unpacked), downloading it if need be; None (with a
+    warning) when it is turned off or cannot be had: the engine then runs without it. A
+    failed download is tried again only after an hour, unless ``force``."""
+    if not settings.knn:
+        return None
+    knn = dist / "knn"
+    if (knn / ".complete").is_file():
+        return knn
+    failed = dist / "knn.failed"
+    retry = "the engine runs without it (scripts/engine.sh fetch retries)"
+    if not force and failed.is_file():
+        age = int(time.time() - failed.stat().st_mtime)
+        if age < KNN_RETRY_SECONDS:
+            log.warning(
+                "warning: no k-NN plugin: its download failed %ds ago (log: %s); %s",
+                age,
+                failed,
+                retry,
+            )
+            return None
+    if not _fetch_knn(settings, java, dist):
+        log.warning("warning: no k-NN plugin: could not download it (log: %s); %s", failed, retry)
+        return None
+    return knn
+
+
+def _fetch_knn(settings: Settings, java: Java, dist: Path) -> bool:
+    """Unpack org.opensearch.plugin:opensearch-knn (profile "knn" of the pom) into
+    ``dist/knn``; on failure the reason is left in ``dist/knn.failed``."""
+    try:
+        with file_lock(settings.cache / ".lock", CACHE_LOCK_TIMEOUT_S, "the cache lock"):
+            return _fetch_knn_locked(settings, java, dist)
+    except LauncherError as err:
+        log.warning("%s", err)
+        return False
+
+
+def _fetch_knn_locked(settings: Settings, java: Java, dist: Path) -> bool:
+    knn, failed = dist / "knn", dist / "knn.failed"
+    if (knn / ".complete").is_file():
+        return True
+    tmp = dist / f"knn.tmp.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy(settings.src / "pom.xml", tmp / "pom.xml")
+    why = _download_knn(settings, java, tmp)
+    if why is not None:
+        with open(tmp / "mvn.log", "a") as out:
+            out.write(why + "\n")
+        (tmp / "mvn.log").replace(failed)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    (tmp / "plugin" / ".complete").touch()
+    shutil.rmtree(knn, ignore_errors=True)
+    (tmp / "plugin").rename(knn)
+    shutil.rmtree(tmp, ignore_errors=True)
+    failed.unlink(missing_ok=True)
+    log.info("cached the k-NN plugin in %s", knn)
+    return True
+
+
+def _download_knn(settings: Settings, java: Java, tmp: Path) -> str | None:
+    """Run mvn for the plugin into ``tmp/plugin``; None if it worked, else why not."""
+    pom = settings.src / "pom.xml"
+    version = pom_property(pom, "opensearch-knn.version")
+    if not version:
+        return f"no opensearch-knn.version in {pom}"
+    if not shutil.which("mvn"):
+        return "mvn not found"
+    log.info(
+        "downloading the k-NN plugin (org.opensearch.plugin:opensearch-knn:%s) with mvn "
+        "into %s ...",
+        version,
+        tmp.parent / "knn",
+    )
+    args = ["-P", "knn", "dependency:unpack-dependencies", "-DincludeTypes=zip"]
+    args += ["-DincludeGroupIds=org.opensearch.plugin", "-DincludeArtifactIds=opensearch-knn"]
+    args.append(f"-DoutputDirectory={tmp / 'plugin'}")
+    for attempt in (1, 2):
+        if _mvn(settings, java, tmp, args):
+            break
+        if attempt == 1:
+            time.sleep(3)
+    else:
+        return "mvn failed twice"
+    descriptor = tmp / "plugin" / "plugin-descriptor.properties"
+    text = descriptor.read_text(errors="replace") if descriptor.is_file() else ""
+    if not re.search(r"^classname=org\.opensearch\.knn\.", text, re.M):
+        return (
+            "the opensearch-knn zip has no plugin-descriptor.properties naming a k-NN plugin class"
+        )
+    if not list((tmp / "plugin").glob("opensearch-knn-*.jar")):
+        return "the opensearch-knn zip has no opensearch-knn-*.jar"
+    return None
