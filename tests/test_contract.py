@@ -4,6 +4,9 @@ A :class:`~tests.support.contract.ContractServer` answers as Elasticsearch 8.x o
 OpenSearch 2.19 with a FakeEngine behind it. Every test runs for both flavors, goes
 through ``connect(url)`` auto-detection and the real adapter, and checks the same
 engine-protocol behaviours (and the same FakeEngine calls) as the fake gives directly.
+
+One module over ~600 lines: every test shares the flavor-parametrized fixtures above,
+and its sections follow the API families of :mod:`tests.support.contract`.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from reindex_fsm.errors import (
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
 from reindex_fsm.steps.planning import swap_actions
-from reindex_fsm.testing.fake import FakeEngine, TaskScript
+from reindex_fsm.testing.fake import Call, FakeEngine, TaskScript
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, make_cluster, make_config, make_docs
 from .support.contract import VERSIONS, ContractServer
@@ -453,6 +456,7 @@ def test_rethrottle(engine: ClientEngine, fake: FakeEngine, server: ContractServ
     assert server.requests[-1].query == {"requests_per_second": "-1"}
     with pytest.raises(TaskNotFound):
         engine.rethrottle("fake-node:99", 10)
+    assert fake.calls[-1] == Call("rethrottle", ("fake-node:99", 10.0))  # as on the fake
 
 
 # -- documents ------------------------------------------------------------------------------

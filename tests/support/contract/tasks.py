@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
-from reindex_fsm.errors import EngineError
+from reindex_fsm.errors import EngineError, TaskNotFound
 from reindex_fsm.testing.fake import FakeTask
 
 from .reindex import response_body, status_body
@@ -138,11 +138,11 @@ class TaskApi(Family):
         if "requests_per_second" not in call.query:
             raise ApiError(400, "action_request_validation_exception", "requests_per_second set")
         rps = float(call.query["requests_per_second"])
-        task = self.fake.tasks.get(task_id)
-        if task is None or task.completed or task.vanished:
+        try:  # recorded as the fake records it directly, found or not
+            self.fake.rethrottle(task_id, float("inf") if rps <= 0 else rps)
+        except TaskNotFound:
             return self._task_not_found(task_id)
-        self.fake.rethrottle(task_id, float("inf") if rps <= 0 else rps)
-        return 200, self._nodes({task_id: self._task_info(task)})
+        return 200, self._nodes({task_id: self._task_info(self.fake.tasks[task_id])})
 
     def _delete_task_api(self, call: Call) -> Answer:
         reason = (
