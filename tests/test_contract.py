@@ -1,15 +1,20 @@
 """Contract tests: both real adapters, over HTTP, against the same FakeEngine.
 
-A :class:`~tests.support.contract_server.ContractServer` answers as Elasticsearch 8.x or as
+A :class:`~tests.support.contract.ContractServer` answers as Elasticsearch 8.x or as
 OpenSearch 2.19 with a FakeEngine behind it. Every test runs for both flavors, goes
 through ``connect(url)`` auto-detection and the real adapter, and checks the same
 engine-protocol behaviours (and the same FakeEngine calls) as the fake gives directly.
+
+One module over ~600 lines: every test shares the flavor-parametrized fixtures above,
+and its sections follow the API families of :mod:`tests.support.contract`.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -48,11 +53,12 @@ from reindex_fsm.errors import (
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
 from reindex_fsm.steps.planning import swap_actions
-from reindex_fsm.testing.fake import FakeEngine, TaskScript
+from reindex_fsm.testing.fake import Call, FakeEngine, TaskScript
 
 from .conftest import ALIAS, NOW, SOURCE, TARGET, make_cluster, make_config, make_docs
-from .support.contract_server import VERSIONS, ContractServer
+from .support.contract import VERSIONS, ContractServer
 from .test_runs import ABORT_CALLS, PLAN_CALLS, events, preflight_calls, run_calls
+from .test_write_policy import Writer, with_since_field
 
 FLAVORS = ["elasticsearch", "opensearch"]
 ADAPTERS = {"elasticsearch": ElasticsearchEngine, "opensearch": OpenSearchEngine}
@@ -275,8 +281,90 @@ def test_reindex_task_polled_as_the_fake_reports_it(
     prefilled: dict,
     polls: int,
 ) -> None:
-    twin = make_cluster(N_DOCS)  # the same cluster, driven through the fake directly
     request = ReindexRequest(SOURCE, COPY, opaque_id=OPAQUE)
+    polled_as_the_fake(engine, fake, script, prefilled, polls, request)
+
+
+def test_a_copy_over_existing_documents_counts_them_updated(
+    engine: ClientEngine, fake: FakeEngine, server: ContractServer
+) -> None:
+    """``op_type=index`` over documents the destination has (a catch-up pass, a copy
+    again): the Tasks API counts them ``updated``, running and finished, as the fake does."""
+    prefilled = {doc_id: {"x": 1} for doc_id in sorted(fake.indices[SOURCE].docs)[:120]}
+    request = ReindexRequest(SOURCE, COPY, OPAQUE, op_type="index", conflicts="proceed")
+    last = polled_as_the_fake(
+        engine, fake, TaskScript(docs_per_poll=PER_POLL), prefilled, 3, request
+    )
+    assert (last.created, last.updated) == (N_DOCS - 120, 120)
+    assert fake.tasks[last.task_id].updated == 120
+    # running: the detailed task list carries the counts so far
+    fake.task_script = TaskScript(docs_per_poll=PER_POLL)
+    fake.add_index("copy-3", prefilled)
+    task_id = engine.start_reindex(replace(request, dest="copy-3"))
+    running = engine.get_task(task_id)  # one batch: documents the destination has
+    assert running is not None and not running.completed
+    assert (running.created, running.updated) == (0, PER_POLL)
+    fake.advance(task_id)  # a second batch: 20 more of those, then new ones
+    task = fake.tasks[task_id]
+    task.deleted, task.noops = 2, 3  # a script's ctx.op ("delete", "noop"), set by hand
+    (listed,) = engine.list_reindex_tasks(OPAQUE)
+    assert (listed.created, listed.updated) == (PER_POLL - 20, 120)
+    assert comparable(listed) == fake.status_of(task)  # deleted and noops too
+
+
+def test_reindex_waiting_for_completion_answers_the_counts(
+    fake: FakeEngine, server: ContractServer
+) -> None:
+    """``_reindex`` without ``wait_for_completion=false`` (the adapters never send it):
+    the answer is the finished task's response, and no result is kept in the tasks API."""
+    fake.add_index(COPY, {doc_id: {"x": 1} for doc_id in sorted(fake.indices[SOURCE].docs)[:50]})
+    body = {"source": {"index": SOURCE}, "dest": {"index": COPY, "op_type": "index"}}
+    status, answer = http(server, "POST", "/_reindex?refresh=false", body)
+    assert status == 200
+    counts = {k: answer[k] for k in ("total", "created", "updated", "version_conflicts")}
+    assert counts == {
+        "total": N_DOCS,
+        "created": N_DOCS - 50,
+        "updated": 50,
+        "version_conflicts": 0,
+    }
+    assert (answer["deleted"], answer["noops"], answer["failures"]) == (0, 0, [])
+    assert "throttled" not in answer  # the human-readable fields only with ?human
+    (task_id,) = fake.tasks
+    assert http(server, "GET", f"/_tasks/{task_id}")[0] == 404
+    assert fake.indices[COPY].docs == fake.indices[SOURCE].docs
+    fake.task_script = TaskScript(stall=True)  # it would never answer: refused, recorded
+    assert http(server, "POST", "/_reindex", body)[0] == 400
+    assert len(server.problems) == 1 and "never progresses" in server.problems[0]
+    server.problems.clear()
+
+
+def http(
+    server: ContractServer, method: str, path: str, body: dict | None = None
+) -> tuple[int, dict]:
+    """One raw request to the contract server: status and JSON body."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        server.url + path, data=data, method=method, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def polled_as_the_fake(
+    engine: ClientEngine,
+    fake: FakeEngine,
+    script: TaskScript,
+    prefilled: dict,
+    polls: int,
+    request: ReindexRequest,
+) -> TaskStatus:
+    """Poll one reindex task through HTTP and the same task on a twin fake directly;
+    both report the same statuses. The last (completed) status."""
+    twin = make_cluster(N_DOCS)  # the same cluster, driven through the fake directly
     for cluster in (fake, twin):
         cluster.task_script = script
         cluster.add_index(COPY, prefilled)
@@ -296,6 +384,7 @@ def test_reindex_task_polled_as_the_fake_reports_it(
     if last.failures:
         (failure,) = last.failures
         assert failure["index"] == COPY and failure["status"] in (400, 409)
+    return last
 
 
 def test_list_reindex_tasks_by_opaque_id(
@@ -367,6 +456,7 @@ def test_rethrottle(engine: ClientEngine, fake: FakeEngine, server: ContractServ
     assert server.requests[-1].query == {"requests_per_second": "-1"}
     with pytest.raises(TaskNotFound):
         engine.rethrottle("fake-node:99", 10)
+    assert fake.calls[-1] == Call("rethrottle", ("fake-node:99", 10.0))  # as on the fake
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -560,6 +650,35 @@ def test_abort_during_reindexing_cancels_and_rolls_back(
     assert without_info([c.method for c in fake.calls[before_abort:]]) == without_info(ABORT_CALLS)
     assert task.cancelled and task.completed
     assert fake.snapshot() == before
+
+
+def test_catch_up_run_counts_as_on_the_fake_directly(
+    server: ContractServer, fake: FakeEngine, state_db: str, tmp_path: Path
+) -> None:
+    """A ``--write-policy catch-up`` run through HTTP, clients writing through the alias
+    while it copies: each pass re-copies documents the target has (``op_type=index``), and
+    the passes' counts of copied documents (created and updated) are the fake's own."""
+    twin = make_cluster(N_DOCS)  # the same run on the fake directly
+    for cluster in (fake, twin):
+        cluster.task_script = TaskScript(docs_per_poll=PER_POLL)
+        with_since_field(cluster)
+        Writer(cluster, per_poll=2)
+    options = RunOptions(write_policy="catch-up", since_field="updated_at", verify=True)
+    rec = api.start(contract_config(server, state_db), ALIAS, options).record
+    direct_cfg = make_config(twin, f"sqlite:///{tmp_path / 'direct.db'}")
+    direct = api.start(direct_cfg, ALIAS, options).record
+    assert rec.state is direct.state is State.SWAPPED, (rec.error, direct.error)
+    passes = rec.write_policy["passes"]
+    assert [p["copied"] for p in passes] == [p["copied"] for p in direct.write_policy["passes"]]
+    assert len(passes) >= 2 and passes[0]["copied"] > 0
+    updated = sum(t.updated for t in fake.tasks.values())
+    assert updated > 0 and updated == sum(t.updated for t in twin.tasks.values())
+    cfg = contract_config(server, state_db)
+    recorded = [e.detail for e in cfg.repo().events(rec.id) if e.trigger == "catch_up_pass"]
+    assert recorded == [
+        e.detail for e in direct_cfg.repo().events(direct.id) if e.trigger == "catch_up_pass"
+    ]
+    assert fake.indices[TARGET].docs == twin.indices[TARGET].docs == fake.indices[SOURCE].docs
 
 
 # -- points in time, searches and plugins ---------------------------------------------------

@@ -1,0 +1,28 @@
+"""An in-memory engine implementing the Engine protocol, for tests.
+
+It records the ordered calls, lets a test script how reindex tasks progress
+(documents copied per poll, failures, cancellation, a task that vanishes), and
+injects faults (an error on the Nth call of a method, connection refused).
+The cluster outlives a simulated process death: a test keeps the same
+FakeEngine, rebuilds everything else from the database, and resumes.
+
+By topic: :mod:`.state` (the cluster's state, call recording, faults, test controls),
+:mod:`.cluster` (info, health, plugins, pipelines, preflight reads, privileges),
+:mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
+searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`.
+"""
+
+from __future__ import annotations
+
+from .cluster import FakeCluster
+from .documents import FakeDocuments
+from .indices import FakeIndices
+from .lease import FakeLease
+from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
+from .tasks import FakeTasks
+
+__all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
+
+
+class FakeEngine(FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
+    """The whole fake cluster: every Engine protocol method, by topic in its mixins."""
