@@ -30,9 +30,10 @@ from .errors import (
     UsageError,
     WrongCluster,
 )
+from .flags import HISTORY_LIMIT
 from .lease import Lease, LeasedEngine, LeasedSleep, LeaseKeeper
 from .machine import State
-from .options import HISTORY_LIMIT, RunOptions
+from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
@@ -414,7 +415,7 @@ def summary(record: RunRecord) -> dict[str, Any]:
     return {k: full[k] for k in SUMMARY_FIELDS}
 
 
-# -- undo, cleanup, rethrottle (issue 5) ---------------------------------------------------
+# -- undo, cleanup, rethrottle ---------------------------------------------------------------
 
 
 def undo(cfg: Config, run_id: str, force: bool = False) -> RunRecord:

@@ -29,8 +29,8 @@ from typing import Any
 from .crashpoints import Crashpoints
 from .engine.base import Engine
 from .errors import UsageError
+from .flags import Flag
 from .logs import FORMATS as LOG_FORMATS
-from .options import Flag
 from .steps.context import Reporter, SilentReporter
 from .store import DEFAULT_STATE_DB, RunRepository, open_store, state_db_url
 

@@ -1,6 +1,5 @@
 """What a run was asked to do (RunOptions), stored as JSON on the run row so a resumed
-run is driven with exactly the options it was started with, and the flags of every verb
-as data.
+run is driven with exactly the options it was started with, and start's flags as data.
 
 Each option is stated once: a RunOptions field carries its default and, in its metadata,
 the flag that sets it (name, help, type, choices, range); :meth:`RunOptions.validate`
@@ -9,15 +8,22 @@ library caller building ``RunOptions(...)`` is refused exactly as the CLI is. Th
 options are generated from these definitions (``reindex_fsm.cli.options``); the rules that
 need the engine or the source (names, shard bounds, mapped field types) stay in the plan
 step.
+
+Over 600 lines on purpose: each of start's options is one field holding its flag, help,
+type and bounds (about ten lines each), next to the rules that read them; splitting the
+fields by topic would part a flag from its field's neighbours in --help order, which is
+this dataclass's order.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import UsageError
+from .flags import Flag, meta, opt
 from .lease import DEFAULT_TTL_S
 
 # The names --skip-preflight accepts, one per check of preflight.py.
@@ -26,59 +32,6 @@ MAX_SAMPLE = 10_000  # a sample is one search: index.max_result_window's default
 VERIFY_LEVELS = ("count", "deep")
 WRITE_POLICIES = ("block", "catch-up")
 RECOMPUTE = "--recompute-embeddings"
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One command-line flag as data; ``reindex_fsm.cli.options`` makes the click option.
-
-    ``field``: the RunOptions field it sets (its default is the field's, unless ``default``
-    is given); ``invert``: a ``--no-X`` flag that sets the field to False; ``hook``: a CLI
-    callback by name (``alias_name``, ``rate``, ``client_option``, ``log_option``, ``json``);
-    ``before``: for a flag that is not a field's own, the field whose flags it precedes in
-    ``--help``."""
-
-    decls: tuple[str, ...]
-    help: str
-    name: str | None = None  # the parameter name, when it is not the flag's own
-    kind: str = "text"  # text | int | float | path | datetime | bool | count | choice
-    choices: tuple[str, ...] = ()
-    min: float | None = None
-    max: float | None = None
-    min_open: bool = False
-    default: Any = None
-    show_default: bool | str = False
-    metavar: str | None = None
-    multiple: bool = False
-    required: bool = False
-    flag_value: Any = None
-    envvar: str | None = None
-    hook: str | None = None
-    expose_value: bool = True
-    field: str | None = None
-    invert: bool = False
-    before: str | None = None
-
-    @property
-    def flag(self) -> str:
-        return next(d for d in self.decls if d.startswith("--"))
-
-    @property
-    def param(self) -> str:
-        """The parameter name: ``name``, else a bare name among ``decls``, else the flag's."""
-        bare = [d for d in self.decls if not d.startswith("-")]
-        return self.name or (bare[0] if bare else self.flag[2:].replace("-", "_"))
-
-
-def meta(*flags: Flag, **rules: Any) -> dict[str, Any]:
-    """A RunOptions field's metadata: the flags that set it and its rules (``needs``,
-    ``min``, ``max``, ``min_open``: checked by :meth:`RunOptions.validate`)."""
-    return {"flags": flags, **rules}
-
-
-def opt(default: Any, *flags: Flag, **rules: Any) -> Any:
-    """A RunOptions field of an immutable default, with its flags and rules (:func:`meta`)."""
-    return field(default=default, metadata=meta(*flags, **rules))
 
 
 @dataclass(frozen=True)
@@ -578,9 +531,7 @@ def _check_recompute(o: RunOptions) -> None:
 
 
 def _same_path(a: str, b: str) -> bool:
-    from os.path import abspath
-
-    return abspath(a) == abspath(b)
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _check_ranges(o: RunOptions) -> None:
@@ -721,80 +672,9 @@ def start_flags() -> list[Flag]:
 
 
 def _with_field(flag: Flag, name: str) -> Flag:
-    from dataclasses import replace
-
     default = flag.default
     if default is None and not flag.invert and flag.flag_value is None:
         value = _default(name)
         if value not in (None, False, (), {}):
             default = value
     return replace(flag, field=name, default=default)
-
-
-# -- the other verbs' flags ---------------------------------------------------------------
-FORCE_UNLOCK_RESUME = Flag(
-    ("--force-unlock",),
-    "Take the engine lease on the run's alias even if another run holds it "
-    "(a warning names that run).",
-    kind="bool",
-)
-SHOW_FLAGS = (
-    Flag(
-        ("--report", "report_file"),
-        "Also write the run as one self-contained HTML page (timeline, error, state "
-        "diagram) to FILE.",
-        kind="path",
-        metavar="FILE",
-    ),
-    Flag(
-        ("--diagram",),
-        "Also print the state diagram as Mermaid source (the path taken and the current "
-        "state highlighted); --json always has it.",
-        kind="bool",
-    ),
-)
-HISTORY_LIMIT = 50
-HISTORY_FLAGS = (
-    Flag(("--alias",), "Only runs on this alias.", hook="alias_name"),
-    Flag(("--state",), "Only runs in this state (e.g. FAILED)."),
-    Flag(("--since",), "Only runs started at or after (UTC).", kind="datetime"),
-    Flag(
-        ("--limit",),
-        "At most this many runs.",
-        kind="int",
-        min=1,
-        default=HISTORY_LIMIT,
-        show_default=True,
-    ),
-)
-UNDO_FLAGS = (
-    Flag(
-        ("--force",),
-        "Undo even though the target received documents since the swap (they are not in "
-        "the previous index). Does not ask either.",
-        kind="bool",
-    ),
-    Flag(("--yes", "-y", "yes"), "Do not ask for confirmation.", kind="bool"),
-)
-CLEANUP_FLAGS = (
-    Flag(
-        ("--alias",),
-        "The alias whose earlier indices to delete.",
-        required=True,
-        hook="alias_name",
-    ),
-    Flag(
-        ("--keep",),
-        "How many of the newest earlier indices to keep (for undo).",
-        kind="int",
-        min=0,
-        required=True,
-    ),
-    Flag(("--dry-run",), "List what would be deleted; delete nothing.", kind="bool"),
-    Flag(
-        ("--force",),
-        "Do not ask for confirmation; also delete the index undo of the newest swapped run "
-        "needs (kept otherwise).",
-        kind="bool",
-    ),
-)

@@ -182,7 +182,7 @@ def test_a_flag_takes_its_help_default_and_choices_from_the_definition():
 def test_a_new_field_with_a_flag_becomes_a_start_option(monkeypatch):
     """Adding a flag is one field: the click option follows from its metadata."""
     from reindex_fsm.cli.options import click_option
-    from reindex_fsm.options import Flag
+    from reindex_fsm.flags import Flag
 
     flag = Flag(("--example-limit",), "An example.", kind="int", min=1, default=7)
     command = click_option(flag)(click.Command("x", callback=lambda **kw: None))

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .. import api, render, report
 from ..api import summary
+from ..flags import HISTORY_FLAGS, SHOW_FLAGS
 from ..machine import TERMINAL
-from ..options import HISTORY_FLAGS, SHOW_FLAGS
 from .options import common_flags, config_for, with_flags
 from .rendering import emit_json, print_summary, print_verification
 

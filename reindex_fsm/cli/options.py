@@ -15,7 +15,8 @@ import click
 from .. import logs
 from ..config import COMMON_FLAGS, ENGINE_FLAGS, Config
 from ..errors import UsageError
-from ..options import Flag, parse_rate
+from ..flags import Flag
+from ..options import parse_rate
 from ..steps.context import SilentReporter
 from ..steps.planning import check_alias_name
 from .rendering import make_reporter, warn

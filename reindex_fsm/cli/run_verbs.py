@@ -7,8 +7,9 @@ import click
 
 from .. import api, render
 from ..api import Outcome
+from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, UNDO_FLAGS
 from ..machine import State
-from ..options import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, UNDO_FLAGS, parse_rate
+from ..options import parse_rate
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, print_outcome
