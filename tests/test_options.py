@@ -179,8 +179,9 @@ def test_a_flag_takes_its_help_default_and_choices_from_the_definition():
     assert params["write_policy"].type.choices == ("block", "catch-up")  # type: ignore[attr-defined]
 
 
-def test_a_new_field_with_a_flag_becomes_a_start_option(monkeypatch):
-    """Adding a flag is one field: the click option follows from its metadata."""
+def test_a_flag_definition_makes_its_click_option():
+    """Adding a flag is one definition: its click option (type, range, default, help)
+    follows from it."""
     from reindex_fsm.cli.options import click_option
     from reindex_fsm.flags import Flag
 
