@@ -1,22 +1,23 @@
 """One plain function per verb: start, plan, resume, abort, show, history.
 
-No printing and no argument parsing here (that is cli.py); every function takes a
-:class:`Config` and returns data.
+No printing and no argument parsing here (that is the cli package); every function takes
+a :class:`~reindex_fsm.config.Config` and returns data.
 """
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import report
-from .crashpoints import Crashpoints
+from .config import DEFAULT_ENGINE_URL as DEFAULT_ENGINE_URL  # re-exported: callers' imports
+from .config import ENGINE_KINDS as ENGINE_KINDS
+from .config import Config as Config
+from .config import default_engine_factory as default_engine_factory
 from .engine.base import Engine, opaque_id_for
 from .errors import (
     ExitCode,
@@ -29,6 +30,7 @@ from .errors import (
     UsageError,
     WrongCluster,
 )
+from .flags import HISTORY_LIMIT
 from .lease import Lease, LeasedEngine, LeasedSleep, LeaseKeeper
 from .machine import State
 from .options import RunOptions
@@ -36,67 +38,14 @@ from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
 from .steps import copy, create_target, recompute, swap, verify, write_policy
-from .steps.context import Reporter, RunContext, SilentReporter
+from .steps.context import RunContext
 from .steps.planning import META_KEY, make_plan
 from .store import (
     EventRecord,
     RunRecord,
     RunRepository,
-    open_store,
     redact_state_db,
-    resolve_state_db,
 )
-
-DEFAULT_ENGINE_URL = "http://localhost:9200"
-ENGINE_KINDS = ("auto", "elasticsearch", "opensearch")
-
-
-def default_engine_factory(url: str, kind: str, **client_options: Any) -> Engine:
-    from .engine.connect import connect
-
-    return connect(url, kind, **client_options)
-
-
-@dataclass
-class Config:
-    state_db: str | None = None
-    engine_url: str | None = None
-    engine_kind: str = "auto"
-    client_options: dict[str, Any] = field(default_factory=dict)
-    engine_factory: Callable[..., Engine] = default_engine_factory
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    crash: Callable[[], Crashpoints] = Crashpoints.from_env
-    reporter: Reporter = field(default_factory=SilentReporter)
-    _repo: RunRepository | None = field(default=None, repr=False)
-    # -- lease and preflight (issue 5) --
-    warn: Callable[[str], None] = lambda _message: None  # one warning line for the operator
-
-    def repo(self, read_only: bool = False) -> RunRepository:
-        """The state database; ``read_only`` (show, history): create nothing, and open a
-        file this process may not write without migrating it."""
-        if self._repo is None:
-            self._repo = open_store(self.state_db, read_only=read_only)
-        return self._repo
-
-    def resolved_engine_url(self, stored: str | None = None) -> str:
-        """An explicit URL (``--engine-url``), else the run's stored URL, else the
-        environment, else the default: a stored run goes to its own cluster whatever
-        REINDEX_FSM_ENGINE_URL says (the cluster UUID is checked on top)."""
-        return (
-            self.engine_url
-            or stored
-            or os.environ.get("REINDEX_FSM_ENGINE_URL")
-            or DEFAULT_ENGINE_URL
-        )
-
-    def engine(self, stored_url: str | None = None) -> Engine:
-        if self.engine_kind not in ENGINE_KINDS:
-            raise UsageError(f"--engine {self.engine_kind!r} is not one of {ENGINE_KINDS}")
-        return self.engine_factory(
-            self.resolved_engine_url(stored_url), self.engine_kind, **self.client_options
-        )
 
 
 @dataclass(frozen=True)
@@ -165,7 +114,9 @@ def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) 
 
 
 def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
-    """What ``start`` would do; reads the engine and the database, writes nothing."""
+    """What ``start`` would do; reads the engine and the database, writes nothing.
+    Options the CLI would refuse are refused here too, before either is opened."""
+    options.validate()
     _check_alias_free(cfg.repo(), alias)
     return _checked_plan(cfg, cfg.engine(), alias, options)
 
@@ -190,7 +141,7 @@ def _keeper(cfg: Config, engine: Engine, alias: str, run_id: str, ttl_s: float) 
         engine,
         alias,
         run_id,
-        state_db=redact_state_db(resolve_state_db(cfg.state_db)),
+        state_db=redact_state_db(cfg.state_db_url()),
         ttl_s=ttl_s,
         now=cfg.now,
         warn=cfg.warn,
@@ -249,13 +200,7 @@ def _run_engine(cfg: Config, record: RunRecord) -> Engine:
     WrongCluster, before anything is written, when it is not the cluster the run was
     planned on (its UUID); another node of that cluster is fine. Runs stored without a
     cluster UUID are not checked."""
-    env_url = os.environ.get("REINDEX_FSM_ENGINE_URL")
-    if not cfg.engine_url and env_url and env_url.rstrip("/") != record.engine_url.rstrip("/"):
-        cfg.warn(
-            f"REINDEX_FSM_ENGINE_URL ({env_url}) is not used: run {record.id} goes to its "
-            f"own engine {record.engine_url} (give --engine-url to use another node of it)"
-        )
-    engine = cfg.engine(record.engine_url)
+    engine = cfg.run_engine(record.id, record.engine_url)
     if record.cluster_uuid:
         info = engine.info()
         if info.cluster_uuid != record.cluster_uuid:
@@ -291,7 +236,9 @@ def start(
 ) -> Outcome:
     """Preflight and plan (read-only), take the engine lease, store the run (the
     database lock), and drive it to its end. A refused lease leaves the state
-    database untouched; a refused database lock gives the lease back."""
+    database untouched; a refused database lock gives the lease back. Options the CLI
+    would refuse are refused here too (UsageError), before anything is opened."""
+    options.validate()
     repo = cfg.repo()
     _check_alias_free(repo, alias)
     engine = cfg.engine()
@@ -407,7 +354,7 @@ def history(
     alias: str | None = None,
     state: str | None = None,
     since: datetime | None = None,
-    limit: int | None = 50,
+    limit: int | None = HISTORY_LIMIT,
 ) -> list[RunRecord]:
     try:
         wanted = State(state.upper()) if state else None
@@ -425,7 +372,7 @@ def history_rows(
     alias: str | None = None,
     state: str | None = None,
     since: datetime | None = None,
-    limit: int | None = 50,
+    limit: int | None = HISTORY_LIMIT,
 ) -> list[dict[str, Any]]:
     """`history`: each run's summary with its duration (so far, if unfinished) and result."""
     runs = history(cfg, alias, state, since, limit)
@@ -468,7 +415,7 @@ def summary(record: RunRecord) -> dict[str, Any]:
     return {k: full[k] for k in SUMMARY_FIELDS}
 
 
-# -- undo, cleanup, rethrottle (issue 5) ---------------------------------------------------
+# -- undo, cleanup, rethrottle ---------------------------------------------------------------
 
 
 def undo(cfg: Config, run_id: str, force: bool = False) -> RunRecord:

@@ -38,10 +38,10 @@ from .engine.base import (
     IndexStatus,
 )
 from .errors import PreflightFailed, UsageError
-from .options import RunOptions
+from .options import PREFLIGHT_CHECKS, RunOptions
 from .steps.planning import flatten_settings, resolve_source
 
-CHECKS = ("health", "closed", "_source", "disk", "privileges")
+CHECKS = PREFLIGHT_CHECKS  # the names --skip-preflight accepts (reindex_fsm.options)
 # A byte value as the engines write one: "500mb", "1.5gb", "100b" (binary multiples).
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|pb)\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40, "pb": 2**50}

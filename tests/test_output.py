@@ -230,7 +230,7 @@ class _Terminal:
 def terminal(monkeypatch):
     import sys
 
-    from reindex_fsm import cli as cli_module
+    from reindex_fsm.cli import prompts as cli_module
 
     monkeypatch.setattr(cli_module, "sys", _Terminal(sys))
 

@@ -14,9 +14,10 @@ from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from reindex_fsm.config import resolve_state_db
 from reindex_fsm.errors import LockHeld, RunNotFound, StaleState, StateStoreError
 from reindex_fsm.machine import State
-from reindex_fsm.store import _migrations_config, open_store, redact_state_db, resolve_state_db
+from reindex_fsm.store import _migrations_config, open_store, redact_state_db
 
 from .conftest import STORES
 

@@ -37,7 +37,6 @@ from ..plan import Plan
 CHUNK = 500  # documents per _mget
 MAX_LISTED = 20  # IDs kept per kind of difference
 MAX_QUERIES_LISTED = 100  # per-query lines kept in the record
-MAX_SAMPLE = 10_000  # a sample is one search: index.max_result_window's default
 
 Doc = tuple[str, str | None, dict[str, Any] | None]  # (_id, routing, _source or None)
 

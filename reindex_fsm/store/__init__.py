@@ -26,7 +26,7 @@ __all__ = [
     "RunRepository",
     "open_store",
     "redact_state_db",
-    "resolve_state_db",
+    "state_db_url",
     "utcnow",
 ]
 
@@ -36,12 +36,13 @@ _MIGRATE_LOCK = threading.Lock()  # alembic's command API keeps global context
 _PG_MIGRATE_LOCK_KEY = 0x7266736D
 
 
-def resolve_state_db(url: str | None) -> str:
-    """--state-db, else REINDEX_FSM_STATE_DB, else state/reindex_fsm.db. A bare path is SQLite."""
-    url = url or os.environ.get("REINDEX_FSM_STATE_DB") or DEFAULT_STATE_DB
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    return url
+def state_db_url(url_or_path: str) -> str:
+    """A state database as a SQLAlchemy URL: a bare path (no ``://``) is a SQLite file.
+    Which one (--state-db, REINDEX_FSM_STATE_DB, the default) is reindex_fsm.config's
+    to resolve."""
+    if "://" not in url_or_path:
+        return f"sqlite:///{url_or_path}"
+    return url_or_path
 
 
 def _migrations_config() -> Config:
@@ -128,12 +129,14 @@ def _check_schema_readonly(engine: Engine, shown: str) -> None:
 
 
 def open_store(url: str | None = None, *, read_only: bool = False) -> RunRepository:
-    """Open the state database at ``url`` (see :func:`resolve_state_db`), migrated to head.
+    """Open the state database at ``url`` (a URL or a SQLite file's path; None: the
+    default file; reindex_fsm.config.resolve_state_db resolves the environment), migrated
+    to head.
 
     ``read_only`` (show, history): create nothing (NoStateDatabase when there is no
     database); a SQLite file this process may not write is opened read-only and not
     migrated."""
-    resolved = resolve_state_db(url)
+    resolved = state_db_url(url or DEFAULT_STATE_DB)
     try:
         parsed = make_url(resolved)
     except ArgumentError as exc:

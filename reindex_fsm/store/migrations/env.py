@@ -1,14 +1,15 @@
 """Alembic environment. Run programmatically by reindex_fsm.store.open_store, which
 passes an open connection in ``config.attributes["connection"]``; from the command
-line (``alembic -c alembic.ini upgrade head``) it connects to ``sqlalchemy.url``,
-or to REINDEX_FSM_STATE_DB when that is set."""
+line (``alembic -c alembic.ini upgrade head``) it connects to REINDEX_FSM_STATE_DB when
+that is set, else to ``sqlalchemy.url``, resolved as every command resolves --state-db
+(reindex_fsm.config: a bare path is a SQLite file)."""
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy import create_engine
+
+from reindex_fsm.config import resolve_state_db
 
 config = context.config
 target_metadata = None
@@ -28,7 +29,7 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    url = os.environ.get("REINDEX_FSM_STATE_DB") or config.get_main_option("sqlalchemy.url")
+    url = resolve_state_db(None, default=config.get_main_option("sqlalchemy.url"))
     engine = create_engine(url)
     with engine.connect() as conn:
         _run(conn)
