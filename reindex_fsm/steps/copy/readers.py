@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .engine.base import Engine
-from .errors import EngineError, InputError
+from ...engine.base import Engine
+from ...errors import EngineError, InputError
 
 MAX_ID_BYTES = 512  # the engines' limit on _id
 MAX_LINE_BYTES = 4 * 2**20  # default --max-line-bytes: a JSONL line, its end of line included
