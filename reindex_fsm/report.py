@@ -181,7 +181,7 @@ def mermaid(current: State, path: list[tuple[str, str]]) -> str:
         graph.set_previous_transition(src, dst)
     graph.set_node_style(State.PLANNED.value, "previous" if path else "active")
     graph.set_node_style(current.value, "active")
-    source: str = graph.get_graph(title="reindex-fsm run").draw(None)
+    source = str(graph.get_graph(title="reindex-fsm run").draw(None))
     # Mermaid's keyword is `class`; transitions writes `Class`.
     return "\n".join(
         line.replace("Class ", "class ", 1) if line.lstrip().startswith("Class ") else line

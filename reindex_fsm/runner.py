@@ -43,6 +43,13 @@ from .store import RunRecord
 log = logs.get_logger(__name__)
 
 
+def _moves(e: EventData) -> tuple[State, State]:
+    """The states a transition's callback moves between (the machine always names them)."""
+    if e.transition is None:
+        raise RuntimeError(f"event {e.event.name if e.event else '?'} has no transition")
+    return State(e.transition.source), State(str(e.transition.dest))
+
+
 class RunDriver:
     """The transitions model of one run."""
 
@@ -125,10 +132,10 @@ class RunDriver:
         )
 
     def failed_from_is_dest(self, e: EventData) -> bool:
-        return self.record.failed_from == State(e.transition.dest)
+        return self.record.failed_from == _moves(e)[1]
 
     def persist(self, e: EventData) -> None:
-        src, dst = State(e.transition.source), State(e.transition.dest)
+        src, dst = _moves(e)
         values = {**self._values, **e.kwargs.get("values", {})}
         detail = {**self._detail, **e.kwargs.get("detail", {})}
         # verified on the engine: a process whose lease was taken over moves the run no more

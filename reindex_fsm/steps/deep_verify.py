@@ -334,7 +334,8 @@ def compare_queries(engine: Engine, p: Plan, options: RunOptions) -> dict[str, A
     """Each query on both indices; overlap = the share of the source's top-k IDs that are
     in the target's top-k (1.0 when both find nothing, 0.0 when only the target does)."""
     k, floor = options.verify_top_k, options.verify_min_overlap
-    lines, failed, lowest = [], 0, 1.0
+    lines: list[dict[str, Any]] = []
+    failed, lowest = 0, 1.0
     for q in options.verify_queries or []:
         src = _top_ids(engine, p.source_index, q["query"], k)
         tgt = _top_ids(engine, p.target_index, q["query"], k)

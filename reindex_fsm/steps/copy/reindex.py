@@ -79,7 +79,7 @@ def wait_task(ctx: RunContext) -> dict[str, Any]:
         if task_id:  # deleted or replaced meanwhile: stop the copy, fail
             target.check_copy(ctx, task_id)
         status = ctx.engine.get_task(task_id) if task_id else None
-        if status is None:
+        if task_id is None or status is None:
             new_id, detail = start_task(ctx)
             why = {"vanished_task": task_id} if task_id else {"reason": "retry of a failed copy"}
             ctx.checkpoint(event="copy_restarted", detail={**why, **detail}, task_id=new_id)

@@ -227,7 +227,7 @@ class Stream:
         _, errors = self.ctx.engine.bulk(actions)
         if errors:
             first = errors[0]
-            item = next(iter(first.values()), {}) if isinstance(first, dict) else {}
+            item: Any = next(iter(first.values()), {}) if isinstance(first, dict) else {}
             why = describe_failure(item) if isinstance(item, dict) and item else str(first)
             raise CopyFailed(
                 f"{len(errors)} of {len(batch.docs)} documents of batch {batch.number} were "
