@@ -143,7 +143,8 @@ class Comparison:
                 "by design; IDs compared"
             )
         if self.ignored:
-            notes.append(f"field {self.ignored[0]} (the recomputed vector) left out of the hash")
+            why = self.copied_from.computed_as
+            notes.append(f"field {self.ignored[0]} ({why}) left out of the hash")
         if self.jsonl:
             notes.append(f"compared with the input file {self.jsonl}, the run's source of truth")
             if self.sample:

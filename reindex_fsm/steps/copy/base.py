@@ -34,6 +34,7 @@ class CopiedFrom:
 
     input_path: str | None = None  # a file the copy read instead of the source index
     computed_fields: tuple[str, ...] = ()  # fields the copy writes itself: not compared
+    computed_as: str = "written by the copy"  # what those fields are, for the record's note
     read_input: Callable[[int], Iterator[Doc]] | None = None  # the file, in batches of n
 
 

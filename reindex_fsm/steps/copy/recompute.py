@@ -438,11 +438,13 @@ class RecomputeEmbeddings:
 
     def copied_from(self, p: Plan) -> CopiedFrom:
         rp = recompute_plan(p)
+        vector, why = (rp.fields.vector,), "the recomputed vector"
         if rp.path is None:
-            return CopiedFrom(computed_fields=(rp.fields.vector,))
+            return CopiedFrom(computed_fields=vector, computed_as=why)
         return CopiedFrom(
             input_path=rp.path,
-            computed_fields=(rp.fields.vector,),
+            computed_fields=vector,
+            computed_as=why,
             read_input=lambda batch_size: _read_file(rp, batch_size),
         )
 
