@@ -37,8 +37,9 @@ from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
-from .steps import copy, create_target, recompute, swap, verify, write_policy
+from .steps import create_target, swap, verify, write_policy
 from .steps.context import RunContext
+from .steps.copy.registry import strategy_for, strategy_for_options
 from .steps.planning import META_KEY, make_plan
 from .store import (
     EventRecord,
@@ -216,11 +217,10 @@ def _run_engine(cfg: Config, record: RunRecord) -> Engine:
 
 def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
     """Every step's plan, for --dry-run and the confirmation prompt."""
-    copy_plan = recompute.plan(p) if p.recompute else copy.plan(p)
     return [
         create_target.plan(p),
         write_policy.plan(p, options),
-        copy_plan,
+        strategy_for(p).describe(p),
         verify.plan(p, options.verify, options),
         swap.plan(p),
     ]
@@ -540,11 +540,11 @@ def rethrottle(cfg: Config, run_id: str, requests_per_second: float | None) -> d
             f"run {run_id} has no running copy: it is {record.state}",
             hint="rethrottle applies while a run is REINDEXING",
         )
-    if RunOptions.from_dict(record.options).recompute_embeddings:
+    strategy = strategy_for_options(RunOptions.from_dict(record.options))
+    if not strategy.can_rethrottle:
         raise UsageError(
-            f"run {run_id} copies with --recompute-embeddings: there is no _reindex task to "
-            "rethrottle",
-            hint="its rate is set by --batch-size and --workers",
+            f"run {run_id} copies with {strategy.flag}: there is no _reindex task to rethrottle",
+            hint=f"its rate is set by {strategy.rate_set_by}",
         )
     engine = _run_engine(cfg, record)
     task_id = _running_copy(engine, record)

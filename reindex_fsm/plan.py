@@ -1,10 +1,81 @@
 """What a run decided at plan time (Plan), stored as JSON on the run row, so a resumed run
-uses exactly the names and bodies chosen when it was planned."""
+uses exactly the names and bodies chosen when it was planned.
+
+Each copy strategy with plan-time choices of its own has a typed plan here
+(:class:`RecomputePlan`), stored under its own key of the Plan JSON (``"recompute"``:
+an object, or null for a ``_reindex`` copy), in the same shape whichever version of the
+tool planned the run."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .steps.copy.readers import Fields
+
+
+@dataclass(frozen=True)
+class RecomputePlan:
+    """--recompute-embeddings: what the copy reads, embeds and checks."""
+
+    source: str  # "jsonl" (a file) or "index" (the source index)
+    index: str  # the source index
+    fields: Fields
+    embedder: str
+    dimension: int
+    vector_mapping: dict[str, Any]
+    vector_mapping_chosen: str
+    batch_size: int
+    workers: int
+    skip_file: str | None
+    verify_sample: int
+    source_count: int  # of the source index, at plan time
+    expected: int | None  # documents the target is to hold (None: the source's less rejects)
+    # A JSONL input only (absent from the stored JSON otherwise): the bounds every read of
+    # the file cuts its batches with (absent: planned before there were bounds), and what
+    # the plan-time check of the whole file found.
+    max_line_bytes: int | None = None
+    batch_bytes: int | None = None
+    path: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    sha256: str | None = None
+    lines: int | None = None
+    documents: int | None = None
+    rejected: int | None = None
+    duplicate_lines: list[int] | None = None
+    first_rejects: list[dict[str, Any]] | None = None
+
+    # stored only when set, as the plans of earlier versions did
+    _OPTIONAL = (
+        "max_line_bytes",
+        "batch_bytes",
+        "path",
+        "size",
+        "mtime_ns",
+        "sha256",
+        "lines",
+        "documents",
+        "rejected",
+        "duplicate_lines",
+        "first_rejects",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self._OPTIONAL and value is None:
+                continue
+            out[f.name] = asdict(value) if f.name == "fields" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecomputePlan:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["fields"] = Fields(**data["fields"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -24,9 +95,9 @@ class Plan:
     # Settings the target carries only while it is copied into; the final values are in
     # ``settings`` (absent there: the engine default) and are put back before verify.
     copy_settings: dict[str, Any] = field(default_factory=dict)
-    # --recompute-embeddings: what the copy reads, embeds and checks (steps/recompute.py).
-    recompute: dict[str, Any] | None = None
-    # -- lease and preflight (issue 5): what the preflight checks found --
+    # --recompute-embeddings: what the copy reads, embeds and checks (steps/copy/recompute.py).
+    recompute: RecomputePlan | None = None
+    # -- lease and preflight: what the preflight checks found --
     preflight: list[dict[str, Any]] = field(default_factory=list)
     # The source's index.uuid at plan time: an index deleted and made again under the same
     # name is another index, never the run's source.
@@ -39,8 +110,14 @@ class Plan:
     shrink: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["recompute"] = self.recompute.to_dict() if self.recompute is not None else None
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        recompute = values.get("recompute")
+        if isinstance(recompute, dict):
+            values["recompute"] = RecomputePlan.from_dict(recompute)
+        return cls(**values)

@@ -39,6 +39,7 @@ from .engine.base import (
 )
 from .errors import PreflightFailed, UsageError
 from .options import PREFLIGHT_CHECKS, RunOptions
+from .steps.copy.registry import strategy_for_options
 from .steps.planning import flatten_settings, resolve_source
 
 CHECKS = PREFLIGHT_CHECKS  # the names --skip-preflight accepts (reindex_fsm.options)
@@ -134,8 +135,9 @@ def _source_field(engine: Engine, _info: EngineInfo, src: _Source, o: RunOptions
     enabled = not (isinstance(source_mapping, dict) and source_mapping.get("enabled") is False)
     if enabled:
         return CheckResult("_source", "ok", "the source stores _source")
-    if o.recompute_embeddings and o.documents_path:
-        detail = f"_source is disabled, not needed: documents come from {o.documents_path}"
+    input_file = strategy_for_options(o).input_file(o)
+    if input_file:
+        detail = f"_source is disabled, not needed: documents come from {input_file}"
         return CheckResult("_source", "ok", detail)
     return CheckResult(
         "_source",

@@ -15,6 +15,8 @@ from typing import Any
 from transitions.extensions.diagrams import GraphMachine
 
 from .machine import TERMINAL, TRANSITIONS, State
+from .steps import write_policy
+from .steps.copy.registry import documents_copied
 from .store import EventRecord, RunRecord
 
 
@@ -52,8 +54,6 @@ def result(record: RunRecord) -> str:
 
 def writes_blocked(record: RunRecord) -> bool:
     """The run holds a write block on its source (writers of the alias get 403)."""
-    from .steps import write_policy
-
     return write_policy.is_blocked(record.write_policy)
 
 
@@ -86,14 +86,7 @@ def next_steps(record: RunRecord) -> list[str]:
 
 def copied(progress: dict[str, Any] | None) -> int | None:
     """Documents the copy had written at its last stored progress (None: none stored)."""
-    if not progress:
-        return None
-    if progress.get("strategy") == "recompute" or "indexed" in progress:
-        return int(progress.get("indexed") or 0)
-    keys = ("created", "updated", "deleted", "version_conflicts", "noops")
-    if not any(k in progress for k in keys):
-        return None
-    return sum(int(progress.get(k) or 0) for k in keys)
+    return documents_copied(progress)
 
 
 def documents_cell(row: dict[str, Any]) -> str:
@@ -188,7 +181,7 @@ def mermaid(current: State, path: list[tuple[str, str]]) -> str:
         graph.set_previous_transition(src, dst)
     graph.set_node_style(State.PLANNED.value, "previous" if path else "active")
     graph.set_node_style(current.value, "active")
-    source: str = graph.get_graph(title="reindex-fsm run").draw(None)
+    source = str(graph.get_graph(title="reindex-fsm run").draw(None))
     # Mermaid's keyword is `class`; transitions writes `Class`.
     return "\n".join(
         line.replace("Class ", "class ", 1) if line.lstrip().startswith("Class ") else line

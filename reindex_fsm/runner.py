@@ -33,12 +33,21 @@ from .errors import (
     UndoRefused,
 )
 from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
-from .steps import copy, create_target, recompute, rollback, swap, undo, verify, write_policy
+from .steps import create_target, rollback, swap, undo, verify, write_policy
 from .steps import target as own_target
 from .steps.context import RunContext, SilentReporter
+from .steps.copy.registry import strategy_for
+from .steps.poll import Backoff, Waiter
 from .store import RunRecord
 
 log = logs.get_logger(__name__)
+
+
+def _moves(e: EventData) -> tuple[State, State]:
+    """The states a transition's callback moves between (the machine always names them)."""
+    if e.transition is None:
+        raise RuntimeError(f"event {e.event.name if e.event else '?'} has no transition")
+    return State(e.transition.source), State(str(e.transition.dest))
 
 
 class RunDriver:
@@ -64,15 +73,15 @@ class RunDriver:
 
     def step_start_copy(self, _e: EventData) -> None:
         # the lease: verified before the block and the _reindex request (LeasedEngine)
-        strategy = recompute if self.ctx.plan.recompute else copy
+        strategy = strategy_for(self.ctx.plan)
         self._take(write_policy.before_copy(self.ctx))
         if not write_policy.copy_replaced(self.ctx):  # else after_copy copies again
-            self._take(strategy.run_start(self.ctx))
+            self._take(strategy.start(self.ctx))
 
     def step_wait_copy(self, _e: EventData) -> None:
-        strategy = recompute if self.ctx.plan.recompute else copy
+        strategy = strategy_for(self.ctx.plan)
         if not write_policy.copy_replaced(self.ctx):
-            self._take(strategy.run_wait(self.ctx))
+            self._take(strategy.wait(self.ctx))
         self._take(write_policy.after_copy(self.ctx))
 
     def step_verify(self, _e: EventData) -> None:
@@ -123,10 +132,10 @@ class RunDriver:
         )
 
     def failed_from_is_dest(self, e: EventData) -> bool:
-        return self.record.failed_from == State(e.transition.dest)
+        return self.record.failed_from == _moves(e)[1]
 
     def persist(self, e: EventData) -> None:
-        src, dst = State(e.transition.source), State(e.transition.dest)
+        src, dst = _moves(e)
         values = {**self._values, **e.kwargs.get("values", {})}
         detail = {**self._detail, **e.kwargs.get("detail", {})}
         # verified on the engine: a process whose lease was taken over moves the run no more
@@ -224,10 +233,12 @@ class RunDriver:
         """Another process moved the run. If it is aborting it, wait for the abort to end
         (bounded), so that this process reports how the run ended."""
         record = self._reload()
-        deadline = self.ctx.clock() + self.ctx.options.cancel_wait_s + 60
+        opts = self.ctx.options
         sleep = getattr(self.ctx.sleep, "unchecked", self.ctx.sleep)  # reads only: no lease
-        while record.state is State.ABORTING and self.ctx.clock() < deadline:
-            sleep(self.ctx.options.poll_interval_s)
+        backoff = Backoff.fixed(opts.poll_interval_s)
+        waiter = Waiter(self.ctx.clock, sleep, backoff, opts.cancel_wait_s + 60)
+        while record.state is State.ABORTING and not waiter.expired():
+            waiter.sleep()
             record = self._reload()
         return record
 
@@ -332,7 +343,7 @@ class RunDriver:
             return self._reload()
         return self.record
 
-    # -- undo (issue 5) ----------------------------------------------------------------
+    # -- undo ----------------------------------------------------------------
     def run_undo(self, force: bool = False) -> RunRecord:
         """SWAPPED -> UNDONE under the alias lock; a refusal leaves the run SWAPPED."""
         if self.record.state is not State.SWAPPED:

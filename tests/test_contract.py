@@ -692,7 +692,7 @@ PIT_PATHS = {  # (open: POST /<index>/..., close: DELETE ...)
 
 
 def sample_body(seed: int, size: int = 5) -> dict:
-    """The verification's random sample (reindex_fsm.steps.recompute.sample_check)."""
+    """The verification's random sample (reindex_fsm.steps.copy.recompute.sample_check)."""
     return {
         "size": size,
         "query": {

@@ -4,7 +4,7 @@ and the engine's reason, outright (not only inside the engine's brackets)."""
 from __future__ import annotations
 
 from reindex_fsm.engine.base import TaskStatus
-from reindex_fsm.steps.copy import _failure_summary, describe_failure
+from reindex_fsm.steps.copy.reindex import _failure_summary, describe_failure
 
 # What OpenSearch 2.19 stores in a _reindex task's response.failures for a text value
 # copied into a field mapped as integer (captured from the real engine).

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from reindex_fsm import api, documents
-from reindex_fsm.documents import Fields, JsonlReader, inspect_jsonl
+from reindex_fsm import api
 from reindex_fsm.errors import ExitCode, InputError
 from reindex_fsm.machine import State
+from reindex_fsm.steps.copy import readers as documents
+from reindex_fsm.steps.copy.readers import Fields, JsonlReader, inspect_jsonl
 from reindex_fsm.testing.fake import FakeEngine
 
 from .conftest import ALIAS, db_rows

@@ -16,6 +16,7 @@ from ..errors import UsageError
 from ..inputfiles import read_text
 from ..options import RunOptions, start_flags
 from ..steps import deep_verify
+from ..steps.copy.registry import strategy_for_options
 from ..steps.planning import flatten_settings, parse_set
 from ..steps.transforms import load_script
 from .options import common_flags, config_for, engine_flags, with_flags
@@ -131,8 +132,8 @@ def run_options(given: dict[str, Any]) -> RunOptions:
 
 def _strategy_warnings(options: RunOptions) -> None:
     """What the copy strategy chosen by the options warns of before it starts."""
-    if options.recompute_embeddings and options.embedder == "zeros":
-        warn("the zeros embedder writes all-zero vectors: it is for tests only")
+    for line in strategy_for_options(options).warnings(options):
+        warn(line)
 
 
 @click.command()

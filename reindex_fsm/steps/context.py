@@ -43,7 +43,7 @@ class RunContext:
     crash: Crashpoints = field(default_factory=Crashpoints)
     reporter: Reporter = field(default_factory=SilentReporter)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    # -- lease and preflight (issue 5) --
+    # -- lease and preflight --
     lease: LeaseKeeper | None = None  # the engine lease on the alias, when one is held
 
     @property
@@ -81,7 +81,7 @@ class RunContext:
             note = (detail or {}).get("note")
             self.reporter.event(self.record, f"{event}: {note}" if note else event)
 
-    # -- lease and preflight (issue 5) --
+    # -- lease and preflight --
     def check_lease(self) -> None:
         """Renew the engine lease before a step that writes; LockHeld if it was lost
         (another process took the alias over): the run then stops where it is."""

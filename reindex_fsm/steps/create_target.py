@@ -9,7 +9,7 @@ from ..errors import EngineError, TargetExists, TargetRefused
 from ..plan import Plan
 from . import target
 from .context import RunContext
-from .planning import owner_of
+from .target import owner_of
 
 
 def plan(p: Plan) -> dict[str, Any]:

@@ -11,8 +11,10 @@ the source, the two sets are identical; when the target holds more, a reverse pa
 (IDs only) finds the ones the source does not have.
 
 What a run changes by design is left out of the comparison, and the record says so:
-the vector field of a ``--recompute-embeddings`` run; the whole ``_source`` of a copy
-with a script or an ingest pipeline (IDs are still compared).
+the fields the copy strategy computes (the vector of a ``--recompute-embeddings`` run);
+the whole ``_source`` of a copy with a script or an ingest pipeline (IDs are still
+compared). What the copy read instead of the source index comes from the strategy
+(:class:`~.copy.base.CopiedFrom`).
 
 The result is one bounded JSON record (counts, the first :data:`MAX_LISTED` IDs of each
 kind of difference, mapping differences, one line per query) stored in
@@ -27,18 +29,16 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ..documents import Fields, JsonlReader
 from ..engine.base import Engine
 from ..errors import BadInput, EngineError, UsageError
 from ..inputfiles import read_text
 from ..options import RunOptions
 from ..plan import Plan
+from .copy.base import CopiedFrom, Doc
 
 CHUNK = 500  # documents per _mget
 MAX_LISTED = 20  # IDs kept per kind of difference
 MAX_QUERIES_LISTED = 100  # per-query lines kept in the record
-
-Doc = tuple[str, str | None, dict[str, Any] | None]  # (_id, routing, _source or None)
 
 
 def source_hash(source: dict[str, Any]) -> str:
@@ -127,11 +127,11 @@ class Comparison:
     """What a verification compares for this plan: which stream is the truth, which
     fields are ignored, and whether ``_source`` is compared at all."""
 
-    def __init__(self, p: Plan, options: RunOptions) -> None:
+    def __init__(self, p: Plan, options: RunOptions, copied_from: CopiedFrom | None = None) -> None:
         self.plan = p
-        rp = p.recompute or {}
-        self.jsonl = rp.get("path")
-        self.ignored = [rp["fields"]["vector"]] if rp else []
+        self.copied_from = copied_from or CopiedFrom()
+        self.jsonl = self.copied_from.input_path
+        self.ignored = list(self.copied_from.computed_fields)
         transform = _transform(p)
         self.compare_source = transform is None
         self.sample = options.deep_sample
@@ -142,7 +142,8 @@ class Comparison:
                 "by design; IDs compared"
             )
         if self.ignored:
-            notes.append(f"field {self.ignored[0]} (the recomputed vector) left out of the hash")
+            why = self.copied_from.computed_as
+            notes.append(f"field {self.ignored[0]} ({why}) left out of the hash")
         if self.jsonl:
             notes.append(f"compared with the input file {self.jsonl}, the run's source of truth")
             if self.sample:
@@ -163,12 +164,8 @@ def _hits(hits: Iterable[dict[str, Any]]) -> Iterator[Doc]:
 
 def _source_docs(engine: Engine, c: Comparison, seed: int) -> Iterator[Doc]:
     p = c.plan
-    if c.jsonl:
-        rp = p.recompute or {}
-        reader = JsonlReader(rp, Fields(**rp["fields"]), CHUNK)
-        for batch in reader.batches(0, None):
-            for doc_id, _text, doc in batch.docs:
-                yield doc_id, None, doc
+    if c.jsonl and c.copied_from.read_input is not None:
+        yield from c.copied_from.read_input(CHUNK)
         return
     fetch = c.compare_source
     if c.sample:
@@ -337,7 +334,8 @@ def compare_queries(engine: Engine, p: Plan, options: RunOptions) -> dict[str, A
     """Each query on both indices; overlap = the share of the source's top-k IDs that are
     in the target's top-k (1.0 when both find nothing, 0.0 when only the target does)."""
     k, floor = options.verify_top_k, options.verify_min_overlap
-    lines, failed, lowest = [], 0, 1.0
+    lines: list[dict[str, Any]] = []
+    failed, lowest = 0, 1.0
     for q in options.verify_queries or []:
         src = _top_ids(engine, p.source_index, q["query"], k)
         tgt = _top_ids(engine, p.target_index, q["query"], k)
@@ -376,10 +374,16 @@ def seed_for(run_id: str) -> int:
 
 
 def verify(
-    engine: Engine, p: Plan, options: RunOptions, run_id: str, target_count: int
+    engine: Engine,
+    p: Plan,
+    options: RunOptions,
+    run_id: str,
+    target_count: int,
+    copied_from: CopiedFrom | None = None,
 ) -> dict[str, Any]:
-    """The deep verification record of the target as it is now."""
-    c = Comparison(p, options)
+    """The deep verification record of the target as it is now (``copied_from``: what the
+    copy strategy read, when not the source index)."""
+    c = Comparison(p, options, copied_from)
     try:
         documents = compare_documents(engine, c, target_count, seed_for(run_id))
     except BadInput as exc:  # the JSONL input changed or went away since the copy

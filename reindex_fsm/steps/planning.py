@@ -11,12 +11,14 @@ import re
 from datetime import datetime
 from typing import Any
 
-from ..engine.base import ALIAS_PROPERTIES, Engine, EngineInfo, ReindexRequest, opaque_id_for
+from ..engine.base import Engine, EngineInfo
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..options import RunOptions
 from ..options import check_options as check_run_options
 from ..plan import Plan
 from . import deep_verify, transforms
+from .copy.registry import strategy_for_options
+from .target import META_KEY, owner_of, reindex_request, swap_actions
 from .write_policy import check_options
 
 # Settings an index reports but cannot be created with (or must not inherit).
@@ -38,7 +40,6 @@ VOLATILE_SETTINGS = (
     "index.replication.type",  # OpenSearch: only settable on some clusters; keep default
 )
 
-META_KEY = "reindex_fsm"
 # Bulk-load tuning: while the copy runs the target has no replicas to write to and no
 # refreshes to make; both come back (to the planned final values) before verification.
 COPY_SETTINGS = {"index.number_of_replicas": "0", "index.refresh_interval": "-1"}
@@ -103,24 +104,6 @@ def target_mappings(
             mappings.setdefault("properties", {}).update(props)
     mappings["_meta"] = {**mappings.get("_meta", {}), META_KEY: meta}
     return mappings
-
-
-def swap_actions(
-    source: str, target: str, aliases: dict[str, dict[str, Any]], must_exist: bool
-) -> list[dict[str, Any]]:
-    """One atomic request: every alias leaves the source and lands on the target with
-    its properties. Removes come first so that a write index is never doubled."""
-    actions: list[dict[str, Any]] = []
-    for name in sorted(aliases):
-        remove: dict[str, Any] = {"index": source, "alias": name}
-        if must_exist:
-            remove["must_exist"] = True
-        actions.append({"remove": remove})
-    for name, props in sorted(aliases.items()):
-        add = {"index": target, "alias": name}
-        add.update({k: v for k, v in props.items() if k in ALIAS_PROPERTIES})
-        actions.append({"add": add})
-    return actions
 
 
 def resolve_source(engine: Engine, alias: str) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -236,33 +219,6 @@ def check_final_settings(settings: dict[str, Any], while_copying: dict[str, Any]
             )
 
 
-def index_uuid(engine: Engine, index: str) -> str | None:
-    """An index's ``index.uuid`` (None: no such index): its identity, which a name is not."""
-    if not engine.index_exists(index):
-        return None
-    return engine.get_index(index).settings.get("index.uuid")
-
-
-def owner_of(engine: Engine, index: str) -> str | None:
-    """The run ID in an index's ``_meta``, if reindex-fsm created it."""
-    meta = engine.get_index(index).mappings.get("_meta", {}).get(META_KEY, {})
-    return meta.get("run_id") if isinstance(meta, dict) else None
-
-
-def reindex_request(source: str, target: str, run_id: str, options: RunOptions) -> ReindexRequest:
-    """The copy's request, the same at plan time and on every (re)start of the copy; the
-    rate is the run's current one (``rethrottle`` stores it in the options)."""
-    return ReindexRequest(
-        source=source,
-        dest=target,
-        opaque_id=opaque_id_for(run_id),
-        slices=options.slices,
-        requests_per_second=options.requests_per_second,
-        pipeline=options.pipeline,
-        script=options.script,
-    )
-
-
 def check_slices(options: RunOptions, source: str, settings: dict[str, Any]) -> None:
     """A number of slices is bounded by the source's primary shards (see SLICES_PER_SHARD)
     and by its ``index.max_slices_per_scroll``."""
@@ -290,6 +246,10 @@ def make_plan(
     now: datetime,
 ) -> Plan:
     check_run_options(options)
+    strategy = strategy_for_options(options)
+    refused = strategy.refuses(options)
+    if refused is not None:
+        raise refused
     source, aliases = resolve_source(engine, alias)
     transforms.check(engine, options)
     if options.target_index:
@@ -312,17 +272,12 @@ def make_plan(
     meta = {"run_id": run_id, "alias": alias, "source_index": source, "tool": "reindex-fsm"}
     settings = target_settings(definition.settings, options.settings_overrides)
     mappings = target_mappings(definition.mappings, options.mappings_override, meta)
-    recompute_plan = None
-    if options.recompute_embeddings:
-        from . import recompute
-
-        recompute_plan, vector_mappings, vector_settings = recompute.prepare(
-            engine, info, options, source, source_count, mappings
-        )
-        mappings = target_mappings(mappings, vector_mappings, meta)
-        settings = dict(sorted({**settings, **vector_settings}.items()))
-        if recompute_plan["expected"] is not None:
-            source_count = recompute_plan["expected"]  # what the target is to hold
+    prepared = strategy.prepare(engine, info, options, source, source_count, mappings)
+    if prepared.mappings:
+        mappings = target_mappings(mappings, prepared.mappings, meta)
+    settings = dict(sorted({**settings, **prepared.settings}.items()))
+    if prepared.target_count is not None:
+        source_count = prepared.target_count  # what the target is to hold
     while_copying = copy_settings(options)
     check_final_settings(settings, while_copying)
     request = reindex_request(source, target, run_id, options)
@@ -346,7 +301,7 @@ def make_plan(
         },
         planned_at=now.isoformat(),
         copy_settings=while_copying,
-        recompute=recompute_plan,
+        **prepared.plan_values,
         source_uuid=definition.settings.get("index.uuid"),
     )
 

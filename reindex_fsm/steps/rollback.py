@@ -24,7 +24,8 @@ from ..engine.base import ALIAS_PROPERTIES
 from ..errors import EngineError, ReindexFsmError
 from . import task_results
 from .context import RunContext
-from .planning import index_uuid, owner_of
+from .poll import Backoff, Waiter
+from .target import index_uuid, owner_of
 
 
 class SwapMade(ReindexFsmError):
@@ -90,20 +91,17 @@ def _cancel_and_wait(ctx: RunContext, task_id: str) -> str:
         if exc.status != 404:
             raise
     ctx.crash("rollback.cancel_sent")
-    deadline = ctx.clock() + ctx.options.cancel_wait_s
-    delay = ctx.options.poll_interval_s
+    waiter = Waiter(ctx.clock, ctx.sleep, Backoff.of(ctx.options), ctx.options.cancel_wait_s)
     while True:
         status = ctx.engine.get_task(task_id)
         if status is None or status.completed:
             return "cancelled"
-        if ctx.clock() >= deadline:
+        if not waiter.pause():
             raise EngineError(
                 f"reindex task {task_id} did not stop within {ctx.options.cancel_wait_s:.0f}s "
                 "of being cancelled",
                 hint=f"the run stays resumable: `reindex-fsm abort {ctx.run_id}` again later",
             )
-        ctx.sleep(delay)
-        delay = min(delay * 1.5, ctx.options.poll_max_interval_s)
 
 
 def _where(ctx: RunContext) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ from ..errors import EngineError, EngineUnreachable, IndexNotFound, RunStepFaile
 from ..plan import Plan
 from . import target, task_results
 from .context import RunContext
-from .planning import swap_actions
+from .target import swap_actions
 
 
 def plan(p: Plan) -> dict[str, Any]:

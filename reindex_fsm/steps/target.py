@@ -6,18 +6,27 @@ the copy's next bulk request, with dynamic mappings and one shard, under the sam
 index someone else creates under that name is another index too. The ``index.uuid`` the
 target had when the run created it is stored with the plan (``Plan.target_uuid``); the
 target is this run's only while it has that uuid and its ``_meta`` names the run.
+
+The helpers every step uses on the run's indices live here too: ownership (``_meta``,
+:func:`owner_of`, :func:`index_uuid`), the copy's ``_reindex`` request, the swap's alias
+actions, and the target's final settings (put back after the copy, with the health
+wait they need).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..engine.base import IndexDefinition
+from ..engine.base import ALIAS_PROPERTIES, Engine, IndexDefinition, ReindexRequest, opaque_id_for
 from ..errors import CopyFailed, EngineError, IndexNotFound, RunStepFailed
+from ..options import RunOptions
 from ..plan import Plan
 from .context import RunContext
 from .deep_verify import compare_mappings
-from .planning import META_KEY
+from .poll import Backoff, Waiter
+
+META_KEY = "reindex_fsm"  # the key of the run's tag in an index's mappings ``_meta``
+HEALTH_POLL_S = 20.0  # one health request waits at most this long (the client's timeout)
 
 # Settings an operator (or the engine's auto-expand) changes on a live index without
 # changing what it holds or how it answers: not compared before the swap.
@@ -28,6 +37,84 @@ OPERATIONAL_SETTINGS = (
     "index.routing.allocation.",
 )
 MAX_LISTED = 5  # differences named in the error line
+
+
+def index_uuid(engine: Engine, index: str) -> str | None:
+    """An index's ``index.uuid`` (None: no such index): its identity, which a name is not."""
+    if not engine.index_exists(index):
+        return None
+    return engine.get_index(index).settings.get("index.uuid")
+
+
+def owner_of(engine: Engine, index: str) -> str | None:
+    """The run ID in an index's ``_meta``, if reindex-fsm created it."""
+    meta = engine.get_index(index).mappings.get("_meta", {}).get(META_KEY, {})
+    return meta.get("run_id") if isinstance(meta, dict) else None
+
+
+def reindex_request(source: str, target: str, run_id: str, options: RunOptions) -> ReindexRequest:
+    """The copy's request, the same at plan time and on every (re)start of the copy; the
+    rate is the run's current one (``rethrottle`` stores it in the options)."""
+    return ReindexRequest(
+        source=source,
+        dest=target,
+        opaque_id=opaque_id_for(run_id),
+        slices=options.slices,
+        requests_per_second=options.requests_per_second,
+        pipeline=options.pipeline,
+        script=options.script,
+    )
+
+
+def swap_actions(
+    source: str, target: str, aliases: dict[str, dict[str, Any]], must_exist: bool
+) -> list[dict[str, Any]]:
+    """One atomic request: every alias leaves the source and lands on the target with
+    its properties. Removes come first so that a write index is never doubled."""
+    actions: list[dict[str, Any]] = []
+    for name in sorted(aliases):
+        remove: dict[str, Any] = {"index": source, "alias": name}
+        if must_exist:
+            remove["must_exist"] = True
+        actions.append({"remove": remove})
+    for name, props in sorted(aliases.items()):
+        add = {"index": target, "alias": name}
+        add.update({k: v for k, v in props.items() if k in ALIAS_PROPERTIES})
+        actions.append({"add": add})
+    return actions
+
+
+def final_settings(p: Plan) -> dict[str, Any]:
+    """The copy-time settings' final values; None resets one to the engine default."""
+    return {key: p.settings.get(key) for key in p.copy_settings}
+
+
+def restore_settings(ctx: RunContext) -> dict[str, Any]:
+    """Put the final replica count and refresh interval back and wait for the health they
+    allow: green when every replica can be placed on its own node, else yellow."""
+    p = ctx.plan
+    restore = final_settings(p)
+    if not restore:
+        return {}
+    ctx.engine.put_settings(p.target_index, restore)
+    ctx.crash("verify.settings_restored")
+    replicas = int(ctx.engine.get_index(p.target_index).settings.get("index.number_of_replicas", 1))
+    nodes = int(ctx.engine.cluster_health().get("number_of_data_nodes", 1))
+    expected = "green" if nodes > replicas else "yellow"
+    # each request waits on the engine's side: no pause between them, only the deadline
+    waiter = Waiter(ctx.clock, ctx.sleep, Backoff.of(ctx.options), ctx.options.health_wait_s)
+    while True:  # short waits, so that no single request outlives the client's timeout
+        health = ctx.engine.cluster_health(p.target_index, expected, HEALTH_POLL_S)
+        if not health.get("timed_out") or waiter.expired():
+            break
+    if health.get("timed_out"):
+        raise RunStepFailed(
+            f"target {p.target_index} did not reach {expected} health within "
+            f"{ctx.options.health_wait_s:.0f}s after its replicas were restored",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
+    return {"restored": restore, "health": health.get("status")}
 
 
 def read(ctx: RunContext) -> IndexDefinition | None:
@@ -86,18 +173,35 @@ def _stop(ctx: RunContext, task_id: str) -> str:
         if exc.status != 404:
             raise
         return f"task {task_id} had ended"
-    deadline = ctx.clock() + ctx.options.cancel_wait_s
-    delay = ctx.options.poll_interval_s
-    while ctx.clock() < deadline:
+    waiter = Waiter(ctx.clock, ctx.sleep, Backoff.of(ctx.options), ctx.options.cancel_wait_s)
+    while not waiter.expired():
         status = ctx.engine.get_task(task_id)
         if status is None or status.completed:
             return f"task {task_id} cancelled"
-        ctx.sleep(delay)
-        delay = min(delay * 1.5, ctx.options.poll_max_interval_s)
+        waiter.sleep()
     return (
         f"task {task_id} cancelled but still running after {ctx.options.cancel_wait_s:.0f}s "
         f"(POST _tasks/{task_id}/_cancel)"
     )
+
+
+def require_own_target(ctx: RunContext) -> None:
+    """Refuse to copy into a target that is gone or not this run's: the engine would create
+    a missing one with default mappings on the first write. Records the target's uuid when
+    the run does not hold it yet (a run planned by an earlier version)."""
+    p = ctx.plan
+    found = read(ctx)
+    why = not_own(ctx, found)
+    if why is not None:
+        raise CopyFailed(
+            f"{why}: not copying into it (the engine would create a missing {p.target_index} "
+            "with default mappings)",
+            run_id=ctx.run_id,
+            state=ctx.record.state.value,
+        )
+    values = recorded(ctx, found)
+    if values:
+        ctx.checkpoint(**values)
 
 
 def check_copy(ctx: RunContext, task_id: str | None) -> None:

@@ -45,11 +45,6 @@ def load_script(path: str) -> dict[str, Any]:
 
 def check(engine: Engine, options: RunOptions) -> None:
     """Refuse, before any write, transforms that cannot work."""
-    if (options.pipeline or options.script) and options.recompute_embeddings:
-        raise UsageError(
-            "--pipeline and --script apply to the _reindex copy, not to --recompute-embeddings",
-            hint="drop one of them",
-        )
     if options.pipeline is not None:
         if not options.pipeline.strip():
             raise UsageError("--pipeline needs a pipeline name")

@@ -16,8 +16,8 @@ from typing import Any
 from ..errors import StaleState, UndoRefused
 from ..plan import Plan
 from .context import RunContext
-from .planning import swap_actions
 from .rollback import source_changed
+from .target import swap_actions
 
 
 def undo_actions(p: Plan, on_target: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

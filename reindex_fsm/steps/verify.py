@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RunStepFailed, UsageError, VerificationFailed
+from ..errors import UsageError, VerificationFailed
 from ..options import RunOptions
 from ..plan import Plan
-from . import deep_verify, recompute, write_policy
+from . import deep_verify, write_policy
 from .context import RunContext
+from .copy.registry import strategy_for
+from .target import final_settings, restore_settings
 
-HEALTH_POLL_S = 20.0
 # "Much smaller": a target holding fewer than this share of its source's documents is
 # swapped in only with --allow-shrink (checked at plan time and again before the swap).
 SHRINK_RATIO = 0.9
@@ -37,7 +38,7 @@ def _shrink_text(verb: str, target: str, target_docs: int, source: str, source_d
 def planned_shrink(p: Plan) -> tuple[int, int] | None:
     """(source index documents, planned target documents) when the plan already says the
     target will be much smaller (a recompute from a file of fewer documents)."""
-    source_docs = int((p.recompute or {}).get("source_count", p.source_count))
+    source_docs = strategy_for(p).source_index_count(p)
     if shrinks(source_docs, p.source_count):
         return source_docs, p.source_count
     return None
@@ -59,29 +60,15 @@ def check_plan(p: Plan, options: RunOptions) -> str | None:
     return text + "; allowed by --allow-shrink"
 
 
-def final_settings(p: Plan) -> dict[str, Any]:
-    """The copy-time settings' final values; None resets one to the engine default."""
-    return {key: p.settings.get(key) for key in p.copy_settings}
-
-
 def plan(p: Plan, verify: bool, options: RunOptions | None = None) -> dict[str, Any]:
     check = (
         f"target count == {p.source_count}"
         if verify
         else "NONE: --no-verify, the target's count is not compared with the source's"
     )
-    if p.recompute and verify:
-        rp = p.recompute
-        expected = (
-            rp["expected"]
-            if rp.get("expected") is not None
-            else (f"{p.source_count} less rejected documents")
-        )
-        check = (
-            f"target count == {expected}; {rp['fields']['vector']} mapped with dimension "
-            f"{rp['dimension']}; {rp['verify_sample']} random documents embedded again "
-            f"match their stored vectors (cosine >= {recompute.SAMPLE_MIN_COSINE})"
-        )
+    own_check = strategy_for(p).verify_check(p)
+    if own_check is not None and verify:
+        check = own_check
     described = {
         "step": "verify",
         "restore_settings": final_settings(p),
@@ -105,7 +92,7 @@ def plan(p: Plan, verify: bool, options: RunOptions | None = None) -> dict[str, 
 
 
 def deep_plan(p: Plan, options: RunOptions) -> dict[str, Any]:
-    c = deep_verify.Comparison(p, options)
+    c = deep_verify.Comparison(p, options, strategy_for(p).copied_from(p))
     what = "IDs" + (" and _source SHA-256" if c.compare_source else "")
     docs = f"{c.sample} random source documents" if c.sample else "every source document"
     out: dict[str, Any] = {
@@ -128,33 +115,6 @@ def expected_source_count(ctx: RunContext) -> int:
     return int(count) if count is not None else ctx.plan.source_count
 
 
-def restore_settings(ctx: RunContext) -> dict[str, Any]:
-    """Put the final replica count and refresh interval back and wait for the health they
-    allow: green when every replica can be placed on its own node, else yellow."""
-    p = ctx.plan
-    restore = final_settings(p)
-    if not restore:
-        return {}
-    ctx.engine.put_settings(p.target_index, restore)
-    ctx.crash("verify.settings_restored")
-    replicas = int(ctx.engine.get_index(p.target_index).settings.get("index.number_of_replicas", 1))
-    nodes = int(ctx.engine.cluster_health().get("number_of_data_nodes", 1))
-    expected = "green" if nodes > replicas else "yellow"
-    deadline = ctx.clock() + ctx.options.health_wait_s
-    while True:  # short waits, so that no single request outlives the client's timeout
-        health = ctx.engine.cluster_health(p.target_index, expected, HEALTH_POLL_S)
-        if not health.get("timed_out") or ctx.clock() >= deadline:
-            break
-    if health.get("timed_out"):
-        raise RunStepFailed(
-            f"target {p.target_index} did not reach {expected} health within "
-            f"{ctx.options.health_wait_s:.0f}s after its replicas were restored",
-            run_id=ctx.run_id,
-            state=ctx.record.state.value,
-        )
-    return {"restored": restore, "health": health.get("status")}
-
-
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
     # a block that came off when the run failed: on again, and what changed copied again
@@ -173,17 +133,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         **restored,
         **resynced,
     }
-    if p.recompute:
-        problems = _recompute_checks(ctx, target_count, detail)
-    elif target_count != expected:
-        problems = [
-            f"target {p.target_index} has {target_count} documents, "
-            f"source {p.source_index} had {expected}"
-            f" (version conflicts {detail['version_conflicts']},"
-            f" task failures {detail['task_failures']})"
-        ]
-    else:
-        problems = []
+    problems = strategy_for(p).verify_checks(ctx, target_count, detail)
     if ctx.options.verify and ctx.options.verify_level == "deep":
         problems += _deep_checks(ctx, target_count, list(problems))
     if ctx.options.verify and problems:
@@ -203,8 +153,9 @@ def _check_shrink(ctx: RunContext, target_count: int) -> None:
     if ctx.options.allow_shrink:
         return
     p = ctx.plan
-    if (p.recompute or {}).get("path"):  # the source index is not what was copied
-        source_docs = int(p.recompute["source_count"])  # type: ignore[index]
+    strategy = strategy_for(p)
+    if strategy.input_path(p):  # the source index is not what was copied
+        source_docs = strategy.source_index_count(p)
     else:
         source_docs = expected_source_count(ctx)
     if shrinks(source_docs, target_count):
@@ -224,7 +175,9 @@ def _check_shrink(ctx: RunContext, target_count: int) -> None:
 def _deep_checks(ctx: RunContext, target_count: int, count_problems: list[str]) -> list[str]:
     """Compare documents, mappings and queries; store what was compared and what differed
     (a checkpoint: a failed step's returned values are not stored) before judging."""
-    record = deep_verify.verify(ctx.engine, ctx.plan, ctx.options, ctx.run_id, target_count)
+    p = ctx.plan
+    copied_from = strategy_for(p).copied_from(p)
+    record = deep_verify.verify(ctx.engine, p, ctx.options, ctx.run_id, target_count, copied_from)
     found = deep_verify.problems(record)
     record["count"] = {"target": target_count, "problems": count_problems}
     record["passed"] = not found and not count_problems
@@ -242,41 +195,3 @@ def _deep_checks(ctx: RunContext, target_count: int, count_problems: list[str]) 
         verification=record,
     )
     return found
-
-
-def _recompute_checks(ctx: RunContext, target_count: int, detail: dict[str, Any]) -> list[str]:
-    """Count (input less rejects), the vector's dimension in the target mapping, and a
-    random sample embedded again; the problems found."""
-    p = ctx.plan
-    rp = p.recompute or {}
-    expected = recompute.expected_count(p, ctx.record.progress, ctx.record.source_count)
-    mapped = recompute.mapped_dimension(ctx.engine, p)
-    sample = recompute.sample_check(ctx)
-    rejected = int((ctx.record.progress or {}).get("rejected", 0))
-    detail.update(
-        expected_count=expected,
-        rejected=rejected,
-        input=rp.get("path") or p.source_index,
-        mapped_dimension=mapped,
-        dimension=rp["dimension"],
-        **{f"sample_{k}": v for k, v in sample.items()},
-    )
-    problems = []
-    if target_count != expected:
-        problems.append(
-            f"target {p.target_index} has {target_count} documents, expected {expected} "
-            f"({rp.get('documents', p.source_count)} read, {rejected} rejected)"
-        )
-    if mapped is not None and mapped != rp["dimension"]:
-        problems.append(
-            f"{rp['fields']['vector']} is mapped with dimension {mapped}, "
-            f"the embedder gives {rp['dimension']}"
-        )
-    if sample["bad_dimension"]:
-        problems.append(f"stored vectors of the wrong length: {sample['bad_dimension']}")
-    if sample["mismatched"]:
-        problems.append(
-            f"stored vectors differ from a fresh embedding (min cosine "
-            f"{sample['min_cosine']:.6f}): {sample['mismatched']}"
-        )
-    return problems

@@ -30,7 +30,10 @@ from ..errors import CopyFailed, LockHeld, ReindexFsmError, StaleState, UsageErr
 from ..machine import State
 from ..options import RunOptions
 from ..plan import Plan
+from . import target
 from .context import RunContext
+from .copy.registry import strategy_for
+from .poll import Backoff, Waiter
 
 POLICIES = ("block", "catch-up")
 # Field types a --since-field can have: a range query with an ISO timestamp works on
@@ -64,11 +67,6 @@ def check_options(options: RunOptions, source_mappings: dict[str, Any], source: 
         if options.since_field:
             raise UsageError("--since-field needs --write-policy catch-up")
         return
-    if options.recompute_embeddings:
-        raise UsageError(
-            "--write-policy catch-up is not supported with --recompute-embeddings",
-            hint="use --write-policy block (the default): writers wait until the swap",
-        )
     if not options.since_field:
         raise UsageError(
             "--write-policy catch-up needs --since-field FIELD",
@@ -178,7 +176,7 @@ def release_on_failure(ctx: RunContext, failed_from: State) -> dict[str, Any]:
     """The run is about to be FAILED: take its block off, so that a failed run (a cron job
     nobody watches) does not keep writers out until a human acts. Values to store with
     the failure; {} when the block stays: none held, ``--keep-block-on-failure``, or a
-    recompute run (its copy cannot be made again for what changed); or when
+    copy strategy whose copy cannot be made again by ``_reindex`` for what changed; or when
     ``--rollback-on-failure`` rolls back next (that takes it off).
 
     If the copy may have written to the target, a resume blocks again and copies the
@@ -186,7 +184,8 @@ def release_on_failure(ctx: RunContext, failed_from: State) -> dict[str, Any]:
     copy), then deletes from the target what was deleted from the source meanwhile
     (``resync``, done by :func:`after_copy`), before verifying."""
     state, opts = _state(ctx), ctx.options
-    if not is_blocked(state) or opts.keep_block_on_failure or ctx.plan.recompute:
+    again = strategy_for(ctx.plan).copies_again_by_reindex
+    if not is_blocked(state) or opts.keep_block_on_failure or not again:
         return {}
     if opts.rollback_on_failure:  # the rollback that follows takes it off, after the target
         return {}
@@ -237,7 +236,7 @@ def before_copy(ctx: RunContext) -> dict[str, Any]:
         return {"write_policy": state}
     state = put_block(ctx)
     count = _recount(ctx)
-    if (ctx.plan.recompute or {}).get("path"):  # the file is what the target will hold
+    if strategy_for(ctx.plan).input_path(ctx.plan):  # the file is what the target will hold
         return {"write_policy": state, "detail": {"source_index_count": count}}
     return {"write_policy": state, "source_count": count, "detail": {"source_count": count}}
 
@@ -294,10 +293,11 @@ def resync(ctx: RunContext) -> dict[str, Any]:
 def _block_gone(ctx: RunContext) -> bool:
     """The run's block is recorded as on, yet the source takes writes: it came off without
     the failure being stored (a crash right after the release) or someone lifted it. What
-    was written since is not in the target: copy again (not for a recompute run, whose
+    was written since is not in the target: copy again (not for a copy strategy whose
     copy cannot be made again by ``_reindex``)."""
     state, p = _state(ctx), ctx.plan
-    if p.recompute or not is_blocked(state) or not ctx.engine.index_exists(state["index"]):
+    again = strategy_for(p).copies_again_by_reindex
+    if not again or not is_blocked(state) or not ctx.engine.index_exists(state["index"]):
         return False
     settings = ctx.engine.get_index(state["index"]).settings
     if p.source_uuid and settings.get("index.uuid") != p.source_uuid:
@@ -341,9 +341,7 @@ def _next_pass(
         if catch_up:
             # The replicas come back and recover before the block, not during it: writers
             # wait only for the last delta, the verification and the swap.
-            from .verify import restore_settings
-
-            restore_settings(ctx)
+            target.restore_settings(ctx)
         state = put_block(ctx)
     since: str | None = None  # block: the whole source
     if catch_up:
@@ -391,10 +389,8 @@ def _since_value(ctx: RunContext, since: str) -> Any:
 def _pass_request(ctx: RunContext, since: str | None, final: bool) -> ReindexRequest:
     """The main copy's request (slices, throttle, pipeline, script) for the documents
     written since ``since`` (None: all of them)."""
-    from .planning import reindex_request  # plan.py imports this module
-
     p = ctx.plan
-    base = reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options)
+    base = target.reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options)
     extra = dict(base.extra)
     if since is not None:
         source = dict(base.body()["source"])
@@ -419,11 +415,9 @@ def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
     is no longer this process's to drive, and nothing is started for it."""
     opts = ctx.options
     task_id = current.get("task_id")
-    delay = opts.poll_interval_s
+    waiter = Waiter(ctx.clock, ctx.sleep, Backoff.of(opts))
     while True:
         if task_id:  # the target deleted or replaced meanwhile: stop the pass, fail
-            from . import target  # target.py imports plan.py, which imports this
-
             target.check_copy(ctx, task_id)
         status = ctx.engine.get_task(task_id) if task_id else None
         if status is None:  # not started yet, or vanished: (re)start it, same since
@@ -433,9 +427,7 @@ def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
                 _set_pass(ctx, attempts=int(current.get("attempts") or 0) + 1)  # StaleState
                 current = _state(ctx)["passes"][-1]
                 ctx.check_lease()
-                from .copy import require_own_target  # copy.py imports plan.py, which imports this
-
-                require_own_target(ctx)
+                target.require_own_target(ctx)
                 request = _pass_request(ctx, current["since"], bool(current.get("final")))
                 task_id = ctx.engine.start_reindex(request)
                 ctx.crash("catch_up.pass_started")
@@ -460,8 +452,7 @@ def _run_pass(ctx: RunContext, current: dict[str, Any]) -> int:
                     task_id=task_id,
                 )
             return status.created + status.updated
-        ctx.sleep(delay)
-        delay = min(delay * 1.5, opts.poll_max_interval_s)
+        waiter.pause()
 
 
 def _pass_name(current: dict[str, Any]) -> str:

@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .engine.base import Engine
-from .errors import EngineError, InputError
+from ...engine.base import Engine
+from ...errors import EngineError, InputError
 
 MAX_ID_BYTES = 512  # the engines' limit on _id
 MAX_LINE_BYTES = 4 * 2**20  # default --max-line-bytes: a JSONL line, its end of line included
@@ -240,8 +240,8 @@ def inspect_jsonl(
                     if len(summary.first_rejects) < 5:
                         summary.first_rejects.append(reject)
                     if rejects_out is not None:
-                        text = raw[: len(raw) if whole else REJECT_TEXT_BYTES]
-                        text = text.decode("utf-8", "replace").rstrip("\r\n")
+                        shown = raw[: len(raw) if whole else REJECT_TEXT_BYTES]
+                        text = shown.decode("utf-8", "replace").rstrip("\r\n")
                         rejects_out.write(json.dumps({**reject, "text": text}) + "\n")
             finally:
                 ids.close()
@@ -466,7 +466,10 @@ class IndexReader:
         if not self.by_id and after is not None:
             raise PositionLost("a scroll on Elasticsearch (sorted on _doc) cannot resume")
         number, page = first, []
-        query = {"query": {"match_all": {}}, "sort": self.SORT if self.by_id else ["_doc"]}
+        query: dict[str, Any] = {
+            "query": {"match_all": {}},
+            "sort": self.SORT if self.by_id else ["_doc"],
+        }
         for hit in self.engine.scan(self.index, query, preserve_order=self.by_id):
             hit.setdefault("sort", [hit["_id"]])
             if after is not None and hit["_id"] <= after[0]:
