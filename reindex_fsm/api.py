@@ -87,7 +87,7 @@ def _context(
     cfg: Config, engine: Engine, record: RunRecord, lease: LeaseKeeper | None = None
 ) -> RunContext:
     return RunContext(
-        engine=engine if lease is None else LeasedEngine(engine, lease),  # type: ignore[arg-type]
+        engine=engine if lease is None else LeasedEngine(engine, lease),
         repo=cfg.repo(),
         record=record,
         clock=cfg.clock,

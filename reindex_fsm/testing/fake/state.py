@@ -20,7 +20,7 @@ from ...errors import EngineError, EngineUnreachable, IndexNotFound
 MUTATING = ENGINE_WRITES | {"put_lease", "delete_lease"}
 
 
-class Docs(dict):  # type: ignore[type-arg]
+class Docs(dict[str, Any]):
     """An index's documents; ``seq_no`` counts every write, as a shard's max_seq_no does
     (-1: none yet), whoever makes it (a bulk, a client's write, a copy, a test)."""
 
