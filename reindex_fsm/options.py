@@ -9,7 +9,7 @@ options are generated from these definitions (``reindex_fsm.cli.options``); the 
 need the engine or the source (names, shard bounds, mapped field types) stay in the plan
 step.
 
-Over 600 lines on purpose: each of start's options is one field holding its flag, help,
+Length: over 600 lines on purpose; each of start's options is one field holding its flag, help,
 type and bounds (about ten lines each), next to the rules that read them; splitting the
 fields by topic would part a flag from its field's neighbours in --help order, which is
 this dataclass's order.
