@@ -142,7 +142,11 @@ def test_a_node_process_is_found_by_its_marker(tmp_path: Path) -> None:
     home = tmp_path / "nodes" / "node-1"
     home.mkdir(parents=True)
     assert nodes.node_pids(home) == []
-    proc = subprocess.Popen(["sh", "-c", "sleep 30", nodes.marker(home)])
+    # One process that forks nothing: a shell would fork its `sleep`, and for an instant the
+    # child still carries the shell's command line (the marker) before it execs.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", nodes.marker(home)]
+    )
     try:
         deadline = time.monotonic() + 5
         while not nodes.pids_with_marker(home) and time.monotonic() < deadline:
