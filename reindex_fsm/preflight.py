@@ -37,12 +37,11 @@ from .engine.base import (
     IndexDefinition,
     IndexStatus,
 )
-from .errors import PreflightFailed, UsageError
-from .options import PREFLIGHT_CHECKS, RunOptions
+from .errors import PreflightFailed
+from .options import RunOptions
 from .steps.copy.registry import strategy_for_options
 from .steps.planning import flatten_settings, resolve_source
 
-CHECKS = PREFLIGHT_CHECKS  # the names --skip-preflight accepts (reindex_fsm.options)
 # A byte value as the engines write one: "500mb", "1.5gb", "100b" (binary multiples).
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|pb)\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40, "pb": 2**50}
@@ -59,15 +58,6 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def check_skip_names(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    unknown = [n for n in names if n not in CHECKS]
-    if unknown:
-        raise UsageError(
-            f"--skip-preflight {unknown[0]!r} is not a check", hint=f"one of {', '.join(CHECKS)}"
-        )
-    return tuple(dict.fromkeys(names))
 
 
 def _bytes(n: float) -> str:

@@ -281,3 +281,13 @@ def test_a_watermark_that_cannot_be_read_is_not_checked(fake: FakeEngine) -> Non
         "not checked",
         "cannot read the low disk watermark 'lots'",
     )
+
+
+def test_the_checks_skip_preflight_names_are_the_checks_preflight_makes():
+    """--skip-preflight's choices (options.PREFLIGHT_CHECKS) are the checks preflight makes,
+    in its order: a check added to one and not the other could not be skipped or would be
+    refused as unknown."""
+    from reindex_fsm import preflight as preflight_module
+    from reindex_fsm.options import PREFLIGHT_CHECKS
+
+    assert tuple(preflight_module._CHECKS) == PREFLIGHT_CHECKS
