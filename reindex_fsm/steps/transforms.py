@@ -45,11 +45,9 @@ def load_script(path: str) -> dict[str, Any]:
 
 def check(engine: Engine, options: RunOptions) -> None:
     """Refuse, before any write, transforms that cannot work."""
-    if options.pipeline is not None:
-        if not options.pipeline.strip():
-            raise UsageError("--pipeline needs a pipeline name")
-        if not engine.pipeline_exists(options.pipeline):
-            raise UsageError(
-                f"ingest pipeline {options.pipeline!r} does not exist",
-                hint="create it (PUT _ingest/pipeline/NAME) or fix the name; nothing was done",
-            )
+    # A blank pipeline name RunOptions.validate() has refused.
+    if options.pipeline is not None and not engine.pipeline_exists(options.pipeline):
+        raise UsageError(
+            f"ingest pipeline {options.pipeline!r} does not exist",
+            hint="create it (PUT _ingest/pipeline/NAME) or fix the name; nothing was done",
+        )

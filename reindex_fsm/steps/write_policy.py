@@ -35,7 +35,6 @@ from .context import RunContext
 from .copy.registry import strategy_for
 from .poll import Backoff, Waiter
 
-POLICIES = ("block", "catch-up")
 # Field types a --since-field can have: a range query with an ISO timestamp works on
 # dates; epoch milliseconds on numbers.
 DATE_TYPES = ("date", "date_nanos")
@@ -58,20 +57,10 @@ def field_type(mappings: dict[str, Any], path: str) -> str | None:
 
 
 def check_options(options: RunOptions, source_mappings: dict[str, Any], source: str) -> None:
-    """Refuse a write policy that cannot work, before anything is written."""
-    if options.write_policy not in POLICIES:
-        raise UsageError(
-            f"--write-policy {options.write_policy!r} is not one of {', '.join(POLICIES)}"
-        )
-    if options.write_policy != "catch-up":
-        if options.since_field:
-            raise UsageError("--since-field needs --write-policy catch-up")
+    """Refuse a catch-up field the source cannot order writes by, before anything is
+    written (what the options alone can say, RunOptions.validate() has refused)."""
+    if options.write_policy != "catch-up" or not options.since_field:
         return
-    if not options.since_field:
-        raise UsageError(
-            "--write-policy catch-up needs --since-field FIELD",
-            hint="a date field your writers set on every insert and update, e.g. updated_at",
-        )
     kind = field_type(source_mappings, options.since_field)
     if kind not in DATE_TYPES + NUMBER_TYPES:
         found = f"mapped as {kind}" if kind else "not mapped"

@@ -124,16 +124,8 @@ def prepare(
 
     Returns the recompute plan, the mappings to merge over the source's, and extra
     target settings."""
-    if options.batch_size < 1:
-        raise UsageError(f"--batch-size {options.batch_size} must be at least 1")
-    if options.workers < 1:
-        raise UsageError(f"--workers {options.workers} must be at least 1")
-    if (
-        options.skip_invalid
-        and options.documents_path
-        and (os.path.abspath(options.skip_invalid) == os.path.abspath(options.documents_path))
-    ):
-        raise UsageError("--skip-invalid must not be the --documents-path file itself")
+    # What the options alone can say (sizes, --skip-invalid vs the file) RunOptions.validate()
+    # has refused.
     fields = fields_for(options)
     embedder = embedders.load(options.embedder, warn_zeros=False)  # the CLI has warned
     zeros = embedder.allows_zero_rows
@@ -156,8 +148,6 @@ def prepare(
         expected=None,  # the source's count less what is rejected on the way
     )
     if options.documents_path:
-        if options.max_line_bytes < 1:
-            raise UsageError(f"--max-line-bytes {options.max_line_bytes} must be at least 1")
         summary = inspect_jsonl(
             options.documents_path,
             fields,
