@@ -1,7 +1,11 @@
 """Alembic environment. Run programmatically by reindex_fsm.store.open_store, which
 passes an open connection in ``config.attributes["connection"]``; from the command
 line (``alembic -c alembic.ini upgrade head``) it connects to ``sqlalchemy.url``,
-or to REINDEX_FSM_STATE_DB when that is set."""
+or to REINDEX_FSM_STATE_DB when that is set.
+
+``target_metadata`` is the models' MetaData, so that ``alembic check`` and
+``alembic revision --autogenerate`` compare the models with the database (server
+defaults included)."""
 
 from __future__ import annotations
 
@@ -10,14 +14,17 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
+from reindex_fsm.store.models import Base
+
 config = context.config
-target_metadata = None
+target_metadata = Base.metadata
 
 
 def _run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        compare_server_default=True,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
