@@ -18,6 +18,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from .. import events
 from ..engine.base import ReindexRequest, TaskStatus
 from ..errors import CopyFailed
 from ..plan import Plan
@@ -154,7 +155,7 @@ def run_wait(ctx: RunContext) -> dict[str, Any]:
             ctx.checkpoint(progress=counts)
             last = counts
         if changed or status.completed:  # the completion is reported even if no count moved
-            ctx.reporter.progress(ctx.record, status)
+            ctx.reporter.emit(ctx.record, events.Progress.from_status(status))
         if status.completed:
             if status.cancelled:
                 raise CopyFailed(

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import embedders
+from .. import embedders, events
 from ..documents import (
     BATCH_BYTES,
     Batch,
@@ -454,7 +454,10 @@ class _Stream:
             "batches": self.progress.get("batches", 0) + 1,
         }
         self.ctx.checkpoint(progress=self.progress)
-        self.ctx.reporter.progress(self.ctx.record, self._status())
+        progress = events.Progress.from_status(
+            self._status(), "recompute", self.progress["batches"]
+        )
+        self.ctx.reporter.emit(self.ctx.record, progress)
 
     def _status(self) -> TaskStatus:
         expected = self.rp.get("expected") or self.rp.get("source_count") or 0
