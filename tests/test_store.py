@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from reindex_fsm.errors import LockHeld, RunNotFound, StaleState, StateStoreError
 from reindex_fsm.machine import State
 from reindex_fsm.store import _migrations_config, open_store, redact_state_db, resolve_state_db
-from reindex_fsm.store.models import Base
 
 from .conftest import ROOT, STORES
 
@@ -59,6 +58,8 @@ def test_the_models_match_the_migrations(state_db):
     comparison of that schema with the models (``alembic check``, through the migrations'
     own environment and its ``target_metadata``): a column, type, nullability, index,
     foreign key or server default in one and not the other is a difference."""
+    from reindex_fsm.store.models import Base
+
     repo = open_store(state_db)
     cfg = _migrations_config()
     with repo.engine.connect() as conn:

@@ -1,11 +1,7 @@
 """Alembic environment. Run programmatically by reindex_fsm.store.open_store, which
 passes an open connection in ``config.attributes["connection"]``; from the command
 line (``alembic -c alembic.ini upgrade head``) it connects to ``sqlalchemy.url``,
-or to REINDEX_FSM_STATE_DB when that is set.
-
-``target_metadata`` is the models' MetaData, so that ``alembic check`` and
-``alembic revision --autogenerate`` compare the models with the database (server
-defaults included)."""
+or to REINDEX_FSM_STATE_DB when that is set."""
 
 from __future__ import annotations
 
@@ -17,6 +13,8 @@ from sqlalchemy import create_engine
 from reindex_fsm.store.models import Base
 
 config = context.config
+# The models, so that `alembic check` and `alembic revision --autogenerate` compare them
+# with the database (server defaults included).
 target_metadata = Base.metadata
 
 
