@@ -1,6 +1,7 @@
-"""What the operator sees while a run moves: its state changes, its notes, and the
-copy's progress. Three forms of the ``Reporter`` protocol (steps/context.py), all on
-stderr (stdout is kept for the command's result):
+"""What the operator sees while a run moves: its state changes, its notes and warnings,
+and the copy's progress, each an event of :mod:`reindex_fsm.events` shown by its type.
+Three forms of the :class:`~reindex_fsm.events.Reporter` protocol, all on stderr (stdout
+is kept for the command's result):
 
 - :class:`BarReporter` (stderr is a terminal): a rich progress bar, documents copied
   (created + updated + deleted, plus conflicts and no-ops) of the task's total, docs/s
@@ -10,8 +11,9 @@ stderr (stdout is kept for the command's result):
 - :class:`JsonReporter` (``--json``): one JSON object per line, ``{"event", "run_id",
   "state", "at", ...}``.
 
-A note (an event message ``name: text``, e.g. the write-block notice "WRITES TO ...
-ARE BLOCKED") is shown in every form, also with ``-q`` (``quiet``: notes only).
+A note with its text and a warning (e.g. the write-block notice "WRITES TO ... ARE
+BLOCKED") are shown in every form, also with ``-q`` (``quiet``: those only); a warning
+stands out in red on a terminal.
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.progress import Progress as RichProgress
 
-from .engine.base import TaskStatus
+from .events import Event, Note, Progress, Transition, Warning
 from .store import RunRecord
+
+# What a strategy's progress is called: (the bar's label, the line's verb).
+_VERBS = {"recompute": ("embedding", "embedded")}
+_COPYING = ("copying", "copied")
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,12 @@ class Snapshot:
         return out
 
 
-def throttle(run: RunRecord, status: TaskStatus) -> float | None:
+def throttle(run: RunRecord, progress: Progress) -> float | None:
     """The copy's --requests-per-second (as stored with the run, rethrottle included), or
     None when it is not throttled. A throttled ``_reindex`` writes a whole batch at once
     (one per slice), then waits: its counts move in bursts, and the throttle, not the
     burst, is its rate over any longer span."""
-    if _recompute(status):
+    if progress.strategy == "recompute":  # its rate is its batches', not a task throttle
         return None
     options = getattr(run, "options", None) or {}
     rate = options.get("requests_per_second")
@@ -89,29 +95,28 @@ class _Rate:
         self.clock = clock
         self.first: tuple[float, int] | None = None
 
-    def snapshot(self, run: RunRecord, status: TaskStatus) -> Snapshot:
-        now, done = self.clock(), status.done_docs
+    def snapshot(self, run: RunRecord, progress: Progress) -> Snapshot:
+        now, done = self.clock(), progress.done
         if self.first is None or done < self.first[1]:
             self.first = (now, done)
         elapsed, gained = now - self.first[0], done - self.first[1]
         rate = gained / elapsed if elapsed > 0 and gained > 0 else None
-        if rate is None and status.running_time_s > 0 and done:
-            rate = done / status.running_time_s
-        cap = throttle(run, status)
+        if rate is None and progress.running_time_s > 0 and done:
+            rate = done / progress.running_time_s
+        cap = throttle(run, progress)
         if cap is not None:  # one burst seen, or the first one since we looked: the throttle
             rate = min(rate, cap) if rate else cap
-        left = max(status.total - done, 0)
-        eta = 0.0 if status.completed else (left / rate if rate else None)
-        batches = (run.progress or {}).get("batches") if _recompute(status) else None
+        left = max(progress.total - done, 0)
+        eta = 0.0 if progress.completed else (left / rate if rate else None)
         return Snapshot(
             done=done,
-            total=status.total,
-            created=status.created,
-            updated=status.updated,
-            deleted=status.deleted,
-            conflicts=status.version_conflicts,
-            completed=status.completed,
-            batches=int(batches) if batches is not None else None,
+            total=progress.total,
+            created=progress.created,
+            updated=progress.updated,
+            deleted=progress.deleted,
+            conflicts=progress.version_conflicts,
+            completed=progress.completed,
+            batches=progress.batches,
             docs_per_s=rate,
             eta_s=eta,
         )
@@ -125,29 +130,19 @@ class _Paced:
         self._rate = _Rate(clock)
         self._last: float | None = None
 
-    def take(self, run: RunRecord, status: TaskStatus) -> Snapshot | None:
-        if not counted(status):
+    def take(self, run: RunRecord, progress: Progress) -> Snapshot | None:
+        if not progress.counted:
             return None
-        snap, now = self._rate.snapshot(run, status), self.clock()
-        if self._last is not None and now - self._last < self.every_s and not status.completed:
+        snap, now = self._rate.snapshot(run, progress), self.clock()
+        if self._last is not None and now - self._last < self.every_s and not progress.completed:
             return None
         self._last = now
         return snap
 
 
-def _recompute(status: TaskStatus) -> bool:
-    return status.task_id == "recompute"
-
-
-def counted(status: TaskStatus) -> bool:
-    """The task knows what it copies: a task just started reports a total of 0 (its
-    search has not returned yet), which is not progress worth a line (``copied 0/0``)."""
-    return status.total > 0 or status.completed
-
-
-def is_note(message: str) -> bool:
-    """A note the operator must see in every mode (``event: text``, ``warning: ...``)."""
-    return ": " in message
+def shown_when_quiet(event: Event) -> bool:
+    """What ``-q`` keeps: the warnings and the notes with their text."""
+    return isinstance(event, Warning) or (isinstance(event, Note) and event.text is not None)
 
 
 def _human(s: Snapshot) -> str:
@@ -211,22 +206,24 @@ class LineReporter(_Streamed):
     def _line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
-    def event(self, run: RunRecord, message: str) -> None:
-        if not self.quiet or is_note(message):
-            self._line(f"run {run.id}: {message}")
+    def emit(self, run: RunRecord, event: Event) -> None:
+        if isinstance(event, Progress):
+            self._progress(run, event)
+        elif not self.quiet or shown_when_quiet(event):
+            self._line(f"run {run.id}: {event.line}")
 
-    def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        snap = self._paced.take(run, status)
+    def _progress(self, run: RunRecord, progress: Progress) -> None:
+        snap = self._paced.take(run, progress)
         if self.quiet or snap is None:
             return
-        verb = "embedded" if _recompute(status) else "copied"
+        verb = _VERBS.get(progress.strategy, _COPYING)[1]
         self._line(f"run {run.id}: {verb} {snap.done}/{snap.total} ({_human(snap)})")
 
 
 class JsonReporter(_Streamed):
     """One JSON object per line on ``stream``: ``event`` is ``transition`` (with
     ``from``/``to``), ``progress`` (the counts, docs/s, ETA) or the name of a stored
-    event (``writes_blocked``..., with its ``note``). Progress is throttled like the
+    event (``write_block``, ``warning``..., with its ``note``). Progress is throttled like the
     plain lines; state changes and notes are all written."""
 
     def __init__(
@@ -240,7 +237,7 @@ class JsonReporter(_Streamed):
         super().__init__(stream, every_s, quiet, clock)
         self.now = now
 
-    def _emit(self, run: RunRecord, event: str, **fields: Any) -> None:
+    def _write(self, run: RunRecord, event: str, **fields: Any) -> None:
         data = {
             "event": event,
             "run_id": run.id,
@@ -250,23 +247,19 @@ class JsonReporter(_Streamed):
         }
         print(json.dumps(data, default=str), file=self.stream, flush=True)
 
-    def event(self, run: RunRecord, message: str) -> None:
-        if self.quiet and not is_note(message):
+    def emit(self, run: RunRecord, event: Event) -> None:
+        if isinstance(event, Progress):
+            snap = self._paced.take(run, event)
+            if not self.quiet and snap is not None:
+                self._write(run, "progress", task_id=event.task_id, **snap.fields())
+        elif self.quiet and not shown_when_quiet(event):
             return
-        name, sep, note = message.partition(": ")
-        src, arrow, dst = message.partition(" -> ")
-        if arrow and not sep:
-            self._emit(run, "transition", **{"from": src, "to": dst})
-        elif sep:
-            self._emit(run, name, note=note)
+        elif isinstance(event, Transition):
+            self._write(run, "transition", **{"from": event.source.value, "to": event.dest.value})
+        elif event.text is not None:
+            self._write(run, event.name, note=event.text)
         else:
-            self._emit(run, message)
-
-    def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        snap = self._paced.take(run, status)
-        if self.quiet or snap is None:
-            return
-        self._emit(run, "progress", task_id=status.task_id, **snap.fields())
+            self._write(run, event.name)
 
 
 class BarReporter:
@@ -280,25 +273,28 @@ class BarReporter:
     ) -> None:
         self.console, self.quiet = console, quiet
         self._rate = _Rate(clock)
-        self._bar: Progress | None = None
+        self._bar: RichProgress | None = None
         self._task: TaskID | None = None
 
-    def event(self, run: RunRecord, message: str) -> None:
-        if self.quiet and not is_note(message):
+    def emit(self, run: RunRecord, event: Event) -> None:
+        if isinstance(event, Progress):
+            self._progress(run, event)
             return
-        if " -> " in message and not is_note(message):
+        if self.quiet and not shown_when_quiet(event):
+            return
+        if isinstance(event, Transition):
             self.close()  # the step that showed a bar is over: leave the bar as it ended
-        style = "bold red" if "BLOCKED" in message or message.startswith("warning") else ""
+        style = "bold red" if isinstance(event, Warning) else ""
         target = self._bar.console if self._bar is not None else self.console
-        target.print(f"run {run.id}: {message}", style=style, markup=False, highlight=False)
+        target.print(f"run {run.id}: {event.line}", style=style, markup=False, highlight=False)
 
-    def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        if self.quiet or not counted(status):
+    def _progress(self, run: RunRecord, progress: Progress) -> None:
+        if self.quiet or not progress.counted:
             return
-        snap = self._rate.snapshot(run, status)
+        snap = self._rate.snapshot(run, progress)
         if self._bar is None:
             # Sized for 80 columns: the run ID is on the state lines above the bar.
-            self._bar = Progress(
+            self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(bar_width=20),
                 MofNCompleteColumn(),
@@ -308,16 +304,16 @@ class BarReporter:
                 transient=False,
             )
             self._bar.start()
-            verb = "embedding" if _recompute(status) else "copying"
-            self._task = self._bar.add_task(verb, total=status.total or None, counts="")
+            verb = _VERBS.get(progress.strategy, _COPYING)[0]
+            self._task = self._bar.add_task(verb, total=progress.total or None, counts="")
         assert self._task is not None
         self._bar.update(
             self._task,
             completed=snap.done,
-            total=status.total or None,
+            total=progress.total or None,
             counts=_compact(snap),
         )
-        if status.completed:
+        if progress.completed:
             self.close()
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from transitions import EventData
 
-from . import logs
+from . import events, logs
 from .errors import (
     EngineUnreachable,
     LockHeld,
@@ -144,7 +144,7 @@ class RunDriver:
             self.record.id, src, dst, e.event.name, detail, **values
         )
         self.ctx.crash(f"commit.{dst.value}")
-        self.ctx.reporter.event(self.record, f"{src.value} -> {dst.value}")
+        self.ctx.reporter.emit(self.record, events.Transition(src, dst, e.event.name, detail))
 
     # -- driving ---------------------------------------------------------------------
     def _take(self, result: dict[str, Any]) -> None:
@@ -278,7 +278,7 @@ class RunDriver:
         p = self.ctx.plan
         found = f"alias {p.alias} is on the run's own target {p.target_index}: the swap was made"
         self._fire("record_swap", detail={"found": found, "reason": why})
-        self.ctx.reporter.event(self.record, f"warning: {found}; {why}, recorded SWAPPED")
+        self.ctx.reporter.emit(self.record, events.Warning(f"{found}; {why}, recorded SWAPPED"))
 
     def resume(self) -> RunRecord:
         """Continue a stored run: FAILED runs roll back (if asked to) or retry their step.

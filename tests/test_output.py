@@ -327,9 +327,12 @@ def _run(**options):  # type: ignore[no-untyped-def]
 
 def _status(done: int, total: int, t: float, completed: bool = False):  # type: ignore[no-untyped-def]
     from reindex_fsm.engine.base import TaskStatus
+    from reindex_fsm.events import Progress
 
-    return TaskStatus(
-        task_id="node:1", completed=completed, total=total, created=done, running_time_s=t
+    return Progress.from_status(
+        TaskStatus(
+            task_id="node:1", completed=completed, total=total, created=done, running_time_s=t
+        )
     )
 
 
@@ -346,7 +349,7 @@ def test_the_eta_of_a_throttled_sliced_copy_follows_the_throttle():
     run = _run(requests_per_second=300.0)
     for t, done in [(0.5, 5000), (2.5, 5000), (4.5, 5000), (10.0, 5000)]:
         clock[0] = t
-        reporter.progress(run, _status(done, 20000, t))
+        reporter.emit(run, _status(done, 20000, t))
     last = json.loads(out.getvalue().splitlines()[-1])
     truth = (20000 - 5000) / 300.0  # 50 s
     assert last["docs_per_s"] == 300.0
@@ -360,9 +363,9 @@ def test_no_progress_line_before_the_task_knows_its_total():
 
     out = io.StringIO()
     lines = LineReporter(out, every_s=0.0, clock=lambda: 0.0)
-    lines.progress(_run(), _status(0, 0, 0.1))
+    lines.emit(_run(), _status(0, 0, 0.1))
     assert out.getvalue() == ""
-    lines.progress(_run(), _status(10, 100, 0.2))
+    lines.emit(_run(), _status(10, 100, 0.2))
     assert out.getvalue().startswith("run run123: copied 10/100")
 
 
@@ -378,9 +381,9 @@ def test_the_progress_bar_fits_in_80_columns():
     out = io.StringIO()
     bar = BarReporter(Console(file=out, force_terminal=True, width=80), clock=lambda: clock[0])
     run = _run()
-    bar.progress(run, _status(1000, 123456, 1.0))
+    bar.emit(run, _status(1000, 123456, 1.0))
     clock[0] = 10.0
-    bar.progress(run, _status(61234, 123456, 10.0))
+    bar.emit(run, _status(61234, 123456, 10.0))
     bar.close()
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
     rows = [row for row in re.split(r"[\r\n]", plain) if row.strip()]

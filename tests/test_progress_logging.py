@@ -17,11 +17,13 @@ from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
 from reindex_fsm.engine.base import TaskStatus
 from reindex_fsm.errors import ExitCode
+from reindex_fsm.events import Progress, Transition, Warning
+from reindex_fsm.machine import State
 from reindex_fsm.progress import BarReporter, JsonReporter, LineReporter
 
 from .conftest import ALIAS
 
-NOTE = "write_block: WRITES TO documents-v1 ARE BLOCKED until the swap"
+NOTE = Warning("WRITES TO documents-v1 ARE BLOCKED until the swap", "write_block")
 
 
 class Clock:
@@ -36,9 +38,15 @@ def run(progress: dict[str, Any] | None = None) -> Any:
     return SimpleNamespace(id="run123", state="REINDEXING", progress=progress)
 
 
-def status(done: int, total: int = 1000, completed: bool = False, **kw: Any) -> TaskStatus:
-    return TaskStatus(task_id=kw.pop("task_id", "node:1"), completed=completed, total=total,
+def status(done: int, total: int = 1000, completed: bool = False, **kw: Any) -> Progress:
+    strategy, batches = kw.pop("strategy", "copy"), kw.pop("batches", None)
+    task = TaskStatus(task_id=kw.pop("task_id", "node:1"), completed=completed, total=total,
                       created=done, **kw)  # fmt: skip
+    return Progress.from_status(task, strategy, batches)
+
+
+def moved(source: str, dest: str) -> Transition:
+    return Transition(State(source), State(dest))
 
 
 def invoke(cfg: Config, *args: str):
@@ -49,20 +57,20 @@ def invoke(cfg: Config, *args: str):
 def test_bar_on_a_terminal_shows_counts_rate_and_eta():
     out, clock = io.StringIO(), Clock()
     bar = BarReporter(Console(file=out, force_terminal=True, width=160), clock=clock)
-    bar.event(run(), "TARGET_CREATED -> REINDEXING")
-    bar.progress(run(), status(100, updated=5, deleted=2, version_conflicts=3))
+    bar.emit(run(), moved("TARGET_CREATED", "REINDEXING"))
+    bar.emit(run(), status(100, updated=5, deleted=2, version_conflicts=3))
     assert bar._bar is not None
     first = bar._bar.tasks[0]
     assert first.completed == 110 and first.total == 1000  # conflicts are done too
     assert first.fields["counts"] == "conflicts 3"
     clock.t = 10.0
-    bar.progress(run(), status(600))
+    bar.emit(run(), status(600))
     assert bar._bar is not None  # live while the copy runs
     counts = bar._bar.tasks[0].fields["counts"]
     assert "49/s" in counts and "ETA 0:08" in counts  # 490 docs in 10 s, 400 left
-    bar.event(run(), NOTE)
+    bar.emit(run(), NOTE)
     clock.t = 20.0
-    bar.progress(run(), status(1000, completed=True))
+    bar.emit(run(), status(1000, completed=True))
     assert bar._bar is None  # stopped when the task completed
     text = out.getvalue()
     assert "\x1b[" in text  # a terminal rendering, not plain lines
@@ -75,8 +83,8 @@ def test_bar_for_recompute_shows_batches_and_stops_at_the_next_state():
     out, clock = io.StringIO(), Clock()
     bar = BarReporter(Console(file=out, force_terminal=True, width=160), clock=clock)
     rec = run({"batches": 7, "indexed": 350})
-    bar.progress(rec, status(350, task_id="recompute"))
-    bar.event(rec, "REINDEXING -> VERIFYING")
+    bar.emit(rec, status(350, task_id="recompute", strategy="recompute", batches=7))
+    bar.emit(rec, moved("REINDEXING", "VERIFYING"))
     assert bar._bar is None
     text = out.getvalue()
     assert "embedding" in text and "batches 7" in text and "350/1000" in text
@@ -85,13 +93,13 @@ def test_bar_for_recompute_shows_batches_and_stops_at_the_next_state():
 def test_plain_lines_are_throttled_and_the_completion_is_always_shown():
     out, clock = io.StringIO(), Clock()
     lines = LineReporter(out, every_s=5.0, clock=clock)
-    lines.progress(run(), status(100))
+    lines.emit(run(), status(100))
     clock.t = 1.0
-    lines.progress(run(), status(200))  # within 5 s of the last line: not shown
+    lines.emit(run(), status(200))  # within 5 s of the last line: not shown
     clock.t = 6.0
-    lines.progress(run(), status(600))
+    lines.emit(run(), status(600))
     clock.t = 7.0
-    lines.progress(run(), status(1000, completed=True))
+    lines.emit(run(), status(1000, completed=True))
     shown = out.getvalue().splitlines()
     assert [line.split(" (")[0] for line in shown] == [
         "run run123: copied 100/1000",
@@ -110,9 +118,9 @@ def test_quiet_keeps_only_the_notes_in_every_mode():
         BarReporter(Console(file=term, force_terminal=True), quiet=True),
     ]
     for reporter in reporters:
-        reporter.event(run(), "PLANNED -> TARGET_CREATED")
-        reporter.progress(run(), status(1000, completed=True))
-        reporter.event(run(), NOTE)
+        reporter.emit(run(), moved("PLANNED", "TARGET_CREATED"))
+        reporter.emit(run(), status(1000, completed=True))
+        reporter.emit(run(), NOTE)
     for out in (plain, js, term):
         assert "ARE BLOCKED" in out.getvalue()
         assert "TARGET_CREATED" not in out.getvalue() and "1000" not in out.getvalue()
@@ -121,9 +129,9 @@ def test_quiet_keeps_only_the_notes_in_every_mode():
 def test_json_events_parse_and_carry_the_run():
     out, clock = io.StringIO(), Clock()
     reporter = JsonReporter(out, clock=clock)
-    reporter.event(run(), "PLANNED -> TARGET_CREATED")
-    reporter.event(run(), NOTE)
-    reporter.progress(run(), status(400))
+    reporter.emit(run(), moved("PLANNED", "TARGET_CREATED"))
+    reporter.emit(run(), NOTE)
+    reporter.emit(run(), status(400))
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["event"] for e in events] == ["transition", "write_block", "progress"]
     assert all(e["run_id"] == "run123" and e["state"] == "REINDEXING" for e in events)

@@ -7,30 +7,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..crashpoints import Crashpoints
-from ..engine.base import Engine, TaskStatus, opaque_id_for
+from ..engine.base import Engine, opaque_id_for
+from ..events import Note, Reporter, SilentReporter, Warning
 from ..options import RunOptions
 from ..plan import Plan
 from ..store import RunRecord, RunRepository
 
 if TYPE_CHECKING:
     from ..lease import LeaseKeeper
-
-
-class Reporter(Protocol):
-    def event(self, run: RunRecord, message: str) -> None: ...
-
-    def progress(self, run: RunRecord, status: TaskStatus) -> None: ...
-
-
-class SilentReporter:
-    def event(self, run: RunRecord, message: str) -> None:
-        pass
-
-    def progress(self, run: RunRecord, status: TaskStatus) -> None:
-        pass
 
 
 @dataclass
@@ -63,12 +50,17 @@ class RunContext:
         return opaque_id_for(self.record.id)
 
     def checkpoint(
-        self, event: str | None = None, detail: dict[str, Any] | None = None, **values: Any
+        self,
+        event: str | None = None,
+        detail: dict[str, Any] | None = None,
+        as_warning: bool = False,
+        **values: Any,
     ) -> None:
         """Store values within the current state, then pass a crash point. One that
         records an event (an intent, a pass, a block) is made only on a lease verified on
         the engine; a progress count only on the heartbeat's word (it is written every
-        poll or batch, and a stale count or position only makes a resume redo work)."""
+        poll or batch, and a stale count or position only makes a resume redo work).
+        The event is reported as a note, or with ``as_warning`` as a line that stands out."""
         if event:
             self.check_lease()
         else:
@@ -79,7 +71,8 @@ class RunContext:
         self.crash(f"checkpoint.{event or 'progress'}")
         if event:
             note = (detail or {}).get("note")
-            self.reporter.event(self.record, f"{event}: {note}" if note else event)
+            shown = Warning(note, event) if as_warning and note else Note(event, note)
+            self.reporter.emit(self.record, shown)
 
     # -- lease and preflight --
     def check_lease(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from .. import events
 from ..engine.base import ALIAS_PROPERTIES
 from ..errors import EngineError, ReindexFsmError
 from . import task_results
@@ -187,7 +188,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             f"{name} {where}" for name, where in left.items()
         )
         detail["warning"] = warning
-        ctx.reporter.event(ctx.record, f"warning: {warning}")
+        ctx.reporter.emit(ctx.record, events.Warning(warning))
     if task_ids or ctx.record.task_id:
         detail["task_results"] = task_results.delete_all(ctx)
     return {"detail": detail}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import events
 from ..errors import StaleState, UndoRefused
 from ..plan import Plan
 from .context import RunContext
@@ -126,7 +127,7 @@ def run(ctx: RunContext, force: bool = False) -> dict[str, Any]:
                 "from the alias",
             )
         detail.update(changed, warning=warning)
-        ctx.reporter.event(ctx.record, f"warning: {warning}")
+        ctx.reporter.emit(ctx.record, events.Warning(warning))
     actions = undo_actions(p, on_target)
     left = sorted(set(p.aliases) - set(on_target))
     if left:  # removed from the target by someone since the swap: not put back

@@ -126,7 +126,10 @@ def put_block(ctx: RunContext) -> dict[str, Any]:
             pre_existing=_blocked_already(ctx.engine, p.source_index),
             blocked_at=_iso(ctx.now()),
         )
-        ctx.checkpoint(event="write_block", detail=_block_detail(state), write_policy=state)
+        warn = not state.get("pre_existing")  # WRITES ... ARE BLOCKED stands out
+        ctx.checkpoint(
+            event="write_block", detail=_block_detail(state), as_warning=warn, write_policy=state
+        )
     if not state.get("pre_existing"):
         ctx.engine.add_write_block(p.source_index)
         ctx.crash("write_policy.blocked")

@@ -1,5 +1,7 @@
 """SQLAlchemy models of the state database. The schema itself is made by the
-Alembic migrations under ``migrations/``; these classes only describe it."""
+Alembic migrations under ``migrations/``; these classes describe it, column for column,
+index for index and default for default (tests/test_store.py compares the two with
+Alembic's autogenerate and fails on any difference)."""
 
 from __future__ import annotations
 
@@ -29,13 +31,13 @@ class RunRow(Base):
     engine_flavor: Mapped[str] = mapped_column(String(32))
     engine_version: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[str | None] = mapped_column(String(128))
-    copy_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    copy_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     source_count: Mapped[int | None] = mapped_column(BigInteger)
     target_count: Mapped[int | None] = mapped_column(BigInteger)
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Write policy state: the block this run holds on its source, catch-up passes.

@@ -8,10 +8,11 @@ the alias lock in that same transaction.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -125,7 +126,7 @@ _WRITABLE = {
     "verification",
     "cluster_uuid",
     "swap_record",
-    # issue 5: `rethrottle` stores the new rate here, so that a restarted copy keeps it.
+    # `rethrottle` stores the new rate here, so that a restarted copy keeps it.
     "options",
 }
 
@@ -176,7 +177,7 @@ class RunRepository:
         with self._translate(), self.engine.connect() as conn:
             return [RunRecord.from_row(r) for r in conn.execute(query)]  # type: ignore[arg-type]
 
-    def events(self, run_id: str) -> list[EventRecord]:
+    def events(self, run_id: str) -> builtins.list[EventRecord]:  # `list` is a method here
         query = select(EventRow).where(EventRow.run_id == run_id).order_by(EventRow.id)
         with self._translate(), self.engine.connect() as conn:
             return [
@@ -257,7 +258,7 @@ class RunRepository:
                 self._event(conn, run_id, state, state, event, detail, now)
         return self.get(run_id)
 
-    # -- undo (issue 5) -----------------------------------------------------------
+    # -- undo -------------------------------------------------------------------------
     def lock_for_undo(self, run_id: str) -> None:
         """Take the alias lock again for a SWAPPED run about to be undone. Holding it
         already (an interrupted undo) is fine; another run holding it raises LockHeld.
@@ -355,7 +356,7 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if (
             exc is not None
             and isinstance(exc, SQLAlchemyError)

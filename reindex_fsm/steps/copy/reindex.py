@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ... import events
 from ...engine.base import Engine, EngineInfo, ReindexRequest, TaskStatus
 from ...errors import CopyFailed, UsageError
 from ...options import RunOptions
@@ -91,7 +92,7 @@ def wait_task(ctx: RunContext) -> dict[str, Any]:
             ctx.checkpoint(progress=counts)
             last = counts
         if changed or status.completed:  # the completion is reported even if no count moved
-            ctx.reporter.progress(ctx.record, status)
+            ctx.reporter.emit(ctx.record, events.Progress.from_status(status))
         if status.completed:
             if status.cancelled:
                 raise CopyFailed(

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import embedders
+from ... import embedders, events
 from ...engine.base import TaskStatus
 from ...errors import CopyFailed, EmbedderError
 from ...plan import Plan, RecomputePlan
@@ -263,7 +263,8 @@ class Stream:
             "batches": self.progress.get("batches", 0) + 1,
         }
         self.ctx.checkpoint(progress=self.progress)
-        self.ctx.reporter.progress(self.ctx.record, self._status())
+        progress = events.Progress.from_status(self._status(), STRATEGY, self.progress["batches"])
+        self.ctx.reporter.emit(self.ctx.record, progress)
 
     def _status(self) -> TaskStatus:
         expected = self.rp.expected or self.rp.source_count or 0

@@ -10,15 +10,19 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from reindex_fsm.config import resolve_state_db
+from reindex_fsm.store.models import Base
 
 config = context.config
-target_metadata = None
+# The models, so that `alembic check` and `alembic revision --autogenerate` compare them
+# with the database (server defaults included).
+target_metadata = Base.metadata
 
 
 def _run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        compare_server_default=True,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
