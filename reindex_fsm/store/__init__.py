@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -70,7 +71,7 @@ def _prepare_sqlite_file(path: str) -> None:
         ) from exc
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # pysqlite opens transactions only before DML, so the migrations' CREATE TABLEs would
     # each commit on their own and a kill in between would leave half a schema. Let
     # SQLAlchemy's "begin" event emit BEGIN instead (the SQLAlchemy pysqlite recipe).
