@@ -200,14 +200,15 @@ def _code_version() -> dict[str, Any]:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return out.stdout.strip()
 
-    files = [
-        "reindex_fsm/steps/recompute.py",
-        "reindex_fsm/documents.py",
-        "reindex_fsm/embedders/__init__.py",
-        "reindex_fsm/embedders/hashing.py",
-        "reindex_fsm/store/__init__.py",
-        "reindex_fsm/store/repository.py",
-    ]
+    # The modules a recompute run's speed depends on, found by import (not by path), so a
+    # module that moves is still hashed.
+    from reindex_fsm import embedders, store
+    from reindex_fsm.embedders import hashing
+    from reindex_fsm.steps.copy import readers, recompute, stream
+    from reindex_fsm.store import repository
+
+    modules = (recompute, stream, readers, embedders, hashing, store, repository)
+    files = [Path(m.__file__).resolve().relative_to(ROOT).as_posix() for m in modules]
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
         "uncommitted": git("status", "--porcelain", "--", "reindex_fsm").splitlines(),
