@@ -333,7 +333,8 @@ def two_clusters(state_db: str) -> tuple[Config, FakeEngine, FakeEngine]:
     """The run's cluster at its URL, another cluster at OTHER_URL; no URL configured."""
     mine = make_cluster()
     other = make_cluster()
-    other.url, other._info = OTHER_URL, FakeEngine(cluster_uuid="other-uuid").info()
+    other.url = OTHER_URL
+    other.set_info(FakeEngine(cluster_uuid="other-uuid").info())
     cfg = make_config(mine, state_db)
     cfg.engine_url = None
     cfg.engine_factory = lambda url, kind, **kw: other if url == OTHER_URL else mine
@@ -415,14 +416,14 @@ def test_a_run_stored_without_a_cluster_uuid_is_not_checked(state_db: str) -> No
     run_id = interrupted_start(cfg, mine)
     record = cfg.repo().get(run_id)
     cfg.repo().checkpoint(run_id, record.state, cluster_uuid=None)  # as stored before
-    mine._info = other._info  # the same cluster, whatever UUID it reports now
+    mine.set_info(other.info())  # the same cluster, whatever UUID it reports now
     assert api.resume(cfg, run_id).record.state is State.SWAPPED
 
 
 def test_an_engine_without_a_uuid_is_not_the_runs_cluster(state_db: str) -> None:
     cfg, mine, _other = two_clusters(state_db)
     run_id = interrupted_start(cfg, mine)
-    mine._info = FakeEngine(cluster_uuid="").info()
+    mine.set_info(FakeEngine(cluster_uuid="").info())
     with pytest.raises(WrongCluster, match=r"UUID unknown"):
         api.resume(cfg, run_id)
 

@@ -47,7 +47,7 @@ def small_disk(fake: FakeEngine) -> None:
 
 
 def missing_privileges(fake: FakeEngine) -> None:
-    fake._info = EngineInfo("elasticsearch", "8.15.3", "fake")
+    fake.set_info(EngineInfo("elasticsearch", "8.15.3", "fake"))
     fake.security_enabled = True
     fake.missing_privileges = {"cluster:manage", f"{ALIAS}-*:create_index"}
 
@@ -164,7 +164,7 @@ def test_opensearch_with_security_reports_user_and_roles_as_a_warning(fake: Fake
 def test_elasticsearch_without_security_passes_and_with_all_privileges_is_ok(
     fake: FakeEngine,
 ) -> None:
-    fake._info = EngineInfo("elasticsearch", "8.15.3", "fake")
+    fake.set_info(EngineInfo("elasticsearch", "8.15.3", "fake"))
     assert preflight(fake, fake.info(), ALIAS, RunOptions())[-1].detail == (
         "security is not enabled"
     )

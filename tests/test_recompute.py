@@ -345,7 +345,7 @@ def test_elasticsearch_resume_after_the_pit_expired_reads_everything_again(
     """ES sorts on _shard_doc, whose keys hold only within one PIT: when the run's PIT is
     gone at resume, the copy starts over (by ID, so nothing is duplicated)."""
     fake = make_cluster()
-    fake._info = FakeEngine(flavor="elasticsearch", version="8.15.0").info()
+    fake.set_info(FakeEngine(flavor="elasticsearch", version="8.15.0").info())
     state_db = f"sqlite:///{tmp_path}/s.db"
     options = opts(text_field="title", batch_size=500)
     with pytest.raises(Kill):

@@ -210,7 +210,7 @@ def test_swap_is_one_atomic_request_with_must_exist(cfg, fake):
 def test_must_exist_left_out_on_old_opensearch(cfg, fake):
     from reindex_fsm.engine.base import EngineInfo
 
-    fake._info = EngineInfo("opensearch", "2.11.0")
+    fake.set_info(EngineInfo("opensearch", "2.11.0"))
     rec = api.start(cfg, ALIAS, RunOptions()).record
     assert rec.state is State.SWAPPED
     assert not any("must_exist" in a.get("remove", {}) for a in rec.plan["alias_actions"])

@@ -23,6 +23,11 @@ class FakeCluster(FakeCore):
         self._call("info")
         return self._info
 
+    def set_info(self, info: EngineInfo) -> None:
+        """Answer ``GET /`` with ``info`` from now on (another flavor, version or cluster
+        UUID: what the engine at the URL became), without recording a call."""
+        self._info = info
+
     def cluster_health(
         self, index: str | None = None, wait_for_status: str | None = None, timeout_s: float = 30
     ) -> dict[str, Any]:
