@@ -4,7 +4,7 @@ and the engine's reason, outright (not only inside the engine's brackets)."""
 from __future__ import annotations
 
 from reindex_fsm.engine.base import TaskStatus
-from reindex_fsm.steps.copy.reindex import _failure_summary, describe_failure
+from reindex_fsm.steps.copy.reindex import _failure_summary, describe_failure, failure_hint
 
 # What OpenSearch 2.19 stores in a _reindex task's response.failures for a text value
 # copied into a field mapped as integer (captured from the real engine).
@@ -50,3 +50,28 @@ def test_a_search_failure_names_the_shard_and_a_task_error_its_reason():
     assert describe_failure(search) == "reading src shard 2, x: boom"
     status = TaskStatus("n:1", completed=True, error={"type": "y", "reason": "stopped"})
     assert _failure_summary(status) == "y: stopped"
+
+
+# What a _reindex task reports when a target shard's primary was lost with its node
+# (the node-failure crash test's engine, OpenSearch 2.19).
+UNAVAILABLE_SHARD = {
+    "index": "nodefail-target",
+    "id": "doc-00000001",
+    "cause": {
+        "type": "unavailable_shards_exception",
+        "reason": "[nodefail-target][1] primary shard is not active Timeout: [1m]",
+    },
+    "status": 503,
+}
+
+
+def test_a_document_the_mappings_refuse_gets_the_mapping_advice():
+    hint = failure_hint(OPENSEARCH_FAILURE, "r1")
+    assert hint.startswith("the target's mappings refuse the document: `reindex-fsm abort r1`")
+
+
+def test_a_failure_of_the_cluster_is_not_called_a_mapping_problem():
+    hint = failure_hint(UNAVAILABLE_SHARD, "r1")
+    assert "mappings refuse" not in hint
+    assert hint.startswith("the cluster could not write the documents (unavailable_shards_excep")
+    assert "`reindex-fsm resume r1`" in hint

@@ -64,11 +64,37 @@ def _failed_copy(ctx: RunContext, task_id: str, status: TaskStatus) -> CopyFaile
         task_id=task_id,
     )
     if status.failures and not status.error:
-        error.hint = (
-            f"the target's mappings refuse the document: `reindex-fsm abort {ctx.run_id}`, then "
+        error.hint = failure_hint(status.failures[0], ctx.run_id)
+    return error
+
+
+# Causes that say the document itself does not fit the target (its mappings or settings);
+# any other cause (a shard lost with its node, a full write queue, a block, a breaker) is
+# the cluster's state, and the same copy can succeed once the cluster is well again.
+_DOCUMENT_REFUSALS = (
+    "mapper_parsing_exception",
+    "document_parsing_exception",
+    "strict_dynamic_mapping_exception",
+    "illegal_argument_exception",
+    "mapper_exception",
+)
+
+
+def failure_hint(failure: dict[str, Any], run_id: str) -> str:
+    """What the operator does about a copy whose documents failed, by the first failure's
+    cause: change the target's definition, or let the cluster recover and resume."""
+    cause = failure.get("cause") or failure.get("error") or failure.get("reason") or {}
+    kind = cause.get("type", "") if isinstance(cause, dict) else ""
+    if kind in _DOCUMENT_REFUSALS or not kind:
+        return (
+            f"the target's mappings refuse the document: `reindex-fsm abort {run_id}`, then "
             "start again with --mappings/--set that accept it (or fix the document first)"
         )
-    return error
+    return (
+        f"the cluster could not write the documents ({kind}), not a mapping problem: check "
+        f"`GET _cluster/health` (a lost node or shard, a full write queue, a block), then "
+        f"`reindex-fsm resume {run_id}` copies again over what is there"
+    )
 
 
 def wait_task(ctx: RunContext) -> dict[str, Any]:
