@@ -4,8 +4,9 @@
 # REINDEX_FSM_TEST_ENGINE_URL, or start a local OpenSearch themselves (scripts/engine.sh) and
 # stop it at the end. They never read REINDEX_FSM_ENGINE_URL (the operator's cluster): the
 # session runs without any of the tool's REINDEX_FSM_* settings. The state-store tests
-# marked `postgres` use the PostgreSQL server at REINDEX_FSM_TEST_POSTGRES_URL (its role must be able to create schemas), or start a
-# throwaway local one themselves (scripts/postgres.sh). Extra arguments go to pytest, e.g.
+# marked `postgres` use the PostgreSQL server at REINDEX_FSM_TEST_POSTGRES_URL (its role
+# must be able to create schemas), or start a throwaway local one themselves
+# (scripts/postgres.sh). Extra arguments go to pytest, e.g.
 #
 #   scripts/test.sh                                            everything
 #   REINDEX_FSM_TEST_ENGINE_URL=http://127.0.0.1:9200 scripts/test.sh -m integration
