@@ -114,10 +114,21 @@ def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) 
     return replace(p, preflight=[r.to_dict() for r in results], shrink=shrink)
 
 
+def check_options(options: RunOptions) -> None:
+    """Refuse (UsageError) what the options alone say cannot work: every rule of
+    :meth:`RunOptions.validate`, then what the copy strategy they choose cannot honour.
+    The CLI and every verb that plans ask this, before the engine or the database is
+    opened."""
+    options.validate()
+    refused = strategy_for_options(options).refuses(options)
+    if refused is not None:
+        raise refused
+
+
 def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
     """What ``start`` would do; reads the engine and the database, writes nothing.
     Options the CLI would refuse are refused here too, before either is opened."""
-    options.validate()
+    check_options(options)
     _check_alias_free(cfg.repo(), alias)
     return _checked_plan(cfg, cfg.engine(), alias, options)
 
@@ -238,7 +249,7 @@ def start(
     database lock), and drive it to its end. A refused lease leaves the state
     database untouched; a refused database lock gives the lease back. Options the CLI
     would refuse are refused here too (UsageError), before anything is opened."""
-    options.validate()
+    check_options(options)
     repo = cfg.repo()
     _check_alias_free(repo, alias)
     engine = cfg.engine()

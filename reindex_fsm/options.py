@@ -455,7 +455,9 @@ class RunOptions:
     def validate(self) -> None:
         """Refuse, with one line (UsageError, exit 2), what can be refused in the options
         alone, before the engine is asked anything; the same for the CLI and a library
-        caller. The names and the bounds that need the source are checked by the plan."""
+        caller. The names and the bounds that need the source are checked by the plan; what
+        the chosen copy strategy cannot honour it refuses itself (``refuses``), and
+        :func:`reindex_fsm.api.check_options` asks both."""
         _check_verification(self)
         _check_recompute(self)
         check_requests_per_second(self.requests_per_second)
@@ -554,11 +556,6 @@ def _check_ranges(o: RunOptions) -> None:
 
 
 def _check_transforms(o: RunOptions) -> None:
-    if (o.pipeline or o.script) and o.recompute_embeddings:
-        raise UsageError(
-            "--pipeline and --script apply to the _reindex copy, not to --recompute-embeddings",
-            hint="drop one of them",
-        )
     if o.pipeline is not None and not o.pipeline.strip():
         raise UsageError("--pipeline needs a pipeline name")
 
@@ -574,11 +571,6 @@ def _check_write_policy(o: RunOptions) -> None:
         if o.since_field:
             raise UsageError("--since-field needs --write-policy catch-up")
         return
-    if o.recompute_embeddings:
-        raise UsageError(
-            "--write-policy catch-up is not supported with --recompute-embeddings",
-            hint="use --write-policy block (the default): writers wait until the swap",
-        )
     if not o.since_field:
         raise UsageError(
             "--write-policy catch-up needs --since-field FIELD",
@@ -614,11 +606,6 @@ def parse_rate(value: str, what: str = "requests per second") -> float | None:
             hint="give e.g. 500, or unlimited (or -1) for no throttle",
         ) from exc
     return rate
-
-
-def check_options(options: RunOptions) -> None:
-    """The plan's entry to :meth:`RunOptions.validate`."""
-    options.validate()
 
 
 # -- the start verb's own flags, and the flags that set a field from another form ----------

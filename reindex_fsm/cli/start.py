@@ -123,7 +123,7 @@ def run_options(given: dict[str, Any]) -> RunOptions:
     if given["verify_sample"] is not None and given["recompute_embeddings"]:
         values["verify_sample"] = given["verify_sample"]
     options = RunOptions(**values)
-    options.validate()
+    api.check_options(options)
     if options.verify_queries_file is not None:
         queries = deep_verify.load_queries(options.verify_queries_file)
         options = replace(options, verify_queries=queries)

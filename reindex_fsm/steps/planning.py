@@ -14,7 +14,6 @@ from typing import Any
 from ..engine.base import Engine, EngineInfo
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..options import RunOptions
-from ..options import check_options as check_run_options
 from ..plan import Plan
 from . import deep_verify, transforms
 from .copy.registry import strategy_for_options
@@ -245,11 +244,9 @@ def make_plan(
     run_id: str,
     now: datetime,
 ) -> Plan:
-    check_run_options(options)
+    """The run's plan, from what the engine holds now. The options were checked first
+    (:func:`reindex_fsm.api.check_options`): what needs the source is checked here."""
     strategy = strategy_for_options(options)
-    refused = strategy.refuses(options)
-    if refused is not None:
-        raise refused
     source, aliases = resolve_source(engine, alias)
     transforms.check(engine, options)
     if options.target_index:
