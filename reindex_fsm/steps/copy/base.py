@@ -143,10 +143,16 @@ def reason(cause: Any) -> str:
     return out
 
 
+def failure_cause(failure: dict[str, Any]) -> Any:
+    """Why one document failed, wherever the answer keeps it: a ``_reindex`` task's
+    ``cause``, a bulk item's ``error``, a search failure's ``reason`` (else the failure)."""
+    return failure.get("cause") or failure.get("error") or failure.get("reason") or failure
+
+
 def describe_failure(failure: dict[str, Any]) -> str:
     """One document's failure, as a ``_reindex`` task or a bulk response reports it: which
     document, which field (named outright: the engine's brackets are easily lost), why."""
-    cause = failure.get("cause") or failure.get("error") or failure.get("reason") or failure
+    cause = failure_cause(failure)
     doc_id = failure.get("id", failure.get("_id"))
     parts = []
     if doc_id is not None:

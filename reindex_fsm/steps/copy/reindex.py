@@ -25,7 +25,7 @@ from ...plan import Plan
 from .. import target
 from ..context import RunContext
 from ..poll import Backoff, Waiter
-from .base import CopiedFrom, Prepared, describe_failure, reason
+from .base import CopiedFrom, Prepared, describe_failure, failure_cause, reason
 
 COUNT_KEYS = ("created", "updated", "deleted", "version_conflicts", "noops")
 
@@ -83,7 +83,7 @@ _DOCUMENT_REFUSALS = (
 def failure_hint(failure: dict[str, Any], run_id: str) -> str:
     """What the operator does about a copy whose documents failed, by the first failure's
     cause: change the target's definition, or let the cluster recover and resume."""
-    cause = failure.get("cause") or failure.get("error") or failure.get("reason") or {}
+    cause = failure_cause(failure)
     kind = cause.get("type", "") if isinstance(cause, dict) else ""
     if kind in _DOCUMENT_REFUSALS or not kind:
         return (
