@@ -9,12 +9,14 @@ FakeEngine, rebuilds everything else from the database, and resumes.
 By topic: :mod:`.state` (the cluster's state, call recording, faults, test controls),
 :mod:`.cluster` (info, health, plugins, pipelines, preflight reads, privileges),
 :mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
-searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`.
+searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
+:mod:`.data_streams` (data streams, aliases over them).
 """
 
 from __future__ import annotations
 
 from .cluster import FakeCluster
+from .data_streams import FakeDataStreams
 from .documents import FakeDocuments
 from .indices import FakeIndices
 from .lease import FakeLease
@@ -24,5 +26,5 @@ from .tasks import FakeTasks
 __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
 
-class FakeEngine(FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
+class FakeEngine(FakeDataStreams, FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
     """The whole fake cluster: every Engine protocol method, by topic in its mixins."""
