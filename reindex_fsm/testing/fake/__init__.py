@@ -10,7 +10,8 @@ By topic: :mod:`.state` (the cluster's state, call recording, faults, test contr
 :mod:`.cluster` (info, health, plugins, pipelines, preflight reads, privileges),
 :mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
 searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
-:mod:`.data_streams` (data streams, aliases over them).
+:mod:`.data_streams` (data streams, aliases over them), :mod:`.relocation` (a task moved
+to another node, Elasticsearch 9.5+).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from .data_streams import FakeDataStreams
 from .documents import FakeDocuments
 from .indices import FakeIndices
 from .lease import FakeLease
+from .relocation import FakeRelocation
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
 from .tasks import FakeTasks
 
 __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
 
-class FakeEngine(FakeDataStreams, FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
+class FakeEngine(
+    FakeDataStreams, FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease, FakeRelocation
+):
     """The whole fake cluster: every Engine protocol method, by topic in its mixins."""

@@ -16,12 +16,12 @@ class FakeDataStreams(FakeIndices):
     @property
     def data_streams(self) -> dict[str, list[str]]:
         """Each data stream's backing indices, oldest first (the last one takes writes)."""
-        return self.__dict__.setdefault("_data_streams", {})  # type: ignore[no-any-return]
+        return self.__dict__.setdefault("_data_streams", {})
 
     @property
     def data_stream_aliases(self) -> dict[str, list[str]]:
         """Aliases over data streams: alias -> its member streams."""
-        return self.__dict__.setdefault("_data_stream_aliases", {})  # type: ignore[no-any-return]
+        return self.__dict__.setdefault("_data_stream_aliases", {})
 
     # -- test controls ------------------------------------------------------------------
     def add_data_stream(

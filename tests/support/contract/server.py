@@ -38,7 +38,9 @@ from .wire import (
 )
 
 FLAVORS = ("elasticsearch", "opensearch")
-VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1"}
+# Each flavor's emulated version; "elasticsearch-9.5" answers as Elasticsearch 9.5, with the
+# reindex management API and tasks that relocate (ContractServer(..., version=...)).
+VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1", "elasticsearch-9.5": "9.5.0"}
 _ES_MIMETYPE = "application/vnd.elasticsearch+json"
 
 
