@@ -6,6 +6,8 @@ request for it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from click.testing import CliRunner
 
@@ -13,12 +15,16 @@ from reindex_fsm import api
 from reindex_fsm.api import Config
 from reindex_fsm.cli import cli
 from reindex_fsm.engine.base import DataStreamUse
+from reindex_fsm.engine.connect import connect
 from reindex_fsm.errors import AliasNotFound, EngineError, ExitCode, NotAnAlias
 from reindex_fsm.options import RunOptions
 from reindex_fsm.steps.data_streams import DataStreamRefused
 from reindex_fsm.testing.fake import FakeEngine
 
-from .conftest import ALIAS, db_rows
+from .conftest import ALIAS, SOURCE, db_rows, make_cluster
+from .support.contract import ContractServer
+from .support.contract.wire import Answer, Call
+from .test_contract import CLIENT, contract_config
 from .test_runs import PLAN_CALLS
 
 STREAM = "logs-app"
@@ -144,3 +150,55 @@ def test_an_engine_that_cannot_say_keeps_the_first_error(cfg: Config, fake: Fake
     fake.fail_always("data_stream_use", EngineError("security_exception: no", status=403))
     with pytest.raises(AliasNotFound):
         api.plan(cfg, STREAM, RunOptions())
+
+
+# -- the adapters, over HTTP (tests/support/contract): the same answers as the fake's ------
+
+
+@pytest.fixture(params=["elasticsearch", "opensearch"])
+def server(request: pytest.FixtureRequest) -> Iterator[ContractServer]:
+    fake = make_cluster(10)
+    _stream(fake)
+    fake.add_data_stream("logs-db", DOCS)
+    if request.param == "elasticsearch":  # OpenSearch has no aliases over data streams
+        fake.add_data_stream_alias("logs", [STREAM, "logs-db"])
+    with ContractServer(fake, request.param) as srv:
+        yield srv
+    assert srv.problems == [], "the contract server met requests it cannot answer"
+
+
+def test_the_adapters_tell_what_each_name_is(server: ContractServer) -> None:
+    fake = server.fake
+    with connect(server.url, **CLIENT) as engine:
+        names = [STREAM, f".ds-{STREAM}-000001", "logs", ALIAS, SOURCE, "nothing-here"]
+        for name in names:
+            assert engine.data_stream_use(name) == fake.data_stream_use(name), name
+        assert engine.data_stream_use(STREAM) == DataStreamUse(
+            "data_stream", STREAM, (STREAM,), (f".ds-{STREAM}-000001", f".ds-{STREAM}-000002")
+        )
+        assert engine.data_stream_use(ALIAS) is None  # an alias of one index
+    if server.flavor == "elasticsearch":
+        assert fake.data_stream_use("logs") is not None  # and the adapter agreed
+        assert "/_resolve/index/logs-app,logs-db" in server.paths("GET")  # its members
+
+
+def test_a_run_on_a_stream_is_refused_over_http(server: ContractServer, state_db: str) -> None:
+    fake = server.fake
+    before = fake.snapshot()
+    cfg = contract_config(server, state_db)
+    for name in (STREAM, f".ds-{STREAM}-000002", "logs"):
+        if name == "logs" and server.flavor == "opensearch":
+            continue
+        with pytest.raises(DataStreamRefused):
+            api.start(cfg, name, RunOptions())
+    assert fake.snapshot() == before and fake.leases == {} and cfg.repo().list() == []
+
+
+def test_an_engine_without_the_resolve_api_says_none(server: ContractServer) -> None:
+    def no_handler(call: Call) -> Answer:
+        uri = "/" + "/".join(call.path)
+        return 400, {"error": f"no handler found for uri [{uri}] and method [GET]", "status": 400}
+
+    server._resolve_index = no_handler  # type: ignore[method-assign]
+    with connect(server.url, **CLIENT) as engine:
+        assert engine.data_stream_use(STREAM) is None

@@ -18,6 +18,7 @@ from reindex_fsm.testing.fake import FakeEngine
 
 from .aliases import AliasApi
 from .cluster import ClusterApi
+from .data_streams import DataStreamApi
 from .documents import DocumentApi
 from .indices import IndexApi
 from .lease import LeaseApi
@@ -55,6 +56,7 @@ class ContractServer(
     ReindexApi,
     TaskApi,
     SecurityApi,
+    DataStreamApi,
 ):
     """A FakeEngine answering HTTP as ``flavor``. Use as a context manager."""
 
@@ -135,6 +137,7 @@ class ContractServer(
             *self.reindex_routes(),
             *self.task_routes(),
             *self.security_routes(),
+            *self.data_stream_routes(),
         ]
 
 
