@@ -17,7 +17,7 @@ import pytest
 from reindex_fsm import api
 from reindex_fsm.engine.base import EngineInfo, ReindexRequest
 from reindex_fsm.engine.connect import connect
-from reindex_fsm.engine.elasticsearch import ElasticsearchEngine
+from reindex_fsm.engine.elasticsearch import ElasticsearchEngine, parse_reindex_task
 from reindex_fsm.errors import EngineError, PreflightFailed, TaskNotFound
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
@@ -176,3 +176,63 @@ def test_preflight_names_a_missing_reindex_privilege(server, fake, state_db) -> 
         api.start(contract_config(server, state_db), ALIAS, RunOptions())
     assert "user reindexer lacks cluster:manage_reindex" in refused.value.one_line()
     assert fake.call_names(mutating_only=True) == [] and fake.leases == {}
+
+
+def test_a_management_answer_reads_as_a_tasks_api_answer() -> None:
+    running = {
+        "completed": False,
+        "id": "n1:7",
+        "description": "reindex from [a] to [b]",
+        "start_time_in_millis": 1,
+        "running_time_in_nanos": 2_000_000_000,
+        "cancelled": False,
+        "status": {"total": 100, "created": 30, "slices": [{"slice_id": 0, "created": 30}]},
+    }
+    children = {
+        "nodes": {
+            "n2": {
+                "tasks": {
+                    "n2:9": {"parent_task_id": "n1:7", "status": {"created": 12}},
+                    "n2:10": {"parent_task_id": "other:1", "status": {"created": 99}},
+                }
+            }
+        }
+    }
+    status = parse_reindex_task(running, "n1:7", children)
+    assert (status.task_id, status.completed, status.total, status.created) == (
+        "n1:7",
+        False,
+        100,
+        42,
+    )
+    assert status.running_time_s == 2.0 and status.description == "reindex from [a] to [b]"
+    failed = {
+        **running,
+        "completed": True,
+        "cancelled": True,
+        "response": {"total": 100, "created": 50, "failures": [{"id": "x", "cause": {}}]},
+        "error": {"type": "task_cancelled_exception", "reason": "by user request"},
+    }
+    done = parse_reindex_task(failed, "n1:7")
+    assert done.completed and done.cancelled and done.failed and done.created == 50
+
+
+def test_a_resume_after_a_relocation_follows_the_stored_task(server, fake, state_db) -> None:
+    """The process dies while the copy runs, the task moves to another node meanwhile,
+    and the resume goes on following the task it stored."""
+    naps: list[float] = []
+
+    def ctrl_c_on_first_nap(seconds: float) -> None:
+        naps.append(seconds)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.start(contract_config(server, state_db, sleep=ctrl_c_on_first_nap), ALIAS, RunOptions())
+    cfg = contract_config(server, state_db)
+    (rec,) = cfg.repo().list()
+    assert rec.state is State.REINDEXING
+    fake.relocate_task(rec.task_id)
+    outcome = api.resume(cfg, rec.id)
+    assert outcome.record.state is State.SWAPPED and outcome.record.copy_attempts == 1
+    assert len(fake.tasks) == 1 and outcome.record.task_id == rec.task_id
+    assert "copy_restarted" not in [t for _, _, t in events(cfg, rec.id)]

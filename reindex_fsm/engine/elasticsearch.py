@@ -31,7 +31,7 @@ from ..errors import (
 )
 from .base import PrivilegeCheck, TaskStatus
 from .client import ClientEngine
-from .responses import parse_task, raise_task_action_failure
+from .responses import is_sliced, parse_task, raise_task_action_failure
 from .transport import RETRY_ON_STATUS, request_path
 from .urls import ClientConfig
 
@@ -151,7 +151,19 @@ class ElasticsearchEngine(ClientEngine):
             if exc.status == 404:
                 return None
             raise
-        return parse_reindex_task(body, task_id)
+        children = None
+        status = body.get("status") if isinstance(body, Mapping) else None
+        if not body.get("completed") and is_sliced({"status": status}):
+            try:  # progress of the running slices (of a task not relocated); best effort
+                children = self._request(
+                    "GET",
+                    "/_tasks",
+                    params={"parent_task_id": task_id, "actions": "*reindex", "detailed": "true"},
+                )
+            except EngineError as exc:
+                if isinstance(exc, EngineUnreachable):
+                    raise
+        return parse_reindex_task(body, task_id, children)
 
     def list_reindex_tasks(self, opaque_id: str | None = None) -> list[TaskStatus]:
         """The Tasks API lists a run's tasks by their opaque ID (the management list has
@@ -190,11 +202,13 @@ class ElasticsearchEngine(ClientEngine):
 REINDEX_MANAGEMENT_SINCE = (9, 5)
 
 
-def parse_reindex_task(body: Mapping[str, Any], task_id: str) -> TaskStatus:
+def parse_reindex_task(
+    body: Mapping[str, Any], task_id: str, children: Mapping[str, Any] | None = None
+) -> TaskStatus:
     """A ``GET _reindex/<id>`` body (Elasticsearch 9.5+: ``completed``, ``id``,
     ``description``, ``running_time_in_nanos``, ``cancelled``, ``status``, and once done
     ``response`` or ``error``) read as the Tasks API's: the same counts, failures, error,
-    under ``task_id``, the ID it was asked by."""
+    under ``task_id``, the ID it was asked by; ``children`` adds the running slices."""
     task = {
         "description": body.get("description"),
         "running_time_in_nanos": body.get("running_time_in_nanos"),
@@ -202,4 +216,4 @@ def parse_reindex_task(body: Mapping[str, Any], task_id: str) -> TaskStatus:
         "status": body.get("status"),
     }
     shaped = {key: body[key] for key in ("completed", "response", "error") if key in body}
-    return parse_task({**shaped, "task": task}, task_id)
+    return parse_task({**shaped, "task": task}, task_id, children)
