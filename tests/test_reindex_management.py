@@ -236,3 +236,38 @@ def test_a_resume_after_a_relocation_follows_the_stored_task(server, fake, state
     assert outcome.record.state is State.SWAPPED and outcome.record.copy_attempts == 1
     assert len(fake.tasks) == 1 and outcome.record.task_id == rec.task_id
     assert "copy_restarted" not in [t for _, _, t in events(cfg, rec.id)]
+
+
+def test_a_run_makes_the_same_engine_calls_as_on_8(state_db, tmp_path) -> None:
+    """Through the management API or the Tasks API, the fake behind sees the same run."""
+    calls = {}
+    for version in ("8.15.3", ES95):
+        fake = _fake(version)
+        with ContractServer(fake, "elasticsearch", version=version) as server:
+            db = f"sqlite:///{tmp_path}/{version}.db"
+            rec = api.start(contract_config(server, db), ALIAS, RunOptions(verify=True)).record
+            assert rec.state is State.SWAPPED and server.problems == []
+            calls[version] = fake.call_names()
+            management = [p for p in server.paths() if p.startswith("/_reindex/")]
+            assert bool(management) is (version == ES95)
+    assert calls["8.15.3"] == calls[ES95]
+
+
+def test_an_abort_after_a_relocation_cancels_the_moved_task(server, fake, state_db) -> None:
+    fake.task_script = TaskScript(stall=True)
+    before = fake.snapshot()
+
+    def ctrl_c(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.start(contract_config(server, state_db, sleep=ctrl_c), ALIAS, RunOptions())
+    cfg = contract_config(server, state_db)
+    (rec,) = cfg.repo().list()
+    fake.relocate_task(rec.task_id)
+    outcome = api.abort(cfg, rec.id)
+    assert outcome.record.state is State.ROLLED_BACK
+    (task,) = fake.tasks.values()
+    assert task.cancelled and task.completed
+    assert f"/_reindex/{rec.task_id}/_cancel" in server.paths("POST")
+    assert fake.snapshot() == before
