@@ -25,6 +25,7 @@ from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, SOURCE, make_cluster
 from .support.contract import VERSIONS, ContractServer
+from .support.contract.wire import Answer, Call
 from .test_contract import CLIENT, PER_POLL, contract_config, create_copy
 from .test_runs import events
 
@@ -271,3 +272,20 @@ def test_an_abort_after_a_relocation_cancels_the_moved_task(server, fake, state_
     assert task.cancelled and task.completed
     assert f"/_reindex/{rec.task_id}/_cancel" in server.paths("POST")
     assert fake.snapshot() == before
+
+
+def test_a_cluster_not_yet_all_on_9_5_is_followed_by_the_tasks_api(server, fake, state_db):
+    """A rolling upgrade: the node answering says 9.5, another is older, and the cluster
+    refuses the management endpoints until every node has them."""
+
+    def not_on_all_nodes(call: Call) -> Answer:
+        reason = "endpoint not supported on all nodes in the cluster"
+        error = {"type": "illegal_argument_exception", "reason": reason}
+        return 400, {"error": {"root_cause": [error], **error}, "status": 400}
+
+    server._get_reindex = not_on_all_nodes  # type: ignore[method-assign]
+    server._cancel_reindex = not_on_all_nodes  # type: ignore[method-assign]
+    rec = api.start(contract_config(server, state_db), ALIAS, RunOptions(verify=True)).record
+    assert rec.state is State.SWAPPED and rec.copy_attempts == 1
+    assert f"/_tasks/{rec.task_id}" in server.paths("GET")
+    assert server.paths("GET").count(f"/_reindex/{rec.task_id}") == 1  # asked once, refused

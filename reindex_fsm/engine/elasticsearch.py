@@ -135,10 +135,30 @@ class ElasticsearchEngine(ClientEngine):
     # _reindex/<id>, its _cancel and _rethrottle follow the task by the ID it was started
     # with, whichever node runs it now (monitor_reindex / manage_reindex privileges).
 
+    # Set when the cluster refused the management API because a node is older (a rolling
+    # upgrade to 9.5): the Tasks API serves from then on (no task relocates before 9.5).
+    _management_refused = False
+
     @property
     def reindex_management(self) -> bool:
-        """Whether the engine has the reindex management API: Elasticsearch 9.5+."""
+        """Whether the engine has the reindex management API: Elasticsearch 9.5+, every
+        node of it."""
+        if self._management_refused:
+            return False
         return self.info().major_minor >= REINDEX_MANAGEMENT_SINCE
+
+    def _management(
+        self, method: str, path: str, params: Mapping[str, str] | None = None
+    ) -> Any | None:
+        """One management request; None when the cluster answers that not every node has
+        the endpoint yet (400 "endpoint not supported on all nodes in the cluster")."""
+        try:
+            return self._request(method, path, params=params)
+        except EngineError as exc:
+            if exc.status == 400 and "not supported on all nodes" in exc.message:
+                self._management_refused = True
+                return None
+            raise
 
     def get_task(self, task_id: str) -> TaskStatus | None:
         """``GET _reindex/<id>`` from 9.5 (None on its 404: unknown, or its node left
@@ -146,11 +166,13 @@ class ElasticsearchEngine(ClientEngine):
         if not self.reindex_management:
             return super().get_task(task_id)
         try:
-            body = self._request("GET", request_path("_reindex", task_id))
+            body = self._management("GET", request_path("_reindex", task_id))
         except EngineError as exc:
             if exc.status == 404:
                 return None
             raise
+        if body is None:
+            return super().get_task(task_id)
         children = None
         status = body.get("status") if isinstance(body, Mapping) else None
         if not body.get("completed") and is_sliced({"status": status}):
@@ -175,11 +197,13 @@ class ElasticsearchEngine(ClientEngine):
         named = []
         for status in found:
             try:
-                body = self._request("GET", request_path("_reindex", status.task_id))
+                body = self._management("GET", request_path("_reindex", status.task_id))
             except EngineError as exc:
                 if exc.status == 404:  # finished (or gone) since it was listed
                     continue
                 raise
+            if body is None:
+                return found
             named.append(replace(status, task_id=str(body.get("id") or status.task_id)))
         return named
 
@@ -190,11 +214,13 @@ class ElasticsearchEngine(ClientEngine):
             return super().cancel_task(task_id)
         path = request_path("_reindex", task_id, "_cancel")
         try:
-            body = self._request("POST", path, params={"wait_for_completion": "false"})
+            body = self._management("POST", path, params={"wait_for_completion": "false"})
         except EngineError as exc:
             if exc.status == 404:
                 raise TaskNotFound(task_id) from exc
             raise
+        if body is None:
+            return super().cancel_task(task_id)
         raise_task_action_failure(body, task_id, f"POST {path}", self._scrub)
         return None
 
