@@ -37,7 +37,7 @@ from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
-from .steps import create_target, swap, verify, write_policy
+from .steps import create_target, data_streams, swap, verify, write_policy
 from .steps.context import RunContext
 from .steps.copy.registry import strategy_for, strategy_for_options
 from .steps.planning import META_KEY, make_plan
@@ -108,8 +108,9 @@ def _check_alias_free(repo: RunRepository, alias: str) -> None:
 def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) -> Plan:
     """Preflight (read-only; PreflightFailed at the first failed check), then the plan."""
     info = engine.info()
-    results = preflight(engine, info, alias, options)
-    p = make_plan(engine, info, alias, options, new_run_id(), cfg.now())
+    with data_streams.refused(engine, alias):  # a data stream named: one line, exit 2
+        results = preflight(engine, info, alias, options)
+        p = make_plan(engine, info, alias, options, new_run_id(), cfg.now())
     shrink = verify.check_plan(p, options)  # a much smaller target needs --allow-shrink
     return replace(p, preflight=[r.to_dict() for r in results], shrink=shrink)
 

@@ -13,7 +13,8 @@ before: a concrete index named like the alias is ``NotAnAlias``), then
   ``_cluster/settings``: a percentage or ratio of the disk, or an absolute amount of
   free space; all of the free space when the cluster has disk thresholds disabled);
 * ``privileges``: on Elasticsearch with security, ``_has_privileges`` for what a run
-  does; where security is off it passes; OpenSearch has no privilege-check API, so
+  does (from 9.5 also ``monitor_reindex`` and ``manage_reindex``); where security is
+  off it passes; OpenSearch has no privilege-check API, so
   with its security plugin the user and roles are reported (a warning), without it
   "not checked".
 
@@ -222,10 +223,22 @@ def _disk(engine: Engine, _info: EngineInfo, src: _Source, o: RunOptions) -> Che
     return CheckResult("disk", "ok", detail)
 
 
+# Elasticsearch 9.5+ follows, cancels and rethrottles a reindex through the reindex
+# management API (GET _reindex/<id>, _cancel, _rethrottle), under its own privileges.
+REINDEX_MANAGEMENT_PRIVILEGES = ["monitor_reindex", "manage_reindex"]
+
+
+def _reindex_management_privileges(info: EngineInfo) -> list[str]:
+    if info.flavor == "elasticsearch" and info.major_minor >= (9, 5):
+        return list(REINDEX_MANAGEMENT_PRIVILEGES)
+    return []  # an older engine knows no such privilege (and would refuse the check)
+
+
 def _privileges(engine: Engine, info: EngineInfo, src: _Source, o: RunOptions) -> CheckResult:
     target = o.target_index or f"{src.alias}-*"
     result = engine.check_privileges(
-        ["monitor", "manage"],  # health, node stats, tasks (list, cancel, rethrottle)
+        # health, node stats, tasks (list, cancel, rethrottle); 9.5+: reindex management
+        ["monitor", "manage", *_reindex_management_privileges(info)],
         [
             ([src.name], ["read", "view_index_metadata", "monitor", "manage"]),  # manage: aliases
             ([target], ["create_index", "write", "manage"]),

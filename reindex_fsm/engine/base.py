@@ -239,6 +239,23 @@ class IndexSummary:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+# -- data streams ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataStreamUse:
+    """What a name is to the engine's data streams: a data stream itself
+    (``kind="data_stream"``), one of a data stream's backing indices (``"backing_index"``),
+    or an alias whose members are data streams (``"alias"``, Elasticsearch 7.14+).
+    ``data_streams`` are the streams concerned; ``backing_indices`` theirs, as far as the
+    engine said."""
+
+    kind: Literal["data_stream", "backing_index", "alias"]
+    name: str
+    data_streams: tuple[str, ...]
+    backing_indices: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class Engine(Protocol):
     """The calls a run makes against a cluster, by topic."""
@@ -411,6 +428,12 @@ class Engine(Protocol):
     # -- ingest pipelines: what a copy's transform names must exist ------------------------
     def pipeline_exists(self, name: str) -> bool:
         """Whether the ingest pipeline ``name`` exists (``GET _ingest/pipeline/<name>``)."""
+        ...
+
+    # -- data streams: a name that is a data stream, an alias of some, or a backing index --
+    def data_stream_use(self, name: str) -> DataStreamUse | None:
+        """What ``name`` is to the data streams (``GET _resolve/index/<name>``); None when
+        it is none of them, or the engine has no such API. Reads only."""
         ...
 
 

@@ -21,6 +21,7 @@ from .base import (
     LEASE_INDEX,
     LEASE_INDEX_MAPPINGS,
     LEASE_INDEX_SETTINGS,
+    DataStreamUse,
     DiskWatermarks,
     IndexDefinition,
     IndexStatus,
@@ -495,3 +496,58 @@ class ClientEngine(ClientTransport):
                 return False
             raise
         return name in body
+
+    # -- data streams -----------------------------------------------------------------------
+
+    def data_stream_use(self, name: str) -> DataStreamUse | None:
+        """From ``GET _resolve/index/<name>`` (Elasticsearch 7.9+, every OpenSearch): the
+        data stream ``name`` is, the one whose backing index it is, or, for an alias, the
+        data streams among its members (asked in a second resolve of those)."""
+        body = self._resolve_index(name)
+        streams = _resolved_streams(body)
+        if name in streams:
+            return DataStreamUse("data_stream", name, (name,), streams[name])
+        for row in _rows(body, "indices"):
+            if row.get("name") == name and row.get("data_stream"):
+                return DataStreamUse("backing_index", name, (str(row["data_stream"]),))
+        for row in _rows(body, "aliases"):
+            members = [str(m) for m in row.get("indices") or ()][:_RESOLVE_MEMBERS]
+            if row.get("name") != name or not members:
+                continue
+            inner = self._resolve_index(",".join(members))
+            found = _resolved_streams(inner)
+            found.update(
+                (str(r["data_stream"]), ()) for r in _rows(inner, "indices") if r.get("data_stream")
+            )
+            if found:
+                backing = tuple(i for s in sorted(found) for i in found[s])
+                return DataStreamUse("alias", name, tuple(sorted(found)), backing)
+        return None
+
+    def _resolve_index(self, names: str) -> Mapping[str, Any]:
+        """The resolve-index answer for ``names``; {} where the engine has no such API."""
+        try:
+            body = self._request(
+                "GET", _path("_resolve", "index", names), params={"expand_wildcards": "all"}
+            )
+        except IndexNotFound:
+            return {}
+        except EngineError as exc:
+            if isinstance(exc, EngineUnreachable) or exc.status not in (400, 404, 405):
+                raise
+            return {}  # no resolve-index API: no data streams either
+        return body if isinstance(body, Mapping) else {}
+
+
+_RESOLVE_MEMBERS = 100  # an alias's members asked about at most (one URL)
+
+
+def _rows(body: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    return [r for r in body.get(key) or () if isinstance(r, Mapping)]
+
+
+def _resolved_streams(body: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    return {
+        str(r.get("name")): tuple(str(i) for i in r.get("backing_indices") or ())
+        for r in _rows(body, "data_streams")
+    }

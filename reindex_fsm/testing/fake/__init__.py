@@ -9,20 +9,26 @@ FakeEngine, rebuilds everything else from the database, and resumes.
 By topic: :mod:`.state` (the cluster's state, call recording, faults, test controls),
 :mod:`.cluster` (info, health, plugins, pipelines, preflight reads, privileges),
 :mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
-searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`.
+searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
+:mod:`.data_streams` (data streams, aliases over them), :mod:`.relocation` (a task moved
+to another node, Elasticsearch 9.5+).
 """
 
 from __future__ import annotations
 
 from .cluster import FakeCluster
+from .data_streams import FakeDataStreams
 from .documents import FakeDocuments
 from .indices import FakeIndices
 from .lease import FakeLease
+from .relocation import FakeRelocation
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
 from .tasks import FakeTasks
 
 __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
 
-class FakeEngine(FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
+class FakeEngine(
+    FakeDataStreams, FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease, FakeRelocation
+):
     """The whole fake cluster: every Engine protocol method, by topic in its mixins."""

@@ -68,6 +68,11 @@ DELETE .tasks/_doc/{id}                     delete_task_result; Elasticsearch re
                                             (403: .tasks is a restricted system index)
 GET {index}/_stats/docs?level=shards        max_seq_nos (a primary and a lagging replica
                                             copy of each shard)
+GET _resolve/index/{names}                  data_stream_use (data streams, backing
+                                            indices, aliases; ES: aliases over streams)
+ES 9.5: GET _reindex/{id},                  get_task, cancel_task by the ID a task was
+  POST _reindex/{id}/_cancel, GET _reindex  started with, across a relocation (the Tasks
+                                            API then knows only the new ID)
 ==========================================  ============================================
 
 Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
@@ -95,9 +100,10 @@ The routes are grouped by API family, one module each: :mod:`.cluster` (GET /, h
 nodes, cluster settings, plugins, pipelines), :mod:`.indices` (create/delete, settings,
 mappings, blocks, refresh, count, _cat/indices, stats), :mod:`.aliases`,
 :mod:`.documents` (bulk, mget), :mod:`.search` (search, scroll, points in time),
-:mod:`.reindex` (_reindex and the task counts), :mod:`.tasks`, :mod:`.security`,
-:mod:`.lease`; :mod:`.wire` holds what they share and :mod:`.server` the HTTP plumbing
-and the routing table.
+:mod:`.reindex` (_reindex and the task counts), :mod:`.tasks` (and Elasticsearch 9.5's
+reindex management), :mod:`.security`, :mod:`.lease`, :mod:`.data_streams` (resolve
+index); :mod:`.wire` holds what they share and :mod:`.server` the HTTP plumbing and the
+routing table.
 """
 
 from __future__ import annotations

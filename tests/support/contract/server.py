@@ -18,6 +18,7 @@ from reindex_fsm.testing.fake import FakeEngine
 
 from .aliases import AliasApi
 from .cluster import ClusterApi
+from .data_streams import DataStreamApi
 from .documents import DocumentApi
 from .indices import IndexApi
 from .lease import LeaseApi
@@ -38,7 +39,9 @@ from .wire import (
 )
 
 FLAVORS = ("elasticsearch", "opensearch")
-VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1"}
+# Each flavor's emulated version; "elasticsearch-9.5" answers as Elasticsearch 9.5, with the
+# reindex management API and tasks that relocate (ContractServer(..., version=...)).
+VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1", "elasticsearch-9.5": "9.5.0"}
 _ES_MIMETYPE = "application/vnd.elasticsearch+json"
 
 
@@ -53,6 +56,7 @@ class ContractServer(
     ReindexApi,
     TaskApi,
     SecurityApi,
+    DataStreamApi,
 ):
     """A FakeEngine answering HTTP as ``flavor``. Use as a context manager."""
 
@@ -133,6 +137,7 @@ class ContractServer(
             *self.reindex_routes(),
             *self.task_routes(),
             *self.security_routes(),
+            *self.data_stream_routes(),
         ]
 
 

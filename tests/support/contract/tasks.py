@@ -1,5 +1,10 @@
 """The tasks API: a reindex task polled (it progresses as polled), listed, cancelled,
-rethrottled; a finished task's stored result deleted, as each flavor allows."""
+rethrottled; a finished task's stored result deleted, as each flavor allows.
+
+Elasticsearch 9.5+ also has the reindex management API (``GET _reindex[/{id}]``,
+``POST _reindex/{id}/_cancel``), which follows a task relocated to another node
+(:meth:`FakeEngine.relocate_task`) by the ID it was started with; the Tasks API knows a
+relocated task only by its new ID, and answers 404 for the old one."""
 
 from __future__ import annotations
 
@@ -11,16 +16,35 @@ from reindex_fsm.errors import EngineError, TaskNotFound
 from reindex_fsm.testing.fake import FakeTask
 
 from .reindex import response_body, status_body
-from .wire import START_MILLIS, Answer, ApiError, Call, Family, Route, valid_task_id
+from .wire import START_MILLIS, Answer, ApiError, Call, Family, Route, Unsupported, valid_task_id
 
 REINDEX_ACTION = "indices:data/write/reindex"
+REINDEX_MANAGEMENT_SINCE = (9, 5)
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    major, _, rest = version.partition(".")
+    return int(major), int(rest.partition(".")[0] or 0)
 
 
 class TaskApi(Family):
     """GET _tasks[/{id}], _cancel, _rethrottle, DELETE _tasks/{id}, DELETE .tasks/_doc/{id}."""
 
+    @property
+    def reindex_management(self) -> bool:
+        """Elasticsearch 9.5+: the reindex management API, and tasks that relocate."""
+        return self.flavor == "elasticsearch" and (
+            _major_minor(self.version) >= REINDEX_MANAGEMENT_SINCE
+        )
+
     def task_routes(self) -> list[Route]:
+        management: list[Route] = [
+            ("GET", ("_reindex",), self._list_reindex),
+            ("GET", ("_reindex", "{task}"), self._get_reindex),
+            ("POST", ("_reindex", "{task}", "_cancel"), self._cancel_reindex),
+        ]
         return [
+            *(management if self.reindex_management else []),
             ("GET", ("_tasks",), self._list_tasks),
             ("GET", ("_tasks", "{task}"), self._get_task),
             ("POST", ("_tasks", "{task}", "_cancel"), self._cancel_task),
@@ -34,7 +58,8 @@ class TaskApi(Family):
         ]
 
     def _task_info(self, task: FakeTask, detailed: bool = True) -> dict[str, Any]:
-        node, _, number = task.task_id.partition(":")
+        """The task as the Tasks API shows it: under the ID it runs under now."""
+        node, _, number = self.fake.current_task_id(task.task_id).partition(":")
         info: dict[str, Any] = {
             "node": node,
             "id": int(number),
@@ -92,12 +117,13 @@ class TaskApi(Family):
         }
 
     def _get_task(self, call: Call) -> Answer:
-        task_id = valid_task_id(call.params["task"])
-        if self.fake.get_task(task_id) is None:
+        asked = valid_task_id(call.params["task"])
+        task_id = self.fake.original_task_id(asked)  # None: relocated away from that ID
+        if task_id is None or self.fake.get_task(task_id) is None:
             raise ApiError(
                 404,
                 "resource_not_found_exception",
-                f"task [{task_id}] isn't running and hasn't stored its results",
+                f"task [{asked}] isn't running and hasn't stored its results",
             )
         task = self.fake.tasks[task_id]
         body: dict[str, Any] = {"completed": task.completed, "task": self._task_info(task)}
@@ -113,7 +139,9 @@ class TaskApi(Family):
             return 200, {"nodes": {}}  # the fake's tasks have no children, and are reindexes
         detailed = call.query.get("detailed") == "true"
         tasks = {
-            s.task_id: self._task_info(self.fake.tasks[s.task_id], detailed)
+            self.fake.current_task_id(s.task_id): self._task_info(
+                self.fake.tasks[s.task_id], detailed
+            )
             for s in self.fake.list_reindex_tasks(None)
         }
         group_by = call.query.get("group_by", "nodes")
@@ -124,17 +152,20 @@ class TaskApi(Family):
         return 200, self._nodes(tasks)
 
     def _cancel_task(self, call: Call) -> Answer:
-        task_id = valid_task_id(call.params["task"])
+        asked = valid_task_id(call.params["task"])
+        task_id = self.fake.original_task_id(asked)
+        if task_id is None:
+            return self._task_not_found(asked)
         try:
             self.fake.cancel_task(task_id)
         except EngineError as exc:
             if exc.status != 404:
                 raise
             return self._task_not_found(task_id)
-        return 200, self._nodes({task_id: self._task_info(self.fake.tasks[task_id])})
+        return 200, self._nodes({asked: self._task_info(self.fake.tasks[task_id])})
 
     def _rethrottle(self, call: Call) -> Answer:
-        task_id = valid_task_id(call.params["task"])
+        task_id = self._followed(valid_task_id(call.params["task"]))
         if "requests_per_second" not in call.query:
             raise ApiError(400, "action_request_validation_exception", "requests_per_second set")
         rps = float(call.query["requests_per_second"])
@@ -142,7 +173,8 @@ class TaskApi(Family):
             self.fake.rethrottle(task_id, float("inf") if rps <= 0 else rps)
         except TaskNotFound:
             return self._task_not_found(task_id)
-        return 200, self._nodes({task_id: self._task_info(self.fake.tasks[task_id])})
+        current = self.fake.current_task_id(task_id)
+        return 200, self._nodes({current: self._task_info(self.fake.tasks[task_id])})
 
     def _delete_task_api(self, call: Call) -> Answer:
         reason = (
@@ -156,3 +188,57 @@ class TaskApi(Family):
         if not self.fake.delete_task_result(task_id):
             return 404, {"_index": ".tasks", "_id": task_id, "result": "not_found"}
         return 200, {"_index": ".tasks", "_id": task_id, "result": "deleted"}
+
+    # -- reindex management (Elasticsearch 9.5+) ----------------------------------------
+
+    def _followed(self, any_id: str) -> str:
+        """The ID a task was started with, from it or from the ID it runs under now (as
+        rethrottle and the management API follow a relocation)."""
+        if any_id in self.fake.relocated:
+            return any_id
+        return self.fake.original_task_id(any_id) or any_id
+
+    def _reindex_info(self, task: FakeTask) -> dict[str, Any]:
+        """GetReindexResponse's task fields: the original ID and timings, wherever it runs."""
+        number = int(task.task_id.partition(":")[2])
+        return {
+            "id": task.task_id,
+            "description": f"reindex from [{task.request.source}] to [{task.request.dest}]",
+            "start_time_in_millis": START_MILLIS + number,
+            "running_time_in_nanos": 500_000_000 * task.polls,
+            "cancelled": task.cancelled,
+            "status": status_body(self.fake, task),
+        }
+
+    def _get_reindex(self, call: Call) -> Answer:
+        asked = valid_task_id(call.params["task"])
+        task_id = self._followed(asked)
+        if self.fake.get_task(task_id) is None:
+            raise ApiError(
+                404, "resource_not_found_exception", f"Reindex operation [{asked}] not found"
+            )
+        task = self.fake.tasks[task_id]
+        body: dict[str, Any] = {"completed": task.completed, **self._reindex_info(task)}
+        if task.completed:
+            body["response"] = response_body(self.fake, task)
+        return 200, body
+
+    def _cancel_reindex(self, call: Call) -> Answer:
+        asked = valid_task_id(call.params["task"])
+        if call.query.get("wait_for_completion", "true") != "false":
+            raise Unsupported("a cancel that waits for the task to stop")
+        try:
+            self.fake.cancel_task(self._followed(asked))
+        except EngineError as exc:
+            if exc.status != 404:
+                raise
+            raise ApiError(
+                404,
+                "resource_not_found_exception",
+                f"reindex task [{asked}] either not found or completed",
+            ) from exc
+        return 200, {"acknowledged": True}
+
+    def _list_reindex(self, call: Call) -> Answer:
+        running = [self.fake.tasks[s.task_id] for s in self.fake.list_reindex_tasks(None)]
+        return 200, {"reindex": [self._reindex_info(t) for t in running]}
