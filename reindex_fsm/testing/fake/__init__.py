@@ -9,7 +9,8 @@ FakeEngine, rebuilds everything else from the database, and resumes.
 By topic: :mod:`.state` (the cluster's state, call recording, faults, test controls),
 :mod:`.cluster` (info, health, plugins, pipelines, preflight reads, privileges),
 :mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
-searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`.
+searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
+:mod:`.lifecycle` (ILM and the ISM plugin).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from .cluster import FakeCluster
 from .documents import FakeDocuments
 from .indices import FakeIndices
 from .lease import FakeLease
+from .lifecycle import FakeLifecycle
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
 from .tasks import FakeTasks
 
 __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
 
-class FakeEngine(FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
+class FakeEngine(FakeLifecycle, FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
     """The whole fake cluster: every Engine protocol method, by topic in its mixins."""

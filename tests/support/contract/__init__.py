@@ -96,8 +96,8 @@ nodes, cluster settings, plugins, pipelines), :mod:`.indices` (create/delete, se
 mappings, blocks, refresh, count, _cat/indices, stats), :mod:`.aliases`,
 :mod:`.documents` (bulk, mget), :mod:`.search` (search, scroll, points in time),
 :mod:`.reindex` (_reindex and the task counts), :mod:`.tasks`, :mod:`.security`,
-:mod:`.lease`; :mod:`.wire` holds what they share and :mod:`.server` the HTTP plumbing
-and the routing table.
+:mod:`.lease`, :mod:`.lifecycle` (ILM explain/remove, ISM explain/add/remove); :mod:`.wire`
+holds what they share and :mod:`.server` the HTTP plumbing and the routing table.
 """
 
 from __future__ import annotations

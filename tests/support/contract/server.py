@@ -21,6 +21,7 @@ from .cluster import ClusterApi
 from .documents import DocumentApi
 from .indices import IndexApi
 from .lease import LeaseApi
+from .lifecycle import LifecycleApi
 from .reindex import ReindexApi
 from .search import SearchApi, _Scroll
 from .security import SecurityApi
@@ -53,6 +54,7 @@ class ContractServer(
     ReindexApi,
     TaskApi,
     SecurityApi,
+    LifecycleApi,
 ):
     """A FakeEngine answering HTTP as ``flavor``. Use as a context manager."""
 
@@ -125,6 +127,7 @@ class ContractServer(
         test may replace a handler on the instance."""
         return [
             *self.lease_routes(),
+            *self.lifecycle_routes(),
             *self.search_routes(),
             *self.cluster_routes(),
             *self.alias_routes(),
