@@ -29,6 +29,7 @@ from .test_contract import CLIENT, contract_config
 ES_VERSIONS = ["8.15.3", "9.1.0"]
 OS_VERSIONS = ["2.19.1", "3.1.0"]
 CREATED = "1690000000000"
+NEXT = "documents-000002"  # a name ILM can roll over from
 
 
 def cluster() -> FakeEngine:
@@ -142,11 +143,11 @@ def test_an_ilm_run_and_its_undo_over_the_wire(version, state_db):
     )
     for server in serve(fake, "elasticsearch", version):
         cfg = contract_config(server, state_db)
-        record = api.start(cfg, ALIAS, RunOptions(verify=True)).record
+        record = api.start(cfg, ALIAS, RunOptions(verify=True, target_index=NEXT)).record
         assert record.state is State.SWAPPED, record.error
-        create = next(r for r in server.requests if r.method == "PUT" and r.path == f"/{TARGET}")
+        create = next(r for r in server.requests if r.method == "PUT" and r.path == f"/{NEXT}")
         assert "lifecycle" not in str(create.body["settings"])  # nothing for ILM to act on
-        target = fake.indices[TARGET].settings
+        target = fake.indices[NEXT].settings
         assert target["index.lifecycle.name"] == "logs"
         assert target["index.lifecycle.rollover_alias"] == ALIAS
         assert target["index.lifecycle.origination_date"] == CREATED
@@ -154,8 +155,8 @@ def test_an_ilm_run_and_its_undo_over_the_wire(version, state_db):
         assert f"/{SOURCE}/_ilm/remove" in server.paths("POST")
         assert api.undo(cfg, record.id).state is State.UNDONE
         assert fake.indices[SOURCE].settings["index.lifecycle.name"] == "logs"
-        assert "index.lifecycle.name" not in fake.indices[TARGET].settings
-        assert f"/{TARGET}/_ilm/remove" in server.paths("POST")
+        assert "index.lifecycle.name" not in fake.indices[NEXT].settings
+        assert f"/{NEXT}/_ilm/remove" in server.paths("POST")
 
 
 @pytest.mark.parametrize("version", OS_VERSIONS)

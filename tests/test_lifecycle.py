@@ -17,12 +17,16 @@ import pytest
 
 from reindex_fsm import api, events
 from reindex_fsm.crashpoints import Crashpoints
+from reindex_fsm.errors import UsageError
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
 from reindex_fsm.steps import swap
 from reindex_fsm.testing.fake import FakeEngine
 
 from .conftest import ALIAS, SOURCE, TARGET, make_cluster, make_config
+
+# a target the engine can roll over from (the default <alias>-<timestamp> it cannot)
+NEXT = "documents-000002"
 
 CREATED = "1690000000000"  # the source's index.creation_date
 ILM = {
@@ -84,7 +88,11 @@ def created_with(fake: FakeEngine) -> dict[str, Any]:
 def run(fake: FakeEngine, tmp_path: Any, **options: Any) -> tuple[Any, Recorder, Any]:
     rec = Recorder()
     cfg = dataclasses.replace(make_config(fake, f"sqlite:///{tmp_path}/s.db"), reporter=rec)
-    return api.start(cfg, ALIAS, RunOptions(verify=True, **options)).record, rec, cfg
+    return (
+        api.start(cfg, ALIAS, RunOptions(verify=True, target_index=NEXT, **options)).record,
+        rec,
+        cfg,
+    )
 
 
 # -- Elasticsearch ILM -----------------------------------------------------------------------
@@ -93,7 +101,7 @@ def run(fake: FakeEngine, tmp_path: Any, **options: Any) -> tuple[Any, Recorder,
 def test_ilm_settings_are_planned_for_after_the_swap(tmp_path):
     fake = es_cluster()
     cfg = make_config(fake, f"sqlite:///{tmp_path}/s.db")
-    p = api.plan(cfg, ALIAS, RunOptions())
+    p = api.plan(cfg, ALIAS, RunOptions(target_index=NEXT))
     assert not any(k.startswith("index.lifecycle.") for k in p.settings)
     assert p.lifecycle is not None
     assert p.lifecycle["after_swap"] == {
@@ -112,7 +120,7 @@ def test_ilm_manages_the_target_only_from_the_swap_with_the_sources_age(tmp_path
     record, rec, _ = run(fake, tmp_path)
     assert record.state is State.SWAPPED, record.error
     assert not any(k.startswith("index.lifecycle.") for k in seen["settings"])
-    target = fake.indices[TARGET].settings
+    target = fake.indices[NEXT].settings
     assert target["index.lifecycle.name"] == "logs-policy"
     assert target["index.lifecycle.rollover_alias"] == ALIAS
     assert target["index.lifecycle.origination_date"] == CREATED
@@ -130,7 +138,7 @@ def test_an_origination_date_of_the_source_is_kept_and_parsing_is_not_carried(tm
         }
     )
     record, _, _ = run(fake, tmp_path)
-    target = fake.indices[TARGET].settings
+    target = fake.indices[NEXT].settings
     assert target["index.lifecycle.origination_date"] == "1600000000000"
     assert "index.lifecycle.parse_origination_date" not in target
     assert any("parse_origination_date" in n for n in record.plan["lifecycle"]["notes"])
@@ -154,7 +162,7 @@ def test_undo_hands_ilm_back_to_the_previous_index(tmp_path):
     assert source["index.lifecycle.name"] == "logs-policy"
     assert source["index.lifecycle.rollover_alias"] == ALIAS
     assert "index.lifecycle.origination_date" not in source  # it never had one
-    assert "index.lifecycle.name" not in fake.indices[TARGET].settings
+    assert "index.lifecycle.name" not in fake.indices[NEXT].settings
     assert fake.indices[SOURCE].aliases[ALIAS] == {"is_write_index": True}
 
 
@@ -180,13 +188,13 @@ def test_no_ism_template_attaches_a_policy_to_the_target_before_the_swap(tmp_pat
     assert seen["settings"][AUTO] == seen["settings"][LEGACY_AUTO] == "false"
     assert "index.plugins.index_state_management.rollover_alias" not in seen["settings"]
     # after the swap: the policy manages the target, not the old source
-    assert fake.ism_managed[TARGET]["policy_id"] == "hot-delete"
+    assert fake.ism_managed[NEXT]["policy_id"] == "hot-delete"
     assert SOURCE not in fake.ism_managed
-    target = fake.indices[TARGET].settings
+    target = fake.indices[NEXT].settings
     assert target["index.plugins.index_state_management.rollover_alias"] == ALIAS
     assert AUTO not in target and LEGACY_AUTO not in target  # back to the source's (default)
     assert fake.indices[SOURCE].settings[AUTO] == "false"  # no template rebinds the old one
-    assert record.swap_record["lifecycle"]["ism_added_to"] == TARGET
+    assert record.swap_record["lifecycle"]["ism_added_to"] == NEXT
     assert any("min_index_age" in n for n in record.plan["lifecycle"]["notes"])
     assert rec.warnings == []
 
@@ -203,7 +211,7 @@ def test_a_policy_attached_to_the_target_anyway_is_removed_before_the_swap(tmp_p
     fake.add_ism_policy("other-policy")
     record, _, _ = run(fake, tmp_path)
     assert record.state is State.SWAPPED
-    assert fake.ism_managed[TARGET]["policy_id"] == "hot-delete"
+    assert fake.ism_managed[NEXT]["policy_id"] == "hot-delete"
     assert fake.call_names().count("ism_remove_policy") == 2  # off the target, off the source
 
 
@@ -211,7 +219,7 @@ def test_an_unmanaged_source_gives_the_target_no_policy(tmp_path):
     fake = ism_cluster(managed=False)
     record, _, _ = run(fake, tmp_path)
     assert record.state is State.SWAPPED
-    assert TARGET not in fake.ism_managed and SOURCE not in fake.ism_managed
+    assert NEXT not in fake.ism_managed and SOURCE not in fake.ism_managed
     assert "ism_add_policy" not in fake.call_names()
 
 
@@ -235,7 +243,7 @@ def test_a_policy_that_cannot_be_added_is_a_warning_not_a_failed_swap(tmp_path):
     assert record.state is State.SWAPPED
     assert "Could not load policy" in record.swap_record["lifecycle"]["failed"]
     (warning,) = rec.warnings
-    assert warning.startswith(f"the alias is on {TARGET}, but its lifecycle could not be")
+    assert warning.startswith(f"the alias is on {NEXT}, but its lifecycle could not be")
     assert fake.ism_managed[SOURCE]["policy_id"] == "hot-delete"  # not taken off the source
 
 
@@ -244,7 +252,7 @@ def test_undo_moves_the_ism_policy_back(tmp_path):
     record, _, cfg = run(fake, tmp_path)
     assert api.undo(cfg, record.id).state is State.UNDONE
     assert fake.ism_managed[SOURCE]["policy_id"] == "hot-delete"
-    assert TARGET not in fake.ism_managed
+    assert NEXT not in fake.ism_managed
     assert AUTO not in fake.indices[SOURCE].settings  # as it was before the run
 
 
@@ -279,7 +287,7 @@ def _lifecycle_points(kind: str, tmp_path: Any, verb: str) -> list[str]:
     fake = CLUSTERS[kind]()
     points = Crashpoints()
     cfg = make_config(fake, f"sqlite:///{tmp_path}/points-{verb}.db", crash=lambda: points)
-    record = api.start(cfg, ALIAS, RunOptions(verify=True)).record
+    record = api.start(cfg, ALIAS, RunOptions(verify=True, target_index=NEXT)).record
     if verb == "undo":
         points.seen.clear()
         api.undo(cfg, record.id)
@@ -291,7 +299,7 @@ def _lifecycle_points(kind: str, tmp_path: Any, verb: str) -> list[str]:
 def test_a_crash_at_each_point_of_the_hand_over_converges(kind, verb, tmp_path):
     clean = CLUSTERS[kind]()
     cfg = make_config(clean, f"sqlite:///{tmp_path}/clean.db")
-    record = api.start(cfg, ALIAS, RunOptions(verify=True)).record
+    record = api.start(cfg, ALIAS, RunOptions(verify=True, target_index=NEXT)).record
     if verb == "undo":
         api.undo(cfg, record.id)
     expected = _lifecycle_state(clean)
@@ -304,15 +312,53 @@ def test_a_crash_at_each_point_of_the_hand_over_converges(kind, verb, tmp_path):
         if verb == "start":
             dying = make_config(fake, db, crash=lambda n=name, i=nth: Crashpoints(f"{n}#{i}", _die))
             with pytest.raises(SimulatedCrash):
-                api.start(dying, ALIAS, RunOptions(verify=True))
+                api.start(dying, ALIAS, RunOptions(verify=True, target_index=NEXT))
             (rec,) = make_config(fake, db).repo().list()
             if not rec.finished:
                 api.resume(make_config(fake, db), rec.id)
         else:
-            rec = api.start(make_config(fake, db), ALIAS, RunOptions(verify=True)).record
+            rec = api.start(
+                make_config(fake, db), ALIAS, RunOptions(verify=True, target_index=NEXT)
+            ).record
             dying = make_config(fake, db, crash=lambda n=name, i=nth: Crashpoints(f"{n}#{i}", _die))
             with pytest.raises(SimulatedCrash):
                 api.undo(dying, rec.id)
             if make_config(fake, db).repo().get(rec.id).state is not State.UNDONE:
                 api.undo(make_config(fake, db), rec.id)
         assert _lifecycle_state(fake) == expected, f"crash at {name}#{nth}"
+
+
+def test_a_target_name_the_engine_cannot_roll_over_from_is_refused(tmp_path):
+    fake = es_cluster()
+    cfg = make_config(fake, f"sqlite:///{tmp_path}/s.db")
+    with pytest.raises(UsageError) as refused:
+        api.start(cfg, ALIAS, RunOptions())  # the default name: documents-<timestamp>
+    assert f"cannot roll over from the target name {TARGET!r}" in str(refused.value)
+    assert "index.lifecycle.rollover_alias=documents" in str(refused.value)
+    assert refused.value.hint == "give --target-index documents-v1-000002; nothing was done"
+    assert cfg.repo().list() == [] and TARGET not in fake.indices
+    fake.indices["logs-000007"] = fake.indices.pop(SOURCE)
+    with pytest.raises(UsageError) as again:
+        api.plan(cfg, ALIAS, RunOptions(target_index="logs-7x"))
+    assert again.value.hint == "give --target-index logs-000008; nothing was done"
+
+
+@pytest.mark.parametrize(
+    "aliases",
+    [
+        {ALIAS: {"is_write_index": True}, "read": {}, "old": {"is_write_index": False}},
+        {ALIAS: {}, "logs": {"is_write_index": True, "filter": {"term": {"a": 1}}}},
+    ],
+    ids=["write-read-false", "implicit-and-filtered"],
+)
+def test_each_alias_lands_on_the_target_with_its_write_flag_as_it_was(aliases, tmp_path):
+    fake = make_cluster(300)
+    fake.indices[SOURCE].aliases = {k: dict(v) for k, v in aliases.items()}
+    fake.add_index("documents-v0", aliases={"logs": {"is_write_index": False}})  # older one
+    record, _, _ = run(fake, tmp_path)
+    assert record.state is State.SWAPPED
+    assert fake.indices[NEXT].aliases == aliases
+    assert fake.indices[SOURCE].aliases == {}
+    assert fake.indices["documents-v0"].aliases == {"logs": {"is_write_index": False}}
+    (request,) = record.plan["alias_actions"][:1]
+    assert "remove" in request  # removes first: never two write indices

@@ -30,11 +30,12 @@ not undo a swap: it is a warning naming what to do, stored with the swap.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .. import events
 from ..engine.base import Engine, EngineInfo
-from ..errors import EngineError, EngineUnreachable, LockHeld
+from ..errors import EngineError, EngineUnreachable, LockHeld, UsageError
 from ..plan import Plan
 from .context import RunContext
 
@@ -113,6 +114,40 @@ def hold_back(
         notes=notes,
     )
     return dict(sorted(create.items())), handover
+
+
+ROLLOVER_ALIAS_KEYS = (
+    "index.lifecycle.rollover_alias",
+    "index.plugins.index_state_management.rollover_alias",
+    "index.opendistro.index_state_management.rollover_alias",
+)
+_ROLLOVER_NAME = re.compile(r"^(.*)-(\d+)$")
+MAX_ROLLOVER_COUNTER = 2**31 - 1  # the engines parse the counter as a Java int
+
+
+def check_rollover_name(source: str, target: str, handover: dict[str, Any] | None) -> None:
+    """A target that ILM or ISM will roll over needs a name the engine can count on from
+    (``<prefix>-<number>``): the rollover of the default ``<alias>-<timestamp>`` fails
+    (number_format_exception). Refused at plan time (UsageError), nothing written."""
+    after = (handover or {}).get("after_swap") or {}
+    keys = [k for k in ROLLOVER_ALIAS_KEYS if after.get(k)]
+    if not keys:
+        return
+    match = _ROLLOVER_NAME.match(target)
+    if match and int(match.group(2)) <= MAX_ROLLOVER_COUNTER:
+        return
+    found = _ROLLOVER_NAME.match(source)
+    suggested = (
+        f"{found.group(1)}-{int(found.group(2)) + 1:06d}"
+        if found and int(found.group(2)) < MAX_ROLLOVER_COUNTER
+        else f"{source}-000002"
+    )
+    raise UsageError(
+        f"{source} is rolled over by its lifecycle policy ({keys[0]}={after[keys[0]]}), and "
+        f"the engine cannot roll over from the target name {target!r} (it must end in "
+        "-<number> below 2^31)",
+        hint=f"give --target-index {suggested}; nothing was done",
+    )
 
 
 def describe(p: Plan) -> dict[str, Any] | None:

@@ -270,6 +270,7 @@ def make_plan(
     settings = target_settings(definition.settings, options.settings_overrides)
     # lifecycle settings wait for the swap: a policy must not act on an index not yet live
     settings, handover = lifecycle.hold_back(engine, info, source, definition.settings, settings)
+    lifecycle.check_rollover_name(source, target, handover)
     mappings = target_mappings(definition.mappings, options.mappings_override, meta)
     prepared = strategy.prepare(engine, info, options, source, source_count, mappings)
     if prepared.mappings:
