@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from reindex_fsm import api, events
+from reindex_fsm import api, events, render
 from reindex_fsm.crashpoints import Crashpoints
-from reindex_fsm.errors import UsageError
+from reindex_fsm.errors import EngineError, UsageError
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
 from reindex_fsm.steps import swap
@@ -112,6 +112,9 @@ def test_ilm_settings_are_planned_for_after_the_swap(tmp_path):
     shown = swap.plan(p)["after_the_swap"]
     assert shown["settings"] == p.lifecycle["after_swap"]
     assert shown["ilm_policy"] == "logs-policy" and shown["notes"]
+    lines = render.confirmation(p, RunOptions())
+    assert f"lifecycle:  {p.lifecycle['notes'][0]}" in lines
+    assert p.lifecycle["notes"][0].startswith("ILM policy logs-policy manages the target from")
 
 
 def test_ilm_manages_the_target_only_from_the_swap_with_the_sources_age(tmp_path):
@@ -200,15 +203,7 @@ def test_no_ism_template_attaches_a_policy_to_the_target_before_the_swap(tmp_pat
 
 
 def test_a_policy_attached_to_the_target_anyway_is_removed_before_the_swap(tmp_path):
-    fake = ism_cluster()
-    original = fake.create_index
-
-    def create_index(index: str, settings: Any, mappings: Any) -> None:  # an ISM that
-        original(index, settings, mappings)  # ignores auto_manage
-        fake.manage(index, "other-policy", "init")
-
-    fake.create_index = create_index  # type: ignore[method-assign]
-    fake.add_ism_policy("other-policy")
+    fake = ism_attaching_cluster()
     record, _, _ = run(fake, tmp_path)
     assert record.state is State.SWAPPED
     assert fake.ism_managed[NEXT]["policy_id"] == "hot-delete"
@@ -268,7 +263,22 @@ def test_a_rollback_before_the_swap_leaves_the_sources_policy_alone(tmp_path):
 
 # -- crashes in the hand-over ----------------------------------------------------------------
 
-CLUSTERS = {"ilm": es_cluster, "ism": ism_cluster}
+
+def ism_attaching_cluster() -> FakeEngine:
+    """An ISM whose template attaches its policy to every new index, auto_manage or not."""
+    fake = ism_cluster()
+    fake.add_ism_policy("other-policy")
+    original = fake.create_index
+
+    def create_index(index: str, settings: Any, mappings: Any) -> None:
+        original(index, settings, mappings)
+        fake.manage(index, "other-policy", "init")
+
+    fake.create_index = create_index  # type: ignore[method-assign]
+    return fake
+
+
+CLUSTERS = {"ilm": es_cluster, "ism": ism_cluster, "ism-attaching": ism_attaching_cluster}
 
 
 def _lifecycle_state(fake: FakeEngine) -> dict[str, Any]:
@@ -294,8 +304,16 @@ def _lifecycle_points(kind: str, tmp_path: Any, verb: str) -> list[str]:
     return [p for p in points.seen if p.startswith(("lifecycle.", "swap.", "undo.", "commit."))]
 
 
-@pytest.mark.parametrize("kind", ["ilm", "ism"])
-@pytest.mark.parametrize("verb", ["start", "undo"])
+@pytest.mark.parametrize(
+    ("kind", "verb"),
+    [
+        ("ilm", "start"),
+        ("ilm", "undo"),
+        ("ism", "start"),
+        ("ism", "undo"),
+        ("ism-attaching", "start"),
+    ],
+)
 def test_a_crash_at_each_point_of_the_hand_over_converges(kind, verb, tmp_path):
     clean = CLUSTERS[kind]()
     cfg = make_config(clean, f"sqlite:///{tmp_path}/clean.db")
@@ -362,3 +380,15 @@ def test_each_alias_lands_on_the_target_with_its_write_flag_as_it_was(aliases, t
     assert fake.indices["documents-v0"].aliases == {"logs": {"is_write_index": False}}
     (request,) = record.plan["alias_actions"][:1]
     assert "remove" in request  # removes first: never two write indices
+
+
+def test_an_ism_explain_refused_keeps_templates_off_and_says_the_policy_stays(tmp_path):
+    fake = ism_cluster()
+    fake.fail_always("ism_explain", EngineError("security_exception: no permissions", status=403))
+    seen = created_with(fake)
+    record, rec, _ = run(fake, tmp_path)
+    assert record.state is State.SWAPPED, record.error
+    assert seen["settings"][AUTO] == "false" and NEXT not in fake.ism_managed
+    assert fake.ism_managed[SOURCE]["policy_id"] == "hot-delete"  # not moved: said so
+    assert any("was refused (HTTP 403)" in w for w in rec.warnings)
+    assert "ism_refused" in record.swap_record["lifecycle"]

@@ -34,8 +34,8 @@ import re
 from typing import Any
 
 from .. import events
-from ..engine.base import Engine, EngineInfo
-from ..errors import EngineError, EngineUnreachable, LockHeld, UsageError
+from ..engine.base import Engine, EngineInfo, LifecycleStatus
+from ..errors import EngineError, EngineUnreachable, IndexNotFound, LockHeld, UsageError
 from ..plan import Plan
 from .context import RunContext
 
@@ -74,13 +74,13 @@ def hold_back(
     notes: list[str] = []
     handover: dict[str, Any] = {"ilm_policy": None, "ism": None, "ism_plugin": False}
     if info.flavor == "opensearch":
-        status = engine.ism_explain(source)
+        status = _ism_status(engine, source, handover, notes)
         if status is not None:
             handover["ism_plugin"] = True
             for key in AUTO_MANAGE:
                 create[key] = "false"
                 after[key] = source_settings.get(key)  # None: back to the default
-            if status.managed:
+            if status.policy is not None:
                 handover["ism"] = {"policy_id": status.policy, "state": status.phase}
                 notes.append(
                     f"ISM policy {status.policy} moves from {source} to the target after the "
@@ -150,6 +150,27 @@ def check_rollover_name(source: str, target: str, handover: dict[str, Any] | Non
     )
 
 
+def _ism_status(
+    engine: Engine, source: str, handover: dict[str, Any], notes: list[str]
+) -> LifecycleStatus | None:
+    """ISM's explain of the source; None without the plugin. Refused (403: the caller may
+    not read ISM), the plugin is there but no policy can follow the alias: the target is
+    still kept from every ism_template, and the plan says what is not done."""
+    try:
+        return engine.ism_explain(source)
+    except (EngineUnreachable, IndexNotFound):
+        raise
+    except EngineError as exc:
+        if exc.status != 403:
+            raise
+    handover["ism_refused"] = (
+        f"ISM's explain of {source} was refused (HTTP 403): a policy managing it does not "
+        "follow the alias; grant the ISM explain/add/remove privileges to have it moved"
+    )
+    notes.append(handover["ism_refused"])
+    return LifecycleStatus(policy=None)
+
+
 def describe(p: Plan) -> dict[str, Any] | None:
     """What the plan shows as done after the swap."""
     h = p.lifecycle
@@ -189,7 +210,8 @@ def _put_missing(ctx: RunContext, index: str, wanted: dict[str, Any], point: str
 def release_target(ctx: RunContext) -> dict[str, Any]:
     """The target is not live: a policy ISM attached to it comes off. Idempotent."""
     p = ctx.plan
-    if not (p.lifecycle or {}).get("ism_plugin"):
+    h = p.lifecycle or {}
+    if not h.get("ism_plugin") or h.get("ism_refused"):  # refused: auto_manage keeps it off
         return {}
     status = ctx.engine.ism_explain(p.target_index)
     if status is None or not status.managed:
@@ -207,6 +229,9 @@ def hand_over(ctx: RunContext) -> dict[str, Any] | None:
     if not h:
         return None
     done: dict[str, Any] = {}
+    if h.get("ism_refused"):
+        done["ism_refused"] = h["ism_refused"]
+        _warn(ctx, h["ism_refused"])
     # auto_manage last: until the ISM policy is on the target, no ism_template may attach one
     settings = {k: v for k, v in h["after_swap"].items() if k not in AUTO_MANAGE}
     auto_manage = {k: v for k, v in h["after_swap"].items() if k in AUTO_MANAGE}
