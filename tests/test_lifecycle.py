@@ -216,6 +216,10 @@ def test_an_unmanaged_source_gives_the_target_no_policy(tmp_path):
     assert record.state is State.SWAPPED
     assert NEXT not in fake.ism_managed and SOURCE not in fake.ism_managed
     assert "ism_add_policy" not in fake.call_names()
+    # left false: no sweep of the template attaches a policy the source did not have
+    target = fake.indices[NEXT].settings
+    assert target[AUTO] == target[LEGACY_AUTO] == "false"
+    assert AUTO not in fake.indices[SOURCE].settings
 
 
 def test_no_ism_plugin_no_lifecycle_work(tmp_path):

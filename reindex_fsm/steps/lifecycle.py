@@ -20,7 +20,9 @@ the moment it is created. So:
 * after the alias moved (:func:`hand_over`, from the swap and from its adoption after a
   crash): the held-back settings go onto the target; ILM is removed from the old source;
   the ISM policy that managed the source is added to the target and removed from the
-  source. Each action first reads whether it is done, so a resume repeats nothing;
+  source, and the target's ``auto_manage`` becomes the source's (an unmanaged source leaves
+  it false: no template takes the target later). Each action first reads whether it is
+  done, so a resume repeats nothing;
 * undo (:func:`hand_back`) reverses it once the aliases are back: the policy and the
   settings follow the alias back to the previous index.
 
@@ -79,7 +81,10 @@ def hold_back(
             handover["ism_plugin"] = True
             for key in AUTO_MANAGE:
                 create[key] = "false"
-                after[key] = source_settings.get(key)  # None: back to the default
+                # managed, the target gets the source's value back (None: the default) once
+                # the policy is on it; unmanaged, it stays false unless the source says
+                # otherwise: no template's sweep attaches a policy the source did not have
+                after[key] = source_settings.get(key, None if status.policy else "false")
             if status.policy is not None:
                 handover["ism"] = {"policy_id": status.policy, "state": status.phase}
                 notes.append(
