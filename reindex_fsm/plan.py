@@ -108,6 +108,10 @@ class Plan:
     # The target will hold much fewer documents than its source (--allow-shrink given):
     # what the plan and the confirmation say; None when it will not.
     shrink: str | None = None
+    # Lifecycle policies (ILM, ISM) held back from the target until the swap, then handed
+    # over (steps/lifecycle.py): the settings put on the target after the swap, the
+    # source's own, the ILM/ISM policy that moves; None when no lifecycle is involved.
+    lifecycle: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

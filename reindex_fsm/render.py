@@ -108,6 +108,10 @@ def confirmation(p: Any, options: Any) -> list[str]:
             f"{estimate} (estimated from {basis})"
         )
     lines.extend(f"warning:    {w}" for w in plan_warnings(p, options))
+    # lifecycle policies handed over after the swap (steps/lifecycle.py)
+    lines.extend(
+        f"lifecycle:  {note}" for note in (getattr(p, "lifecycle", None) or {}).get("notes", [])
+    )
     return lines
 
 

@@ -45,6 +45,7 @@ PLAN_CALLS = [
     "get_alias",
     "get_index",  # source settings and mappings
     "count",  # source snapshot
+    "ism_explain",  # is there an ISM plugin, and a policy on the source? (no plugin here)
     "get_lease",  # the engine lease on the alias: free
     "put_lease",  # taken (op_type=create)
 ]

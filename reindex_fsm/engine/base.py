@@ -45,6 +45,10 @@ ENGINE_WRITES: frozenset[str] = frozenset(
         "add_write_block",
         "remove_write_block",
         "delete_task_result",
+        # lifecycle: the ILM and ISM hand-over after the swap (and back on undo)
+        "ilm_remove_policy",
+        "ism_add_policy",
+        "ism_remove_policy",
     }
 )
 
@@ -256,6 +260,22 @@ class DataStreamUse:
     backing_indices: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class LifecycleStatus:
+    """What an engine's lifecycle management says of one index: Elasticsearch ILM
+    (``GET <index>/_ilm/explain``) or OpenSearch ISM (``GET _plugins/_ism/explain/<index>``).
+    ``policy`` is None when the index is not managed; ``phase`` is ILM's phase or ISM's
+    state; ``lifecycle_date_ms`` the date ILM counts the index's age from."""
+
+    policy: str | None
+    phase: str | None = None
+    lifecycle_date_ms: int | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.policy is not None
+
+
 @runtime_checkable
 class Engine(Protocol):
     """The calls a run makes against a cluster, by topic."""
@@ -434,6 +454,31 @@ class Engine(Protocol):
     def data_stream_use(self, name: str) -> DataStreamUse | None:
         """What ``name`` is to the data streams (``GET _resolve/index/<name>``); None when
         it is none of them, or the engine has no such API. Reads only."""
+
+    # -- lifecycle: Elasticsearch ILM and OpenSearch ISM, handed over at the swap ----------
+    def ilm_explain(self, index: str) -> LifecycleStatus | None:
+        """``GET <index>/_ilm/explain``; None when the engine has no ILM (no such API).
+        IndexNotFound for a missing index."""
+        ...
+
+    def ilm_remove_policy(self, index: str) -> None:
+        """``POST <index>/_ilm/remove``: ILM stops managing ``index`` (its
+        ``index.lifecycle.name`` and ``rollover_alias`` are removed)."""
+        ...
+
+    def ism_explain(self, index: str) -> LifecycleStatus | None:
+        """``GET _plugins/_ism/explain/<index>``; None when the engine has no ISM plugin
+        (no such API). IndexNotFound for a missing index."""
+        ...
+
+    def ism_add_policy(self, index: str, policy_id: str) -> None:
+        """``POST _plugins/_ism/add/<index>``; EngineError naming the reason when ISM
+        lists the index among its failed ones (already managed, closed, no such policy)."""
+        ...
+
+    def ism_remove_policy(self, index: str) -> None:
+        """``POST _plugins/_ism/remove/<index>`` (ISM also sets the index's
+        ``auto_manage`` to false); an index no policy manages is not an error."""
         ...
 
 

@@ -26,6 +26,7 @@ from .base import (
     IndexDefinition,
     IndexStatus,
     IndexSummary,
+    LifecycleStatus,
     NodeDisk,
     PrivilegeCheck,
     ReindexRequest,
@@ -537,6 +538,87 @@ class ClientEngine(ClientTransport):
                 raise
             return {}  # no resolve-index API: no data streams either
         return body if isinstance(body, Mapping) else {}
+
+    # -- lifecycle: Elasticsearch ILM and OpenSearch ISM ------------------------------------
+
+    def _lifecycle_api(self, method: str, path: str, body: Any = None) -> Any:
+        """One request of a lifecycle API; None when the engine has no such API (it
+        answers "no handler found" with a 400, or a 404/405 that is no missing index)."""
+        try:
+            return self._request(method, path, body=body)
+        except IndexNotFound:
+            raise
+        except EngineError as exc:
+            no_api = exc.status in (404, 405) or (
+                exc.status == 400 and "no handler found" in exc.message.lower()
+            )
+            if no_api:
+                return None
+            raise
+
+    def ilm_explain(self, index: str) -> LifecycleStatus | None:
+        body = self._lifecycle_api("GET", _path(index, "_ilm", "explain"))
+        if body is None:
+            return None
+        entry = (body.get("indices") or {}).get(index)
+        if entry is None:
+            raise IndexNotFound(index)
+        if not entry.get("managed"):
+            return LifecycleStatus(policy=None)
+        date = entry.get("lifecycle_date_millis")
+        return LifecycleStatus(
+            policy=entry.get("policy"),
+            phase=entry.get("phase"),
+            lifecycle_date_ms=int(date) if date is not None else None,
+        )
+
+    def ilm_remove_policy(self, index: str) -> None:
+        path = _path(index, "_ilm", "remove")
+        body = self._request("POST", path)
+        if isinstance(body, Mapping) and body.get("has_failures"):
+            raise EngineError(f"POST {path} failed: {one_line(str(dict(body)))}")
+
+    def ism_explain(self, index: str) -> LifecycleStatus | None:
+        body = self._lifecycle_api("GET", _path("_plugins", "_ism", "explain", index))
+        if body is None:
+            return None
+        entry = body.get(index)
+        if not isinstance(entry, Mapping):
+            raise IndexNotFound(index)
+        policy = entry.get("policy_id") or entry.get(
+            "index.plugins.index_state_management.policy_id"
+        )
+        state = entry.get("state")
+        return LifecycleStatus(
+            policy=str(policy) if policy else None,
+            phase=state.get("name") if isinstance(state, Mapping) else None,
+        )
+
+    def _ism_action(self, verb: str, index: str, body: Any = None) -> list[str]:
+        """The reasons ISM gives for the indices it could not act on ([]: none)."""
+        path = _path("_plugins", "_ism", verb, index)
+        answer = self._request("POST", path, body=body)
+        if not isinstance(answer, Mapping) or not answer.get("failures"):
+            return []
+        return [str(f.get("reason")) for f in answer.get("failed_indices") or []]
+
+    def ism_add_policy(self, index: str, policy_id: str) -> None:
+        failed = self._ism_action("add", index, {"policy_id": policy_id})
+        if failed:
+            raise EngineError(
+                f"POST _plugins/_ism/add/{index} failed: {'; '.join(failed)}", status=400
+            )
+
+    def ism_remove_policy(self, index: str) -> None:
+        failed = [
+            reason
+            for reason in self._ism_action("remove", index)
+            if "does not have a policy" not in reason  # nothing to remove: done already
+        ]
+        if failed:
+            raise EngineError(
+                f"POST _plugins/_ism/remove/{index} failed: {'; '.join(failed)}", status=400
+            )
 
 
 _RESOLVE_MEMBERS = 100  # an alias's members asked about at most (one URL)

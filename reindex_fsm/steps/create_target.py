@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import EngineError, TargetExists, TargetRefused
 from ..plan import Plan
-from . import target
+from . import lifecycle, target
 from .context import RunContext
 from .target import owner_of
 
@@ -29,6 +29,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         if owner != ctx.run_id:
             raise TargetExists(p.target_index, owner)
         detail = {"target": p.target_index, "resumed": "target already created"}
+        detail.update(lifecycle.release_target(ctx))
         return {**target.recorded(ctx), "detail": detail}
     try:
         ctx.engine.create_index(p.target_index, {**p.settings, **p.copy_settings}, p.mappings)
@@ -41,5 +42,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
             raise TargetRefused(p.target_index, reason, ctx.run_id) from exc
         raise
     ctx.crash("create_target.engine_done")
+    released = lifecycle.release_target(ctx)  # not live: no lifecycle policy acts on it yet
     # its identity: the copy writes into, and the swap moves the alias onto, this index only
-    return {**target.recorded(ctx), "detail": {"target": p.target_index}}
+    return {**target.recorded(ctx), "detail": {"target": p.target_index, **released}}

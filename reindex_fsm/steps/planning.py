@@ -15,7 +15,7 @@ from ..engine.base import Engine, EngineInfo
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..options import RunOptions
 from ..plan import Plan
-from . import deep_verify, transforms
+from . import deep_verify, lifecycle, transforms
 from .copy.registry import strategy_for_options
 from .target import META_KEY, owner_of, reindex_request, swap_actions
 from .write_policy import check_options
@@ -268,6 +268,9 @@ def make_plan(
     source_count = engine.count(source)
     meta = {"run_id": run_id, "alias": alias, "source_index": source, "tool": "reindex-fsm"}
     settings = target_settings(definition.settings, options.settings_overrides)
+    # lifecycle settings wait for the swap: a policy must not act on an index not yet live
+    settings, handover = lifecycle.hold_back(engine, info, source, definition.settings, settings)
+    lifecycle.check_rollover_name(source, target, handover)
     mappings = target_mappings(definition.mappings, options.mappings_override, meta)
     prepared = strategy.prepare(engine, info, options, source, source_count, mappings)
     if prepared.mappings:
@@ -300,6 +303,7 @@ def make_plan(
         copy_settings=while_copying,
         **prepared.plan_values,
         source_uuid=definition.settings.get("index.uuid"),
+        lifecycle=handover,
     )
 
 

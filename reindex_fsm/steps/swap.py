@@ -1,4 +1,5 @@
-"""VERIFYING -> SWAPPED: one atomic _aliases request moving every alias of the source."""
+"""VERIFYING -> SWAPPED: one atomic _aliases request moving every alias of the source, then
+the source's lifecycle policy (ILM, ISM) handed over to the target (steps/lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ from typing import Any
 
 from ..errors import EngineError, EngineUnreachable, IndexNotFound, RunStepFailed, StaleState
 from ..plan import Plan
-from . import target, task_results
+from . import lifecycle, target, task_results
 from .context import RunContext
 from .target import swap_actions
 
 
 def plan(p: Plan) -> dict[str, Any]:
-    return {"step": "swap", "actions": p.alias_actions}
+    shown: dict[str, Any] = {"step": "swap", "actions": p.alias_actions}
+    after = lifecycle.describe(p)
+    if after is not None:
+        shown["after_the_swap"] = after
+    return shown
 
 
 def already_swapped(ctx: RunContext) -> bool:
@@ -41,6 +46,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     actions = swap_actions(p.source_index, p.target_index, on_source, must_exist)
     # the alias goes only onto the index this run created, as it was planned
     checked = target.check_before_swap(ctx)
+    released = lifecycle.release_target(ctx)  # one ISM attached since the target's creation
     current = ctx.repo.get(ctx.run_id).state
     if current is not ctx.record.state:  # aborted meanwhile: never move the alias then
         raise StaleState(ctx.run_id, ctx.record.state.value, current.value)
@@ -51,11 +57,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ctx.crash("swap.recorded")
     ctx.engine.update_aliases(actions)
     ctx.crash("swap.engine_done")
+    record = {**record, "swapped_at": _iso(ctx)}
+    detail: dict[str, Any] = {"actions": actions, **checked, **released}
+    _hand_over(ctx, record, detail)
     # The copy's result is stored in progress and events: its .tasks record can go.
-    return {
-        "detail": {"actions": actions, **checked, "task_results": task_results.delete_all(ctx)},
-        "swap_record": {**record, "swapped_at": _iso(ctx)},
-    }
+    detail["task_results"] = task_results.delete_all(ctx)
+    return {"detail": detail, "swap_record": record}
+
+
+def _hand_over(ctx: RunContext, record: dict[str, Any], detail: dict[str, Any]) -> None:
+    """The lifecycle follows the alias; what was done is stored with the swap (undo hands
+    it back from there). Idempotent: a resume after a crash in it finishes it."""
+    handed = lifecycle.hand_over(ctx)
+    if handed is not None:
+        record["lifecycle"] = detail["lifecycle"] = handed
 
 
 # -- what the swap records, for undo's check of the writes made since ---------------------
@@ -99,5 +114,6 @@ def adopt(ctx: RunContext) -> dict[str, Any]:
             "nothing was recorded before the swap: writes made through the alias before "
             "now cannot be told apart by undo"
         )
+    _hand_over(ctx, record, detail)
     detail["task_results"] = task_results.delete_all(ctx)
     return {"detail": detail, "swap_record": record, "target_count": at_swap["count"]}

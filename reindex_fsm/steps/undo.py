@@ -6,7 +6,8 @@ the alias is no longer on this run's target (someone moved it, or a later run sw
 it), or, without ``force``, when the target was written to since the swap (writes made
 through the alias since then are not in the previous index): see
 :func:`writes_since_swap`. Idempotent: if the aliases are already back (a crash after
-the request), UNDONE is just recorded.
+the request), UNDONE is just recorded. A lifecycle policy the swap handed over to the
+target follows the aliases back (steps/lifecycle.py), on that resume too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from .. import events
 from ..errors import StaleState, UndoRefused
 from ..plan import Plan
+from . import lifecycle
 from .context import RunContext
 from .rollback import source_changed
 from .target import swap_actions
@@ -103,7 +105,9 @@ def run(ctx: RunContext, force: bool = False) -> dict[str, Any]:
     detail: dict[str, Any] = {"previous_index": p.source_index, "target": p.target_index}
     if p.alias not in on_target:
         if p.alias in on_source:  # undone before the record was stored: just record it
-            return {"detail": {**detail, "resumed": "aliases already on the previous index"}}
+            detail["resumed"] = "aliases already on the previous index"
+            _hand_back(ctx, detail)
+            return {"detail": detail}
         raise UndoRefused(
             ctx.run_id,
             f"alias {p.alias} is no longer on {p.target_index} (someone moved it, or a "
@@ -138,4 +142,11 @@ def run(ctx: RunContext, force: bool = False) -> dict[str, Any]:
     ctx.engine.update_aliases(actions)
     ctx.crash("undo.engine_done")
     detail["actions"] = actions
+    _hand_back(ctx, detail)
     return {"detail": detail}
+
+
+def _hand_back(ctx: RunContext, detail: dict[str, Any]) -> None:
+    handed = lifecycle.hand_back(ctx)
+    if handed is not None:
+        detail["lifecycle"] = handed

@@ -11,7 +11,7 @@ By topic: :mod:`.state` (the cluster's state, call recording, faults, test contr
 :mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
 searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
 :mod:`.data_streams` (data streams, aliases over them), :mod:`.relocation` (a task moved
-to another node, Elasticsearch 9.5+).
+to another node, Elasticsearch 9.5+), :mod:`.lifecycle` (ILM and the ISM plugin).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .data_streams import FakeDataStreams
 from .documents import FakeDocuments
 from .indices import FakeIndices
 from .lease import FakeLease
+from .lifecycle import FakeLifecycle
 from .relocation import FakeRelocation
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
 from .tasks import FakeTasks
@@ -29,6 +30,13 @@ __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
 
 class FakeEngine(
-    FakeDataStreams, FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease, FakeRelocation
+    FakeLifecycle,
+    FakeDataStreams,
+    FakeCluster,
+    FakeIndices,
+    FakeDocuments,
+    FakeTasks,
+    FakeLease,
+    FakeRelocation,
 ):
     """The whole fake cluster: every Engine protocol method, by topic in its mixins."""

@@ -102,8 +102,8 @@ mappings, blocks, refresh, count, _cat/indices, stats), :mod:`.aliases`,
 :mod:`.documents` (bulk, mget), :mod:`.search` (search, scroll, points in time),
 :mod:`.reindex` (_reindex and the task counts), :mod:`.tasks` (and Elasticsearch 9.5's
 reindex management), :mod:`.security`, :mod:`.lease`, :mod:`.data_streams` (resolve
-index); :mod:`.wire` holds what they share and :mod:`.server` the HTTP plumbing and the
-routing table.
+index), :mod:`.lifecycle` (ILM explain/remove, ISM explain/add/remove); :mod:`.wire` holds
+what they share and :mod:`.server` the HTTP plumbing and the routing table.
 """
 
 from __future__ import annotations

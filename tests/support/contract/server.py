@@ -22,6 +22,7 @@ from .data_streams import DataStreamApi
 from .documents import DocumentApi
 from .indices import IndexApi
 from .lease import LeaseApi
+from .lifecycle import LifecycleApi
 from .reindex import ReindexApi
 from .search import SearchApi, _Scroll
 from .security import SecurityApi
@@ -57,6 +58,7 @@ class ContractServer(
     TaskApi,
     SecurityApi,
     DataStreamApi,
+    LifecycleApi,
 ):
     """A FakeEngine answering HTTP as ``flavor``. Use as a context manager."""
 
@@ -129,6 +131,7 @@ class ContractServer(
         test may replace a handler on the instance."""
         return [
             *self.lease_routes(),
+            *self.lifecycle_routes(),
             *self.search_routes(),
             *self.cluster_routes(),
             *self.alias_routes(),
