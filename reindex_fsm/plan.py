@@ -108,6 +108,9 @@ class Plan:
     # The target will hold much fewer documents than its source (--allow-shrink given):
     # what the plan and the confirmation say; None when it will not.
     shrink: str | None = None
+    # -- index templates: those matching the target's name at plan time, each with what
+    # it would add (steps/templates.py); the run keeps them off the target.
+    templates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

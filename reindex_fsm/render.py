@@ -107,8 +107,21 @@ def confirmation(p: Any, options: Any) -> list[str]:
             f"writes:     BLOCKED on {p.source_index} from the copy until the swap: about "
             f"{estimate} (estimated from {basis})"
         )
+    lines.extend(f"templates:  {t}" for t in template_lines(p))
     lines.extend(f"warning:    {w}" for w in plan_warnings(p, options))
     return lines
+
+
+def template_lines(p: Any) -> list[str]:
+    """The index templates matching the target (each with what it would add), and what
+    the run does about them (steps/templates.py)."""
+    found = getattr(p, "templates", None) or []
+    if not found:
+        return []
+    own = f"reindex-fsm-{p.run_id}".lower()
+    return [t["summary"] for t in found] + [
+        f"none of them applies: the run's own template {own} keeps them off the target"
+    ]
 
 
 def plan_warnings(p: Any, options: Any) -> list[str]:

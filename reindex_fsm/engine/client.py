@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from ..errors import EngineError, EngineUnreachable, IndexNotFound, LeaseConflict, TaskNotFound
@@ -25,6 +25,7 @@ from .base import (
     IndexDefinition,
     IndexStatus,
     IndexSummary,
+    IndexTemplate,
     NodeDisk,
     PrivilegeCheck,
     ReindexRequest,
@@ -38,6 +39,7 @@ from .responses import (
     one_line,
     parse_index_status,
     parse_index_summaries,
+    parse_index_templates,
     parse_max_seq_nos,
     parse_mget,
     parse_node_disks,
@@ -495,3 +497,48 @@ class ClientEngine(ClientTransport):
                 return False
             raise
         return name in body
+
+    # -- index templates --------------------------------------------------------------------
+
+    def index_templates(self) -> list[IndexTemplate]:
+        found: list[IndexTemplate] = []
+        kinds: tuple[tuple[Literal["composable", "legacy"], str], ...] = (
+            ("composable", "/_index_template"),
+            ("legacy", "/_template"),
+        )
+        for kind, path in kinds:
+            try:
+                body = self._request("GET", path, params={"flat_settings": "true"})
+            except EngineError as exc:
+                # none stored (404), or no such API on this engine (400 "no handler", 405)
+                if exc.status in (400, 404, 405) and not isinstance(exc, IndexNotFound):
+                    continue
+                raise
+            found.extend(parse_index_templates(kind, body))
+        return found
+
+    def simulate_index(self, index: str) -> dict[str, Any] | None:
+        try:
+            body = self._request("POST", _path("_index_template", "_simulate_index", index))
+        except EngineError as exc:
+            # an engine without the API: "no handler found for uri" (400), or 404/405
+            unknown = exc.status == 405 or (
+                exc.status in (400, 404) and "no handler" in exc.message.lower()
+            )
+            if unknown and not isinstance(exc, IndexNotFound):
+                return None
+            raise
+        template = body.get("template") if isinstance(body, Mapping) else None
+        return dict(template or {})
+
+    def put_index_template(self, name: str, body: Mapping[str, Any]) -> None:
+        self._request("PUT", _path("_index_template", name), body=dict(body))
+
+    def delete_index_template(self, name: str) -> bool:
+        try:
+            self._request("DELETE", _path("_index_template", name))
+        except EngineError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True

@@ -15,7 +15,7 @@ from ..engine.base import Engine, EngineInfo
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..options import RunOptions
 from ..plan import Plan
-from . import deep_verify, transforms
+from . import deep_verify, templates, transforms
 from .copy.registry import strategy_for_options
 from .target import META_KEY, owner_of, reindex_request, swap_actions
 from .write_policy import check_options
@@ -278,6 +278,7 @@ def make_plan(
     while_copying = copy_settings(options)
     check_final_settings(settings, while_copying)
     request = reindex_request(source, target, run_id, options)
+    matching_templates = templates.describe(engine, target, settings, alias)
     return Plan(
         run_id=run_id,
         alias=alias,
@@ -300,6 +301,7 @@ def make_plan(
         copy_settings=while_copying,
         **prepared.plan_values,
         source_uuid=definition.settings.get("index.uuid"),
+        templates=matching_templates,
     )
 
 

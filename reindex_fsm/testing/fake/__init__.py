@@ -9,7 +9,8 @@ FakeEngine, rebuilds everything else from the database, and resumes.
 By topic: :mod:`.state` (the cluster's state, call recording, faults, test controls),
 :mod:`.cluster` (info, health, plugins, pipelines, preflight reads, privileges),
 :mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
-searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`.
+searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
+:mod:`.templates` (index templates, applied by ``create_index``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from .indices import FakeIndices
 from .lease import FakeLease
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
 from .tasks import FakeTasks
+from .templates import FakeTemplates
 
 __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
 
-class FakeEngine(FakeCluster, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
+class FakeEngine(FakeCluster, FakeTemplates, FakeIndices, FakeDocuments, FakeTasks, FakeLease):
     """The whole fake cluster: every Engine protocol method, by topic in its mixins."""

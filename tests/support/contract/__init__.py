@@ -68,6 +68,11 @@ DELETE .tasks/_doc/{id}                     delete_task_result; Elasticsearch re
                                             (403: .tasks is a restricted system index)
 GET {index}/_stats/docs?level=shards        max_seq_nos (a primary and a lagging replica
                                             copy of each shard)
+GET _index_template (+ GET _template,       index_templates (composable ones; the legacy
+  unrecorded)                               ones read from the fake's state)
+POST _index_template/_simulate_index/{n}    simulate_index ({} when none matches)
+PUT, DELETE _index_template/{name}          put_index_template, delete_index_template
+                                            (404 index_template_missing_exception)
 ==========================================  ============================================
 
 Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
@@ -96,8 +101,8 @@ nodes, cluster settings, plugins, pipelines), :mod:`.indices` (create/delete, se
 mappings, blocks, refresh, count, _cat/indices, stats), :mod:`.aliases`,
 :mod:`.documents` (bulk, mget), :mod:`.search` (search, scroll, points in time),
 :mod:`.reindex` (_reindex and the task counts), :mod:`.tasks`, :mod:`.security`,
-:mod:`.lease`; :mod:`.wire` holds what they share and :mod:`.server` the HTTP plumbing
-and the routing table.
+:mod:`.lease`, :mod:`.templates`; :mod:`.wire` holds what they share and :mod:`.server`
+the HTTP plumbing and the routing table.
 """
 
 from __future__ import annotations

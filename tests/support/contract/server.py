@@ -25,6 +25,7 @@ from .reindex import ReindexApi
 from .search import SearchApi, _Scroll
 from .security import SecurityApi
 from .tasks import TaskApi
+from .templates import TemplateApi
 from .wire import (
     Answer,
     ApiError,
@@ -53,6 +54,7 @@ class ContractServer(
     ReindexApi,
     TaskApi,
     SecurityApi,
+    TemplateApi,
 ):
     """A FakeEngine answering HTTP as ``flavor``. Use as a context manager."""
 
@@ -133,6 +135,7 @@ class ContractServer(
             *self.reindex_routes(),
             *self.task_routes(),
             *self.security_routes(),
+            *self.template_routes(),
         ]
 
 
