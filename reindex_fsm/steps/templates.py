@@ -189,16 +189,6 @@ def _order(t: IndexTemplate) -> tuple[int, str]:
     return t.priority, t.name
 
 
-def adding(p: Plan) -> list[dict[str, Any]]:
-    """The planned templates that would add something to the target."""
-    return [
-        t
-        for t in p.templates
-        if any(t["adds"].get(k) for k in ("settings", "fields", "mappings", "aliases"))
-        or t.get("data_stream")
-    ]
-
-
 def guard_plan(p: Plan) -> str | None:
     """What the run does about the templates, for the plan (None: none matches)."""
     if not p.templates:
