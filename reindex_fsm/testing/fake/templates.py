@@ -83,8 +83,8 @@ class FakeTemplates(FakeIndices):
         self._call("index_templates")
         if not self.templates_supported:
             return []
-        found = [self._template("composable", n, b) for n, b in self.composable_templates.items()]
-        found += [self._template("legacy", n, b) for n, b in self.legacy_templates.items()]
+        found = [self.as_template("composable", n, b) for n, b in self.composable_templates.items()]
+        found += [self.as_template("legacy", n, b) for n, b in self.legacy_templates.items()]
         return found
 
     def simulate_index(self, index: str) -> dict[str, Any] | None:
@@ -176,7 +176,8 @@ class FakeTemplates(FakeIndices):
                     status=400,
                 )
 
-    def _template(self, kind: str, name: str, spec: Mapping[str, Any]) -> IndexTemplate:
+    def as_template(self, kind: str, name: str, spec: Mapping[str, Any]) -> IndexTemplate:
+        """A stored template body as the Engine protocol returns it (settings flat)."""
         body = (spec.get("template") or {}) if kind == "composable" else spec
         return IndexTemplate(
             name=name,

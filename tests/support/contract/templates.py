@@ -4,8 +4,11 @@ templates, and what a new index of a given name would get from them."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-from .wire import Answer, ApiError, Call, Family, Route
+from reindex_fsm.engine.base import IndexTemplate
+
+from .wire import Answer, ApiError, Call, Family, Route, nested_settings, setting_value
 
 
 class TemplateApi(Family):
@@ -22,16 +25,38 @@ class TemplateApi(Family):
         ]
 
     def _get_index_templates(self, call: Call) -> Answer:
-        self.fake.index_templates()  # the one recorded call of the adapter's two requests
+        # the one recorded call of the adapter's two requests (GET _template follows)
+        found = [t for t in self.fake.index_templates() if t.kind == "composable"]
         return 200, {
             "index_templates": [
-                {"name": name, "index_template": copy.deepcopy(body)}
-                for name, body in sorted(self.fake.composable_templates.items())
+                {"name": t.name, "index_template": self._spec(t, call)}
+                for t in sorted(found, key=lambda t: t.name)
             ]
         }
 
     def _get_legacy_templates(self, call: Call) -> Answer:
-        return 200, copy.deepcopy(self.fake.legacy_templates)
+        found = [
+            self.fake.as_template("legacy", name, body)
+            for name, body in self.fake.legacy_templates.items()
+        ]
+        return 200, {t.name: self._spec(t, call) for t in found}
+
+    @staticmethod
+    def _spec(t: IndexTemplate, call: Call) -> dict[str, Any]:
+        """A template as the engines answer it: its settings flat with string values
+        under ``flat_settings=true``, else nested."""
+        flat = {k: setting_value(v) for k, v in t.settings.items()}
+        settings = flat if call.query.get("flat_settings") == "true" else nested_settings(flat)
+        body = {"settings": settings, "mappings": t.mappings, "aliases": t.aliases}
+        spec: dict[str, Any] = {"index_patterns": list(t.index_patterns)}
+        if t.kind == "legacy":
+            return copy.deepcopy({"order": t.priority, **spec, **body})
+        spec.update(priority=t.priority, template=body, composed_of=list(t.composed_of))
+        if t.data_stream:
+            spec["data_stream"] = {"timestamp_field": {"name": "@timestamp"}}
+        if t.meta:
+            spec["_meta"] = t.meta
+        return copy.deepcopy(spec)
 
     def _simulate(self, call: Call) -> Answer:
         found = self.fake.simulate_index(call.params["name"])
