@@ -350,3 +350,18 @@ def test_a_process_that_lost_its_lease_puts_no_template(fake, state_db):
         api.start(cfg, ALIAS, RunOptions(), planned=p)
     assert "put_index_template" not in fake.call_names()
     assert set(fake.composable_templates) == {"docs"} and TARGET not in fake.indices
+
+
+def test_a_setting_the_engine_writes_itself_is_no_template_addition(cfg, fake):
+    """A new index may carry a setting no template gave it (one the engine writes on every
+    new index, which an older source lacks): the run is not refused for it."""
+    fake.add_composable_template("docs", EVERYTHING)
+    original = fake.create_index
+
+    def create_index(index, settings, mappings):
+        original(index, settings, mappings)
+        fake.indices[index].settings["index.written.by.this.engine.version"] = "x"
+
+    fake.create_index = create_index
+    rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
+    assert rec.state is State.SWAPPED, rec.error

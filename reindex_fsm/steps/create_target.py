@@ -103,38 +103,53 @@ class _guarded:
                 templates.release(self.ctx)
 
 
-def _extra_settings(p: Plan, actual: Mapping[str, Any]) -> list[str]:
+def _unplanned_settings(p: Plan, actual: Mapping[str, Any]) -> dict[str, Any]:
     planned = {**p.settings, **p.copy_settings}
-    return [
-        f"setting {key}={value}"
+    return {
+        key: value
         for key, value in sorted(actual.items())
         if key not in planned
         and key not in ENGINE_WRITTEN
         and not is_volatile(key)
         and not _operational(key)
-    ]
+    }
 
 
 def _operational(key: str) -> bool:
     return any(key == o or (o.endswith(".") and key.startswith(o)) for o in OPERATIONAL_SETTINGS)
 
 
-def _extra_mappings(p: Plan, actual: Mapping[str, Any]) -> list[str]:
+def unplanned(p: Plan, found: IndexDefinition, aliases: Mapping[str, Any]) -> dict[str, Any]:
+    """What the target has that was not planned: ``{"aliases", "settings", "fields",
+    "mappings"}`` (any alias; a setting, a field or a top-level mapping key the plan does
+    not have; the planned ones' values are the request's own: the engine lets the create
+    request win over a template)."""
     planned_fields = set(templates.field_paths(p.mappings))
-    extra = [f"field {f}" for f in templates.field_paths(actual) if f not in planned_fields]
-    extra += [f"mapping {k}" for k in sorted(actual) if k not in p.mappings]
-    return extra
+    return {
+        "aliases": sorted(aliases),
+        "settings": _unplanned_settings(p, found.settings),
+        "fields": [f for f in templates.field_paths(found.mappings) if f not in planned_fields],
+        "mappings": sorted(k for k in found.mappings if k not in p.mappings),
+    }
 
 
-def created_differences(p: Plan, found: IndexDefinition, aliases: Mapping[str, Any]) -> list[str]:
-    """What the target has that was not planned: any alias, a setting, a field or a
-    top-level mapping key (the planned ones' values are the request's own: the engine
-    lets the create request win over a template)."""
+def from_templates(p: Plan, extra: dict[str, Any], could: dict[str, Any]) -> list[str]:
+    """The unplanned parts a template could have added (``could``: what the templates
+    matching now would add): any alias (the engine adds none by itself); a setting,
+    field or mapping key only if a template has it (a setting the engine writes on every
+    new index, say one the source was created too early to have, is not a template's)."""
     listed = [
         f"alias {name}" + (" (the live alias)" if name == p.alias else "")
-        for name in sorted(aliases)
+        for name in extra["aliases"]
     ]
-    return listed + _extra_settings(p, found.settings) + _extra_mappings(p, found.mappings)
+    listed += [
+        f"setting {key}={value}"
+        for key, value in extra["settings"].items()
+        if key in could["settings"]
+    ]
+    listed += [f"field {f}" for f in extra["fields"] if f in could["fields"]]
+    listed += [f"mapping {k}" for k in extra["mappings"] if k in could["mappings"]]
+    return listed
 
 
 def _check_created(ctx: RunContext) -> IndexDefinition:
@@ -142,10 +157,13 @@ def _check_created(ctx: RunContext) -> IndexDefinition:
     it is deleted (it is this run's and empty) and the run refused."""
     p = ctx.plan
     found = ctx.engine.get_index(p.target_index)
-    differences = created_differences(p, found, ctx.engine.get_index_aliases(p.target_index))
-    if not differences:
+    extra = unplanned(p, found, ctx.engine.get_index_aliases(p.target_index))
+    if not any(extra.values()):
         return found
     now = templates.matching_now(ctx.engine, p)
+    differences = from_templates(p, extra, templates.could_add(ctx.engine, p, now))
+    if not differences:
+        return found
     by = f"index template(s) {templates.names(now)}" if now else "a template (none matches now)"
     ctx.engine.delete_index(p.target_index)
     ctx.crash("create_target.mismatch_deleted")

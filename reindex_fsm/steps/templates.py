@@ -310,6 +310,26 @@ def leftover(engine: Engine, run_id: str) -> bool:
     )
 
 
+def could_add(engine: Engine, p: Plan, found: list[IndexTemplate]) -> dict[str, Any]:
+    """Everything the templates ``found`` (and the composable one that would apply now,
+    component templates merged) would add, as :func:`additions` lists it, merged."""
+    parts = [additions(t.settings, t.mappings, t.aliases) for t in found]
+    resolved = engine.simulate_index(p.target_index) if found else None
+    if resolved:
+        parts.append(
+            additions(
+                resolved.get("settings") or {},
+                resolved.get("mappings") or {},
+                resolved.get("aliases"),
+            )
+        )
+    return {
+        "settings": {k for part in parts for k in part["settings"]},
+        "fields": {f for part in parts for f in part["fields"]},
+        "mappings": {k for part in parts for k in part["mappings"]},
+    }
+
+
 def matching_now(engine: Engine, p: Plan) -> list[IndexTemplate]:
     """The templates other than the run's own that match the target's name now."""
     hidden = str(p.settings.get("index.hidden", "")).lower() == "true"
