@@ -17,6 +17,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .steps.templates import own_name
+
 # A line of piped output is never wrapped: tools downstream (grep, less -S) see one
 # record per line, and its length is the content's, not a fixed width.
 PIPE_WIDTH = 10_000
@@ -118,9 +120,9 @@ def template_lines(p: Any) -> list[str]:
     found = getattr(p, "templates", None) or []
     if not found:
         return []
-    own = f"reindex-fsm-{p.run_id}".lower()
     return [t["summary"] for t in found] + [
-        f"none of them applies: the run's own template {own} keeps them off the target"
+        f"none of them applies: the run's own template {own_name(p.run_id)} keeps them off "
+        "the target"
     ]
 
 
