@@ -37,7 +37,7 @@ from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
-from .steps import create_target, data_streams, swap, verify, write_policy
+from .steps import create_target, data_streams, swap, templates, verify, write_policy
 from .steps.context import RunContext
 from .steps.copy.registry import strategy_for, strategy_for_options
 from .steps.planning import META_KEY, make_plan
@@ -525,6 +525,9 @@ def cleanup(
             verdict = ("delete", f"beyond the newest {keep} (run {run.id}, {run.state})")
         created = datetime.fromtimestamp(index.created_ms / 1000, UTC).isoformat()
         rows.append(CleanupRow(index.name, created, meta.get("run_id"), *verdict))
+    # -- index templates: a run's own, left over (by a crash) once the run finished --
+    stale = templates.stale(engine, alias, {r.id: r.finished for r in runs.values()})
+    rows += [CleanupRow(name, "", run_id, "delete", why) for name, run_id, why in stale]
     if dry_run:
         return rows
     done: list[CleanupRow] = []
@@ -532,8 +535,11 @@ def cleanup(
         if r.action == "delete" and only is not None and r.index not in only:
             r = replace(r, action="keep", reason="not among the indices confirmed")
         elif r.action == "delete":
+            if not r.created and r.index == templates.own_name(r.run_id or ""):  # a template
+                engine.delete_index_template(r.index)
+                r = replace(r, action="deleted")
             # An alias added since the listing makes it live again: check right before.
-            if engine.get_index_aliases(r.index):
+            elif engine.get_index_aliases(r.index):
                 r = replace(r, action="keep", reason="got an alias meanwhile")
             else:
                 engine.delete_index(r.index)

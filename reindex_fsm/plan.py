@@ -112,6 +112,9 @@ class Plan:
     # over (steps/lifecycle.py): the settings put on the target after the swap, the
     # source's own, the ILM/ISM policy that moves; None when no lifecycle is involved.
     lifecycle: dict[str, Any] | None = None
+    # -- index templates: those matching the target's name at plan time, each with what
+    # it would add (steps/templates.py); the run keeps them off the target.
+    templates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -17,6 +17,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .steps.templates import own_name
+
 # A line of piped output is never wrapped: tools downstream (grep, less -S) see one
 # record per line, and its length is the content's, not a fixed width.
 PIPE_WIDTH = 10_000
@@ -107,12 +109,25 @@ def confirmation(p: Any, options: Any) -> list[str]:
             f"writes:     BLOCKED on {p.source_index} from the copy until the swap: about "
             f"{estimate} (estimated from {basis})"
         )
+    lines.extend(f"templates:  {t}" for t in template_lines(p))
     lines.extend(f"warning:    {w}" for w in plan_warnings(p, options))
     # lifecycle policies handed over after the swap (steps/lifecycle.py)
     lines.extend(
         f"lifecycle:  {note}" for note in (getattr(p, "lifecycle", None) or {}).get("notes", [])
     )
     return lines
+
+
+def template_lines(p: Any) -> list[str]:
+    """The index templates matching the target (each with what it would add), and what
+    the run does about them (steps/templates.py)."""
+    found = getattr(p, "templates", None) or []
+    if not found:
+        return []
+    return [t["summary"] for t in found] + [
+        f"none of them applies: the run's own template {own_name(p.run_id)} keeps them off "
+        "the target"
+    ]
 
 
 def plan_warnings(p: Any, options: Any) -> list[str]:

@@ -33,7 +33,7 @@ from .errors import (
     UndoRefused,
 )
 from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
-from .steps import create_target, rollback, swap, undo, verify, write_policy
+from .steps import create_target, rollback, swap, templates, undo, verify, write_policy
 from .steps import target as own_target
 from .steps.context import RunContext, SilentReporter
 from .steps.copy.registry import strategy_for
@@ -127,8 +127,11 @@ class RunDriver:
 
     def nothing_written(self, _e: EventData) -> bool:
         engine, p = self.ctx.engine, self.ctx.plan
-        return not engine.index_exists(p.target_index) and not engine.list_reindex_tasks(
-            self.ctx.opaque_id
+        return (
+            not engine.index_exists(p.target_index)
+            and not engine.list_reindex_tasks(self.ctx.opaque_id)
+            # the run's own template, left by a crash before the target's uuid was stored
+            and not (p.target_uuid is None and templates.leftover(engine, self.ctx.run_id))
         )
 
     def failed_from_is_dest(self, e: EventData) -> bool:

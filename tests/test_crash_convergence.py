@@ -52,6 +52,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     # no writer (the fake's time does not move on a crash), so every catch-up pass is
     # empty: the crash points of the passes, the final block and the deletion check
+    # a composable template adding a setting, a field and the live alias to the target's
+    # name: the run's own template is put, the target created, the template deleted
+    "templates": {"options": RunOptions(verify=True), "end": State.SWAPPED, "lossy": False},
     "catch-up": {
         "options": RunOptions(verify=True, write_policy="catch-up", since_field="updated_at"),
         "end": State.SWAPPED,
@@ -67,6 +70,19 @@ def _cluster(scenario: str) -> FakeEngine:
         with_since_field(fake)
     if SCENARIOS[scenario]["lossy"]:
         _lossy(fake)
+    if scenario == "templates":
+        fake.add_composable_template(
+            "documents-template",
+            {
+                "index_patterns": ["documents-*"],
+                "priority": 100,
+                "template": {
+                    "settings": {"index.max_result_window": 123},
+                    "mappings": {"properties": {"from_template": {"type": "keyword"}}},
+                    "aliases": {"documents": {}},
+                },
+            },
+        )
     return fake
 
 
@@ -76,7 +92,7 @@ def _outcome(fake: FakeEngine, state: State) -> dict[str, Any]:
         meta = index["mappings"].get("_meta", {}).get("reindex_fsm")
         if meta:
             meta["run_id"] = "<run>"
-    return {"state": state, "indices": snap}
+    return {"state": state, "indices": snap, "templates": dict(fake.composable_templates)}
 
 
 def _uninterrupted(scenario: str, tmp: str) -> tuple[list[str], dict[str, Any]]:
@@ -137,6 +153,9 @@ def test_there_are_enough_boundaries():
     assert {"create_target.engine_done", "start_copy.engine_done", "swap.engine_done"} <= set(seen)
     assert "rollback.engine_done" in _points("verify-fails-rollback")
     assert {"write_policy.blocked", "write_policy.released"} <= set(seen)
+    assert {"create_target.template_put", "create_target.template_deleted"} <= set(
+        _points("templates")
+    )
     catch_up = set(_points("catch-up"))
     assert {"catch_up.pass_started", "write_policy.blocked"} <= catch_up
 

@@ -46,6 +46,7 @@ PLAN_CALLS = [
     "get_index",  # source settings and mappings
     "count",  # source snapshot
     "ism_explain",  # is there an ISM plugin, and a policy on the source? (no plugin here)
+    "index_templates",  # the templates matching the target's name (none)
     "get_lease",  # the engine lease on the alias: free
     "put_lease",  # taken (op_type=create)
 ]
@@ -91,9 +92,11 @@ ABORT_CALLS = [
 def run_calls(polls: int) -> list[str]:
     return [
         "index_exists",
+        "index_templates",  # any template matching the target's name now? (none)
         "put_lease",  # the lease verified (a conditional renewal) before each write that
         "create_index",  # cannot be taken back, and before each transition is stored
         "get_index",  # the target's uuid, stored with the plan: its identity
+        "get_index_aliases",  # ...and it is the planned one: no alias a template added
         "put_lease",  # -> TARGET_CREATED
         "get_index",  # was the source write-blocked already?
         "put_lease",  # the block's intent (a checkpoint with an event)

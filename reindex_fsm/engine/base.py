@@ -49,6 +49,9 @@ ENGINE_WRITES: frozenset[str] = frozenset(
         "ilm_remove_policy",
         "ism_add_policy",
         "ism_remove_policy",
+        # -- index templates: the run's own template, only while its target is created
+        "put_index_template",
+        "delete_index_template",
     }
 )
 
@@ -276,6 +279,26 @@ class LifecycleStatus:
         return self.policy is not None
 
 
+# -- index templates --
+@dataclass(frozen=True)
+class IndexTemplate:
+    """An index template as the engine stores it: ``kind`` "composable"
+    (``_index_template``, ``priority``) or "legacy" (``_template``, its ``order`` as
+    ``priority``); ``settings``, ``mappings`` and ``aliases`` are its own template body
+    (a composable one's component templates are named in ``composed_of``, not merged)."""
+
+    name: str
+    kind: Literal["composable", "legacy"]
+    index_patterns: tuple[str, ...]
+    priority: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    mappings: dict[str, Any] = field(default_factory=dict)
+    aliases: dict[str, Any] = field(default_factory=dict)
+    composed_of: tuple[str, ...] = ()
+    data_stream: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
 @runtime_checkable
 class Engine(Protocol):
     """The calls a run makes against a cluster, by topic."""
@@ -479,6 +502,26 @@ class Engine(Protocol):
     def ism_remove_policy(self, index: str) -> None:
         """``POST _plugins/_ism/remove/<index>`` (ISM also sets the index's
         ``auto_manage`` to false); an index no policy manages is not an error."""
+
+    # -- index templates: what a new index's name would be given, and the run's own ------
+    def index_templates(self) -> list[IndexTemplate]:
+        """Every composable (``GET _index_template``) and legacy (``GET _template``)
+        index template; a kind the engine has no API for is left out."""
+        ...
+
+    def simulate_index(self, index: str) -> dict[str, Any] | None:
+        """What the composable templates would give a new index named ``index``
+        (``POST _index_template/_simulate_index/<index>``, component templates merged):
+        ``{"settings", "mappings", "aliases"}``, {} when none matches; None when the
+        engine has no such API."""
+        ...
+
+    def put_index_template(self, name: str, body: Mapping[str, Any]) -> None:
+        """``PUT _index_template/<name>``: create or replace a composable template."""
+        ...
+
+    def delete_index_template(self, name: str) -> bool:
+        """``DELETE _index_template/<name>``; False when there was none."""
         ...
 
 

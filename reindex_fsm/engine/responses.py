@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import (
     EngineError,
@@ -27,7 +27,7 @@ from ..errors import (
     TaskNotFound,
     UnsupportedEngine,
 )
-from .base import EngineInfo, IndexStatus, IndexSummary, NodeDisk, TaskStatus
+from .base import EngineInfo, IndexStatus, IndexSummary, IndexTemplate, NodeDisk, TaskStatus
 
 __all__ = [
     "OPAQUE_ID_HEADER",
@@ -519,4 +519,41 @@ def parse_mget(
         found[doc_id] = dict(doc.get("_source") or {}) if doc.get("found") else None
     if len(found) < len(set(wanted)):
         raise EngineError(f"{what} answered for fewer documents")
+    return found
+
+
+# -- index templates ------------------------------------------------------------------------
+
+
+def parse_index_templates(kind: Literal["composable", "legacy"], body: Any) -> list[IndexTemplate]:
+    """``GET _index_template`` (``{"index_templates": [{name, index_template}]}``) or
+    ``GET _template`` (``{name: {order, index_patterns, settings, mappings, aliases}}``)."""
+    if not isinstance(body, Mapping):
+        return []
+    if kind == "composable":
+        rows = [
+            (str(row.get("name")), row.get("index_template") or {})
+            for row in body.get("index_templates") or []
+            if isinstance(row, Mapping)
+        ]
+    else:
+        rows = [(str(name), spec) for name, spec in body.items() if isinstance(spec, Mapping)]
+    found = []
+    for name, spec in rows:
+        inner = (spec.get("template") or {}) if kind == "composable" else spec
+        patterns = spec.get("index_patterns") or []
+        found.append(
+            IndexTemplate(
+                name=name,
+                kind=kind,
+                index_patterns=tuple([patterns] if isinstance(patterns, str) else patterns),
+                priority=int(spec.get("priority" if kind == "composable" else "order") or 0),
+                settings=dict(inner.get("settings") or {}),
+                mappings=dict(inner.get("mappings") or {}),
+                aliases=dict(inner.get("aliases") or {}),
+                composed_of=tuple(spec.get("composed_of") or ()),
+                data_stream=spec.get("data_stream") is not None,
+                meta=dict(spec.get("_meta") or {}),
+            )
+        )
     return found

@@ -15,7 +15,7 @@ from ..engine.base import Engine, EngineInfo
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..options import RunOptions
 from ..plan import Plan
-from . import deep_verify, lifecycle, transforms
+from . import deep_verify, lifecycle, templates, transforms
 from .copy.registry import strategy_for_options
 from .target import META_KEY, owner_of, reindex_request, swap_actions
 from .write_policy import check_options
@@ -281,6 +281,7 @@ def make_plan(
     while_copying = copy_settings(options)
     check_final_settings(settings, while_copying)
     request = reindex_request(source, target, run_id, options)
+    matching_templates = templates.describe(engine, target, settings, alias)
     return Plan(
         run_id=run_id,
         alias=alias,
@@ -304,6 +305,7 @@ def make_plan(
         **prepared.plan_values,
         source_uuid=definition.settings.get("index.uuid"),
         lifecycle=handover,
+        templates=matching_templates,
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from .. import events
 from ..engine.base import ALIAS_PROPERTIES
 from ..errors import EngineError, ReindexFsmError
-from . import task_results
+from . import task_results, templates
 from .context import RunContext
 from .poll import Backoff, Waiter
 from .target import index_uuid, owner_of
@@ -191,4 +191,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         ctx.reporter.emit(ctx.record, events.Warning(warning))
     if task_ids or ctx.record.task_id:
         detail["task_results"] = task_results.delete_all(ctx)
+    # -- index templates: the run's own, left by a crash while the target was created
+    # (once the target's uuid is stored, the create step had deleted it) --
+    if p.target_uuid is None:
+        detail.update(templates.release(ctx, "rollback.template_deleted"))
     return {"detail": detail}

@@ -11,7 +11,8 @@ By topic: :mod:`.state` (the cluster's state, call recording, faults, test contr
 :mod:`.indices` (indices, aliases, write blocks), :mod:`.documents` (bulk, scans,
 searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
 :mod:`.data_streams` (data streams, aliases over them), :mod:`.relocation` (a task moved
-to another node, Elasticsearch 9.5+), :mod:`.lifecycle` (ILM and the ISM plugin).
+to another node, Elasticsearch 9.5+), :mod:`.lifecycle` (ILM and the ISM plugin),
+:mod:`.templates` (index templates, applied by ``create_index``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .lifecycle import FakeLifecycle
 from .relocation import FakeRelocation
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
 from .tasks import FakeTasks
+from .templates import FakeTemplates
 
 __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
@@ -33,6 +35,7 @@ class FakeEngine(
     FakeLifecycle,
     FakeDataStreams,
     FakeCluster,
+    FakeTemplates,
     FakeIndices,
     FakeDocuments,
     FakeTasks,

@@ -73,6 +73,11 @@ GET _resolve/index/{names}                  data_stream_use (data streams, backi
 ES 9.5: GET _reindex/{id},                  get_task, cancel_task by the ID a task was
   POST _reindex/{id}/_cancel, GET _reindex  started with, across a relocation (the Tasks
                                             API then knows only the new ID)
+GET _index_template (+ GET _template,       index_templates (composable ones; the legacy
+  unrecorded)                               ones read from the fake's state)
+POST _index_template/_simulate_index/{n}    simulate_index ({} when none matches)
+PUT, DELETE _index_template/{name}          put_index_template, delete_index_template
+                                            (404 index_template_missing_exception)
 ==========================================  ============================================
 
 Each flavor has only its own PIT endpoints (the other flavor's path has no route), and
@@ -102,8 +107,9 @@ mappings, blocks, refresh, count, _cat/indices, stats), :mod:`.aliases`,
 :mod:`.documents` (bulk, mget), :mod:`.search` (search, scroll, points in time),
 :mod:`.reindex` (_reindex and the task counts), :mod:`.tasks` (and Elasticsearch 9.5's
 reindex management), :mod:`.security`, :mod:`.lease`, :mod:`.data_streams` (resolve
-index), :mod:`.lifecycle` (ILM explain/remove, ISM explain/add/remove); :mod:`.wire` holds
-what they share and :mod:`.server` the HTTP plumbing and the routing table.
+index), :mod:`.lifecycle` (ILM explain/remove, ISM explain/add/remove), :mod:`.templates`;
+:mod:`.wire` holds what they share and :mod:`.server` the HTTP plumbing and the routing
+table.
 """
 
 from __future__ import annotations

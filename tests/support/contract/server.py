@@ -27,6 +27,7 @@ from .reindex import ReindexApi
 from .search import SearchApi, _Scroll
 from .security import SecurityApi
 from .tasks import TaskApi
+from .templates import TemplateApi
 from .wire import (
     Answer,
     ApiError,
@@ -59,6 +60,7 @@ class ContractServer(
     SecurityApi,
     DataStreamApi,
     LifecycleApi,
+    TemplateApi,
 ):
     """A FakeEngine answering HTTP as ``flavor``. Use as a context manager."""
 
@@ -141,6 +143,7 @@ class ContractServer(
             *self.task_routes(),
             *self.security_routes(),
             *self.data_stream_routes(),
+            *self.template_routes(),
         ]
 
 
