@@ -53,7 +53,7 @@ RUN_CLUSTER_PERMISSIONS = (
     "cluster:monitor/state",  # GET _cluster/settings
     "cluster:monitor/nodes/info",  # _cat/plugins
     "cluster:monitor/nodes/stats",  # the disk check
-    "cluster:monitor/task",  # list reindex tasks
+    "cluster:monitor/tasks/lists",  # list reindex tasks
     "cluster:monitor/task/get",
     "cluster:admin/tasks/cancel",
     "cluster:admin/reindex/rethrottle",
@@ -64,6 +64,7 @@ RUN_CLUSTER_PERMISSIONS = (
     "indices:data/read/scroll/clear",
     "indices:data/read/point_in_time/delete",
 )
+EVERY_INDEX_PERMISSIONS = ("indices:admin/aliases/get",)
 SOURCE_AND_TARGET_PERMISSIONS = (
     "indices:admin/get",
     "indices:admin/mappings/get",
@@ -71,15 +72,16 @@ SOURCE_AND_TARGET_PERMISSIONS = (
     "indices:admin/aliases/get",
     "indices:monitor/stats",
     "indices:data/read/search",
-    "indices:data/read/mget[shard]",
+    "indices:admin/shards/search_shards",  # a sliced _reindex
+    "indices:data/read/mget*",  # and its shard-level [shard]
     "indices:data/read/point_in_time/create",
     "indices:admin/block/add",  # the write block of the source
     "indices:admin/settings/update",  # lift the block; the target's final settings
     "indices:admin/create",
     "indices:admin/delete",  # rollback, cleanup
-    "indices:admin/refresh",
+    "indices:admin/refresh*",  # and its shard-level [s]
     "indices:data/write/index",
-    "indices:data/write/bulk[s]",
+    "indices:data/write/bulk*",
     "indices:admin/aliases",  # the swap
 )
 LEASE_PERMISSIONS = (
@@ -91,8 +93,8 @@ LEASE_PERMISSIONS = (
     "indices:data/write/index",
     "indices:data/write/update",
     "indices:data/write/delete",
-    "indices:data/write/bulk[s]",
-    "indices:admin/refresh",
+    "indices:data/write/bulk*",
+    "indices:admin/refresh*",
 )
 
 
@@ -262,6 +264,8 @@ def run_role(without: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "cluster_permissions": list(RUN_CLUSTER_PERMISSIONS),
         "index_permissions": [
+            # A target name must be no alias anywhere: GET _alias/<name> reads every index.
+            {"index_patterns": ["*"], "allowed_actions": list(EVERY_INDEX_PERMISSIONS)},
             {"index_patterns": list(TEST_INDEX_PATTERNS), "allowed_actions": index_actions},
             {"index_patterns": [LEASE_INDEX], "allowed_actions": list(LEASE_PERMISSIONS)},
         ],
