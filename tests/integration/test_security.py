@@ -157,6 +157,18 @@ def test_full_run_under_the_least_privilege_role(
     assert content_digest(admin, target) == before
     # the write block is lifted: the source takes writes again
     assert "index.blocks.write" not in admin.get_index(source).settings
+    # and undone under the same role: the alias goes back to the source
+    undone = cli(
+        secured_engine,
+        security.RUN_USER,
+        "undo",
+        run["run_id"],
+        "--state-db",
+        str(db),
+        "--force",
+    )
+    assert undone.returncode == 0, undone.stderr[-3000:]
+    assert set(admin.get_alias(alias)) == {source}
 
 
 # -- refused: one line, its exit code, nothing written ----------------------------------------
