@@ -219,6 +219,12 @@ class EngineHome:
                 url = self._launch_cluster(count or 1, java, dist, knn)
                 if url:
                     (self.path / "url").write_text(url + "\n")
+                    if self.secured():
+                        log.info(
+                            "secured: CA %s, users and passwords in %s",
+                            self.ca_path,
+                            self.ca_path.with_name("users.json"),
+                        )
                     return url
                 if attempt < START_ATTEMPTS and self._port_clash():
                     log.info("port clash on attempt %d; retrying with other ports", attempt)

@@ -28,6 +28,7 @@ import ipaddress
 import json
 import os
 import secrets
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,7 +380,6 @@ def write_node_files(home: Path, node_home: Path) -> None:
         path.chmod(0o700 if path.is_dir() else 0o600)
 
 
-def ssl_context(ca: Path) -> Any:
-    import ssl
-
+def ssl_context(ca: Path) -> ssl.SSLContext:
+    """A client context that trusts only the engine's CA (hostname checked: 127.0.0.1)."""
     return ssl.create_default_context(cafile=os.fspath(ca))

@@ -108,7 +108,9 @@ def engine_url() -> Iterator[str]:
     if url:
         yield url
         return
-    with started_engine(always_stop=False) as local:
+    # security=False: the suites' engine is a plain one whatever REINDEX_FSM_ENGINE_SECURITY
+    # says (the secured one is ``secured_engine``, in a home of its own)
+    with started_engine(always_stop=False, security=False) as local:
         yield local.url
 
 
