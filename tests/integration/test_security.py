@@ -266,3 +266,30 @@ def test_each_probed_privilege_is_found_missing_on_the_real_engine(
     finally:
         admin.request("PUT", role_path, body=security.run_role(without=("indices:admin/aliases",)))
     assert cluster_picture(admin, alias) == before
+
+
+def test_without_the_preflight_the_refused_swap_is_one_line_and_the_alias_stays(
+    secured_engine: LocalEngine, admin: ClientEngine, alias: str, tmp_path: Path
+) -> None:
+    """--skip-preflight privileges: the first refused request (here the swap) fails the run
+    in one line naming the action; the alias never moved and the source takes writes."""
+    source = f"{alias}-src"
+    db = tmp_path / "state.db"
+    result = cli(
+        secured_engine,
+        security.NO_ALIAS_USER,
+        "start",
+        "--alias",
+        alias,
+        "--state-db",
+        str(db),
+        "--skip-preflight",
+        "privileges",
+        "--force",
+    )
+    assert result.returncode == 4, result.stderr[-3000:]
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    assert len(errors) == 1, result.stderr  # the run's progress lines come before it
+    assert "no permissions for [indices:admin/aliases]" in errors[0]
+    assert set(admin.get_alias(alias)) == {source}
+    assert "index.blocks.write" not in admin.get_index(source).settings
