@@ -152,13 +152,14 @@ def test_dry_run_shows_every_check_and_the_lease(cfg: Config, fake: FakeEngine) 
     assert fake.call_names(mutating_only=True) == []
 
 
-def test_opensearch_with_security_reports_user_and_roles_as_a_warning(fake: FakeEngine) -> None:
+def test_opensearch_with_security_probes_the_privileges_and_names_user_and_roles(
+    fake: FakeEngine,
+) -> None:
+    # the probes themselves: tests/test_opensearch_privileges.py
     fake.plugin_names = {"opensearch-security"}
     results = preflight(fake, fake.info(), ALIAS, RunOptions())
-    assert results[-1].status == "warning"
-    assert results[-1].detail == (
-        "not checked: OpenSearch has no privilege-check API; user reindexer, roles: reindex_role"
-    )
+    assert results[-1].status == "ok"
+    assert results[-1].detail.startswith("user reindexer (roles: reindex_role) passed every")
 
 
 def test_elasticsearch_without_security_passes_and_with_all_privileges_is_ok(

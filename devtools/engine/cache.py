@@ -264,3 +264,79 @@ def _download_knn(settings: Settings, java: Java, tmp: Path) -> str | None:
     if not list((tmp / "plugin").glob("opensearch-knn-*.jar")):
         return "the opensearch-knn zip has no opensearch-knn-*.jar"
     return None
+
+
+# -- the security plugin (a secured engine home) -----------------------------------------------
+
+
+def ensure_security(settings: Settings, java: Java, dist: Path) -> Path:
+    """``dist/security``: the security plugin zip unpacked, less the jars the engine's own
+    ``lib/`` already has in another version (OpenSearch modules, netty, httpclient ...: the
+    engine's come first on the classpath and a second copy would only shadow nothing or
+    clash). Downloaded if need be; a secured engine was asked for, so a failure is an
+    error, not a warning."""
+    plugin = dist / "security"
+    if (plugin / ".complete").is_file():
+        return plugin
+    with file_lock(settings.cache / ".lock", CACHE_LOCK_TIMEOUT_S, "the cache lock"):
+        if (plugin / ".complete").is_file():
+            return plugin
+        tmp = dist / f"security.tmp.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shutil.copy(settings.src / "pom.xml", tmp / "pom.xml")
+        why = _download_security(settings, java, tmp)
+        if why is not None:
+            raise LauncherError(f"no security plugin: {why} (log: {tmp / 'mvn.log'})")
+        out = tmp / "plugin"
+        for jar in duplicated_jars(out, dist / "lib"):
+            jar.unlink()
+        (out / ".complete").touch()
+        shutil.rmtree(plugin, ignore_errors=True)
+        out.rename(plugin)
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("cached the security plugin in %s", plugin)
+    return plugin
+
+
+_JAR_VERSION = re.compile(r"-\d[\w.]*?(?:-jre)?\.jar$")
+
+
+def jar_artifact(name: str) -> str:
+    """``netty-codec-4.1.125.Final.jar`` -> ``netty-codec``."""
+    return _JAR_VERSION.sub("", name)
+
+
+def duplicated_jars(plugin: Path, lib: Path) -> list[Path]:
+    """The jars of ``plugin`` whose artifact ``lib`` has too (in any version)."""
+    have = {jar_artifact(p.name) for p in lib.glob("*.jar")}
+    return sorted(p for p in plugin.glob("*.jar") if jar_artifact(p.name) in have)
+
+
+def _download_security(settings: Settings, java: Java, tmp: Path) -> str | None:
+    pom = settings.src / "pom.xml"
+    version = pom_property(pom, "opensearch-security.version")
+    if not version:
+        return f"no opensearch-security.version in {pom}"
+    if not shutil.which("mvn"):
+        return "mvn not found"
+    log.info(
+        "downloading the security plugin (org.opensearch.plugin:opensearch-security:%s) with "
+        "mvn ...",
+        version,
+    )
+    args = ["-P", "security", "dependency:unpack-dependencies", "-DincludeTypes=zip"]
+    args += ["-DincludeGroupIds=org.opensearch.plugin"]
+    args += ["-DincludeArtifactIds=opensearch-security", f"-DoutputDirectory={tmp / 'plugin'}"]
+    for attempt in (1, 2):
+        if _mvn(settings, java, tmp, args):
+            break
+        if attempt == 1:
+            time.sleep(3)
+    else:
+        return "mvn failed twice"
+    descriptor = tmp / "plugin" / "plugin-descriptor.properties"
+    text = descriptor.read_text(errors="replace") if descriptor.is_file() else ""
+    if not re.search(r"^classname=org\.opensearch\.security\.", text, re.M):
+        return "the zip has no plugin-descriptor.properties naming the security plugin class"
+    return None

@@ -5,6 +5,7 @@ race; no JVM inherits it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -14,13 +15,14 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import AbstractContextManager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import cache, nodes
+from . import cache, nodes, security
 from .locks import file_lock
 from .nodes import Node
+from .security import Access
 from .settings import MAX_NODES, LauncherError, Settings, initial_heap, log
 
 STATE_LOCK_TIMEOUT_S = 600
@@ -40,10 +42,17 @@ def parse_node_count(value: str) -> int:
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-def http_get(url: str, timeout: float) -> tuple[int, str]:
-    """(HTTP status, body) of a GET; OSError when nothing answers."""
+def http_get(url: str, timeout: float, access: Access | None = None) -> tuple[int, str]:
+    """(HTTP status, body) of a GET; OSError when nothing answers. ``access``: the CA and
+    the user of a secured engine."""
+    request = urllib.request.Request(url)
+    context = None
+    if access is not None:
+        token = base64.b64encode(f"{access.user}:{access.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        context = security.ssl_context(access.ca)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
             return resp.status, resp.read().decode("utf-8")
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode("utf-8", "replace")
@@ -63,10 +72,10 @@ class Health:
         return self.status == "green"
 
 
-def health(url: str) -> Health | None:
+def health(url: str, access: Access | None = None) -> Health | None:
     """The cluster health at ``url``, None if it does not answer one."""
     try:
-        code, body = http_get(f"{url}/_cluster/health", 5)
+        code, body = http_get(f"{url}/_cluster/health", 5, access)
         if code >= 500:
             return None
         data = json.loads(body)
@@ -109,7 +118,28 @@ class EngineHome:
         return self.path / "nodes.tsv"
 
     def table(self) -> list[Node]:
-        return nodes.read_table(self.table_path)
+        table = nodes.read_table(self.table_path)
+        if self.secured():
+            return [replace(n, scheme="https") for n in table]
+        return table
+
+    # -- security: a secured home (TLS, users) records it in ``secured``
+
+    def secured(self) -> bool:
+        """Started with the security plugin (its nodes speak HTTPS)."""
+        return (self.path / "secured").is_file()
+
+    def access(self) -> Access | None:
+        """The admin's access (CA, user, password) of a secured engine, None otherwise."""
+        return security.admin_access(self.path) if self.secured() else None
+
+    def users(self) -> dict[str, str]:
+        """user -> password of a secured engine ({} otherwise)."""
+        return security.users(self.path) if self.secured() else {}
+
+    @property
+    def ca_path(self) -> Path:
+        return security.security_dir(self.path) / "ca.pem"
 
     def node_home(self, name: str) -> Path:
         return self.path / "nodes" / name
@@ -144,10 +174,11 @@ class EngineHome:
         """The first URL that answers a health request: the recorded one, else a live
         node's."""
         url = self.recorded_url()
-        if url and health(url) is not None:
+        access = self.access()
+        if url and health(url, access) is not None:
             return url
         for node in self.table():
-            if self.alive(node.name) and health(node.url) is not None:
+            if self.alive(node.name) and health(node.url, access) is not None:
                 return node.url
         return None
 
@@ -161,7 +192,7 @@ class EngineHome:
         if url is None:
             raise LauncherError(f"no engine running (state dir {self.path})")
         try:
-            code, body = http_get(f"{url}/_cluster/health?pretty", 10)
+            code, body = http_get(f"{url}/_cluster/health?pretty", 10, self.access())
         except OSError as err:
             raise LauncherError(str(err)) from err
         return (0 if code < 500 else 2), body
@@ -177,6 +208,8 @@ class EngineHome:
         java = cache.select_java(self.settings)
         dist = cache.ensure_dist(self.settings, java)
         knn = cache.ensure_knn(self.settings, java, dist)
+        if self.settings.security:
+            cache.ensure_security(self.settings, java, dist)
         with self._lock():
             reused = self._reusable(count, knn)
             if reused:
@@ -186,6 +219,12 @@ class EngineHome:
                 url = self._launch_cluster(count or 1, java, dist, knn)
                 if url:
                     (self.path / "url").write_text(url + "\n")
+                    if self.secured():
+                        log.info(
+                            "secured: CA %s, users and passwords in %s",
+                            self.ca_path,
+                            self.ca_path.with_name("users.json"),
+                        )
                     return url
                 if attempt < START_ATTEMPTS and self._port_clash():
                     log.info("port clash on attempt %d; retrying with other ports", attempt)
@@ -252,7 +291,7 @@ class EngineHome:
         table = self.table()
         down = [n.name for n in table if not self.alive(n.name)]
         had_knn = self._knn_started_with()
-        now = health(url)
+        now = health(url, self.access())
         if (
             not down
             and now is not None
@@ -260,6 +299,7 @@ class EngineHome:
             and now.nodes == len(table)
             and (count is None or count == len(table))
             and had_knn == (str(knn) if knn else "")
+            and self.secured() == self.settings.security
         ):
             return url
         log.info(
@@ -282,9 +322,15 @@ class EngineHome:
         URL, or None if it did not get there."""
         table = nodes.plan_nodes(nodes.free_ports(2 * count))
         (self.path / "logs").mkdir(parents=True, exist_ok=True)
+        secured_home = None
+        if self.settings.security:  # new certificates and passwords at each fresh start
+            security.prepare(self.path)
+            (self.path / "secured").touch()
+            secured_home = self.path
+            table = [replace(n, scheme="https") for n in table]
         for node in table:
             (self.path / "logs" / f"{node.name}.log").write_text("")
-            nodes.write_node_config(node, self.node_home(node.name), table)
+            nodes.write_node_config(node, self.node_home(node.name), table, secured_home)
         nodes.write_table(self.table_path, table)
         (self.path / "knn").write_text(f"{knn or ''}\n")
         for node in table:
@@ -308,6 +354,11 @@ class EngineHome:
             log.warning(
                 "warning: the k-NN plugin is gone from %s; starting %s without it", knn, name
             )
+        if self.secured():  # the security plugin's jars and descriptor
+            plugin = dist / "security"
+            classpath = classpath.replace(f":{dist}/classes", f":{plugin}/*:{dist}/classes")
+            found = plugin / "plugin-descriptor.properties"
+            descriptors = Path(f"{descriptors},{found}") if descriptors else found
         argv = nodes.jvm_command(
             java.java,
             home,
@@ -358,7 +409,7 @@ class EngineHome:
         for name in sorted(names):
             self._kill_node(name, signal.SIGTERM, STOP_WAIT_S)
         shutil.rmtree(self.path / "nodes", ignore_errors=True)
-        for leftover in ("nodes.tsv", "url", "knn"):
+        for leftover in ("nodes.tsv", "url", "knn", "secured"):
             (self.path / leftover).unlink(missing_ok=True)
 
     def _port_clash(self) -> bool:
@@ -393,7 +444,7 @@ class EngineHome:
                     self._log_tail(node.name)
                     log.warning("node %s exited during startup", node.name)
                     return False
-            last = health(url)
+            last = health(url, self.access())
             if last is not None and last.nodes == want_nodes and last.is_at_least(want):
                 return True
             if time.monotonic() >= deadline:

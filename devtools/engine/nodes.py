@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import security
 from .settings import CLUSTER_NAME, LauncherError
 
 MARKER = "-Dreindexfsm.engine.node="
@@ -67,10 +68,11 @@ class Node:
     name: str
     http_port: int
     transport_port: int
+    scheme: str = "http"  # https on a secured engine (not in the table: the home says)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
 
 # -- the node table --------------------------------------------------------------------------
@@ -142,7 +144,7 @@ def free_ports(count: int) -> list[int]:
 # -- config and command line -------------------------------------------------------------------
 
 
-def opensearch_yml(node: Node, home: Path, nodes: list[Node]) -> str:
+def opensearch_yml(node: Node, home: Path, nodes: list[Node], secured: bool = False) -> str:
     """``config/opensearch.yml`` of ``node`` (its directory ``home``) in a cluster of ``nodes``."""
     lines = [
         f"cluster.name: {CLUSTER_NAME}",
@@ -168,14 +170,24 @@ def opensearch_yml(node: Node, home: Path, nodes: list[Node]) -> str:
         "bootstrap.memory_lock: false",
         'reindex.remote.allowlist: ["127.0.0.1:*", "localhost:*"]',
     ]
+    # -- security: TLS and the security plugin (engine_home's security/ made beforehand)
+    if secured:
+        lines += security.opensearch_yml_lines()
     return "\n".join(lines) + "\n"
 
 
-def write_node_config(node: Node, home: Path, nodes: list[Node]) -> None:
+def write_node_config(
+    node: Node, home: Path, nodes: list[Node], engine_home: Path | None = None
+) -> None:
+    """The config files of ``node`` in ``home``; with ``engine_home``, a secured node's
+    too (certificates and the security plugin's files from ``engine_home/security``)."""
     for sub in ("config", "data", "logs", "repo", "tmp"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    (home / "config" / "opensearch.yml").write_text(opensearch_yml(node, home, nodes))
+    secured = engine_home is not None
+    (home / "config" / "opensearch.yml").write_text(opensearch_yml(node, home, nodes, secured))
     (home / "config" / "log4j2.properties").write_text(LOG4J2)
+    if engine_home is not None:
+        security.write_node_files(engine_home, home)
 
 
 def jvm_command(

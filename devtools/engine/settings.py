@@ -26,6 +26,8 @@ JAVA_HOME_ENV = "REINDEX_FSM_ENGINE_JAVA_HOME"
 JAVA_OPTS_ENV = "REINDEX_FSM_ENGINE_JAVA_OPTS"
 MVN_REPO_ENV = "REINDEX_FSM_ENGINE_MVN_REPO"
 KNN_ENV = "REINDEX_FSM_ENGINE_KNN"
+# -- security: the security plugin with TLS (devtools/engine/security.py)
+SECURITY_ENV = "REINDEX_FSM_ENGINE_SECURITY"
 # Every variable the launcher reads: none of them is read by reindex-fsm itself.
 VARIABLES = (
     CACHE_ENV,
@@ -36,6 +38,7 @@ VARIABLES = (
     JAVA_OPTS_ENV,
     MVN_REPO_ENV,
     KNN_ENV,
+    SECURITY_ENV,
 )
 
 DEFAULT_HOME = "/tmp/reindex-fsm-engine"
@@ -60,6 +63,7 @@ class Settings:
     mvn_repo: str | None = None  # local Maven repository for the first download
     knn: bool = True  # load (and download if need be) the k-NN plugin
     src: Path = ENGINE_SRC
+    security: bool = False  # the security plugin, TLS and users (a home of its own)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +86,7 @@ class Settings:
             java_opts=tuple((env.get(JAVA_OPTS_ENV) or "").split()),
             mvn_repo=env.get(MVN_REPO_ENV) or None,
             knn=knn_enabled(env.get(KNN_ENV)),
+            security=security_enabled(env.get(SECURITY_ENV)),
         )
         return replace(settings, **overrides)
 
@@ -95,6 +100,11 @@ def default_cache(env: Mapping[str, str]) -> Path:
 def knn_enabled(value: str | None) -> bool:
     """``REINDEX_FSM_ENGINE_KNN``: 0, false, no or off turn the k-NN plugin off."""
     return (value or "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def security_enabled(value: str | None) -> bool:
+    """``REINDEX_FSM_ENGINE_SECURITY``: 1, true, yes or on start the engine secured."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def initial_heap(heap: str) -> str:

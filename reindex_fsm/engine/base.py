@@ -522,6 +522,15 @@ class Engine(Protocol):
 
     def delete_index_template(self, name: str) -> bool:
         """``DELETE _index_template/<name>``; False when there was none."""
+
+    # -- OpenSearch security: a privilege probed by a request that can change nothing ------
+    def privilege_refusal(
+        self, action: str, method: str, path: str, body: Any = None
+    ) -> str | None:
+        """Send a request the engine cannot carry out (it names an index that does not
+        exist, or asks what is always refused) to learn whether the security plugin lets
+        ``action`` through: the action named by its 403 refusal, None when the request
+        got past the privilege check (any other answer). Credentials refused (401) raise."""
         ...
 
 

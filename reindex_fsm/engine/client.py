@@ -11,6 +11,7 @@ how a task's stored result is deleted. The reading of the answers is in :mod:`.r
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -49,6 +50,10 @@ from .responses import (
 from .transport import ClientTransport, request_path
 
 __all__ = ["ClientEngine"]
+
+# The OpenSearch security plugin's refusal: "no permissions for [indices:admin/aliases] and
+# User [name=..., ...]".
+_REFUSED_ACTION = re.compile(r"no permissions for \[([^\]]+)\]")
 
 # Keys of a search request body: a ``scan`` query made only of these is a whole body,
 # anything else is a query clause to wrap in {"query": ...}.
@@ -496,3 +501,18 @@ class ClientEngine(ClusterPolicies, ClientTransport):
                 return False
             raise
         return name in body
+
+    # -- OpenSearch security: a privilege probed by a request that can change nothing ------
+
+    def privilege_refusal(
+        self, action: str, method: str, path: str, body: Any = None
+    ) -> str | None:
+        try:
+            self._request(method, path, body=body, retry=False)
+        except EngineError as exc:
+            if exc.status == 403 and "security_exception" in exc.message:
+                found = _REFUSED_ACTION.search(exc.message)
+                return found.group(1) if found else action
+            if exc.status == 401:
+                raise
+        return None

@@ -202,7 +202,10 @@ def unreachable_reason(exc: BaseException, timeout: float) -> str:
     for pattern, reason in _REASONS:
         if pattern.search(text):
             if reason is None:
-                return "TLS certificate verification failed (pass ca_certs, or verify_certs=False)"
+                return (
+                    "TLS certificate verification failed: the engine's certificate is not "
+                    "signed by a CA this process trusts (give --ca-certs FILE, or --insecure)"
+                )
             return reason
     if re.search(r"\bSSL|\bTLS", text):
         return "TLS error: " + one_line(_NO_OBJECT_REPR.sub("", str(chain[-1])), 200)
@@ -236,8 +239,8 @@ def error_from_answer(
     hint = None
     if status in (401, 403):
         hint = (
-            "check the credentials (user:password in the engine URL, or the API key) "
-            "and the user's privileges"
+            "check the credentials (--username and REINDEX_FSM_PASSWORD, user:password in "
+            "the engine URL, or the API key) and the user's privileges"
         )
     return EngineError(f"{what} failed (HTTP {status}): {reason}", status=status, hint=hint)
 

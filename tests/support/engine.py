@@ -8,6 +8,11 @@
   ``REINDEX_FSM_ENGINE_URL`` is never read here: tests do not touch the operator's cluster.
 * ``started_engine(home, nodes, ...)``: an engine of its own in another home (a second
   cluster, a cluster whose nodes a test stops), as a ``LocalEngine`` with its node commands.
+  ``started_engine(home, security=True)``: the security plugin with TLS; the engine's CA
+  file and its users' passwords are on the ``LocalEngine`` (``ca_certs``, ``users``).
+* ``secured_engine`` (session): one such secured engine for the whole session, in a home of
+  its own under pytest's temporary directory, stopped at the end; its start time is printed
+  in the session's summary (``secured engine started in N s``).
 
 Registered once for the whole session by ``pytest_plugins`` in ``tests/conftest.py``.
 """
@@ -15,9 +20,10 @@ Registered once for the whole session by ``pytest_plugins`` in ``tests/conftest.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,10 @@ class LocalEngine:
 
     home: EngineHome
     url: str
+    # -- security: a secured engine's CA file and user -> password ({} when not secured)
+    ca_certs: Path | None = None
+    users: dict[str, str] = field(default_factory=dict)
+    start_s: float = 0.0  # how long start() took
 
     def nodes(self) -> dict[str, dict[str, str]]:
         """name -> {"url", "state" (up|down)}."""
@@ -73,15 +83,19 @@ def started_engine(
     try:
         engine_home = EngineHome(Settings.from_env(**settings))
         was_running = engine_home.running()
+        began = time.monotonic()
         url = engine_home.start(nodes)
+        took = time.monotonic() - began
     except LauncherError as err:
         pytest.fail(
             f"the local test engine did not start: {err} (set {TEST_ENGINE_URL_ENV} to run "
             "the suite against another cluster)",
             pytrace=False,
         )
+    secured = engine_home.secured()
+    ca = engine_home.ca_path if secured else None
     try:
-        yield LocalEngine(engine_home, url)
+        yield LocalEngine(engine_home, url, ca, engine_home.users(), took)
     finally:
         if always_stop or not was_running:
             engine_home.stop()
@@ -94,5 +108,28 @@ def engine_url() -> Iterator[str]:
     if url:
         yield url
         return
-    with started_engine(always_stop=False) as local:
+    # security=False: the suites' engine is a plain one whatever REINDEX_FSM_ENGINE_SECURITY
+    # says (the secured one is ``secured_engine``, in a home of its own)
+    with started_engine(always_stop=False, security=False) as local:
         yield local.url
+
+
+# -- security: one secured engine per session -------------------------------------------------
+
+SECURED_TIMES: list[float] = []  # the secured engine's start time, for the summary
+
+
+@pytest.fixture(scope="session")
+def secured_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
+    """A one-node engine with the security plugin, TLS and the test users (admin,
+    reindexer: the least-privilege role, noalias: the same less indices:admin/aliases),
+    started for this session in a home of its own and stopped at its end."""
+    home = tmp_path_factory.mktemp("secured-engine")
+    with started_engine(home, security=True, knn=False) as local:
+        SECURED_TIMES.append(local.start_s)
+        yield local
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for took in SECURED_TIMES:
+        terminalreporter.write_line(f"secured engine started in {took:.1f} s")

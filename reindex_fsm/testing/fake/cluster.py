@@ -101,3 +101,13 @@ class FakeCluster(FakeCore):
         ]
         missing = tuple(w for w in wanted if w in self.missing_privileges)
         return PrivilegeCheck(checked=True, user=self.security_user, missing=missing)
+
+    # -- OpenSearch security: a privilege probed by a request that can change nothing ------
+
+    def privilege_refusal(
+        self, action: str, method: str, path: str, body: Any = None
+    ) -> str | None:
+        """The security plugin as the fake knows it: ``action`` is refused iff it is in
+        ``refused_actions``; the request itself is never carried out."""
+        self._call("privilege_refusal", action)
+        return action if action in self.refused_actions else None

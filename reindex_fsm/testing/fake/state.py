@@ -173,6 +173,8 @@ class FakeCore:
         self.security_user = "reindexer"
         self.security_roles = ["reindex_role"]
         self.missing_privileges: set[str] = set()  # "cluster:monitor", "<index>:write", ...
+        # OpenSearch security: the actions its privilege probes are refused (403)
+        self.refused_actions: set[str] = set()
 
     # -- test controls --------------------------------------------------------
     def add_index(
