@@ -26,6 +26,7 @@ JAVA_HOME_ENV = "REINDEX_FSM_ENGINE_JAVA_HOME"
 JAVA_OPTS_ENV = "REINDEX_FSM_ENGINE_JAVA_OPTS"
 MVN_REPO_ENV = "REINDEX_FSM_ENGINE_MVN_REPO"
 KNN_ENV = "REINDEX_FSM_ENGINE_KNN"
+KIND_ENV = "REINDEX_FSM_ENGINE_KIND"
 # Every variable the launcher reads: none of them is read by reindex-fsm itself.
 VARIABLES = (
     CACHE_ENV,
@@ -36,11 +37,13 @@ VARIABLES = (
     JAVA_OPTS_ENV,
     MVN_REPO_ENV,
     KNN_ENV,
+    KIND_ENV,
 )
 
 DEFAULT_HOME = "/tmp/reindex-fsm-engine"
 DEFAULT_TIMEOUT_S = 180.0
 DEFAULT_HEAP = "1g"
+DEFAULT_KIND = "opensearch-2"  # the engine kinds: devtools/engine/kinds.py
 
 
 class LauncherError(Exception):
@@ -59,7 +62,8 @@ class Settings:
     java_opts: tuple[str, ...] = ()  # extra JVM options for every node
     mvn_repo: str | None = None  # local Maven repository for the first download
     knn: bool = True  # load (and download if need be) the k-NN plugin
-    src: Path = ENGINE_SRC
+    kind: str = DEFAULT_KIND  # which engine (kinds.KINDS): opensearch-2, opensearch-3, ...
+    src: Path | None = None  # its pom.xml and EngineNode.java; None: the kind's own
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +86,7 @@ class Settings:
             java_opts=tuple((env.get(JAVA_OPTS_ENV) or "").split()),
             mvn_repo=env.get(MVN_REPO_ENV) or None,
             knn=knn_enabled(env.get(KNN_ENV)),
+            kind=(env.get(KIND_ENV) or DEFAULT_KIND).strip(),
         )
         return replace(settings, **overrides)
 
