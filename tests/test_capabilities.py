@@ -56,7 +56,8 @@ def test_every_capability_has_a_rule_and_the_markers_name_them_all() -> None:
     [
         (
             EngineFacts("opensearch", "2.19.6", OPENSEARCH_2_LOCAL),
-            {"painless", "ingest", "analysis_common", "knn", "data_streams", "index_templates"},
+            {"painless", "ingest", "analysis_common", "knn", "data_streams", "index_templates"}
+            | {"vector_field"},
         ),
         (
             EngineFacts("opensearch", "3.5.0", OPENSEARCH_3_LOCAL, nodes=3),
@@ -73,7 +74,7 @@ def test_every_capability_has_a_rule_and_the_markers_name_them_all() -> None:
         ),
         (
             EngineFacts("elasticsearch", "8.15.0", frozenset({"x-pack-ilm", "lang-painless"})),
-            {"painless", "dense_vector", "data_streams", "index_templates", "ilm"},
+            {"painless", "dense_vector", "vector_field", "data_streams", "index_templates", "ilm"},
         ),
         (
             EngineFacts(
@@ -117,12 +118,13 @@ def test_the_launchers_engine_is_known_by_its_kind(tmp_path: Path) -> None:
         "2.19.6",
         "by its kind opensearch-2",
     )
-    assert {"knn", "painless", "local_engines"} <= two.capabilities
+    assert {"knn", "vector_field", "painless", "local_engines"} <= two.capabilities
     assert "multi_node" not in two.capabilities
-    assert "knn" not in kind_engine(Settings(home=tmp_path, knn=False)).capabilities
+    without_knn = kind_engine(Settings(home=tmp_path, knn=False)).capabilities
+    assert not without_knn & {"knn", "vector_field"}
     three = kind_engine(Settings(home=tmp_path, kind="opensearch-3"))
     assert three.facts.version == "3.5.0"
-    assert "knn" not in three.capabilities and "painless" in three.capabilities
+    assert not three.capabilities & {"knn", "vector_field"} and "painless" in three.capabilities
 
 
 def test_an_unknown_kind_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

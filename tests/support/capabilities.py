@@ -42,6 +42,7 @@ CAPABILITIES: dict[str, str] = {
     "analysis_common": "the analysis-common tokenizers and filters (asciifolding, reverse, ...)",
     "knn": "the OpenSearch k-NN plugin (knn_vector)",
     "dense_vector": "Elasticsearch's dense_vector field",
+    "vector_field": "a vector field type: knn_vector (k-NN plugin) or dense_vector",
     "data_streams": "data streams",
     "index_templates": "composable index templates (_index_template)",
     "ism": "OpenSearch Index State Management (opensearch-index-management)",
@@ -99,6 +100,7 @@ RULES: dict[str, Callable[[EngineFacts], bool]] = {
         _elasticsearch_at_least(f, 8)
         or (f.flavor == "elasticsearch" and f.has("x-pack-vectors", "Vectors"))
     ),
+    "vector_field": lambda f: RULES["knn"](f) or RULES["dense_vector"](f),
     "data_streams": lambda f: (
         f.flavor == "opensearch"
         or _elasticsearch_at_least(f, 8)
@@ -212,6 +214,8 @@ def kind_engine(settings: Settings) -> Engine:
     have = set(kind.capabilities) | {"local_engines"}
     if not settings.knn:
         have.discard("knn")
+    if have & {"knn", "dense_vector"}:
+        have.add("vector_field")
     return Engine(facts, frozenset(have), "", f"by its kind {kind.name}")
 
 
