@@ -9,9 +9,10 @@ thin wrapper of ``python3 -m devtools.engine``; tests import it::
     home.start_node("node-2")
     home.stop()
 
-Modules by topic: ``settings`` (environment variables, defaults), ``locks`` (flock with a
-timeout), ``cache`` (Java, the Maven download and its cache), ``nodes`` (the node table,
-ports, config files, processes), ``cluster`` (start/stop/health waits), ``cli``.
+Modules by topic: ``settings`` (environment variables, defaults), ``kinds`` (the engines it
+can run, ``REINDEX_FSM_ENGINE_KIND``: OpenSearch 2 or 3), ``locks`` (flock with a timeout),
+``cache`` (Java, the Maven download and its cache), ``nodes`` (the node table, ports, config
+files, processes), ``cluster`` (start/stop/health waits), ``cli``.
 """
 
 from .cluster import EngineHome, Health, NodeStatus, health, parse_node_count
