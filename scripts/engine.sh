@@ -13,7 +13,7 @@
 #
 # `scripts/engine.sh --help` lists the environment variables (REINDEX_FSM_ENGINE_HOME,
 # REINDEX_FSM_ENGINE_CACHE, ..._TIMEOUT, ..._HEAP, ..._JAVA_HOME, ..._JAVA_OPTS, ..._MVN_REPO,
-# ..._KNN); devtools/engine/cli.py says what the engine is.
+# ..._KNN, ..._KIND: opensearch-2 or opensearch-3); devtools/engine/cli.py says what the engine is.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

@@ -31,7 +31,9 @@ from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.store import open_store
 from reindex_fsm.testing.fake import FakeEngine
 
-pytest_plugins = ["tests.support.engine"]  # engine_url: the integration and crash suites'
+# engine_url: the integration and crash suites' engine; capabilities: @pytest.mark.needs;
+# pytester: the tests of that plugin (tests/test_capabilities.py)
+pytest_plugins = ["tests.support.engine", "tests.support.capabilities", "pytester"]
 
 # Variables of the test suites and tools, not of the operator's tool: kept.
 TEST_VARIABLES = frozenset(

@@ -180,6 +180,25 @@ def test_top_k_overlap():
     assert deep_verify.top_k_overlap([], ["a"]) == 0.0
 
 
+def test_hits_tied_at_the_cut_off_may_be_other_documents_in_the_target():
+    overlap = deep_verify.tied_top_k_overlap
+    # a constant-score query: all tie, the copy wrote them in another order
+    assert (
+        overlap([("a", 1.0), ("b", 1.0), ("c", 1.0)], [("x", 1.0), ("a", 1.0), ("y", 1.0)], 3)
+        == 1.0
+    )
+    # the hits above the cut-off must be there
+    src = [("a", 3.0), ("b", 2.0), ("c", 1.0), ("d", 1.0)]
+    assert overlap(src, [("x", 3.0), ("b", 2.0), ("c", 1.0), ("y", 1.0)], 4) == 0.75
+    assert overlap(src, [("a", 3.1), ("b", 2.2), ("x", 1.1), ("y", 1.1)], 4) == 1.0
+    # a tied slot of the target counts once, and only where its own list is full
+    assert overlap(src, [("a", 3.0), ("b", 2.0), ("x", 1.0), ("y", 2.5)], 4) == 0.75
+    assert overlap(src, [("a", 3.0), ("b", 2.0), ("x", 1.0)], 4) == 0.5
+    # a list that is not full has no cut-off: plain overlap
+    assert overlap([("a", 1.0), ("b", 1.0)], [("a", 1.0), ("x", 1.0)], 3) == 0.5
+    assert overlap([], [], 3) == 1.0 and overlap([("a", None)], [("x", None)], 1) == 0.0
+
+
 def test_sample_mode_checks_n_random_documents_with_a_recorded_seed(fake, state_db):
     def change(f: FakeEngine) -> None:
         for doc in f.indices[TARGET].docs.values():

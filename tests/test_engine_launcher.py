@@ -22,6 +22,7 @@ from devtools.engine import (
     nodes,
     parse_node_count,
 )
+from devtools.engine.kinds import kind_of, source_dir
 from devtools.engine.locks import file_lock
 from devtools.engine.nodes import Node
 from devtools.engine.settings import ENGINE_SRC, initial_heap, knn_enabled
@@ -37,6 +38,7 @@ def test_settings_from_the_environment_and_defaults() -> None:
     assert plain.home == Path("/tmp/reindex-fsm-engine")
     assert plain.cache == Path("/home/op/.cache/reindex-fsm/engine")
     assert (plain.timeout_s, plain.heap, plain.knn, plain.java_opts) == (180.0, "1g", True, ())
+    assert plain.kind == "opensearch-2" and plain.src is None
     env = {
         "REINDEX_FSM_ENGINE_HOME": "/tmp/x",
         "REINDEX_FSM_ENGINE_CACHE": "/c",
@@ -46,8 +48,10 @@ def test_settings_from_the_environment_and_defaults() -> None:
         "REINDEX_FSM_ENGINE_JAVA_OPTS": "-Da=1  -Db=2",
         "REINDEX_FSM_ENGINE_MVN_REPO": "/m2",
         "REINDEX_FSM_ENGINE_KNN": "off",
+        "REINDEX_FSM_ENGINE_KIND": "opensearch-3",
     }
     got = Settings.from_env(env)
+    assert got.kind == "opensearch-3"
     assert got.home == Path("/tmp/x") and got.cache == Path("/c") and got.timeout_s == 30.0
     assert (got.heap, got.java_home, got.mvn_repo, got.knn) == ("256m", "/jdk", "/m2", False)
     assert got.java_opts == ("-Da=1", "-Db=2")
@@ -252,6 +256,75 @@ def test_cache_key_of_the_pom_and_launcher(tmp_path: Path) -> None:
     )
     assert cache.dist_key(ENGINE_SRC) == shell.stdout.strip()  # the shell launcher's key
     assert cache.pom_property(ENGINE_SRC / "pom.xml", "opensearch-knn.version") == "2.19.1.0"
+
+
+# -- engine kinds --------------------------------------------------------------------------------
+
+
+def test_each_kind_has_its_own_cache_entry_and_the_2x_key_is_unchanged(tmp_path: Path) -> None:
+    two = cache.dist_dir(Settings(cache=tmp_path, kind="opensearch-2"))
+    three = cache.dist_dir(Settings(cache=tmp_path, kind="opensearch-3"))
+    src3 = ENGINE_SRC / "opensearch-3"
+    assert kind_of("opensearch-3").src == src3 and source_dir(Settings()) == ENGINE_SRC
+    assert three.name == f"opensearch-3.5.0-{cache.dist_key(src3)}"
+    assert two.name == f"opensearch-2.19.6-{cache.dist_key(ENGINE_SRC)}" != three.name
+    assert cache.pom_property(src3 / "pom.xml", "opensearch-knn.version") is None
+    assert not kind_of("opensearch-3").knn and kind_of("opensearch-2").knn
+    # no k-NN download is tried for a kind without a build that runs on it
+    no_java = cache.Java(tmp_path / "no-jdk")
+    assert cache.ensure_knn(Settings(cache=tmp_path, kind="opensearch-3"), no_java, three) is None
+    assert not (three / "knn").exists() and not (three / "knn.failed").exists()
+
+
+def test_an_unknown_kind_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(
+        LauncherError, match=r"unknown engine kind 'es-6' .*opensearch-2, opensearch-3"
+    ):
+        EngineHome(Settings(home=tmp_path, kind="es-6"))
+    assert not (tmp_path / "nodes").exists()
+    wrapper = subprocess.run(
+        [str(ROOT / "scripts" / "engine.sh"), "start"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "REINDEX_FSM_ENGINE_HOME": str(tmp_path / "h"),
+            "REINDEX_FSM_ENGINE_KIND": "es-6",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert wrapper.returncode == 1 and wrapper.stdout == ""
+    assert wrapper.stderr.startswith("engine.sh: error: unknown engine kind 'es-6'")
+
+
+def fake_jdk(path: Path, major: int) -> Path:
+    """A JDK directory whose ``java`` reports ``major`` as ``-XshowSettings`` does."""
+    (path / "bin").mkdir(parents=True)
+    for tool in ("java", "javac"):
+        script = path / "bin" / tool
+        script.write_text(f"#!/bin/sh\necho '    java.specification.version = {major}' >&2\n")
+        script.chmod(0o755)
+    return path
+
+
+def test_each_kind_has_its_jdk_and_3x_refuses_an_older_java(tmp_path: Path) -> None:
+    assert kind_of("opensearch-2").jdk == Path("/usr/lib/jvm/java-17-openjdk-amd64")
+    assert kind_of("opensearch-3").jdk == Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+    old, new = fake_jdk(tmp_path / "j17", 17), fake_jdk(tmp_path / "j25", 25)
+    # an explicit JDK wins; 2.x takes any, 3.x checks it
+    assert cache.select_java(Settings(kind="opensearch-2", java_home=str(old))).home == old
+    assert cache.select_java(Settings(kind="opensearch-3", java_home=str(new))).home == new
+    with pytest.raises(LauncherError, match=r"opensearch-3 needs Java 21\+, .*j17 is Java 17"):
+        cache.select_java(Settings(kind="opensearch-3", java_home=str(old)))
+
+
+def test_a_home_knows_the_kind_it_was_started_as(tmp_path: Path) -> None:
+    home = EngineHome(Settings(home=tmp_path, kind="opensearch-3"))
+    assert home.kind.name == "opensearch-3"
+    assert home.kind_started() == "opensearch-2"  # nothing recorded: the default kind
+    (tmp_path / "kind").write_text("opensearch-3\n")
+    assert home.kind_started() == "opensearch-3"
+    home.stop()  # nothing runs: the record goes with the cluster
+    assert not (tmp_path / "kind").exists()
 
 
 @pytest.mark.parametrize(("value", "count"), [("1", 1), ("3", 3), ("9", 9)])

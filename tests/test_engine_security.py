@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from devtools.engine import EngineHome, Settings, cache, nodes, security
+from devtools.engine import EngineHome, Settings, cache, kinds, nodes, security
 from devtools.engine.nodes import Node
 from devtools.engine.settings import SECURITY_ENV, security_enabled
 
@@ -154,7 +154,7 @@ def test_the_plugins_jars_less_those_the_engine_has(tmp_path: Path) -> None:
 
 
 def test_the_pom_has_the_security_profile() -> None:
-    pom = Settings().src / "pom.xml"
+    pom = kinds.source_dir(Settings()) / "pom.xml"
     version = cache.pom_property(pom, "opensearch-security.version")
     assert version is not None and version.startswith("2.19.")
     assert "<id>security</id>" in pom.read_text()

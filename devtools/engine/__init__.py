@@ -9,10 +9,11 @@ thin wrapper of ``python3 -m devtools.engine``; tests import it::
     home.start_node("node-2")
     home.stop()
 
-Modules by topic: ``settings`` (environment variables, defaults), ``locks`` (flock with a
-timeout), ``cache`` (Java, the Maven download and its cache), ``nodes`` (the node table,
-ports, config files, processes), ``cluster`` (start/stop/health waits), ``cli``, ``security``
-(a secured home: the security plugin, TLS, users; ``Settings(security=True)``).
+Modules by topic: ``settings`` (environment variables, defaults), ``kinds`` (the engines it
+can run, ``REINDEX_FSM_ENGINE_KIND``), ``locks`` (flock with a timeout), ``cache`` (Java,
+the Maven download and its cache), ``nodes`` (the node table, ports, config files,
+processes), ``cluster`` (start/stop/health waits), ``cli``, ``security`` (a secured home:
+the security plugin, TLS, users; ``Settings(security=True)``).
 """
 
 from .cluster import EngineHome, Health, NodeStatus, health, parse_node_count

@@ -1,8 +1,9 @@
 """The engine's jars, fetched once from Maven Central into a cache shared by every engine
-home: ``<cache>/opensearch-<version>-<key>/{lib,classes}``, the key being a hash of the pom
-and the node launcher (so a change to either makes a new entry, and an entry made by the
-earlier shell launcher is reused as it is). The k-NN plugin is unpacked into ``knn/`` of the
-same entry by a second, separate download that may fail: the engine then runs without it.
+home: ``<cache>/<flavor>-<version>-<key>/{lib,classes}``, the key being a hash of the pom
+and the node launcher of the engine kind (``kinds``; so a change to either makes a new
+entry, each kind has its own, and an entry made by the earlier shell launcher is reused as it
+is). The k-NN plugin is unpacked into ``knn/`` of the same entry by a second, separate
+download that may fail: the engine then runs without it.
 
 Filling the cache is the only step that needs the network (``mvn``); it happens under an
 exclusive lock on ``<cache>/.lock``, so parallel starts download once."""
@@ -18,11 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .kinds import kind_of, source_dir
 from .locks import file_lock
 from .settings import KNN_RETRY_SECONDS, LauncherError, Settings, log
 
 CACHE_LOCK_TIMEOUT_S = 900
-FALLBACK_JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,29 @@ def is_jdk(home: Path) -> bool:
 
 
 def select_java(settings: Settings) -> Java:
-    """REINDEX_FSM_ENGINE_JAVA_HOME, else OpenJDK 17 if present, else JAVA_HOME, else the
-    JDK of the ``javac`` on PATH."""
-    for candidate in (settings.java_home, str(FALLBACK_JDK), os.environ.get("JAVA_HOME")):
+    """REINDEX_FSM_ENGINE_JAVA_HOME, else the engine kind's JDK if present (OpenJDK 17 for
+    OpenSearch 2, Temurin 25 for OpenSearch 3), else JAVA_HOME, else the JDK of the
+    ``javac`` on PATH. A kind that needs a Java newer than 17 refuses an older one."""
+    kind = kind_of(settings.kind)
+    java = _find_java(settings.java_home, str(kind.jdk), kind.min_java)
+    if kind.min_java > 17:
+        major = java.major()
+        if major is not None and major < kind.min_java:
+            raise LauncherError(
+                f"{kind.name} needs Java {kind.min_java}+, {java.home} is Java {major}: "
+                f"set REINDEX_FSM_ENGINE_JAVA_HOME to a newer JDK"
+            )
+    return java
+
+
+def _find_java(explicit: str | None, preferred: str, min_java: int) -> Java:
+    for candidate in (explicit, preferred, os.environ.get("JAVA_HOME")):
         if candidate and is_jdk(Path(candidate)):
             return Java(Path(candidate))
     javac = shutil.which("javac")
     if not javac:
         raise LauncherError(
-            "no JDK found (need java + javac 17+); set REINDEX_FSM_ENGINE_JAVA_HOME"
+            f"no JDK found (need java + javac {min_java}+); set REINDEX_FSM_ENGINE_JAVA_HOME"
         )
     return Java(Path(javac).resolve().parent.parent)
 
@@ -85,13 +100,14 @@ def dist_key(src: Path) -> str:
 
 
 def dist_dir(settings: Settings) -> Path:
-    pom = settings.src / "pom.xml"
-    if not pom.is_file() or not (settings.src / "EngineNode.java").is_file():
-        raise LauncherError(f"missing {pom} or {settings.src / 'EngineNode.java'}")
+    src = source_dir(settings)
+    pom = src / "pom.xml"
+    if not pom.is_file() or not (src / "EngineNode.java").is_file():
+        raise LauncherError(f"missing {pom} or {src / 'EngineNode.java'}")
     version = pom_property(pom, "opensearch.version")
     if not version:
         raise LauncherError(f"cannot read opensearch.version from {pom}")
-    return settings.cache / f"opensearch-{version}-{dist_key(settings.src)}"
+    return settings.cache / f"{kind_of(settings.kind).flavor}-{version}-{dist_key(src)}"
 
 
 def _mvn(settings: Settings, java: Java, workdir: Path, args: list[str]) -> bool:
@@ -126,7 +142,8 @@ def _fill_dist(settings: Settings, java: Java, dist: Path) -> None:
     tmp = dist.with_name(f"{dist.name}.tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy(settings.src / "pom.xml", tmp / "pom.xml")
+    src = source_dir(settings)
+    shutil.copy(src / "pom.xml", tmp / "pom.xml")
     log.info("downloading OpenSearch %s jars with mvn into %s (first run only) ...", version, dist)
     args = ["dependency:copy-dependencies", f"-DoutputDirectory={tmp / 'lib'}"]
     args.append("-DincludeScope=runtime")
@@ -142,13 +159,13 @@ def _fill_dist(settings: Settings, java: Java, dist: Path) -> None:
     if not (tmp / "lib" / f"opensearch-{version}.jar").is_file():
         raise LauncherError(f"mvn did not produce opensearch-{version}.jar in {tmp / 'lib'}")
     (tmp / "classes").mkdir()
-    source = settings.src / "EngineNode.java"
+    source = src / "EngineNode.java"
     with open(tmp / "javac.log", "w") as out:
         compiled = subprocess.run(
             [
                 str(java.javac),
                 "--release",
-                "17",
+                str(kind_of(settings.kind).java_release),
                 "-nowarn",
                 "-d",
                 str(tmp / "classes"),
@@ -174,6 +191,9 @@ def ensure_knn(settings: Settings, java: Java, dist: Path, force: bool = False) 
     warning) when it is turned off or cannot be had: the engine then runs without it. A
     failed download is tried again only after an hour, unless ``force``."""
     if not settings.knn:
+        return None
+    if not kind_of(settings.kind).knn:
+        log.info("no k-NN plugin for %s (none served runs on it)", settings.kind)
         return None
     knn = dist / "knn"
     if (knn / ".complete").is_file():
@@ -214,7 +234,7 @@ def _fetch_knn_locked(settings: Settings, java: Java, dist: Path) -> bool:
     tmp = dist / f"knn.tmp.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy(settings.src / "pom.xml", tmp / "pom.xml")
+    shutil.copy(source_dir(settings) / "pom.xml", tmp / "pom.xml")
     why = _download_knn(settings, java, tmp)
     if why is not None:
         with open(tmp / "mvn.log", "a") as out:
@@ -233,7 +253,7 @@ def _fetch_knn_locked(settings: Settings, java: Java, dist: Path) -> bool:
 
 def _download_knn(settings: Settings, java: Java, tmp: Path) -> str | None:
     """Run mvn for the plugin into ``tmp/plugin``; None if it worked, else why not."""
-    pom = settings.src / "pom.xml"
+    pom = source_dir(settings) / "pom.xml"
     version = pom_property(pom, "opensearch-knn.version")
     if not version:
         return f"no opensearch-knn.version in {pom}"
@@ -284,7 +304,7 @@ def ensure_security(settings: Settings, java: Java, dist: Path) -> Path:
         tmp = dist / f"security.tmp.{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        shutil.copy(settings.src / "pom.xml", tmp / "pom.xml")
+        shutil.copy(source_dir(settings) / "pom.xml", tmp / "pom.xml")
         why = _download_security(settings, java, tmp)
         if why is not None:
             raise LauncherError(f"no security plugin: {why} (log: {tmp / 'mvn.log'})")
@@ -314,7 +334,7 @@ def duplicated_jars(plugin: Path, lib: Path) -> list[Path]:
 
 
 def _download_security(settings: Settings, java: Java, tmp: Path) -> str | None:
-    pom = settings.src / "pom.xml"
+    pom = source_dir(settings) / "pom.xml"
     version = pom_property(pom, "opensearch-security.version")
     if not version:
         return f"no opensearch-security.version in {pom}"

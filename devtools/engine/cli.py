@@ -18,6 +18,11 @@ give every knn_vector field "method": {"name": "hnsw", "engine": "lucene", ...}.
 (UnsatisfiedLinkError in the node's log; the node stays up and the index can be deleted). If
 it cannot be downloaded the engine starts without it and says so on stderr; ``start`` retries
 the download at most once an hour, ``fetch`` every time.
+
+The engine kind (``REINDEX_FSM_ENGINE_KIND``, ``devtools/engine/kinds.py``) picks which
+OpenSearch: ``opensearch-2`` (the default, above) or ``opensearch-3`` (3.5.0 from
+scripts/engine/opensearch-3/, on the Temurin 25 JDK, its modules listed under their stock
+names; no k-NN plugin, see that pom). A home restarts its engine when started as another kind.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ environment:
   REINDEX_FSM_ENGINE_JAVA_OPTS  extra JVM options for every node
   REINDEX_FSM_ENGINE_MVN_REPO   local Maven repository for the first download (default ~/.m2)
   REINDEX_FSM_ENGINE_KNN        0: no k-NN plugin (neither downloaded nor loaded); default 1
+  REINDEX_FSM_ENGINE_KIND       the engine: opensearch-2 (default, 2.19.6 on Java 17) or
+                                opensearch-3 (3.5.0 on Temurin 25, no k-NN plugin); each
+                                kind has its own cache entry (devtools/engine/kinds.py)
 """
 
 

@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import cache, nodes, security
+from .kinds import kind_of
 from .locks import file_lock
 from .nodes import Node
 from .security import Access
-from .settings import MAX_NODES, LauncherError, Settings, initial_heap, log
+from .settings import DEFAULT_KIND, MAX_NODES, LauncherError, Settings, initial_heap, log
 
 STATE_LOCK_TIMEOUT_S = 600
 STOP_WAIT_S = 30
@@ -107,6 +108,7 @@ class EngineHome:
     """The engine of one home directory (``settings.home``)."""
 
     def __init__(self, settings: Settings) -> None:
+        self.kind = kind_of(settings.kind)  # an unknown kind is refused before anything
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.path = settings.home.resolve()  # node markers carry the canonical path
@@ -232,7 +234,7 @@ class EngineHome:
                 break
             self._stop_all()
         raise LauncherError(
-            f"OpenSearch did not start (green within {self.settings.timeout_s:g}s); "
+            f"{self.kind.name} did not start (green within {self.settings.timeout_s:g}s); "
             f"logs: {self.path}/logs/"
         )
 
@@ -284,6 +286,12 @@ class EngineHome:
         path = self.path / "knn"
         return path.read_text().strip() if path.is_file() else ""
 
+    def kind_started(self) -> str:
+        """The kind the engine of this home was started as (an engine started before kinds
+        were recorded is the default one's)."""
+        path = self.path / "kind"
+        return (path.read_text().strip() if path.is_file() else "") or DEFAULT_KIND
+
     def _reusable(self, count: int | None, knn: Path | None) -> str | None:
         url = self.recorded_url()
         if url is None:
@@ -291,6 +299,7 @@ class EngineHome:
         table = self.table()
         down = [n.name for n in table if not self.alive(n.name)]
         had_knn = self._knn_started_with()
+        had_kind = self.kind_started()
         now = health(url, self.access())
         if (
             not down
@@ -300,16 +309,19 @@ class EngineHome:
             and (count is None or count == len(table))
             and had_knn == (str(knn) if knn else "")
             and self.secured() == self.settings.security
+            and had_kind == self.kind.name
         ):
             return url
         log.info(
-            "restarting the engine in %s (was: %d node(s), down: %s, health: %s, k-NN: %s; "
-            "wanted: %d, k-NN: %s)",
+            "restarting the engine in %s (was: %s, %d node(s), down: %s, health: %s, k-NN: %s; "
+            "wanted: %s, %d, k-NN: %s)",
             self.path,
+            had_kind,
             len(table),
             " ".join(down) or "none",
             f"{now.status} {now.nodes}" if now else "no answer",
             "on" if had_knn else "off",
+            self.kind.name,
             count or 1,
             "on" if knn else "off",
         )
@@ -333,6 +345,7 @@ class EngineHome:
             nodes.write_node_config(node, self.node_home(node.name), table, secured_home)
         nodes.write_table(self.table_path, table)
         (self.path / "knn").write_text(f"{knn or ''}\n")
+        (self.path / "kind").write_text(f"{self.kind.name}\n")
         for node in table:
             self._launch_node(node.name, java, dist)
         deadline = time.monotonic() + self.settings.timeout_s
@@ -409,7 +422,7 @@ class EngineHome:
         for name in sorted(names):
             self._kill_node(name, signal.SIGTERM, STOP_WAIT_S)
         shutil.rmtree(self.path / "nodes", ignore_errors=True)
-        for leftover in ("nodes.tsv", "url", "knn", "secured"):
+        for leftover in ("nodes.tsv", "url", "knn", "secured", "kind"):
             (self.path / leftover).unlink(missing_ok=True)
 
     def _port_clash(self) -> bool:

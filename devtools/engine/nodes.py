@@ -4,8 +4,9 @@ JVM command line, and finding a node's process.
 An engine home holds ``nodes.tsv`` (one line per node: ``name http_port transport_port``,
 the format the shell launcher wrote, so either launcher reads the other's engines), ``url``
 (node-1's URL), ``knn`` (the k-NN plugin directory the cluster was started with, or an empty
-line), ``logs/<name>.log`` and ``nodes/<name>/`` (config, data, ``pid``, and ``.stopped``
-while ``stop-node`` keeps it down). A node's JVM carries the marker
+line), ``kind`` (the engine kind it was started as, ``kinds``), ``logs/<name>.log`` and
+``nodes/<name>/`` (config, data, ``pid``, and ``.stopped`` while ``stop-node`` keeps it
+down). A node's JVM carries the marker
 ``-Dreindexfsm.engine.node=<its dir>`` on its command line: its recorded PID is trusted only
 while that process carries the marker, and a node whose PID was not recorded (or whose table
 was lost) is found by the marker in ``/proc``."""

@@ -28,6 +28,7 @@ MVN_REPO_ENV = "REINDEX_FSM_ENGINE_MVN_REPO"
 KNN_ENV = "REINDEX_FSM_ENGINE_KNN"
 # -- security: the security plugin with TLS (devtools/engine/security.py)
 SECURITY_ENV = "REINDEX_FSM_ENGINE_SECURITY"
+KIND_ENV = "REINDEX_FSM_ENGINE_KIND"
 # Every variable the launcher reads: none of them is read by reindex-fsm itself.
 VARIABLES = (
     CACHE_ENV,
@@ -39,11 +40,13 @@ VARIABLES = (
     MVN_REPO_ENV,
     KNN_ENV,
     SECURITY_ENV,
+    KIND_ENV,
 )
 
 DEFAULT_HOME = "/tmp/reindex-fsm-engine"
 DEFAULT_TIMEOUT_S = 180.0
 DEFAULT_HEAP = "1g"
+DEFAULT_KIND = "opensearch-2"  # the engine kinds: devtools/engine/kinds.py
 
 
 class LauncherError(Exception):
@@ -62,8 +65,9 @@ class Settings:
     java_opts: tuple[str, ...] = ()  # extra JVM options for every node
     mvn_repo: str | None = None  # local Maven repository for the first download
     knn: bool = True  # load (and download if need be) the k-NN plugin
-    src: Path = ENGINE_SRC
     security: bool = False  # the security plugin, TLS and users (a home of its own)
+    kind: str = DEFAULT_KIND  # which engine (kinds.KINDS): opensearch-2, opensearch-3, ...
+    src: Path | None = None  # its pom.xml and EngineNode.java; None: the kind's own
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -87,6 +91,7 @@ class Settings:
             mvn_repo=env.get(MVN_REPO_ENV) or None,
             knn=knn_enabled(env.get(KNN_ENV)),
             security=security_enabled(env.get(SECURITY_ENV)),
+            kind=(env.get(KIND_ENV) or DEFAULT_KIND).strip(),
         )
         return replace(settings, **overrides)
 

@@ -319,15 +319,42 @@ def compare_mappings(planned: dict[str, Any], actual: dict[str, Any]) -> dict[st
 # -- queries ----------------------------------------------------------------------------------
 
 
-def _top_ids(engine: Engine, index: str, query: dict[str, Any], k: int) -> list[str]:
+Hit = tuple[str, Any]  # (_id, _score)
+
+
+def _top_hits(engine: Engine, index: str, query: dict[str, Any], k: int) -> list[Hit]:
     body = {"query": query, "size": k, "_source": False, "track_total_hits": False}
-    return [hit["_id"] for hit in engine.search(index, body)["hits"]["hits"]]
+    return [(hit["_id"], hit.get("_score")) for hit in engine.search(index, body)["hits"]["hits"]]
 
 
 def top_k_overlap(source_ids: list[str], target_ids: list[str]) -> float:
     if not source_ids:
         return 0.0 if target_ids else 1.0
     return len(set(source_ids) & set(target_ids)) / len(source_ids)
+
+
+def _cut_off(hits: list[Hit], k: int) -> float | None:
+    """The last score of a full top-k list (more may tie with it), else None."""
+    if len(hits) < k or not all(isinstance(score, int | float) for _, score in hits):
+        return None
+    return float(hits[-1][1])
+
+
+def tied_top_k_overlap(source: list[Hit], target: list[Hit], k: int) -> float:
+    """``top_k_overlap`` where the hits tied with a full list's last score are one block:
+    which of equally scored documents make the top k is up to where they lie in the index
+    (shard, segment, the order they were written in), and a copy changes that (a constant
+    score query such as a range: all its hits tie). A source hit at its list's cut-off is
+    found when the target has it, or has another hit at its own cut-off in its place."""
+    source_ids, target_ids = [i for i, _ in source], [i for i, _ in target]
+    source_cut, target_cut = _cut_off(source, k), _cut_off(target, k)
+    if not source_ids or source_cut is None or target_cut is None:
+        return top_k_overlap(source_ids, target_ids)
+    in_source, in_target = set(source_ids), set(target_ids)
+    found = sum(i in in_target for i in source_ids)
+    tied_missing = sum(s == source_cut and i not in in_target for i, s in source)
+    spare = sum(s == target_cut and i not in in_source for i, s in target)
+    return (found + min(tied_missing, spare)) / len(source_ids)
 
 
 def compare_queries(engine: Engine, p: Plan, options: RunOptions) -> dict[str, Any]:
@@ -337,9 +364,9 @@ def compare_queries(engine: Engine, p: Plan, options: RunOptions) -> dict[str, A
     lines: list[dict[str, Any]] = []
     failed, lowest = 0, 1.0
     for q in options.verify_queries or []:
-        src = _top_ids(engine, p.source_index, q["query"], k)
-        tgt = _top_ids(engine, p.target_index, q["query"], k)
-        overlap = top_k_overlap(src, tgt)
+        src = _top_hits(engine, p.source_index, q["query"], k)
+        tgt = _top_hits(engine, p.target_index, q["query"], k)
+        overlap = tied_top_k_overlap(src, tgt, k)
         passed = overlap >= floor
         failed += not passed
         lowest = min(lowest, overlap)

@@ -77,6 +77,7 @@ def wait_for_copy(src: Source, run_id: str, timeout: float = 60) -> Any:
     raise AssertionError(f"the copy of run {run_id} did not start within {timeout}s")
 
 
+@pytest.mark.needs("local_engines")
 def test_node_running_the_copy_is_killed(cluster3: LocalEngine, tmp_path: Path) -> None:
     t0 = time.monotonic()
     log: list[str] = []

@@ -202,6 +202,7 @@ def test_sample_and_routed_documents(engine, engine_url, tmp_path, names):
     assert docs["mode"] == "sample of 50" and docs["compared"] == 50 and "seed" in docs
 
 
+@pytest.mark.needs("vector_field")
 def test_recompute_run_compares_all_but_the_vector(
     engine, engine_url, tmp_path, names, make_source
 ):

@@ -216,13 +216,11 @@ def test_another_url_of_the_runs_own_cluster_is_accepted(
     assert code == 0 and final["state"] == "SWAPPED", final
 
 
-SECOND_HOME = "/tmp/eng-lease"
-
-
 @pytest.fixture(scope="module")
-def second_cluster() -> Iterator[str]:
+def second_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second, separate engine (its own home, its own cluster UUID), stopped at the end."""
-    with started_engine(SECOND_HOME, knn=False, heap="512m") as second:
+    home = tmp_path_factory.mktemp("eng-lease")  # per session: sessions of other kinds run too
+    with started_engine(home, knn=False, heap="512m") as second:
         yield second.url
 
 

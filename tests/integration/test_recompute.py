@@ -129,6 +129,7 @@ class StopBefore(Exception):
     pass
 
 
+@pytest.mark.needs("painless")
 def test_verification_catches_vectors_that_do_not_match_their_text(
     engine, tmp_path: Path, engine_url, names, make_source, vector_options
 ) -> None:

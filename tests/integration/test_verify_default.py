@@ -42,6 +42,7 @@ def at(names, engine_url):
     return names
 
 
+@pytest.mark.needs("painless")
 def test_the_count_is_verified_without_being_asked(engine, at, make_source, tmp_path):
     n_docs = make_source()
     script = tmp_path / "drop.painless"
@@ -57,6 +58,7 @@ def test_the_count_is_verified_without_being_asked(engine, at, make_source, tmp_
     assert str(settings.get("index.blocks.write", "false")).lower() != "true"
 
 
+@pytest.mark.needs("painless")
 def test_no_verify_warns_once_and_swaps(engine, at, make_source, tmp_path):
     make_source()
     script = tmp_path / "drop.painless"

@@ -4,7 +4,9 @@
 * ``engine_url`` (session): ``REINDEX_FSM_TEST_ENGINE_URL`` when set (any Elasticsearch or
   OpenSearch the suites should run against), else the local engine of
   ``REINDEX_FSM_ENGINE_HOME`` (default ``/tmp/reindex-fsm-engine``), started if need be and
-  stopped at the end only if this session started it. The operator's own
+  stopped at the end only if this session started it; its kind (OpenSearch 2 or 3, ...) is
+  ``REINDEX_FSM_ENGINE_KIND``'s, and so is that of every engine ``started_engine`` starts
+  unless given ``kind=``. The operator's own
   ``REINDEX_FSM_ENGINE_URL`` is never read here: tests do not touch the operator's cluster.
 * ``started_engine(home, nodes, ...)``: an engine of its own in another home (a second
   cluster, a cluster whose nodes a test stops), as a ``LocalEngine`` with its node commands.
@@ -32,6 +34,8 @@ import pytest
 from devtools.engine import EngineHome, LauncherError, Settings
 
 TEST_ENGINE_URL_ENV = "REINDEX_FSM_TEST_ENGINE_URL"
+# The URL engine_url gave (for the capability summary, tests/support/capabilities.py).
+ENGINE_URL_USED = pytest.StashKey[str]()
 
 
 @dataclass
@@ -102,8 +106,9 @@ def started_engine(
 
 
 @pytest.fixture(scope="session")
-def engine_url() -> Iterator[str]:
-    """The URL of the tests' engine: ``REINDEX_FSM_TEST_ENGINE_URL``, else a local one."""
+def engine_url(pytestconfig: pytest.Config) -> Iterator[str]:
+    """The URL of the tests' engine: ``REINDEX_FSM_TEST_ENGINE_URL``, else a local one
+    (of the kind ``REINDEX_FSM_ENGINE_KIND`` names, ``devtools/engine/kinds.py``)."""
     url = os.environ.get(TEST_ENGINE_URL_ENV)
     if url:
         yield url
@@ -111,6 +116,7 @@ def engine_url() -> Iterator[str]:
     # security=False: the suites' engine is a plain one whatever REINDEX_FSM_ENGINE_SECURITY
     # says (the secured one is ``secured_engine``, in a home of its own)
     with started_engine(always_stop=False, security=False) as local:
+        pytestconfig.stash[ENGINE_URL_USED] = local.url
         yield local.url
 
 
