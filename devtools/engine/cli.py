@@ -28,7 +28,8 @@ import sys
 from collections.abc import Sequence
 
 from . import cache
-from .cluster import EngineHome, parse_node_count
+from .cluster import parse_node_count
+from .kinds import engine_home
 from .settings import LauncherError, Settings, log
 
 PROG = "scripts/engine.sh"
@@ -46,6 +47,8 @@ environment:
   REINDEX_FSM_ENGINE_JAVA_OPTS  extra JVM options for every node
   REINDEX_FSM_ENGINE_MVN_REPO   local Maven repository for the first download (default ~/.m2)
   REINDEX_FSM_ENGINE_KNN        0: no k-NN plugin (neither downloaded nor loaded); default 1
+  REINDEX_FSM_ENGINE_KIND       opensearch-2 (default) or elasticsearch-7 (7.17, run as the
+                                system user reindexfsm-es when started as root)
 """
 
 
@@ -89,13 +92,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "help":
         parser().print_help(sys.stderr)
         return 0
+    if args.command == "fetch" and settings.kind == "elasticsearch-7":
+        from .elasticsearch import ElasticsearchHome
+
+        log.info("cache ready: %s", ElasticsearchHome(settings).fetch())
+        return 0
     if args.command == "fetch":
         java = cache.select_java(settings)
         dist = cache.ensure_dist(settings, java)
         knn = cache.ensure_knn(settings, java, dist, force=True)
         log.info("cache ready: %s%s", dist, " (with the k-NN plugin)" if knn else "")
         return 0
-    home = EngineHome(settings)
+    home = engine_home(settings)
     if args.command == "start":
         count = None if args.nodes is None else parse_node_count(args.nodes)
         print(home.start(count), flush=True)

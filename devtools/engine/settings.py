@@ -26,6 +26,7 @@ JAVA_HOME_ENV = "REINDEX_FSM_ENGINE_JAVA_HOME"
 JAVA_OPTS_ENV = "REINDEX_FSM_ENGINE_JAVA_OPTS"
 MVN_REPO_ENV = "REINDEX_FSM_ENGINE_MVN_REPO"
 KNN_ENV = "REINDEX_FSM_ENGINE_KNN"
+KIND_ENV = "REINDEX_FSM_ENGINE_KIND"
 # Every variable the launcher reads: none of them is read by reindex-fsm itself.
 VARIABLES = (
     CACHE_ENV,
@@ -36,11 +37,14 @@ VARIABLES = (
     JAVA_OPTS_ENV,
     MVN_REPO_ENV,
     KNN_ENV,
+    KIND_ENV,
 )
 
 DEFAULT_HOME = "/tmp/reindex-fsm-engine"
 DEFAULT_TIMEOUT_S = 180.0
 DEFAULT_HEAP = "1g"
+DEFAULT_KIND = "opensearch-2"
+KINDS = (DEFAULT_KIND, "elasticsearch-7")  # which engine a home runs
 
 
 class LauncherError(Exception):
@@ -60,6 +64,7 @@ class Settings:
     mvn_repo: str | None = None  # local Maven repository for the first download
     knn: bool = True  # load (and download if need be) the k-NN plugin
     src: Path = ENGINE_SRC
+    kind: str = DEFAULT_KIND  # one of KINDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +87,7 @@ class Settings:
             java_opts=tuple((env.get(JAVA_OPTS_ENV) or "").split()),
             mvn_repo=env.get(MVN_REPO_ENV) or None,
             knn=knn_enabled(env.get(KNN_ENV)),
+            kind=engine_kind(env.get(KIND_ENV)),
         )
         return replace(settings, **overrides)
 
@@ -95,6 +101,14 @@ def default_cache(env: Mapping[str, str]) -> Path:
 def knn_enabled(value: str | None) -> bool:
     """``REINDEX_FSM_ENGINE_KNN``: 0, false, no or off turn the k-NN plugin off."""
     return (value or "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def engine_kind(value: str | None) -> str:
+    """``REINDEX_FSM_ENGINE_KIND``: one of KINDS (default opensearch-2)."""
+    kind = (value or DEFAULT_KIND).strip().lower()
+    if kind not in KINDS:
+        raise LauncherError(f"{KIND_ENV} must be one of {', '.join(KINDS)}: {value!r}")
+    return kind
 
 
 def initial_heap(heap: str) -> str:

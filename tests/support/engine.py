@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from devtools.engine import EngineHome, LauncherError, Settings
+from devtools.engine.kinds import engine_home as kind_home
 
 TEST_ENGINE_URL_ENV = "REINDEX_FSM_TEST_ENGINE_URL"
 
@@ -71,7 +72,7 @@ def started_engine(
     if home is not None:
         settings["home"] = Path(home)
     try:
-        engine_home = EngineHome(Settings.from_env(**settings))
+        engine_home = kind_home(Settings.from_env(**settings))
         was_running = engine_home.running()
         url = engine_home.start(nodes)
     except LauncherError as err:
