@@ -313,6 +313,8 @@ def run_as(user: str = ES_USER) -> RunAs:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
+        entry = None
+    if entry is None:
         done = subprocess.run(
             ["useradd", "--system", "--user-group", "--no-create-home", "--shell",
              "/usr/sbin/nologin", user],
