@@ -12,7 +12,7 @@ import pytest
 
 from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.errors import ExitCode
-from reindex_fsm.testing.sample import SAMPLE_MAPPINGS, SAMPLE_SETTINGS
+from reindex_fsm.testing.sample import SAMPLE_MAPPINGS, sample_settings
 
 from .conftest import Names, alias_snapshot, indices_under, raw, run_cli
 
@@ -66,7 +66,7 @@ def test_a_source_without_source_field_is_refused(
     engine: ClientEngine, engine_url: str, names: Names, tmp_path: Path
 ) -> None:
     mappings = {**SAMPLE_MAPPINGS, "_source": {"enabled": False}}
-    engine.create_index(names.source, SAMPLE_SETTINGS, mappings)
+    engine.create_index(names.source, sample_settings(engine), mappings)
     engine.update_aliases([{"add": {"index": names.source, "alias": names.alias}}])
     line = assert_refused_untouched(engine, names, tmp_path / "s.db", engine_url)
     assert line.startswith(
