@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 N = 300
 
 
+@pytest.mark.needs("ingest")
+@pytest.mark.needs("painless")
 def test_pipeline_and_script_transform_every_document(engine, cfg, names, make_source, tmp_path):
     make_source(N)
     pipeline = names("lang-pipeline")

@@ -25,6 +25,7 @@ def term_count(engine, index: str, field: str, term: str) -> int:
     return raw(engine, "POST", f"/{index}/_count", body=body)["count"]
 
 
+@pytest.mark.needs("analysis_common")  # the "reverse" filter
 def test_settings_and_mapping_overrides_take_effect(
     engine, engine_url, tmp_path, names, make_source
 ):
