@@ -12,7 +12,7 @@ import pytest
 
 from reindex_fsm.errors import ExitCode
 
-from .conftest import cli_json, indices_under, run_cli
+from .conftest import cli_json, indices_under, run_cli, vector_type
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,7 @@ def at(names, engine_url):
     return names
 
 
+@pytest.mark.needs("painless")
 def test_the_count_is_verified_without_being_asked(engine, at, make_source, tmp_path):
     n_docs = make_source()
     script = tmp_path / "drop.painless"
@@ -57,6 +58,7 @@ def test_the_count_is_verified_without_being_asked(engine, at, make_source, tmp_
     assert str(settings.get("index.blocks.write", "false")).lower() != "true"
 
 
+@pytest.mark.needs("painless")
 def test_no_verify_warns_once_and_swaps(engine, at, make_source, tmp_path):
     make_source()
     script = tmp_path / "drop.painless"
@@ -81,7 +83,7 @@ def test_a_much_smaller_recompute_needs_allow_shrink(engine, at, make_source, tm
     make_source(3000)
     path = write_jsonl(tmp_path / "docs.jsonl", 21)
     vectors: list[str] = []
-    if engine.info().flavor != "elasticsearch" and not any("knn" in p for p in engine.plugins()):
+    if vector_type(engine) == "float":
         vectors = ["--vector-mapping", '{"type": "float"}']
     recompute = ["--recompute-embeddings", "--documents-path", str(path), *vectors]
     db = str(tmp_path / "state.db")
