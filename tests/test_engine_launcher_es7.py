@@ -100,7 +100,7 @@ def test_modules_are_laid_out_with_their_jars_and_descriptors(tmp_path: Path) ->
     assert not (home / "modules" / "mapper-extras" / "plugin-security.policy").exists()
 
     (lib / "httpcore-nio-4.4.12.jar").unlink()
-    with pytest.raises(LauncherError, match="httpcore-nio-\\*.jar for reindex"):
+    with pytest.raises(LauncherError, match=r"httpcore-nio-\*\.jar for reindex"):
         es.lay_out_modules(lib, tmp_path / "other", "7.17.29")
 
 
@@ -168,6 +168,20 @@ def test_root_runs_nodes_as_the_system_user_through_setpriv(
     who = es.run_as("esuser")
     assert (who.uid, who.gid) == (990, 991)
     assert who.prefix == ("/usr/bin/setpriv", "--reuid=990", "--regid=991", "--init-groups", "--")
+    search = es.run_as("esuser", traverse=True).prefix
+    assert search[4:] == ("--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--")
+
+
+def test_a_home_only_root_may_enter_is_told_apart(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    (closed / "home").mkdir(parents=True)
+    tmp_path.chmod(0o755)
+    closed.chmod(0o755)
+    assert es.reachable_by_others(closed / "home") is (
+        all(p.stat().st_mode & 0o001 for p in tmp_path.parents)
+    )
+    closed.chmod(0o700)
+    assert es.reachable_by_others(closed / "home") is False
 
 
 def test_a_missing_user_is_created_and_a_failed_useradd_is_one_line(

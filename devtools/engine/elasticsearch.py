@@ -30,6 +30,7 @@ import json
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import time
 import urllib.error
@@ -109,8 +110,7 @@ MODULES = (
         "aggs-matrix-stats",
         "aggs-matrix-stats-client",
         "org.elasticsearch.search.aggregations.matrix.MatrixAggregationPlugin",
-        "Adds aggregations whose input are a list of numeric fields and output includes a "
-        "matrix.",
+        "Adds aggregations whose input are a list of numeric fields and output includes a matrix.",
     ),
     Module(
         "lang-mustache",
@@ -241,16 +241,13 @@ def _fill_dist(settings: Settings, java: cache.Java, dist: Path, src: Path) -> N
     version = es_version(src)
     if not shutil.which("mvn"):
         raise LauncherError(
-            f"mvn not found: needed once to download Elasticsearch {version} into "
-            f"{settings.cache}"
+            f"mvn not found: needed once to download Elasticsearch {version} into {settings.cache}"
         )
     tmp = dist.with_name(f"{dist.name}.tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy(src / "pom.xml", tmp / "pom.xml")
-    log.info(
-        "downloading Elasticsearch %s with mvn into %s (first run only) ...", version, dist
-    )
+    log.info("downloading Elasticsearch %s with mvn into %s (first run only) ...", version, dist)
     args = ["dependency:copy-dependencies", f"-DoutputDirectory={tmp / 'lib'}"]
     args.append("-DincludeScope=runtime")
     for attempt in (1, 2, 3):
@@ -305,9 +302,17 @@ class RunAs:
     prefix: tuple[str, ...] = ()
 
 
-def run_as(user: str = ES_USER) -> RunAs:
+def reachable_by_others(path: Path) -> bool:
+    """Whether a user who owns none of ``path``'s ancestors may traverse down to it."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def run_as(user: str = ES_USER, traverse: bool = False) -> RunAs:
     """As root: ``user``, created (a system user with its own group) if missing, through
-    ``setpriv``. Otherwise: whoever runs the launcher."""
+    ``setpriv``; ``traverse``: with the capability to search every directory (an engine
+    home under a directory only root may enter, such as pytest's ``/tmp/pytest-of-root``:
+    the node's own directories are the user's, and Elasticsearch's security manager still
+    limits what it reads). Otherwise: whoever runs the launcher."""
     if os.geteuid() != 0:
         return RunAs(os.getuid(), os.getgid())
     try:
@@ -331,8 +336,10 @@ def run_as(user: str = ES_USER) -> RunAs:
     setpriv = shutil.which("setpriv")
     if not setpriv:
         raise LauncherError("setpriv not found: needed to run Elasticsearch as a non-root user")
+    caps = ("--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search") if traverse else ()
     prefix = (
-        setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--",
+        setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", *caps,
+        "--",
     )  # fmt: skip
     return RunAs(entry.pw_uid, entry.pw_gid, prefix)
 
@@ -520,7 +527,7 @@ class ElasticsearchHome(EngineHome):
             raise LauncherError(f"--nodes must be 1..{MAX_NODES}")
         java = cache.select_java(self.settings)
         dist = ensure_dist(self.settings, java, self.src)
-        who = run_as()
+        who = run_as(traverse=not reachable_by_others(self.path))
         with self._lock():
             reused = self._reusable_es(count, dist)
             if reused:
@@ -544,7 +551,7 @@ class ElasticsearchHome(EngineHome):
     def start_node(self, which: str) -> str:
         java = cache.select_java(self.settings)
         ensure_dist(self.settings, java, self.src)
-        who = run_as()
+        who = run_as(traverse=not reachable_by_others(self.path))
         with self._lock():
             node = nodes.resolve_node(self.table(), which)
             if self.alive(node.name):
