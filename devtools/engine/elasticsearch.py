@@ -193,14 +193,6 @@ def descriptor(module: Module, version: str) -> str:
     )
 
 
-def _jar_artifact(jar: Path, version_of: Mapping[str, str]) -> str | None:
-    """The artifactId of ``<artifactId>-<version>.jar`` among ``version_of``'s."""
-    for artifact, version in version_of.items():
-        if jar.name == f"{artifact}-{version}.jar":
-            return artifact
-    return None
-
-
 def lay_out_modules(lib: Path, home: Path, version: str) -> None:
     """Put each module's jars from ``lib`` (mvn's flat output) into ``home/modules/<name>``
     with its descriptor; a jar the server already has in ``home/lib`` is left out (a class
@@ -215,11 +207,11 @@ def lay_out_modules(lib: Path, home: Path, version: str) -> None:
         folder = home / "modules" / module.name
         folder.mkdir(parents=True, exist_ok=True)
         for artifact in (module.artifact, *module.jars):
-            jar = found.get(artifact)
-            if jar is None:
+            wanted = found.get(artifact)
+            if wanted is None:
                 raise LauncherError(f"mvn did not produce {artifact}-*.jar for {module.name}")
-            if jar.name not in server_jars:
-                shutil.copy(jar, folder / jar.name)
+            if wanted.name not in server_jars:
+                shutil.copy(wanted, folder / wanted.name)
         (folder / "plugin-descriptor.properties").write_text(descriptor(module, version))
         if module.name == "reindex":
             (folder / "plugin-security.policy").write_text(REINDEX_POLICY)
@@ -461,8 +453,6 @@ class ElasticsearchHome(EngineHome):
     the launcher's health waits authenticate as: give it a role that may read cluster
     health, e.g. ``superuser``); ``roles_yml``: the ``roles.yml`` those users' roles are
     defined in."""
-
-    product = "Elasticsearch"
 
     def __init__(
         self,
