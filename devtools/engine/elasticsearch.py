@@ -30,8 +30,10 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import cache, nodes
-from .cluster import START_ATTEMPTS, EngineHome, Health
+from .cluster import START_ATTEMPTS, STOP_WAIT_S, EngineHome, Health
 from .locks import file_lock
 from .nodes import Node
 from .settings import CLUSTER_NAME, MAX_NODES, REPO, LauncherError, Settings, initial_heap, log
@@ -299,12 +301,9 @@ def reachable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
 
 
-def run_as(user: str = ES_USER, traverse: bool = False) -> RunAs:
+def run_as(user: str = ES_USER) -> RunAs:
     """As root: ``user``, created (a system user with its own group) if missing, through
-    ``setpriv``; ``traverse``: with the capability to search every directory (an engine
-    home under a directory only root may enter, such as pytest's ``/tmp/pytest-of-root``:
-    the node's own directories are the user's, and Elasticsearch's security manager still
-    limits what it reads). Otherwise: whoever runs the launcher."""
+    ``setpriv``. Otherwise: whoever runs the launcher."""
     if os.geteuid() != 0:
         return RunAs(os.getuid(), os.getgid())
     try:
@@ -328,10 +327,8 @@ def run_as(user: str = ES_USER, traverse: bool = False) -> RunAs:
     setpriv = shutil.which("setpriv")
     if not setpriv:
         raise LauncherError("setpriv not found: needed to run Elasticsearch as a non-root user")
-    caps = ("--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search") if traverse else ()
     prefix = (
-        setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", *caps,
-        "--",
+        setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--",
     )  # fmt: skip
     return RunAs(entry.pw_uid, entry.pw_gid, prefix)
 
@@ -467,6 +464,25 @@ class ElasticsearchHome(EngineHome):
         self.src = src
 
     @property
+    def outside(self) -> Path | None:
+        """Where the nodes' directories and the distribution live when the node user may
+        not enter the home (a home under pytest's ``/tmp/pytest-of-root``, mode 0700):
+        ``<tmp>/reindex-fsm-es-<hash of the home>``; None when they live in the home."""
+        if os.geteuid() != 0 or reachable_by_others(self.path):
+            return None
+        digest = hashlib.sha256(str(self.path).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"reindex-fsm-es-{digest}"
+
+    def node_home(self, name: str) -> Path:
+        outside = self.outside
+        return (outside or self.path) / "nodes" / name
+
+    @property
+    def dist_home(self) -> Path:
+        """The home's hard-linked copy of the cached distribution."""
+        return (self.outside or self.path) / "dist"
+
+    @property
     def security(self) -> bool:
         return bool(self.users)
 
@@ -517,7 +533,7 @@ class ElasticsearchHome(EngineHome):
             raise LauncherError(f"--nodes must be 1..{MAX_NODES}")
         java = cache.select_java(self.settings)
         dist = ensure_dist(self.settings, java, self.src)
-        who = run_as(traverse=not reachable_by_others(self.path))
+        who = run_as()
         with self._lock():
             reused = self._reusable_es(count, dist)
             if reused:
@@ -541,7 +557,7 @@ class ElasticsearchHome(EngineHome):
     def start_node(self, which: str) -> str:
         java = cache.select_java(self.settings)
         ensure_dist(self.settings, java, self.src)
-        who = run_as(traverse=not reachable_by_others(self.path))
+        who = run_as()
         with self._lock():
             node = nodes.resolve_node(self.table(), which)
             if self.alive(node.name):
@@ -603,8 +619,8 @@ class ElasticsearchHome(EngineHome):
     ) -> str | None:
         table = nodes.plan_nodes(nodes.free_ports(2 * count))
         (self.path / "logs").mkdir(parents=True, exist_ok=True)
-        if self._started_with().split(" ")[0] != dist.name or not (self.path / "dist").is_dir():
-            link_tree(dist / "home", self.path / "dist")
+        if self._started_with().split(" ")[0] != dist.name or not self.dist_home.is_dir():
+            link_tree(dist / "home", self.dist_home)
         for node in table:
             (self.path / "logs" / f"{node.name}.log").write_text("")
             self._write_node_config(node, table, who)
@@ -622,7 +638,7 @@ class ElasticsearchHome(EngineHome):
             (home / sub).mkdir(parents=True, exist_ok=True)
         config = home / "config"
         shutil.rmtree(config, ignore_errors=True)
-        shutil.copytree(self.path / "dist" / "config", config)
+        shutil.copytree(self.dist_home / "config", config)
         (config / "elasticsearch.yml").write_text(
             elasticsearch_yml(node, home, table, self.security)
         )
@@ -637,7 +653,7 @@ class ElasticsearchHome(EngineHome):
         java = cache.select_java(self.settings)
         env = {**os.environ, "ES_JAVA_HOME": str(java.home), "ES_PATH_CONF": str(config)}
         env.pop("JAVA_HOME", None)
-        tool = self.path / "dist" / "bin" / "elasticsearch-users"
+        tool = self.dist_home / "bin" / "elasticsearch-users"
         for name, user in self.users.items():
             argv = [*who.prefix, str(tool), "useradd", name, "-p", user.password]
             if user.roles:
@@ -658,7 +674,7 @@ class ElasticsearchHome(EngineHome):
             *who.prefix,
             *jvm_command(
                 java.java,
-                self.path / "dist",
+                self.dist_home,
                 home,
                 initial_heap(self.settings.heap),
                 self.settings.heap,
@@ -690,7 +706,13 @@ class ElasticsearchHome(EngineHome):
         (home / "pid").write_text(f"{proc.pid}\n")
 
     def _stop_all(self) -> None:
+        outside = self.outside
+        if outside is not None and (outside / "nodes").is_dir():
+            for leftover in (outside / "nodes").iterdir():  # nodes whose table was lost
+                self._kill_node(leftover.name, signal.SIGTERM, STOP_WAIT_S)
         super()._stop_all()
+        if outside is not None:
+            shutil.rmtree(outside / "nodes", ignore_errors=True)
         (self.path / "started-with").unlink(missing_ok=True)
 
     def _wait_health(self, url: str, want_nodes: int, want: str, deadline: float) -> bool:
