@@ -244,7 +244,7 @@ def _privileges(engine: Engine, info: EngineInfo, src: _Source, o: RunOptions) -
         [
             ([src.name], ["read", "view_index_metadata", "monitor", "manage"]),  # manage: aliases
             ([target], ["create_index", "write", "manage"]),
-            ([LEASE_INDEX], ["create_index", "read", "write"]),
+            ([LEASE_INDEX], ["create_index", "read", "write", "view_index_metadata"]),
         ],
     )
     if result is None:

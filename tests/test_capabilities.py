@@ -66,15 +66,16 @@ def test_every_capability_has_a_rule_and_the_markers_name_them_all() -> None:
         ),
         (
             EngineFacts("elasticsearch", "7.17.29", ELASTICSEARCH_7, security=True),
-            {"index_templates", "security"},
+            {"index_templates", "security", "elasticsearch"},
         ),
         (
             EngineFacts("elasticsearch", "7.7.1", frozenset({"lang-painless"})),
-            {"painless"},
+            {"painless", "elasticsearch"},
         ),
         (
             EngineFacts("elasticsearch", "8.15.0", frozenset({"x-pack-ilm", "lang-painless"})),
-            {"painless", "dense_vector", "vector_field", "data_streams", "index_templates", "ilm"},
+            {"painless", "dense_vector", "vector_field", "data_streams", "index_templates", "ilm"}
+            | {"elasticsearch"},
         ),
         (
             EngineFacts(

@@ -84,6 +84,8 @@ def _elasticsearch_root(number: str) -> dict:
         (_opensearch_root("3.1.0"), "opensearch", "3.1.0"),
         (_elasticsearch_root("8.15.3"), "elasticsearch", "8.15.3"),
         (_elasticsearch_root("9.0.2"), "elasticsearch", "9.0.2"),
+        (_elasticsearch_root("7.17.0"), "elasticsearch", "7.17.0"),
+        (_elasticsearch_root("7.17.29"), "elasticsearch", "7.17.29"),
     ],
 )
 def test_detect_flavor_supported(body: dict, flavor: str, version: str) -> None:
@@ -103,7 +105,9 @@ def test_detect_flavor_serverless_elasticsearch_without_tagline() -> None:
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        (_elasticsearch_root("7.17.9"), "Elasticsearch 7.17.9"),
+        (_elasticsearch_root("7.16.3"), "Elasticsearch 7.16.3 is not supported"),
+        (_elasticsearch_root("7.10.2"), "Elasticsearch 7.10.2 is not supported"),
+        (_elasticsearch_root("6.8.23"), "Elasticsearch 6.8.23 is not supported"),
         (_opensearch_root("1.3.14"), "OpenSearch 1.3.14"),
         (_opensearch_root("7.10.2"), "OpenSearch 1.x"),  # 1.x in compatibility mode
         ({"hello": "world"}, "no version number"),
@@ -117,7 +121,7 @@ def test_detect_flavor_unsupported(body: object, needle: str) -> None:
     with pytest.raises(UnsupportedEngine) as caught:
         detect_flavor(body)
     assert needle in caught.value.message
-    assert "Elasticsearch 8.x or 9.x, or OpenSearch 2.x" in caught.value.one_line()
+    assert "Elasticsearch 7.17, 8.x or 9.x, or OpenSearch 2.x" in caught.value.one_line()
 
 
 # -- URLs and credentials ---------------------------------------------------------------

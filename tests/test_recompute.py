@@ -113,6 +113,15 @@ def test_vector_mapping_per_engine(fake: FakeEngine, cfg, tmp_path: Path) -> Non
     p = api.plan(make_config(es, cfg.state_db), ALIAS, opts(vector_mapping=None))
     assert p.mappings["properties"]["embedding"]["type"] == "dense_vector"
     assert p.mappings["properties"]["embedding"]["dims"] == hashing.DIMENSION
+    assert p.mappings["properties"]["embedding"]["index"] is True
+    es7 = FakeEngine(flavor="elasticsearch", version="7.17.29")
+    es7.indices = fake.indices
+    p = api.plan(make_config(es7, cfg.state_db), ALIAS, opts(vector_mapping=None))
+    # 7.17 takes neither index nor similarity on a dense_vector
+    assert p.mappings["properties"]["embedding"] == {
+        "type": "dense_vector",
+        "dims": hashing.DIMENSION,
+    }
 
 
 def test_source_vector_of_another_dimension_stops_before_writing(fake: FakeEngine, cfg) -> None:

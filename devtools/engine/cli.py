@@ -33,7 +33,8 @@ import sys
 from collections.abc import Sequence
 
 from . import cache
-from .cluster import EngineHome, parse_node_count
+from .cluster import parse_node_count
+from .homes import engine_home
 from .settings import LauncherError, Settings, log
 
 PROG = "scripts/engine.sh"
@@ -51,9 +52,11 @@ environment:
   REINDEX_FSM_ENGINE_JAVA_OPTS  extra JVM options for every node
   REINDEX_FSM_ENGINE_MVN_REPO   local Maven repository for the first download (default ~/.m2)
   REINDEX_FSM_ENGINE_KNN        0: no k-NN plugin (neither downloaded nor loaded); default 1
-  REINDEX_FSM_ENGINE_KIND       the engine: opensearch-2 (default, 2.19.6 on Java 17) or
-                                opensearch-3 (3.5.0 on Temurin 25, no k-NN plugin); each
-                                kind has its own cache entry (devtools/engine/kinds.py)
+  REINDEX_FSM_ENGINE_KIND       the engine: opensearch-2 (default, 2.19.6 on Java 17),
+                                opensearch-3 (3.5.0 on Temurin 25, no k-NN plugin) or
+                                elasticsearch-7 (7.17.29, run as the system user
+                                reindexfsm-es when started as root); each kind has its own
+                                cache entry (devtools/engine/kinds.py)
 """
 
 
@@ -97,13 +100,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "help":
         parser().print_help(sys.stderr)
         return 0
+    if args.command == "fetch" and settings.kind == "elasticsearch-7":
+        from .elasticsearch import ElasticsearchHome
+
+        log.info("cache ready: %s", ElasticsearchHome(settings).fetch())
+        return 0
     if args.command == "fetch":
         java = cache.select_java(settings)
         dist = cache.ensure_dist(settings, java)
         knn = cache.ensure_knn(settings, java, dist, force=True)
         log.info("cache ready: %s%s", dist, " (with the k-NN plugin)" if knn else "")
         return 0
-    home = EngineHome(settings)
+    home = engine_home(settings)
     if args.command == "start":
         count = None if args.nodes is None else parse_node_count(args.nodes)
         print(home.start(count), flush=True)

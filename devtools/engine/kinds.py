@@ -62,6 +62,21 @@ KINDS: dict[str, Kind] = {
             knn=False,  # served (3.5.0.0) but needs transport-grpc, which is not: see its pom
             capabilities=OPENSEARCH_CORE,
         ),
+        # The integ-test-zip and the *-client modules Maven Central serves, laid out as a
+        # stock home and started by its own bin/elasticsearch (devtools/engine/elasticsearch.py):
+        # no painless, ingest processors, analysis-common filters, dense_vector, data streams
+        # or ILM (their modules are not served); composable templates are in its core.
+        Kind(
+            name="elasticsearch-7",
+            flavor="elasticsearch",
+            src=ENGINE_SRC / "elasticsearch-7",
+            jdk=Path("/usr/lib/jvm/java-17-openjdk-amd64"),
+            min_java=17,
+            java_release=17,
+            knn=False,
+            capabilities=frozenset({"index_templates", "elasticsearch"}),
+            launcher="distribution",
+        ),
     )
 }
 __all__ = ["DEFAULT_KIND", "KINDS", "Kind", "kind_of", "source_dir"]

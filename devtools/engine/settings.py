@@ -91,7 +91,7 @@ class Settings:
             mvn_repo=env.get(MVN_REPO_ENV) or None,
             knn=knn_enabled(env.get(KNN_ENV)),
             security=security_enabled(env.get(SECURITY_ENV)),
-            kind=(env.get(KIND_ENV) or DEFAULT_KIND).strip(),
+            kind=(env.get(KIND_ENV) or DEFAULT_KIND).strip().lower(),
         )
         return replace(settings, **overrides)
 

@@ -7,7 +7,9 @@ reindex management API that follows a task across node shutdowns.
 
 The client checks on its first request that the server is Elasticsearch (the
 ``X-Elastic-Product`` header); an OpenSearch or pre-7.14 server raises
-:class:`~reindex_fsm.errors.UnsupportedEngine`.
+:class:`~reindex_fsm.errors.UnsupportedEngine`, and ``GET /`` refuses anything older than 7.17
+(:func:`~reindex_fsm.engine.responses.detect_flavor`). 7.17 accepts the client's
+``compatible-with=8`` media type and answers as 8.x would.
 """
 
 from __future__ import annotations

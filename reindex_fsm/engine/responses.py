@@ -50,7 +50,7 @@ __all__ = [
 
 # The header a request's opaque ID travels in; the Tasks API reports it back.
 OPAQUE_ID_HEADER = "X-Opaque-Id"
-SUPPORTED_ENGINES = "Elasticsearch 8.x or 9.x, or OpenSearch 2.x or later"
+SUPPORTED_ENGINES = "Elasticsearch 7.17, 8.x or 9.x, or OpenSearch 2.x or later"
 _COUNT_FIELDS = ("total", "created", "updated", "deleted", "version_conflicts", "noops")
 
 
@@ -65,7 +65,7 @@ def detect_flavor(info_body: Any, url: str | None = None) -> EngineInfo:
 
     ``version.distribution == "opensearch"`` is OpenSearch (2.x and later supported);
     no distribution with the Elasticsearch tagline or build flavor is Elasticsearch
-    (8.x and 9.x supported). Anything else raises :class:`UnsupportedEngine` (naming
+    (7.17, 8.x and 9.x supported). Anything else raises :class:`UnsupportedEngine` (naming
     ``url``, the server asked, when given).
     """
     hint = f"reindex-fsm supports {SUPPORTED_ENGINES}"
@@ -106,7 +106,7 @@ def detect_flavor(info_body: Any, url: str | None = None) -> EngineInfo:
         info_body.get("tagline") == _ES_TAGLINE or version.get("build_flavor") in _ES_BUILD_FLAVORS
     )
     if distribution is None and looks_like_es:
-        if major not in (8, 9):
+        if major not in (8, 9) and not (major == 7 and int(match[2]) >= 17):
             raise UnsupportedEngine(f"Elasticsearch {number} is not supported", hint=hint)
         return EngineInfo("elasticsearch", number, cluster_name, cluster_uuid)
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ..engine.base import Engine
+from ..errors import EngineError
 
 SAMPLE_SETTINGS: dict[str, Any] = {
     "index.number_of_shards": 3,
@@ -34,6 +35,46 @@ SAMPLE_SETTINGS: dict[str, Any] = {
     "index.analysis.analyzer.autocomplete.tokenizer": "standard",
     "index.analysis.analyzer.autocomplete.filter": ["lowercase", "autocomplete_edge"],
 }
+
+# An engine without the analysis-common module (the Elasticsearch 7.17 test engine) has only
+# the server's own token filters (lowercase, stop, shingle): the sample then defines the same
+# analyzers and custom filter from those.
+CORE_ANALYSIS_SETTINGS: dict[str, Any] = {
+    "index.analysis.filter.autocomplete_edge.type": "shingle",
+    "index.analysis.filter.autocomplete_edge.min_shingle_size": 2,
+    "index.analysis.filter.autocomplete_edge.max_shingle_size": 3,
+    "index.analysis.analyzer.folding.filter": ["lowercase", "english_stop"],
+}
+_EDGE_NGRAM_KEYS = ("min_gram", "max_gram")
+
+
+def has_analysis_common(engine: Engine) -> bool:
+    """Whether the engine has the analysis-common filters (asked with ``_analyze``); an
+    engine that cannot be asked (no REST requests) is taken to have them."""
+    request = getattr(engine, "request", None)
+    if request is None:
+        return True
+    body = {"tokenizer": "standard", "filter": ["asciifolding"], "text": "a"}
+    try:
+        request("POST", "/_analyze", body=body)
+    except EngineError as exc:
+        if exc.status == 400:
+            return False
+        raise
+    return True
+
+
+def sample_settings(engine: Engine | None = None) -> dict[str, Any]:
+    """SAMPLE_SETTINGS, from the server's own filters when ``engine`` lacks analysis-common."""
+    if engine is None or has_analysis_common(engine):
+        return dict(SAMPLE_SETTINGS)
+    settings = {
+        key: value
+        for key, value in SAMPLE_SETTINGS.items()
+        if not key.endswith(tuple(f"autocomplete_edge.{k}" for k in _EDGE_NGRAM_KEYS))
+    }
+    return {**settings, **CORE_ANALYSIS_SETTINGS}
+
 
 SAMPLE_MAPPINGS: dict[str, Any] = {
     "dynamic_templates": [
@@ -191,7 +232,7 @@ def create_sample(
 ) -> int:
     """Create ``index`` with the sample settings and mappings, put ``alias`` (and any
     ``extra_aliases``) on it, bulk-load ``n_docs`` articles, refresh; return the count."""
-    engine.create_index(index, {**SAMPLE_SETTINGS, **(settings or {})}, SAMPLE_MAPPINGS)
+    engine.create_index(index, {**sample_settings(engine), **(settings or {})}, SAMPLE_MAPPINGS)
     actions = (
         {"_op_type": "index", "_index": index, "_id": doc_id, "_source": source}
         for doc_id, source in generate_docs(n_docs, seed)

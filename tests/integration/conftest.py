@@ -76,6 +76,32 @@ def wait_for(what: str, probe: Any, timeout: float = 90.0, every: float = 0.2) -
         time.sleep(every)
 
 
+# -- the engine's vector field type ------------------------------------------------------
+
+
+def vector_type(engine: ClientEngine) -> str:
+    """The vector field a recompute run gets by default here: dense_vector on Elasticsearch
+    (on 7.x only with x-pack's vectors module, which the Elasticsearch 7.17 test engine
+    lacks), knn_vector where OpenSearch's k-NN plugin is; else "float" (a plain float array,
+    to be given with --vector-mapping)."""
+    info = engine.info()
+    if info.flavor == "elasticsearch":
+        if not info.version.startswith("7."):
+            return "dense_vector"
+        body = raw(engine, "GET", "/_nodes/plugins", filter_path="nodes.*.modules.name")
+        modules = {m["name"] for n in body["nodes"].values() for m in n["modules"]}
+        return "dense_vector" if "x-pack-vectors" in modules else "float"
+    return "knn_vector" if any("knn" in p for p in engine.plugins()) else "float"
+
+
+def knn_searchable(engine: ClientEngine) -> bool:
+    """Whether the default vector field can be searched by kNN (7.x's dense_vector cannot)."""
+    kind = vector_type(engine)
+    return kind == "knn_vector" or (
+        kind == "dense_vector" and not engine.info().version.startswith("7.")
+    )
+
+
 # -- naming and cleanup ---------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from reindex_fsm.errors import ExitCode
 from reindex_fsm.machine import State
 from reindex_fsm.testing import sample
 
-from .conftest import alias_snapshot, cli_json, make_config, options
+from .conftest import alias_snapshot, cli_json, make_config, options, vector_type
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,7 @@ def start_cli(engine_url: str, tmp_path: Path, names, *args: str) -> tuple[int, 
     )
 
 
+@pytest.mark.needs("analysis_common")
 def test_clean_deep_verify_passes_and_swaps(engine, engine_url, tmp_path, names, make_source):
     n_docs = make_source()
     code, out = start_cli(
@@ -131,6 +132,7 @@ def test_target_changed_after_the_copy_fails_with_exit_5(
     assert shown["error_kind"] == "VerificationFailed"
 
 
+@pytest.mark.needs("analysis_common")
 def test_queries_fail_when_the_target_answers_differently(
     engine, engine_url, tmp_path, names, make_source
 ):
@@ -218,6 +220,7 @@ def test_recompute_run_compares_all_but_the_vector(
             recompute_embeddings=True,
             text_field="title",
             batch_size=100,
+            **({"vector_mapping": {"type": "float"}} if vector_type(engine) == "float" else {}),
         ),
     ).record
     assert rec.state is State.SWAPPED, rec.error

@@ -22,10 +22,12 @@ from .conftest import (
     SMALL_DOCS,
     cli_json,
     indices_under,
+    knn_searchable,
     make_config,
     options,
     raw,
     run_cli,
+    vector_type,
 )
 
 pytestmark = pytest.mark.integration
@@ -36,7 +38,7 @@ USED: list[str] = []
 @pytest.fixture(scope="module")
 def vector_options(engine) -> dict[str, Any]:
     """The engine's own vector type when it has one, else a plain float array."""
-    if engine.info().flavor == "elasticsearch" or any("knn" in p for p in engine.plugins()):
+    if vector_type(engine) != "float":
         return {}
     return {"vector_mapping": {"type": "float"}}
 
@@ -80,6 +82,7 @@ def test_jsonl_run_indexes_vectors_the_engine_can_search(
     assert verified["sample_sample"] == 50 and verified["sample_min_cosine"] > 0.9999
     if mapping["type"] in ("knn_vector", "dense_vector"):
         assert verified["mapped_dimension"] == hashing.DIMENSION
+    if knn_searchable(engine):
         body = {"size": 1, "query": {"knn": {"embedding": {"vector": want.tolist(), "k": 3}}}}
         if mapping["type"] == "dense_vector":
             body = {
@@ -213,9 +216,7 @@ def test_cli_bad_line_exits_12_and_writes_nothing(
 
 def test_vector_mapping_used(engine) -> None:
     """Say which vector mapping the engine under test gave (and that one was found)."""
-    flavor = engine.info().flavor
-    knn = any("knn" in p for p in engine.plugins())
-    kind = "dense_vector" if flavor == "elasticsearch" else "knn_vector" if knn else "float"
+    kind = vector_type(engine)
     print(f"\nrecompute vector mapping on this engine: {kind}; runs used: {USED}")
     assert USED and all(u.endswith(kind) for u in USED)
 
@@ -242,7 +243,7 @@ def test_minilm_run_on_the_source_index(engine, cfg, names, make_source, vector_
     assert (rec.plan["recompute"] or {})["dimension"] == 384
     hit = next(iter(engine.scan(rec.target_index)))
     assert len(hit["_source"]["embedding"]) == 384
-    if not vector_options:  # the engine has a vector type: search by the document's text
+    if knn_searchable(engine):  # search by the document's text
         from reindex_fsm.embedders import minilm
 
         query = minilm.compute_embeddings([hit["_source"]["title"]])[0].tolist()

@@ -12,7 +12,7 @@ import pytest
 
 from reindex_fsm.errors import ExitCode
 
-from .conftest import cli_json, indices_under, run_cli
+from .conftest import cli_json, indices_under, run_cli, vector_type
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def test_a_much_smaller_recompute_needs_allow_shrink(engine, at, make_source, tm
     make_source(3000)
     path = write_jsonl(tmp_path / "docs.jsonl", 21)
     vectors: list[str] = []
-    if engine.info().flavor != "elasticsearch" and not any("knn" in p for p in engine.plugins()):
+    if vector_type(engine) == "float":
         vectors = ["--vector-mapping", '{"type": "float"}']
     recompute = ["--recompute-embeddings", "--documents-path", str(path), *vectors]
     db = str(tmp_path / "state.db")

@@ -44,6 +44,7 @@ CAPABILITIES: dict[str, str] = {
     "dense_vector": "Elasticsearch's dense_vector field",
     "vector_field": "a vector field type: knn_vector (k-NN plugin) or dense_vector",
     "data_streams": "data streams",
+    "elasticsearch": "the session's engine is Elasticsearch",
     "index_templates": "composable index templates (_index_template)",
     "ism": "OpenSearch Index State Management (opensearch-index-management)",
     "ilm": "Elasticsearch index lifecycle management (x-pack-ilm)",
@@ -110,6 +111,7 @@ RULES: dict[str, Callable[[EngineFacts], bool]] = {
     "ism": lambda f: f.has("opensearch-index-management", "IndexManagementPlugin"),
     "ilm": lambda f: f.flavor == "elasticsearch" and f.has("x-pack-ilm", "IndexLifecycle"),
     "security": lambda f: f.security,
+    "elasticsearch": lambda f: f.flavor == "elasticsearch",
     "multi_node": lambda f: f.nodes >= 2,
     "local_engines": lambda f: f.local,
 }
@@ -209,7 +211,8 @@ def ask_engine(url: str) -> Engine:
 def kind_engine(settings: Settings) -> Engine:
     """The launcher's own engine, known by its kind (not started here)."""
     kind = kind_of(settings.kind)
-    version = pom_property(source_dir(settings) / "pom.xml", "opensearch.version") or "?"
+    pom = source_dir(settings) / "pom.xml"
+    version = pom_property(pom, f"{kind.flavor}.version") or "?"
     facts = EngineFacts(kind.flavor, version, local=True)
     have = set(kind.capabilities) | {"local_engines"}
     if not settings.knn:

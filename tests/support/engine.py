@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from devtools.engine import EngineHome, LauncherError, Settings
+from devtools.engine.homes import engine_home as kind_home
 
 TEST_ENGINE_URL_ENV = "REINDEX_FSM_TEST_ENGINE_URL"
 # The URL engine_url gave (for the capability summary, tests/support/capabilities.py).
@@ -85,7 +86,7 @@ def started_engine(
     if home is not None:
         settings["home"] = Path(home)
     try:
-        engine_home = EngineHome(Settings.from_env(**settings))
+        engine_home = kind_home(Settings.from_env(**settings))
         was_running = engine_home.running()
         began = time.monotonic()
         url = engine_home.start(nodes)

@@ -87,6 +87,13 @@ def vector_mapping(
         if existing.get("type") in VECTOR_TYPES or existing.get("type") == "float":
             kept = dict(existing)
             return kept, _settings_for(kept), f"the source's {existing.get('type')} mapping"
+    if info.flavor == "elasticsearch" and info.version.startswith("7."):
+        # 7.x's dense_vector (x-pack) is stored for scripts only: it takes no index/similarity.
+        return (
+            {"type": "dense_vector", "dims": dimension},
+            {},
+            "dense_vector (Elasticsearch 7.x: stored, not indexed for kNN search)",
+        )
     if info.flavor == "elasticsearch":
         # ES refuses zero vectors under cosine; the zeros embedder gets l2_norm.
         similarity = "l2_norm" if zeros else "cosine"

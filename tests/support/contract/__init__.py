@@ -114,6 +114,6 @@ table.
 
 from __future__ import annotations
 
-from .server import FLAVORS, VERSIONS, ContractServer
+from .server import ES_7_17, FLAVORS, VERSIONS, ContractServer
 
-__all__ = ["FLAVORS", "VERSIONS", "ContractServer"]
+__all__ = ["ES_7_17", "FLAVORS", "VERSIONS", "ContractServer"]

@@ -44,6 +44,7 @@ FLAVORS = ("elasticsearch", "opensearch")
 # Each flavor's emulated version; "elasticsearch-9.5" answers as Elasticsearch 9.5, with the
 # reindex management API and tasks that relocate (ContractServer(..., version=...)).
 VERSIONS = {"elasticsearch": "8.15.3", "opensearch": "2.19.1", "elasticsearch-9.5": "9.5.0"}
+ES_7_17 = "7.17.29"  # the oldest Elasticsearch supported (``version=ES_7_17``)
 _ES_MIMETYPE = "application/vnd.elasticsearch+json"
 
 
@@ -210,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             _ES_MIMETYPE
         ):
             mimetype = f"{_ES_MIMETYPE};compatible-with=8"
+        if self.server.version.startswith("7."):  # 7.17: plain JSON, whatever was asked for
+            mimetype = "application/json"
         self.send_response(status)
         self.send_header("content-type", mimetype)
         self.send_header("content-length", str(len(data)))
