@@ -26,7 +26,7 @@ from .support.contract import ContractServer
 from .test_contract import CLIENT, contract_config
 
 # 7.17 joins these once the Elasticsearch adapter accepts 7.x (it refuses it today)
-ES_VERSIONS = ["8.15.3", "9.1.0"]
+ES_VERSIONS = ["7.17.29", "8.15.3", "9.1.0"]
 OS_VERSIONS = ["2.19.1", "3.1.0"]
 CREATED = "1690000000000"
 NEXT = "documents-000002"  # a name ILM can roll over from

@@ -132,7 +132,7 @@ def secured_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEn
     reindexer: the least-privilege role, noalias: the same less indices:admin/aliases),
     started for this session in a home of its own and stopped at its end."""
     home = tmp_path_factory.mktemp("secured-engine")
-    with started_engine(home, security=True, knn=False) as local:
+    with started_engine(home, security=True, knn=False, kind="opensearch-2") as local:
         SECURED_TIMES.append(local.start_s)
         yield local
 
