@@ -203,6 +203,7 @@ def test_a_template_made_after_the_check_is_caught_and_the_target_deleted(
         eng.close()
 
 
+@pytest.mark.needs("data_streams")  # the template itself declares a data stream
 def test_a_data_stream_template_matching_the_target_name_does_not_stop_the_run(
     engine, cfg, names, make_source, templates
 ):
