@@ -265,22 +265,9 @@ def _download_knn(settings: Settings, java: Java, tmp: Path) -> str | None:
         version,
         tmp.parent / "knn",
     )
-    args = ["-P", "knn", "dependency:unpack-dependencies", "-DincludeTypes=zip"]
-    args += ["-DincludeGroupIds=org.opensearch.plugin", "-DincludeArtifactIds=opensearch-knn"]
-    args.append(f"-DoutputDirectory={tmp / 'plugin'}")
-    for attempt in (1, 2):
-        if _mvn(settings, java, tmp, args):
-            break
-        if attempt == 1:
-            time.sleep(3)
-    else:
-        return "mvn failed twice"
-    descriptor = tmp / "plugin" / "plugin-descriptor.properties"
-    text = descriptor.read_text(errors="replace") if descriptor.is_file() else ""
-    if not re.search(r"^classname=org\.opensearch\.knn\.", text, re.M):
-        return (
-            "the opensearch-knn zip has no plugin-descriptor.properties naming a k-NN plugin class"
-        )
+    why = unpack_plugin_zip(settings, java, tmp, "knn", "opensearch-knn", "org.opensearch.knn.")
+    if why is not None:
+        return why
     if not list((tmp / "plugin").glob("opensearch-knn-*.jar")):
         return "the opensearch-knn zip has no opensearch-knn-*.jar"
     return None
@@ -345,9 +332,20 @@ def _download_security(settings: Settings, java: Java, tmp: Path) -> str | None:
         "mvn ...",
         version,
     )
-    args = ["-P", "security", "dependency:unpack-dependencies", "-DincludeTypes=zip"]
-    args += ["-DincludeGroupIds=org.opensearch.plugin"]
-    args += ["-DincludeArtifactIds=opensearch-security", f"-DoutputDirectory={tmp / 'plugin'}"]
+    return unpack_plugin_zip(
+        settings, java, tmp, "security", "opensearch-security", "org.opensearch.security."
+    )
+
+
+def unpack_plugin_zip(
+    settings: Settings, java: Java, tmp: Path, profile: str, artifact: str, class_prefix: str
+) -> str | None:
+    """Unpack the plugin zip ``org.opensearch.plugin:<artifact>`` of the pom's ``profile``
+    into ``tmp/plugin`` (mvn, tried twice) and check that its descriptor names a class under
+    ``class_prefix``. None when done, else why not (one line)."""
+    args = ["-P", profile, "dependency:unpack-dependencies", "-DincludeTypes=zip"]
+    args += ["-DincludeGroupIds=org.opensearch.plugin", f"-DincludeArtifactIds={artifact}"]
+    args.append(f"-DoutputDirectory={tmp / 'plugin'}")
     for attempt in (1, 2):
         if _mvn(settings, java, tmp, args):
             break
@@ -357,6 +355,8 @@ def _download_security(settings: Settings, java: Java, tmp: Path) -> str | None:
         return "mvn failed twice"
     descriptor = tmp / "plugin" / "plugin-descriptor.properties"
     text = descriptor.read_text(errors="replace") if descriptor.is_file() else ""
-    if not re.search(r"^classname=org\.opensearch\.security\.", text, re.M):
-        return "the zip has no plugin-descriptor.properties naming the security plugin class"
+    if not re.search(rf"^classname={re.escape(class_prefix)}", text, re.M):
+        return (
+            f"the {artifact} zip has no plugin-descriptor.properties naming a {class_prefix}* class"
+        )
     return None

@@ -540,7 +540,10 @@ _DISK = "cluster.routing.allocation.disk."
 def watermarks_from_settings(body: Mapping[str, Any]) -> DiskWatermarks:
     """The watermarks in a ``GET _cluster/settings?include_defaults=true`` answer (flat or
     nested keys): transient over persistent over defaults."""
-    layers = {name: _flat(body.get(name) or {}) for name in ("transient", "persistent", "defaults")}
+    layers = {
+        name: flat_settings(body.get(name) or {})
+        for name in ("transient", "persistent", "defaults")
+    }
 
     def value(key: str) -> tuple[str | None, str]:
         for name, layer in layers.items():
@@ -565,11 +568,20 @@ def watermarks_from_settings(body: Mapping[str, Any]) -> DiskWatermarks:
     )
 
 
-def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings (``{"index": {"refresh_interval": ...}}``) -> dotted keys, as given."""
     out: dict[str, Any] = {}
     for key, inner in settings.items():
         if isinstance(inner, Mapping):
-            out.update(_flat(inner, f"{prefix}{key}."))
+            out.update(flat_settings(inner, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = inner
     return out
+
+
+def index_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """An index's settings, nested or flat -> flat keys, all under ``index.``, sorted."""
+    flat = flat_settings(settings)
+    return dict(
+        sorted(((k if k.startswith("index.") else f"index.{k}"), v) for k, v in flat.items())
+    )

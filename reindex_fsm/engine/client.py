@@ -378,16 +378,23 @@ class ClientEngine(ClusterPolicies, ClientTransport):
             raise
         children = None
         if not body.get("completed") and is_sliced(body.get("task") or {}):
-            try:  # progress of the running slices; best effort
-                children = self._request(
-                    "GET",
-                    "/_tasks",
-                    params={"parent_task_id": task_id, "actions": "*reindex", "detailed": "true"},
-                )
-            except EngineError as exc:
-                if isinstance(exc, EngineUnreachable):
-                    raise
+            children = self._slice_progress(task_id)
         return parse_task(body, task_id, children)
+
+    def _slice_progress(self, task_id: str) -> Any:
+        """The running slices of a sliced copy (``GET _tasks?parent_task_id=``), for its
+        progress; None when the engine does not answer (best effort, but for an
+        unreachable engine)."""
+        try:
+            return self._request(
+                "GET",
+                "/_tasks",
+                params={"parent_task_id": task_id, "actions": "*reindex", "detailed": "true"},
+            )
+        except EngineError as exc:
+            if isinstance(exc, EngineUnreachable):
+                raise
+            return None
 
     def list_reindex_tasks(self, opaque_id: str | None = None) -> list[TaskStatus]:
         body = self._request("GET", "/_tasks", params={"actions": "*reindex", "detailed": "true"})

@@ -178,15 +178,7 @@ class ElasticsearchEngine(ClientEngine):
         children = None
         status = body.get("status") if isinstance(body, Mapping) else None
         if not body.get("completed") and is_sliced({"status": status}):
-            try:  # progress of the running slices (of a task not relocated); best effort
-                children = self._request(
-                    "GET",
-                    "/_tasks",
-                    params={"parent_task_id": task_id, "actions": "*reindex", "detailed": "true"},
-                )
-            except EngineError as exc:
-                if isinstance(exc, EngineUnreachable):
-                    raise
+            children = self._slice_progress(task_id)  # of a task not relocated
         return parse_reindex_task(body, task_id, children)
 
     def list_reindex_tasks(self, opaque_id: str | None = None) -> list[TaskStatus]:

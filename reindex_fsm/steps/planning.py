@@ -8,10 +8,11 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..engine.base import Engine, EngineInfo
+from ..engine.base import Engine, EngineInfo, index_settings
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..options import RunOptions
 from ..plan import Plan
@@ -60,18 +61,9 @@ def is_volatile(key: str) -> bool:
     return any(key == v or key.startswith(v) for v in VOLATILE_SETTINGS)
 
 
-def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Nested or flat settings -> flat keys, all under ``index.``."""
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_settings(value, f"{full}."))
-        else:
-            flat[full] = value
-    if not prefix:
-        flat = {(k if k.startswith("index.") else f"index.{k}"): v for k, v in flat.items()}
-    return flat
+    return index_settings(settings)
 
 
 def target_settings(source: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

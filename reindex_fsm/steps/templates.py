@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..engine.base import Engine, IndexTemplate
+from ..engine.base import Engine, IndexTemplate, index_settings
 from ..errors import EngineError, EngineUnreachable, PreflightFailed, TargetRefused, UsageError
 from ..plan import Plan
 from .context import RunContext
@@ -69,18 +69,6 @@ def matching(templates: list[IndexTemplate], name: str, hidden: bool) -> list[In
     ]
 
 
-def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    if not prefix:
-        out = {(k if k.startswith("index.") else f"index.{k}"): v for k, v in out.items()}
-    return dict(sorted(out.items()))
-
-
 def field_paths(mappings: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Every field a mapping defines (objects' sub-fields as ``a.b``)."""
     out: list[str] = []
@@ -94,7 +82,7 @@ def field_paths(mappings: Mapping[str, Any], prefix: str = "") -> list[str]:
 def additions(settings: Mapping[str, Any], mappings: Mapping[str, Any], aliases: Any) -> dict:
     """What a template body adds, as the plan shows it."""
     return {
-        "settings": _flat(settings),
+        "settings": index_settings(settings),
         "fields": field_paths(mappings),
         "mappings": sorted(k for k in mappings if k not in ("properties", "_meta")),
         "aliases": sorted(aliases or {}),

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ...engine.base import IndexTemplate
+from ...engine.base import IndexTemplate, index_settings
 from ...errors import EngineError
 from .indices import FakeIndices
 
@@ -36,16 +36,9 @@ def _overlap(a: str, b: str) -> bool:
     return both and (head_a.startswith(head_b) or head_b.startswith(head_a))
 
 
-def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    if not prefix:
-        out = {(k if k.startswith("index.") else f"index.{k}"): str(v) for k, v in out.items()}
-    return out
+def _flat(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as the engine stores them: flat, under ``index.``, values as strings."""
+    return {key: str(value) for key, value in index_settings(settings).items()}
 
 
 def _merge_mappings(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
