@@ -64,6 +64,9 @@ RUN_CLUSTER_PERMISSIONS = (
     "indices:data/read/scroll",
     "indices:data/read/scroll/clear",
     "indices:data/read/point_in_time/delete",
+    # the index templates matching the target's name (composable and legacy), at plan time
+    "indices:admin/index_template/get",
+    "indices:admin/template/get",
 )
 EVERY_INDEX_PERMISSIONS = ("indices:admin/aliases/get",)
 SOURCE_AND_TARGET_PERMISSIONS = (
