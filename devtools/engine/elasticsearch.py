@@ -459,7 +459,7 @@ class ElasticsearchHome(EngineHome):
         src: Path = ES_SRC,
     ) -> None:
         super().__init__(settings)
-        self.users = dict(users or {})
+        self.file_users = dict(users or {})
         self.roles_yml = roles_yml
         self.src = src
 
@@ -484,12 +484,12 @@ class ElasticsearchHome(EngineHome):
 
     @property
     def security(self) -> bool:
-        return bool(self.users)
+        return bool(self.file_users)
 
     def _auth(self) -> tuple[str, str] | None:
-        if not self.users:
+        if not self.file_users:
             return None
-        name, user = next(iter(self.users.items()))
+        name, user = next(iter(self.file_users.items()))
         return name, user.password
 
     # -- what is there
@@ -645,7 +645,7 @@ class ElasticsearchHome(EngineHome):
         (config / "log4j2.properties").write_text(LOG4J2)
         (config / "roles.yml").write_text(self.roles_yml)
         chown_tree(home, who)
-        if self.users:
+        if self.file_users:
             self._add_users(config, who)
 
     def _add_users(self, config: Path, who: RunAs) -> None:
@@ -654,7 +654,7 @@ class ElasticsearchHome(EngineHome):
         env = {**os.environ, "ES_JAVA_HOME": str(java.home), "ES_PATH_CONF": str(config)}
         env.pop("JAVA_HOME", None)
         tool = self.dist_home / "bin" / "elasticsearch-users"
-        for name, user in self.users.items():
+        for name, user in self.file_users.items():
             argv = [*who.prefix, str(tool), "useradd", name, "-p", user.password]
             if user.roles:
                 argv += ["-r", ",".join(user.roles)]
