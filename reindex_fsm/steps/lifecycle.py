@@ -244,9 +244,7 @@ def hand_over(ctx: RunContext) -> dict[str, Any] | None:
         _put_missing(ctx, p.target_index, settings, "lifecycle.settings_put")
         done["settings"] = h["after_swap"]
         if h.get("ilm_policy"):
-            if ctx.engine.get_index(p.source_index).settings.get(ILM_NAME) == h["ilm_policy"]:
-                ctx.engine.ilm_remove_policy(p.source_index)
-                ctx.crash("lifecycle.source_released")
+            _remove_ilm(ctx, p.source_index, h["ilm_policy"], "lifecycle.source_released")
             done["ilm_removed_from"] = p.source_index
         if h.get("ism"):
             done.update(_move_ism(ctx, h["ism"]["policy_id"], p.source_index, p.target_index))
@@ -261,6 +259,14 @@ def hand_over(ctx: RunContext) -> dict[str, Any] | None:
             f"{exc.one_line()}; planned: {describe(p)} (set it yourself)",
         )
     return done
+
+
+def _remove_ilm(ctx: RunContext, index: str, policy: str, point: str) -> None:
+    """ILM stops managing ``index`` if ``policy`` still does (idempotent); a crash point
+    right after."""
+    if ctx.engine.get_index(index).settings.get(ILM_NAME) == policy:
+        ctx.engine.ilm_remove_policy(index)
+        ctx.crash(point)
 
 
 def _move_ism(ctx: RunContext, policy: str, frm: str, to: str) -> dict[str, Any]:
@@ -293,9 +299,7 @@ def hand_back(ctx: RunContext) -> dict[str, Any] | None:
     done: dict[str, Any] = {}
     try:
         if h.get("ilm_policy"):
-            if ctx.engine.get_index(p.target_index).settings.get(ILM_NAME) == h["ilm_policy"]:
-                ctx.engine.ilm_remove_policy(p.target_index)
-                ctx.crash("lifecycle.handed_back")
+            _remove_ilm(ctx, p.target_index, h["ilm_policy"], "lifecycle.handed_back")
             done["ilm_removed_from"] = p.target_index
         if h.get("ism"):
             done.update(_move_ism(ctx, h["ism"]["policy_id"], p.target_index, p.source_index))
