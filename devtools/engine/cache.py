@@ -227,14 +227,21 @@ def _fetch_knn(settings: Settings, java: Java, dist: Path) -> bool:
         return False
 
 
+def _download_dir(settings: Settings, dist: Path, plugin: str) -> Path:
+    """A new, empty ``dist/<plugin>.tmp.<pid>`` holding the kind's pom, for mvn to fetch a
+    plugin zip into."""
+    tmp = dist / f"{plugin}.tmp.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy(source_dir(settings) / "pom.xml", tmp / "pom.xml")
+    return tmp
+
+
 def _fetch_knn_locked(settings: Settings, java: Java, dist: Path) -> bool:
     knn, failed = dist / "knn", dist / "knn.failed"
     if (knn / ".complete").is_file():
         return True
-    tmp = dist / f"knn.tmp.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy(source_dir(settings) / "pom.xml", tmp / "pom.xml")
+    tmp = _download_dir(settings, dist, "knn")
     why = _download_knn(settings, java, tmp)
     if why is not None:
         with open(tmp / "mvn.log", "a") as out:
@@ -288,10 +295,7 @@ def ensure_security(settings: Settings, java: Java, dist: Path) -> Path:
     with file_lock(settings.cache / ".lock", CACHE_LOCK_TIMEOUT_S, "the cache lock"):
         if (plugin / ".complete").is_file():
             return plugin
-        tmp = dist / f"security.tmp.{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        shutil.copy(source_dir(settings) / "pom.xml", tmp / "pom.xml")
+        tmp = _download_dir(settings, dist, "security")
         why = _download_security(settings, java, tmp)
         if why is not None:
             raise LauncherError(f"no security plugin: {why} (log: {tmp / 'mvn.log'})")
