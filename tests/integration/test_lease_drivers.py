@@ -21,14 +21,16 @@ from reindex_fsm.crashpoints import ENV_VAR as CRASH_ENV_VAR
 from reindex_fsm.engine.base import LEASE_INDEX
 from reindex_fsm.engine.client import ClientEngine
 from reindex_fsm.engine.connect import connect
-from reindex_fsm.errors import ExitCode
+from reindex_fsm.errors import ExitCode, ReindexFsmError
+from reindex_fsm.machine import State
+from reindex_fsm.store import open_store
 from tests.support.engine import started_engine
 
 from .conftest import Names, cli_argv, cli_env, cli_json, raw, wait_for
 
 pytestmark = pytest.mark.integration
 
-SLOW_COPY = ["--requests-per-second", "200", "--slices", "1"]  # 2,000 docs: about 10 s
+SLOW_COPY = ["--requests-per-second", "100", "--slices", "1"]  # 2,000 docs: about 20 s
 WAIT_S = 90.0
 
 
@@ -50,14 +52,29 @@ def finish(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]
             proc.communicate()
 
 
-def copying(db: str) -> Any:
-    """The stored run, once it is REINDEXING with a first batch copied (else None)."""
-    code, runs = cli_json("history", "--state-db", db)
-    if code != 0 or not runs:
+def copying(db: str, proc: subprocess.Popen[str]) -> Any:
+    """The stored run as ``show --json`` prints it, once it is REINDEXING with a first batch
+    copied (else None). Read from the state database in this process, so the probe is quick
+    beside a throttled copy; the test fails at once, with the start's stderr, if the start
+    ended before that."""
+    if proc.poll() is not None:
+        _out, err = proc.communicate()
+        pytest.fail(f"the start ended (exit {proc.returncode}) before its copy was seen: {err}")
+    try:
+        store = open_store(db, read_only=True)
+    except ReindexFsmError:  # the start has not made its database yet
         return None
-    _, shown = cli_json("show", runs[0]["run_id"], "--state-db", db)
-    copied = (shown.get("progress") or {}).get("created", 0)
-    return shown if shown["state"] == "REINDEXING" and shown["task_id"] and copied else None
+    try:
+        runs = store.list(limit=1)
+    finally:
+        store.engine.dispose()
+    if not runs:
+        return None
+    run = runs[0]
+    copied = (run.progress or {}).get("created", 0)
+    if run.state is State.REINDEXING and run.task_id and copied:
+        return run.as_dict()
+    return None
 
 
 @pytest.fixture
@@ -78,7 +95,7 @@ def test_a_resume_while_the_start_runs_is_refused_and_the_start_swaps(
         "--engine-url", engine_url, *SLOW_COPY,
     )  # fmt: skip
     try:
-        shown = wait_for("the copy to run", lambda: copying(db))
+        shown = wait_for("the copy to run", lambda: copying(db, start))
         rid = shown["run_id"]
         resumed = subprocess.run(
             cli_argv("resume", rid, "--state-db", db, "--engine-url", engine_url),
@@ -168,7 +185,7 @@ def test_a_signal_mid_copy_names_the_run_its_task_and_the_block_and_resume_finis
         "--engine-url", engine_url, *SLOW_COPY,
     )  # fmt: skip
     try:
-        shown = wait_for("the copy to run", lambda: copying(db))
+        shown = wait_for("the copy to run", lambda: copying(db, start))
         os.kill(start.pid, signum)
         _out, err = finish(start, timeout=60)
     finally:
