@@ -48,6 +48,34 @@ class RunRow(Base):
     cluster_uuid: Mapped[str | None] = mapped_column(String(64))
     # What the alias swap found and left, for undo's change detection.
     swap_record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The batch that made this run (None: a run started on its own).
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The plan file the run was made from, and the SHA-256 of its bytes then.
+    plan_path: Mapped[str | None] = mapped_column(Text)
+    plan_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class BatchRow(Base):
+    """Runs started together: the aliases resolved at plan time (``items``: one entry per
+    alias, its run ID once made, its per-alias option overrides), the shared options, and
+    how the batch drives its runs."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    slices_budget: Mapped[int | None] = mapped_column(Integer)
+    on_failure: Mapped[str] = mapped_column(String(16), default="stop", server_default="stop")
+    engine_url: Mapped[str] = mapped_column(Text)
+    plan_path: Mapped[str | None] = mapped_column(Text)
+    plan_hash: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class EventRow(Base):

@@ -62,6 +62,9 @@ class RunRecord:
     verification: dict[str, Any] | None = None
     cluster_uuid: str | None = None
     swap_record: dict[str, Any] | None = None
+    batch_id: str | None = None
+    plan_path: str | None = None
+    plan_hash: str | None = None
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunRecord:
