@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import report
+from .cleanup import CleanupRow as CleanupRow  # re-exported: callers' imports
+from .cleanup import cleanup as cleanup
 from .config import DEFAULT_ENGINE_URL as DEFAULT_ENGINE_URL  # re-exported: callers' imports
 from .config import ENGINE_KINDS as ENGINE_KINDS
 from .config import Config as Config
@@ -37,12 +39,13 @@ from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
-from .steps import create_target, data_streams, swap, templates, verify, write_policy
+from .steps import create_target, data_streams, swap, verify, write_policy
 from .steps.context import RunContext
 from .steps.copy.registry import strategy_for, strategy_for_options
-from .steps.planning import META_KEY, make_plan
+from .steps.planning import make_plan
 from .store import (
     EventRecord,
+    RunOrigin,
     RunRecord,
     RunRepository,
     redact_state_db,
@@ -245,11 +248,13 @@ def start(
     planned: Plan | None = None,
     *,
     force_unlock: bool = False,
+    origin: RunOrigin | None = None,
 ) -> Outcome:
     """Preflight and plan (read-only), take the engine lease, store the run (the
-    database lock), and drive it to its end. A refused lease leaves the state
-    database untouched; a refused database lock gives the lease back. Options the CLI
-    would refuse are refused here too (UsageError), before anything is opened."""
+    database lock; ``origin``: the batch and plan file it came from), and drive it to its
+    end. A refused lease leaves the state database untouched; a refused database lock
+    gives the lease back. Options the CLI would refuse are refused here too (UsageError),
+    before anything is opened."""
     check_options(options)
     repo = cfg.repo()
     _check_alias_free(repo, alias)
@@ -258,7 +263,7 @@ def start(
     keeper = _keeper(cfg, engine, alias, p.run_id, options.lease_ttl_s)
     keeper.acquire(force=force_unlock)
     try:
-        record = _create_run(repo, engine, p, options)
+        record = _create_run(repo, engine, p, options, origin)
     except BaseException:
         keeper.release()
         raise
@@ -270,9 +275,17 @@ def start(
     return Outcome(_drive_holding(ctx, keeper, RunDriver.drive, before))
 
 
-def _create_run(repo: RunRepository, engine: Engine, p: Plan, options: RunOptions) -> RunRecord:
+def _create_run(
+    repo: RunRepository,
+    engine: Engine,
+    p: Plan,
+    options: RunOptions,
+    origin: RunOrigin | None = None,
+) -> RunRecord:
+    origin = origin or RunOrigin()
     return repo.create(
         {
+            **origin.columns(),
             "id": p.run_id,
             "alias": p.alias,
             "source_index": p.source_index,
@@ -451,101 +464,6 @@ def undo(cfg: Config, run_id: str, force: bool = False) -> RunRecord:
     except UndoRefused:
         keeper.release()
         raise
-
-
-@dataclass(frozen=True)
-class CleanupRow:
-    index: str
-    created: str  # ISO 8601, UTC
-    run_id: str | None
-    action: str  # "delete", "deleted", "keep"
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def cleanup(
-    cfg: Config,
-    alias: str,
-    keep: int,
-    dry_run: bool = False,
-    *,
-    only: set[str] | None = None,
-    delete_undo_index: bool = False,
-) -> list[CleanupRow]:
-    """Delete the indices earlier runs of ``alias`` created, beyond the newest ``keep``.
-
-    Only an index whose ``_meta`` names reindex-fsm, this alias and a run of the state
-    database whose target it is, counts as ours. Never deleted, and not counted: one that
-    carries any alias (live), and the source or target of an unfinished run. The index
-    that ``undo`` of the alias's newest SWAPPED run moves the alias back to is kept (beyond
-    the newest ``keep``) unless ``delete_undo_index``. ``only``: delete none but these (the ones the
-    operator confirmed).
-    """
-    if keep < 0:
-        raise UsageError(f"--keep {keep} must be 0 or more")
-    repo = cfg.repo()
-    runs = {r.id: r for r in repo.list(alias=alias, limit=None)}
-    busy = {
-        name
-        for r in repo.list(limit=None)
-        if not r.finished
-        for name in (r.source_index, r.target_index)
-    }
-    # repo.list is newest first: the run an undo of the alias would undo
-    swapped = next((r for r in runs.values() if r.state is State.SWAPPED), None)
-    engine = cfg.engine()
-    rows: list[CleanupRow] = []
-    kept = 0
-    for index in reversed(engine.describe_indices("*")):  # newest first
-        meta = index.meta.get(META_KEY)
-        if not isinstance(meta, dict) or meta.get("tool") != "reindex-fsm":
-            continue
-        if meta.get("alias") != alias:
-            continue
-        run = runs.get(str(meta.get("run_id")))
-        if run is None or run.target_index != index.name:
-            verdict = ("keep", "its run is not in this state database: not known to be ours")
-        elif index.aliases:
-            verdict = ("keep", f"live: carries alias {', '.join(index.aliases)}")
-        elif index.name in busy:
-            verdict = ("keep", "used by an unfinished run")
-        elif kept < keep:
-            kept += 1
-            verdict = ("keep", f"one of the newest {keep} (run {run.id}, {run.state})")
-        elif swapped is not None and index.name == swapped.source_index:
-            undo_note = f"`reindex-fsm undo {swapped.id}` moves the alias back to it"
-            verdict = (
-                ("delete", f"{undo_note}: deleting it makes that undo impossible")
-                if delete_undo_index
-                else ("keep", f"{undo_note} (--force deletes it too)")
-            )
-        else:
-            verdict = ("delete", f"beyond the newest {keep} (run {run.id}, {run.state})")
-        created = datetime.fromtimestamp(index.created_ms / 1000, UTC).isoformat()
-        rows.append(CleanupRow(index.name, created, meta.get("run_id"), *verdict))
-    # -- index templates: a run's own, left over (by a crash) once the run finished --
-    stale = templates.stale(engine, alias, {r.id: r.finished for r in runs.values()})
-    rows += [CleanupRow(name, "", run_id, "delete", why) for name, run_id, why in stale]
-    if dry_run:
-        return rows
-    done: list[CleanupRow] = []
-    for r in rows:
-        if r.action == "delete" and only is not None and r.index not in only:
-            r = replace(r, action="keep", reason="not among the indices confirmed")
-        elif r.action == "delete":
-            if not r.created and r.index == templates.own_name(r.run_id or ""):  # a template
-                engine.delete_index_template(r.index)
-                r = replace(r, action="deleted")
-            # An alias added since the listing makes it live again: check right before.
-            elif engine.get_index_aliases(r.index):
-                r = replace(r, action="keep", reason="got an alias meanwhile")
-            else:
-                engine.delete_index(r.index)
-                r = replace(r, action="deleted")
-        done.append(r)
-    return done
 
 
 def rethrottle(cfg: Config, run_id: str, requests_per_second: float | None) -> dict[str, Any]:

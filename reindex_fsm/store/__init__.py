@@ -18,11 +18,12 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..errors import NoStateDatabase, StateStoreError
-from .repository import EventRecord, RunRecord, RunRepository, utcnow
+from .repository import EventRecord, RunOrigin, RunRecord, RunRepository, utcnow
 
 __all__ = [
     "DEFAULT_STATE_DB",
     "EventRecord",
+    "RunOrigin",
     "RunRecord",
     "RunRepository",
     "open_store",

@@ -94,6 +94,19 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class RunOrigin:
+    """Where a run came from: the batch that made it and the plan file (its path and the
+    SHA-256 of its bytes), stored with the run. All None: a run started on its own."""
+
+    batch_id: str | None = None
+    plan_path: str | None = None
+    plan_hash: str | None = None
+
+    def columns(self) -> dict[str, str | None]:
+        return {"batch_id": self.batch_id, "plan_path": self.plan_path, "plan_hash": self.plan_hash}
+
+
+@dataclass(frozen=True)
 class EventRecord:
     id: int
     run_id: str
