@@ -108,12 +108,14 @@ def _check_alias_free(repo: RunRepository, alias: str) -> None:
         raise LockHeld(alias, active.id, active.state.value)
 
 
-def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) -> Plan:
+def _checked_plan(
+    cfg: Config, engine: Engine, alias: str, options: RunOptions, run_id: str | None = None
+) -> Plan:
     """Preflight (read-only; PreflightFailed at the first failed check), then the plan."""
     info = engine.info()
     with data_streams.refused(engine, alias):  # a data stream named: one line, exit 2
         results = preflight(engine, info, alias, options)
-        p = make_plan(engine, info, alias, options, new_run_id(), cfg.now())
+        p = make_plan(engine, info, alias, options, run_id or new_run_id(), cfg.now())
     shrink = verify.check_plan(p, options)  # a much smaller target needs --allow-shrink
     return replace(p, preflight=[r.to_dict() for r in results], shrink=shrink)
 
@@ -129,12 +131,13 @@ def check_options(options: RunOptions) -> None:
         raise refused
 
 
-def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
+def plan(cfg: Config, alias: str, options: RunOptions, *, run_id: str | None = None) -> Plan:
     """What ``start`` would do; reads the engine and the database, writes nothing.
-    Options the CLI would refuse are refused here too, before either is opened."""
+    Options the CLI would refuse are refused here too, before either is opened.
+    ``run_id``: the ID the run is to have (a batch's, stored before its run was made)."""
     check_options(options)
     _check_alias_free(cfg.repo(), alias)
-    return _checked_plan(cfg, cfg.engine(), alias, options)
+    return _checked_plan(cfg, cfg.engine(), alias, options, run_id)
 
 
 def lease_holder(cfg: Config, alias: str) -> dict[str, Any] | None:

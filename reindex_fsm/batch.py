@@ -435,7 +435,9 @@ class _Driver:
             return
         try:
             engine = self.cfg.engine()
-            p = api.plan(self.cfg, alias, options)
+            # The run ID stored for this item before a crash, if any: a lease that process
+            # took for it before storing the run is then this run's own, taken back at once.
+            p = api.plan(self.cfg, alias, options, run_id=item.get("run_id"))
             want = slices_wanted(engine, p.source_index, options)
             granted = self.budget.take(want, flexible=True)
         except ReindexFsmError as exc:
@@ -447,7 +449,7 @@ class _Driver:
                 return
             if granted < want:  # the budget left: the plan's request carries the slices
                 options = replace(options, slices=granted)
-                p = api.plan(self.cfg, alias, options)
+                p = api.plan(self.cfg, alias, options, run_id=p.run_id)
             self.repo.set_item(self.batch.id, alias, run_id=p.run_id, error=None)
             outcome = api.start(self.cfg, alias, options, p, origin=self.origin)
             if outcome.record.state is not State.SWAPPED:

@@ -42,6 +42,7 @@ class Serialized:
     def __init__(self, fake: FakeEngine) -> None:
         self._fake = fake
         self._lock = threading.RLock()
+        self.barrier: threading.Barrier | None = None  # copies that must start together
         self.slices_running: dict[str, int] = {}
         self.most_slices = 0
 
@@ -51,6 +52,8 @@ class Serialized:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if name == "start_reindex" and self.barrier is not None:
+                self.barrier.wait()  # outside the lock: the copies start together
             with self._lock:
                 result = attr(*args, **kwargs)
                 if name == "start_reindex":
@@ -179,9 +182,10 @@ def test_unknown_batch_id(bcfg):
 
 
 def test_batch_swaps_every_alias_concurrently(bcfg, fleet, locked):
+    locked.barrier = threading.Barrier(3, timeout=30)  # 6 runs: two waves of 3 together
     outcome = start_batch(bcfg, items(ALIASES), BatchSettings(concurrency=3))
     assert outcome.exit_code == ExitCode.OK
-    assert locked.most_slices > 2  # runs overlapped (2 slices each)
+    assert locked.most_slices == 6  # three copies at once, 2 slices (auto, 2 shards) each
     assert outcome.batch.state == "SUCCEEDED" and outcome.swapped == outcome.total == 6
     assert sorted(r.alias for r in outcome.runs) == ALIASES
     for run in outcome.runs:
@@ -306,3 +310,16 @@ def test_a_locked_alias_refuses_the_batch_before_anything_is_written(bcfg, fleet
     with pytest.raises(LockHeld):
         start_batch(bcfg, items(ALIASES[:3]), BatchSettings())
     assert db_rows(state_db) == before
+
+
+def test_an_item_whose_run_was_never_stored_is_made_with_its_stored_id(bcfg, fleet):
+    """Killed after the item's run ID was stored, before its run was: the run made on
+    resume takes that ID (so a lease taken for it by the dead process is its own)."""
+    fleet.task_script = TaskScript(docs_per_poll=10, fail_after_polls=0)
+    outcome = start_batch(bcfg, items(ALIASES[:2]), BatchSettings())  # stops at the first
+    repo = BatchRepository(bcfg.repo().engine)
+    repo.set_item(outcome.batch_id, "logs-01", run_id="0123456789ab")
+    fleet.task_script = TaskScript(docs_per_poll=10)
+    again = resume_batch(bcfg, outcome.batch_id)
+    assert again.exit_code == ExitCode.OK
+    assert {r.id for r in again.runs if r.alias == "logs-01"} == {"0123456789ab"}

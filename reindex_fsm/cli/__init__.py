@@ -89,8 +89,9 @@ def interrupted_line(exc: BaseException) -> str:
     batch_id = getattr(exc, "batch_id", None)  # set by reindex_fsm.batch
     if batch_id is not None:
         return (
-            f"{what}: batch {batch_id} stopped, its runs under way with it; `reindex-fsm "
-            f"resume {batch_id}` continues them, `reindex-fsm abort {batch_id}` aborts them"
+            f"{what}: batch {batch_id} stopped, its runs under way with it (their copy tasks "
+            "keep running on the server, their write blocks stay); `reindex-fsm resume "
+            f"{batch_id}` continues them, `reindex-fsm abort {batch_id}` aborts them"
         )
     if run is None:
         return f"{what}: no run was under way; nothing to resume"
