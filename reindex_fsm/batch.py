@@ -135,7 +135,7 @@ class BatchOutcome:
                     "state": run.state.value if run else None,
                     "source_index": run.source_index if run else None,
                     "target_index": run.target_index if run else None,
-                    "error": (run.error if run else None) or item.get("error"),
+                    "error": run.error if run else item.get("error"),
                 }
             )
         return {
@@ -218,6 +218,13 @@ def _check_items(cfg: Config, items: list[BatchItem]) -> None:
             )
         seen.add(item.alias)
         api.check_options(item.options)
+    targets = [item.options.target_index for item in items if item.options.target_index]
+    if len(set(targets)) < len(targets):
+        raise UsageError(
+            f"--target-index {targets[0]} would be the target of several runs",
+            hint="leave it out in a batch (each run names its target <alias>-<UTC timestamp>); "
+            "nothing was done",
+        )
     for item in items:
         try:
             api.plan(cfg, item.alias, item.options)
@@ -406,6 +413,10 @@ def _reconciled(repo: BatchRepository, batch: BatchRecord) -> dict[str, RunRecor
     return runs
 
 
+# A run resumed from these (or FAILED from one) may still copy: its slices count.
+_BEFORE_VERIFY = (State.PLANNED, State.TARGET_CREATED, State.REINDEXING)
+
+
 class _Driver:
     """One drive of a batch: its jobs, the shared stop flag and slices budget."""
 
@@ -428,6 +439,16 @@ class _Driver:
         if self.batch.on_failure == "stop":
             self.stop.set()
 
+    def refused(self, alias: str, exc: ReindexFsmError) -> None:
+        """A run that could not be made or driven: its item keeps the error line, and it
+        counts as a failure, unless the alias's run is SWAPPED after all (another process
+        drove it to its end meanwhile)."""
+        runs = [r for r in self.repo.runs(self.batch.id) if r.alias == alias]
+        if runs and runs[-1].state is State.SWAPPED:
+            return
+        self.repo.set_item(self.batch.id, alias, error=exc.one_line())
+        self.failed()
+
     def make(self, item: dict[str, Any]) -> None:
         alias = item["alias"]
         options = RunOptions.from_dict(item["options"])
@@ -441,8 +462,7 @@ class _Driver:
             want = slices_wanted(engine, p.source_index, options)
             granted = self.budget.take(want, flexible=True)
         except ReindexFsmError as exc:
-            self.repo.set_item(self.batch.id, alias, error=exc.one_line())
-            self.failed()
+            self.refused(alias, exc)
             return
         try:
             if self.stopped():
@@ -455,8 +475,7 @@ class _Driver:
             if outcome.record.state is not State.SWAPPED:
                 self.failed()
         except ReindexFsmError as exc:
-            self.repo.set_item(self.batch.id, alias, error=exc.one_line())
-            self.failed()
+            self.refused(alias, exc)
         finally:
             self.budget.give(granted)
 
@@ -464,14 +483,13 @@ class _Driver:
         if self.stopped():
             return
         options = RunOptions.from_dict(run.options)
+        copying = run.state in _BEFORE_VERIFY or run.failed_from in _BEFORE_VERIFY
         try:
             engine = self.cfg.run_engine(run.id, run.engine_url)
-            taken = self.budget.take(
-                slices_wanted(engine, run.source_index, options), flexible=False
-            )
+            want = slices_wanted(engine, run.source_index, options) if copying else 0
+            taken = self.budget.take(want, flexible=False)
         except ReindexFsmError as exc:
-            self.repo.set_item(self.batch.id, run.alias, error=exc.one_line())
-            self.failed()
+            self.refused(run.alias, exc)
             return
         try:
             if self.stopped():
@@ -480,8 +498,7 @@ class _Driver:
             if outcome.record.state is not State.SWAPPED:
                 self.failed()
         except ReindexFsmError as exc:
-            self.repo.set_item(self.batch.id, run.alias, error=exc.one_line())
-            self.failed()
+            self.refused(run.alias, exc)
         finally:
             self.budget.give(taken)
 

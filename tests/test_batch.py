@@ -4,6 +4,7 @@ batch's writes and its runs'."""
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from dataclasses import replace
@@ -171,6 +172,13 @@ def test_bad_items_write_nothing(bcfg, state_db, fleet, aliases, error):
     assert not [i for i in fleet.indices if i.startswith("logs-00-2")]  # no target made
 
 
+def test_one_target_name_for_several_runs_is_refused(bcfg, state_db):
+    before = db_rows(state_db)
+    with pytest.raises(UsageError, match="--target-index shared would be the target of several"):
+        start_batch(bcfg, items(ALIASES[:2], target_index="shared"), BatchSettings())
+    assert db_rows(state_db) == before
+
+
 def test_unknown_batch_id(bcfg):
     with pytest.raises(BatchNotFound, match="no batch with ID 'batch-000000000000'"):
         resume_batch(bcfg, "batch-000000000000")
@@ -323,3 +331,28 @@ def test_an_item_whose_run_was_never_stored_is_made_with_its_stored_id(bcfg, fle
     again = resume_batch(bcfg, outcome.batch_id)
     assert again.exit_code == ExitCode.OK
     assert {r.id for r in again.runs if r.alias == "logs-01"} == {"0123456789ab"}
+
+
+def test_an_interrupt_stops_the_batch_making_runs_and_names_it(bcfg, fleet):
+    """Ctrl-C (or SIGTERM) reaches the main thread: the batch makes no new run, and the
+    KeyboardInterrupt carries the batch's ID for the line the CLI prints."""
+    real = fleet.start_reindex
+    sent = []
+
+    def start_reindex(request):
+        if not sent:
+            sent.append(request.source)
+            _thread.interrupt_main()
+        return real(request)
+
+    fleet.start_reindex = start_reindex
+    with pytest.raises(KeyboardInterrupt) as caught:
+        start_batch(bcfg, items(ALIASES), BatchSettings(concurrency=2))
+    batch_id = caught.value.batch_id  # type: ignore[attr-defined]
+    for worker in [t for t in threading.enumerate() if t.name.startswith("batch-worker-")]:
+        worker.join(30)  # the runs under way go on to their end (in a process: killed)
+    made = BatchRepository(bcfg.repo().engine).runs(batch_id)
+    assert 1 <= len(made) <= 3 < len(ALIASES)  # under way then (2), perhaps one starting
+    fleet.start_reindex = real
+    again = resume_batch(bcfg, batch_id)
+    assert again.exit_code == ExitCode.OK and again.swapped == len(ALIASES)

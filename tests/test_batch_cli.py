@@ -40,6 +40,8 @@ def test_start_json_and_show_history_resume_abort_by_batch_id(bcfg, fleet):
     assert [r["alias"] for r in data["runs"]] == ["logs-00", "other"]
     assert all(r["state"] == "SWAPPED" for r in data["runs"])
     batch_id = data["batch_id"]
+    one = json.loads(invoke(bcfg, "show", data["runs"][0]["run_id"], "--json").stdout)
+    assert one["batch_id"] == batch_id and one["state"] == "SWAPPED"
     shown = json.loads(invoke(bcfg, "show", batch_id, "--json").stdout)
     assert shown["runs"] == data["runs"] and shown["swapped"] == 2
     assert "2/2 SWAPPED" in invoke(bcfg, "show", batch_id).stdout

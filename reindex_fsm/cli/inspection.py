@@ -49,6 +49,7 @@ def show(
     record, events, picture = api.show_picture(config_for(ctx, state_db), run_id, report_file)
     data = {
         **summary(record),
+        "batch_id": record.batch_id,  # the batch that made the run (None: on its own)
         "options": record.options,
         "plan": record.plan,
         "events": [e.as_dict() for e in events],

@@ -39,7 +39,7 @@ COPY = ["--requests-per-second", "100"]
 CONCURRENCY = 3
 SLICES_BUDGET = 7  # auto is 3 slices (3 shards): two runs get 3, the third 1
 FIRST_KILL_S = (1.0, 12.0)  # after the batch was stored (its drive lasts about 30 s)
-SECOND_KILL_S = (2.0, 8.0)  # after its resume started (the CLI takes about a second to start)
+SECOND_KILL_S = (3.0, 10.0)  # after its resume started (the CLI itself takes 1-2 s to start)
 
 
 @dataclass
