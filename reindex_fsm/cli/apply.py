@@ -1,0 +1,155 @@
+"""``apply PLAN_FILE``: the runs a plan file asks for (reindex_fsm.planfile reads and
+checks it with start's own readers), or with --dry-run what each would change
+(reindex_fsm.plan_changes). Every run made stores the file's absolute path and the
+SHA-256 of its bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import api, plan_changes, planfile, render
+from ..config import Config
+from ..errors import UsageError
+from ..options import RunOptions, start_flags
+from ..steps.copy.registry import strategy_for_options
+from ..store import RunOrigin
+from .options import common_flags, config_for, engine_flags, with_flags
+from .prompts import confirm, need_terminal
+from .rendering import emit_json, print_outcome, warn
+from .start import run_options
+
+# apply's own flags: start's definitions of them.
+APPLY_FLAGS = tuple(
+    f for f in start_flags() if f.flag in ("--dry-run", "--force", "--force-unlock")
+)
+
+
+@click.command(name="apply")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@with_flags(APPLY_FLAGS)
+@engine_flags
+@common_flags
+@click.pass_context
+def apply(ctx: click.Context, plan_file: str, **given: Any) -> None:
+    """Apply PLAN_FILE (YAML): move the alias, the aliases or the aliases matching the
+    patterns it names, with the options it gives (start's flags, without the --).
+
+    The file is checked whole before anything is written: an error names the file, the
+    line and the key (exit 2). Credentials are never read from the file. Every run made
+    stores the file's path and SHA-256 (see show and history --json).
+
+    \b
+    Examples:
+      reindex-fsm apply documents.yaml --dry-run
+      reindex-fsm apply documents.yaml --force --json
+    """
+    plan = planfile.load(plan_file, run_options)
+    cfg = _config(ctx, plan, given)
+    entries = _entries(cfg, plan)
+    if given["dry_run"]:
+        _print_dry_run(cfg, plan, entries, given["as_json"])
+        return
+    if plan.shape == "batch":
+        _start_batch(ctx, cfg, plan, entries, given)
+        return
+    (entry,) = entries
+    _warnings(entry.options)
+    planned = None
+    if not given["force"]:
+        need_terminal("apply", hint="pass --force (and try --dry-run first)")
+        planned = api.plan(cfg, entry.alias, entry.options)
+        confirm(
+            render.confirmation(planned, entry.options),
+            f"Move alias {entry.alias} from {planned.source_index} to {planned.target_index}?",
+        )
+    outcome = api.start(
+        cfg,
+        entry.alias,
+        entry.options,
+        planned,
+        force_unlock=given["force_unlock"],
+        origin=RunOrigin(plan_path=plan.path, plan_hash=plan.sha256),
+    )
+    print_outcome(ctx, outcome)
+
+
+def _config(ctx: click.Context, plan: planfile.PlanFile, given: dict[str, Any]) -> Config:
+    """The command line's connection flags, else the file's keys (else the environment
+    and the defaults, as for every command)."""
+    file = plan.connection
+    kind = given["engine_kind"]
+    if ctx.get_parameter_source("engine_kind") is click.core.ParameterSource.DEFAULT:
+        kind = file.get("engine_kind", kind)
+    cfg = config_for(
+        ctx,
+        given["state_db"] or file.get("state_db"),
+        given["engine_url"] or file.get("engine_url"),
+        kind,
+    )
+    client = dict(cfg.client_options)
+    if file.get("insecure") and "verify_certs" not in client:
+        client["verify_certs"] = False
+        warn(f"{plan.shown}: insecure: the engine's TLS certificate is NOT verified")
+    if file.get("ca_certs") and "ca_certs" not in client:
+        client["ca_certs"] = file["ca_certs"]
+    cfg.client_options = client
+    return cfg
+
+
+def _entries(cfg: Config, plan: planfile.PlanFile) -> list[planfile.PlanEntry]:
+    """The aliases the file applies to; its patterns resolved once, now."""
+    if not plan.patterns:
+        return list(plan.entries)
+    raise UsageError(
+        f"{plan.where(plan.patterns[0][1])}: alias-pattern: patterns are resolved by the "
+        "batch runner, which this build does not have",
+        hint="name the aliases under aliases: instead; nothing was done",
+    )
+
+
+def _start_batch(
+    ctx: click.Context,
+    cfg: Config,
+    plan: planfile.PlanFile,
+    entries: list[planfile.PlanEntry],
+    given: dict[str, Any],
+) -> None:
+    raise UsageError(
+        f"{plan.shown}: a plan file of several aliases (aliases:, alias-pattern:) needs the "
+        "batch runner, which this build does not have",
+        hint="give one alias as alias: NAME; nothing was done",
+    )
+
+
+def _warnings(options: RunOptions) -> None:
+    if not options.verify:
+        warn("no-verify: the target's document count is NOT compared with the source's")
+    for line in strategy_for_options(options).warnings(options):
+        warn(line)
+
+
+def _print_dry_run(
+    cfg: Config, plan: planfile.PlanFile, entries: list[planfile.PlanEntry], as_json: bool
+) -> None:
+    """Per alias, what its run would change; nothing is written."""
+    shown = []
+    for entry in entries:
+        p = api.plan(cfg, entry.alias, entry.options)
+        source = cfg.engine().get_index(p.source_index)
+        shown.append((p, plan_changes.changes(p, source, entry.options)))
+    if as_json:
+        emit_json(
+            {
+                "dry_run": True,
+                "plan_file": {"path": plan.path, "sha256": plan.sha256},
+                "batch": plan.batch if plan.shape == "batch" else None,
+                "aliases": [change for _, change in shown],
+            }
+        )
+        return
+    lines = [f"plan file {plan.path} (sha256 {plan.sha256}): dry run, nothing written"]
+    for p, change in shown:
+        lines.extend(plan_changes.lines(change, p))
+    render.print_out(*lines)
