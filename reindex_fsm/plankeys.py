@@ -71,18 +71,20 @@ def top_level_keys() -> list[str]:
 # -- the key reference (README) --------------------------------------------------------------
 def _kind(flag: Flag) -> str:
     if flag.kind == "bool":
-        return "true/false"
+        return "true or false"
     if flag.multiple and flag.metavar == "KEY=VALUE":
-        return "mapping or list of KEY=VALUE"
+        return "mapping of settings, or list of KEY=VALUE"
     if flag.multiple:
-        return "list of " + ("|".join(flag.choices) if flag.choices else "strings")
+        return "list of " + (", ".join(f"`{c}`" for c in flag.choices) or "strings")
     if flag.kind == "choice":
-        return "|".join(flag.choices)
+        return "one of " + ", ".join(f"`{c}`" for c in flag.choices)
     if flag.hook == "rate":
-        return "number or unlimited"
+        return "number, or `unlimited`"
     if flag.metavar == "JSON":
         return "mapping"
-    return {"int": "integer", "float": "number", "path": "path"}.get(flag.kind, "string")
+    if flag.kind == "path" or flag.metavar == "FILE":
+        return "path (relative to the plan file)"
+    return {"int": "integer", "float": "number"}.get(flag.kind, "string")
 
 
 def key_reference() -> str:
