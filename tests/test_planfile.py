@@ -442,3 +442,13 @@ def test_every_start_option_is_a_plan_key():
     for flag in start_flags():
         if flag.flag not in plankeys.APPLY_ONLY:
             assert flag.flag[2:] in keys
+
+
+def test_an_alias_the_engine_refuses_names_its_line(cfg, fake, state_db, tmp_path):
+    path = write(tmp_path, f"aliases:\n  - {ALIAS}\n  - alias: missing\n    verify: deep\n")
+    before = fake.snapshot()
+    result = invoke(cfg, "apply", str(path), "--dry-run")
+    assert result.exit_code == 2
+    (err,) = result.stderr.splitlines()
+    assert err.startswith(f"error: {path}:3: alias: missing: alias 'missing' does not exist")
+    assert fake.snapshot() == before and run_count(state_db) == 0

@@ -11,8 +11,9 @@ import click
 
 from .. import api, plan_changes, planfile, render
 from ..config import Config
-from ..errors import UsageError
+from ..errors import ExitCode, UsageError
 from ..options import RunOptions, start_flags
+from ..plan import Plan
 from ..steps.copy.registry import strategy_for_options
 from ..store import RunOrigin
 from .options import common_flags, config_for, engine_flags, with_flags
@@ -56,10 +57,10 @@ def apply(ctx: click.Context, plan_file: str, **given: Any) -> None:
         return
     (entry,) = entries
     _warnings(entry.options)
-    planned = None
     if not given["force"]:
         need_terminal("apply", hint="pass --force (and try --dry-run first)")
-        planned = api.plan(cfg, entry.alias, entry.options)
+    planned = _plan(cfg, plan, entry)
+    if not given["force"]:
         confirm(
             render.confirmation(planned, entry.options),
             f"Move alias {entry.alias} from {planned.source_index} to {planned.target_index}?",
@@ -123,6 +124,19 @@ def _start_batch(
     )
 
 
+def _plan(cfg: Config, plan: planfile.PlanFile, entry: planfile.PlanEntry) -> Plan:
+    """The alias's plan (reads only); a refusal of the alias (not found, not an alias, a
+    bad override for this source) names the line of its entry."""
+    try:
+        return api.plan(cfg, entry.alias, entry.options)
+    except UsageError as exc:
+        if exc.exit_code is not ExitCode.USAGE:
+            raise
+        raise planfile.PlanError(
+            plan.where(entry.line), "alias", f"{entry.alias}: {exc.message}", exc.hint
+        ) from exc
+
+
 def _warnings(options: RunOptions) -> None:
     if not options.verify:
         warn("no-verify: the target's document count is NOT compared with the source's")
@@ -136,7 +150,7 @@ def _print_dry_run(
     """Per alias, what its run would change; nothing is written."""
     shown = []
     for entry in entries:
-        p = api.plan(cfg, entry.alias, entry.options)
+        p = _plan(cfg, plan, entry)
         source = cfg.engine().get_index(p.source_index)
         shown.append((p, plan_changes.changes(p, source, entry.options)))
     if as_json:
