@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 12  # the documents file or the embedder is unusable; nothing was written
     PREFLIGHT_FAILED = 13  # a preflight check refused the start; nothing was written
     UNDO_REFUSED = 14  # undo refused (not SWAPPED, previous index gone, alias moved...)
+    BATCH_INCOMPLETE = 15  # a batch ended with runs not SWAPPED (failed, rolled back, not made)
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
     TERMINATED = 143  # SIGTERM (128 + 15: systemd, Kubernetes, a timeout); the run is resumable
 
@@ -369,3 +370,27 @@ class SwappedNotRolledBack(UsageError):
             "writes first)",
         )
         self.run_id = run_id
+
+
+# -- batches --
+
+
+class BatchNotFound(ReindexFsmError):
+    exit_code = ExitCode.RUN_NOT_FOUND
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(
+            f"no batch with ID {batch_id!r} in the state database",
+            hint="list batches with `reindex-fsm history --batches`, or check --state-db",
+        )
+        self.batch_id = batch_id
+
+
+class BatchFinished(UsageError):
+    def __init__(self, batch_id: str, state: str) -> None:
+        super().__init__(
+            f"batch {batch_id} already finished in state {state}",
+            hint=f"nothing to resume or abort; see `reindex-fsm show {batch_id}`",
+        )
+        self.batch_id = batch_id
+        self.state = state

@@ -98,6 +98,7 @@ HISTORY_FLAGS = (
         default=HISTORY_LIMIT,
         show_default=True,
     ),
+    Flag(("--batches", "list_batches"), "List batches instead of runs.", kind="bool"),
 )
 UNDO_FLAGS = (
     Flag(

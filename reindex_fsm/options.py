@@ -612,9 +612,17 @@ def parse_rate(value: str, what: str = "requests per second") -> float | None:
 START_FLAGS: tuple[Flag, ...] = (
     Flag(
         ("--alias",),
-        "The alias to move to a new index.",
-        required=True,
+        "The alias to move to a new index; repeat it for several (a batch of runs).",
+        multiple=True,
         hook="alias_name",
+        before="verify_level",
+    ),
+    Flag(
+        ("--alias-pattern",),
+        "Every alias matching PATTERN now, e.g. 'logs-*' (repeatable): one run per alias, "
+        "as a batch. Resolved once, when the batch is planned.",
+        multiple=True,
+        metavar="PATTERN",
         before="verify_level",
     ),
     Flag(
@@ -665,3 +673,33 @@ def _with_field(flag: Flag, name: str) -> Flag:
         if value not in (None, False, (), {}):
             default = value
     return replace(flag, field=name, default=default)
+
+
+# -- batches: how a start on several aliases drives its runs (reindex_fsm.batch) ----------
+# Each is a field of reindex_fsm.batch.BatchSettings (its parameter name); not given:
+# its default there. Only with several --alias values or an --alias-pattern.
+BATCH_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        ("--concurrency",),
+        "With several aliases: runs driven at once [default: 1].",
+        kind="int",
+        min=1,
+        metavar="N",
+    ),
+    Flag(
+        ("--slices-budget",),
+        "With several aliases: _reindex slices at once across the batch's copies; a run "
+        "gets at most the budget left (--slices auto counts as the source's primary shards) "
+        "[default: no limit].",
+        kind="int",
+        min=1,
+        metavar="N",
+    ),
+    Flag(
+        ("--on-failure",),
+        "With several aliases: stop = make no new run once one failed (those under way "
+        "go on); continue = make every run [default: stop].",
+        kind="choice",
+        choices=("stop", "continue"),
+    ),
+)

@@ -86,6 +86,12 @@ def interrupted_line(exc: BaseException) -> str:
     (the copy task, the write block), and how to resume or abort."""
     what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
     run = getattr(exc, "run", None)  # set by the api once a run is under way
+    batch_id = getattr(exc, "batch_id", None)  # set by reindex_fsm.batch
+    if batch_id is not None:
+        return (
+            f"{what}: batch {batch_id} stopped, its runs under way with it; `reindex-fsm "
+            f"resume {batch_id}` continues them, `reindex-fsm abort {batch_id}` aborts them"
+        )
     if run is None:
         return f"{what}: no run was under way; nothing to resume"
     left: list[str] = []

@@ -13,6 +13,7 @@ from .. import api, render, report
 from ..api import summary
 from ..flags import HISTORY_FLAGS, SHOW_FLAGS
 from ..machine import TERMINAL
+from . import batches
 from .options import common_flags, config_for, with_flags
 from .rendering import emit_json, print_summary, print_verification
 
@@ -35,10 +36,16 @@ def show(
     transitions with the time spent in each state, and with --diagram its state diagram
     (Mermaid).
 
+    Given a batch ID (batch-...): the batch and each of its runs.
+
     \b
-    Example:
+    Examples:
       reindex-fsm show 3f2a9c1b7d4e --report run.html
+      reindex-fsm show batch-5d1e0c7a9b2f
     """
+    if batches.is_batch_id(run_id):  # a batch and its runs (cli/batches.py)
+        batches.show(ctx, config_for(ctx, state_db), run_id)
+        return
     record, events, picture = api.show_picture(config_for(ctx, state_db), run_id, report_file)
     data = {
         **summary(record),
@@ -107,15 +114,20 @@ def history(
     state: str | None,
     since: datetime | None,
     limit: int,
+    list_batches: bool,
     state_db: str | None,
     as_json: bool,
 ) -> None:
-    """List runs, newest first.
+    """List runs, newest first (--batches: the batches, each with its runs' count).
 
     \b
-    Example:
+    Examples:
       reindex-fsm history --alias documents --state FAILED
+      reindex-fsm history --batches
     """
+    if list_batches:
+        batches.history(ctx, config_for(ctx, state_db), limit)
+        return
     since_utc = since.replace(tzinfo=UTC) if since else None
     rows = api.history_rows(config_for(ctx, state_db), alias, state, since_utc, limit)
     if as_json:

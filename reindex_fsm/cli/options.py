@@ -25,8 +25,11 @@ Decorator = Callable[[Any], Any]
 
 
 # -- the callbacks a flag definition names (Flag.hook) --------------------------------------
-def _alias_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """--alias is one alias name (no pattern, no list), refused before anything is opened."""
+def _alias_name(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """--alias is one alias name (no pattern, no list), refused before anything is opened;
+    a repeatable --alias: each of its values."""
+    if isinstance(value, tuple):
+        return tuple(check_alias_name(v) for v in value)
     return None if value is None else check_alias_name(value)
 
 

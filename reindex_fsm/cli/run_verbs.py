@@ -10,6 +10,7 @@ from ..api import Outcome
 from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, UNDO_FLAGS
 from ..machine import State
 from ..options import parse_rate
+from . import batches
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, print_outcome
@@ -30,13 +31,16 @@ def resume(
     state_db: str | None,
     as_json: bool,
 ) -> None:
-    """Continue RUN_ID from its last checkpoint (after a crash, or to retry a FAILED run).
+    """Continue RUN_ID from its last checkpoint (after a crash, or to retry a FAILED run);
+    given a batch ID (batch-...), every unfinished run of the batch, and the runs not made.
 
     \b
     Example:
       reindex-fsm resume 3f2a9c1b7d4e
     """
     cfg = config_for(ctx, state_db, engine_url, engine_kind)
+    if batches.is_batch_id(run_id):  # a batch: every unfinished run of it (cli/batches.py)
+        batches.resume(ctx, cfg, run_id)
     print_outcome(ctx, api.resume(cfg, run_id, force_unlock=force_unlock))
 
 
@@ -54,12 +58,16 @@ def abort(
     as_json: bool,
 ) -> None:
     """Stop RUN_ID: cancel its copy and delete its target; the alias is not touched.
+    Given a batch ID (batch-...), every unfinished run of the batch; it makes no more.
 
     \b
     Example:
       reindex-fsm abort 3f2a9c1b7d4e
     """
-    print_outcome(ctx, api.abort(config_for(ctx, state_db, engine_url, engine_kind), run_id))
+    cfg = config_for(ctx, state_db, engine_url, engine_kind)
+    if batches.is_batch_id(run_id):  # a batch: every unfinished run of it (cli/batches.py)
+        batches.abort(ctx, cfg, run_id)
+    print_outcome(ctx, api.abort(cfg, run_id))
 
 
 @click.command()

@@ -14,11 +14,12 @@ import click
 from .. import api, render
 from ..errors import UsageError
 from ..inputfiles import read_text
-from ..options import RunOptions, start_flags
+from ..options import BATCH_FLAGS, RunOptions, start_flags
 from ..steps import deep_verify
 from ..steps.copy.registry import strategy_for_options
 from ..steps.planning import flatten_settings, parse_set
 from ..steps.transforms import load_script
+from . import batches
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, out, print_outcome, warn
@@ -137,12 +138,12 @@ def _strategy_warnings(options: RunOptions) -> None:
 
 
 @click.command()
-@with_flags(start_flags())
+@with_flags(start_flags(), BATCH_FLAGS)
 @engine_flags
 @common_flags
 @click.pass_context
 def start(ctx: click.Context, **given: Any) -> None:
-    """Plan a run on ALIAS and drive it to the swap.
+    """Plan a run on ALIAS and drive it to the swap (several aliases: a batch of runs).
 
     Before anything is written, preflight checks (cluster health, source open, _source
     stored, disk space, privileges) refuse a start that cannot succeed (exit 13), and
@@ -155,13 +156,20 @@ def start(ctx: click.Context, **given: Any) -> None:
       reindex-fsm start --alias documents --set index.number_of_shards=3 --verify --force
       reindex-fsm start --alias documents --verify deep --verify-queries queries.txt --force
       reindex-fsm start --alias documents --pipeline add-fields --script fix.painless --force
+      reindex-fsm start --alias-pattern 'logs-*' --concurrency 3 --on-failure continue --force
     """
+    batches.check_aliases_given(given)
+    if not batches.wants_batch(given):
+        batches.refuse_batch_flags(given)
     options = run_options(given)
     if not options.verify:
         warn("--no-verify: the target's document count is NOT compared with the source's")
     _strategy_warnings(options)
-    alias = given["alias"]
     cfg = config_for(ctx, given["state_db"], given["engine_url"], given["engine_kind"])
+    if batches.wants_batch(given):  # several aliases: a batch of runs (cli/batches.py)
+        batches.start(ctx, cfg, given, options)
+        return
+    (alias,) = given["alias"]
     if given["dry_run"]:
         _print_dry_run(cfg, alias, options, given["as_json"])
         return

@@ -17,6 +17,12 @@ class FakeIndices(FakeCore):
     # -- aliases ------------------------------------------------------------------
     def get_alias(self, alias: str) -> dict[str, dict[str, dict[str, Any]]]:
         self._call("get_alias", alias)
+        if "*" in alias:  # a pattern, as GET _alias/<pattern>: each index's matching aliases
+            found = {
+                name: {a: dict(p) for a, p in idx.aliases.items() if fnmatch.fnmatchcase(a, alias)}
+                for name, idx in self.indices.items()
+            }
+            return {name: aliases for name, aliases in found.items() if aliases}
         return {
             name: {alias: dict(idx.aliases[alias])}
             for name, idx in self.indices.items()
