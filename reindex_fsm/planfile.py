@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .batch import BatchSettings
 from .errors import UsageError
 from .flags import Flag
 from .options import RunOptions, parse_rate, start_flags
@@ -66,24 +67,26 @@ class PlanFile:
     entries: tuple[PlanEntry, ...]
     patterns: tuple[tuple[str, int], ...]  # (pattern, line)
     defaults: RunOptions  # the options of an alias a pattern matched
-    batch: dict[str, Any] = field(default_factory=dict)  # concurrency, slices_budget, on_failure
+    batch: dict[str, Any] = field(default_factory=dict)  # BatchSettings' fields given
     connection: dict[str, Any] = field(default_factory=dict)  # engine_url, engine_kind, ...
 
     def where(self, line: int) -> str:
         return f"{self.shown}:{line}"
 
-    def resolve(self, matched: Iterable[str]) -> list[PlanEntry]:
+    def resolve(self, matched: Iterable[tuple[str, int]]) -> list[PlanEntry]:
         """Every alias of the file: those it names, then those its patterns matched (given
-        in ``matched``, e.g. by the batch's resolver), each once; a named alias keeps its
-        own options."""
+        in ``matched`` with the pattern's line, by reindex_fsm.batch.resolve_aliases),
+        each once; a named alias keeps its own options."""
         named = {e.alias for e in self.entries}
         out = list(self.entries)
-        line = self.patterns[0][1] if self.patterns else 1
-        for alias in matched:
+        for alias, line in matched:
             if alias not in named:
                 named.add(alias)
                 out.append(PlanEntry(alias, self.defaults, line))
         return out
+
+    def settings(self) -> BatchSettings:
+        return BatchSettings(**self.batch)
 
 
 class PlanError(UsageError):
@@ -289,11 +292,19 @@ class _Parser:
         return out
 
     def _batch(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> dict[str, Any]:
+        """The batch settings given, checked as the batch checks them (BatchSettings)."""
         out: dict[str, Any] = {}
+        nodes: dict[str, yaml.Node] = {}
         for key, flag in batch_flags().items():
             if key in top:
                 key_node, node = top[key]
                 out[flag.param] = self._value(flag, key, node, key_node)
+                nodes[key] = key_node
+        try:
+            BatchSettings(**out).validate()
+        except UsageError as exc:
+            named = _key_named(exc.message, list(nodes))
+            raise self.fail(nodes[named] if named else _first_key(top), named, exc.message) from exc
         return out
 
     def _connection(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> dict[str, Any]:
@@ -509,6 +520,10 @@ def _key_named(message: str, keys: list[str]) -> str | None:
         (m.start(), k) for k in keys if (m := re.search(f"--{re.escape(k)}(?![\\w-])", message))
     ]
     return min(found)[1] if found else None
+
+
+def _first_key(top: dict[str, tuple[yaml.Node, yaml.Node]]) -> yaml.Node:
+    return next(iter(top.values()))[0]
 
 
 def _has_credentials(url: Any) -> bool:

@@ -1,41 +1,19 @@
 """The keys of a plan file (reindex_fsm.planfile), made from the flag definitions: a run's
 options are ``start``'s flags without the ``--`` (reindex_fsm.options), the connection
-keys the CLI's own flags (reindex_fsm.config); the batch settings are defined here. The
+keys the CLI's own flags (reindex_fsm.config), the batch settings start's batch flags
+(``BATCH_FLAGS``, the fields of reindex_fsm.batch.BatchSettings). The
 README's key reference is :func:`key_reference` (a test keeps the two the same)."""
 
 from __future__ import annotations
 
 from .config import COMMON_FLAGS, ENGINE_FLAGS, ENV
 from .flags import Flag
-from .options import start_flags
+from .options import BATCH_FLAGS, start_flags
 
 # start's own flags that are not options of a run: apply has them on its command line.
-APPLY_ONLY = ("--alias", "--dry-run", "--force", "--force-unlock")
+APPLY_ONLY = ("--alias", "--alias-pattern", "--dry-run", "--force", "--force-unlock")
 # The keys naming what the file applies to (one of alias / aliases, and patterns).
 SHAPE_KEYS = ("alias", "aliases", "alias-pattern")
-# How a batch of several aliases runs (used with aliases or alias-pattern only).
-BATCH_SETTINGS = (
-    Flag(
-        ("--concurrency",),
-        "Runs of the batch at the same time.",
-        kind="int",
-        min=1,
-        default=1,
-    ),
-    Flag(
-        ("--slices-budget",),
-        "Total _reindex slices across the batch's runs at the same time.",
-        kind="int",
-        min=1,
-    ),
-    Flag(
-        ("--on-failure",),
-        "When one run of the batch fails: stop starting new runs, or continue.",
-        kind="choice",
-        choices=("stop", "continue"),
-        default="stop",
-    ),
-)
 # Where the engine and the state database are: the CLI's own flags.
 CONNECTION_FLAGS = ("--engine-url", "--engine", "--state-db", "--ca-certs", "--insecure")
 # Never in a plan file: where each one goes instead.
@@ -61,7 +39,7 @@ def connection_flags() -> dict[str, Flag]:
 
 
 def batch_flags() -> dict[str, Flag]:
-    return {key_of(f): f for f in BATCH_SETTINGS}
+    return {key_of(f): f for f in BATCH_FLAGS}
 
 
 def top_level_keys() -> list[str]:

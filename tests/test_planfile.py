@@ -58,7 +58,7 @@ def run_count(state_db: str) -> int:
 def test_an_empty_plan_reads_as_start_with_no_flags():
     ctx = start_cli.start.make_context("start", ["--alias", ALIAS])
     parsed = {k: v for k, v in ctx.params.items() if k in planfile.default_given()}
-    assert parsed == {**planfile.default_given(), "alias": ALIAS}
+    assert parsed == {**planfile.default_given(), "alias": (ALIAS,)}
 
 
 def test_plan_keys_give_the_options_the_same_flags_give(tmp_path):
@@ -167,7 +167,7 @@ verify: count
     )
     plan = load(path)
     assert [p for p, _ in plan.patterns] == ["logs-*", "metrics-*"]
-    entries = plan.resolve(["logs-api", "logs-web", "metrics-x"])
+    entries = plan.resolve([("logs-api", 2), ("logs-web", 2), ("metrics-x", 2)])
     assert [e.alias for e in entries] == ["logs-web", "logs-api", "metrics-x"]
     assert [e.options.verify_level for e in entries] == ["deep", "count", "count"]
 
@@ -263,6 +263,36 @@ BAD = {
     "batch key with one alias": (f"alias: {ALIAS}\nconcurrency: 2\n", 2, "concurrency", "batch"),
     "entry without alias": ("aliases:\n  - verify: deep\n", 2, "aliases", "no alias key"),
     "empty list": ("aliases: []\n", 1, "aliases", "the list is empty"),
+    "pattern matching nothing": (
+        "aliases: [documents]\nalias-pattern:\n  - docu*\n  - nothing-*\n",
+        4,
+        "alias-pattern",
+        "no alias matches --alias-pattern 'nothing-*'",
+    ),
+    "not one pattern": (
+        "alias-pattern: 'logs-*,metrics-*'\n",
+        1,
+        "alias-pattern",
+        "not one alias pattern",
+    ),
+    "alias with a pattern": (
+        f"alias: {ALIAS}\nalias-pattern: x-*\n",
+        2,
+        "alias-pattern",
+        "exclude",
+    ),
+    "batch setting: range": (
+        "aliases: [documents]\nconcurrency: 0\n",
+        2,
+        "concurrency",
+        "at least 1",
+    ),
+    "batch setting: choice": (
+        "aliases: [documents]\non-failure: shrug\n",
+        2,
+        "on-failure",
+        "not one of stop, continue",
+    ),
 }
 
 
@@ -279,7 +309,7 @@ def test_bad_plan_file_is_one_line_naming_file_line_and_key(cfg, fake, state_db,
     assert err.startswith(head), err
     if words:
         assert words in err
-    assert fake.snapshot() == before and fake.calls == []
+    assert fake.snapshot() == before and fake.call_names(mutating_only=True) == []
     assert run_count(state_db) == 0
     assert "password" not in case or "hunter2" not in err
 
@@ -452,3 +482,85 @@ def test_an_alias_the_engine_refuses_names_its_line(cfg, fake, state_db, tmp_pat
     (err,) = result.stderr.splitlines()
     assert err.startswith(f"error: {path}:3: alias: missing: alias 'missing' does not exist")
     assert fake.snapshot() == before and run_count(state_db) == 0
+
+
+# -- several aliases: a batch of runs, each storing the file ------------------------------------
+
+
+def add_tenants(fake, *names: str) -> None:
+    for name in names:
+        fake.add_index(
+            f"{name}-v1",
+            {f"{name}-{i}": {"title": f"doc {i}"} for i in range(20)},
+            settings={"index.number_of_shards": "1", "index.number_of_replicas": "0"},
+            mappings={"properties": {"title": {"type": "text"}}},
+            aliases={name: {}},
+        )
+
+
+def test_apply_patterns_with_overrides_makes_one_batch(cfg, fake, tmp_path):
+    add_tenants(fake, "logs-api", "logs-web", "logs-db")
+    path = write(
+        tmp_path,
+        """
+alias-pattern: logs-*
+aliases:
+  - alias: logs-web
+    set: {index.number_of_shards: 2}
+set: {index.number_of_replicas: 1}
+concurrency: 2
+on-failure: continue
+""",
+    )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    dry = invoke(cfg, "apply", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    data = json.loads(dry.stdout)
+    assert [c["alias"] for c in data["aliases"]] == ["logs-web", "logs-api", "logs-db"]
+    assert data["batch"] == {"concurrency": 2, "slices_budget": None, "on_failure": "continue"}
+    web = data["aliases"][0]["settings"]
+    assert web["changed"] == {
+        "index.number_of_shards": ["1", 2],
+        "index.number_of_replicas": ["0", 1],
+    }
+    assert not any(name.startswith("logs-") and name.endswith("0000") for name in fake.indices)
+
+    result = invoke(cfg, "apply", str(path), "--force", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["swapped"], out["total"]) == (3, 3)
+    assert (out["plan_path"], out["plan_hash"]) == (str(path), digest)
+    shown = json.loads(invoke(cfg, "show", out["batch_id"], "--json").stdout)
+    assert (shown["plan_path"], shown["plan_hash"]) == (str(path), digest)
+    rows = json.loads(invoke(cfg, "history", "--json").stdout)
+    assert len(rows) == 3
+    assert {(r["plan_path"], r["plan_hash"]) for r in rows} == {(str(path), digest)}
+    by_alias = {r["alias"]: r for r in rows}
+    web_target = fake.indices[by_alias["logs-web"]["target_index"]]
+    api_target = fake.indices[by_alias["logs-api"]["target_index"]]
+    assert str(web_target.settings["index.number_of_shards"]) == "2"
+    assert str(api_target.settings["index.number_of_shards"]) == "1"
+    assert str(api_target.settings["index.number_of_replicas"]) == "1"
+    run = json.loads(invoke(cfg, "show", by_alias["logs-db"]["run_id"], "--json").stdout)
+    assert open_store(cfg.state_db).get(run["run_id"]).batch_id == out["batch_id"]
+    assert (run["plan_path"], run["plan_hash"]) == (str(path), digest)
+
+
+def test_apply_a_list_is_a_batch_whose_runs_store_the_file(cfg, fake, tmp_path):
+    add_tenants(fake, "tenant-a", "tenant-b")
+    path = write(tmp_path, "aliases: [tenant-a, tenant-b]\n")
+    result = invoke(cfg, "apply", str(path), "--force", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [r["alias"] for r in out["runs"]] == ["tenant-a", "tenant-b"]
+    assert all(r["state"] == "SWAPPED" for r in out["runs"])
+    repo = open_store(cfg.state_db)
+    assert {(r.batch_id, r.plan_path) for r in repo.list()} == {(out["batch_id"], str(path))}
+
+
+def test_a_batch_without_force_and_no_terminal_refuses(cfg, fake, state_db, tmp_path):
+    add_tenants(fake, "tenant-a", "tenant-b")
+    path = write(tmp_path, "aliases: [tenant-a, tenant-b]\n")
+    result = invoke(cfg, "apply", str(path))
+    assert result.exit_code == 2 and "pass --force" in result.stderr
+    assert run_count(state_db) == 0

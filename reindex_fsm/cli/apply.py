@@ -5,17 +5,20 @@ SHA-256 of its bytes."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import click
 
-from .. import api, plan_changes, planfile, render
+from .. import api, batch, plan_changes, planfile, render
+from ..batch import BatchItem
 from ..config import Config
 from ..errors import ExitCode, UsageError
 from ..options import RunOptions, start_flags
 from ..plan import Plan
 from ..steps.copy.registry import strategy_for_options
 from ..store import RunOrigin
+from . import batches
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, print_outcome, warn
@@ -100,14 +103,22 @@ def _config(ctx: click.Context, plan: planfile.PlanFile, given: dict[str, Any]) 
 
 
 def _entries(cfg: Config, plan: planfile.PlanFile) -> list[planfile.PlanEntry]:
-    """The aliases the file applies to; its patterns resolved once, now."""
+    """The aliases the file applies to; its patterns resolved once, now, each to the
+    aliases that exist (a pattern matching none is refused at its line)."""
     if not plan.patterns:
         return list(plan.entries)
-    raise UsageError(
-        f"{plan.where(plan.patterns[0][1])}: alias-pattern: patterns are resolved by the "
-        "batch runner, which this build does not have",
-        hint="name the aliases under aliases: instead; nothing was done",
-    )
+    engine = cfg.engine()
+    matched: list[tuple[str, int]] = []
+    for pattern, line in plan.patterns:
+        try:
+            found = batch.resolve_aliases(engine, [], [pattern])
+        except UsageError as exc:
+            if exc.exit_code is not ExitCode.USAGE:
+                raise
+            where = plan.where(line)
+            raise planfile.PlanError(where, "alias-pattern", exc.message, exc.hint) from exc
+        matched.extend((alias, line) for alias in found)
+    return plan.resolve(matched)
 
 
 def _start_batch(
@@ -117,11 +128,26 @@ def _start_batch(
     entries: list[planfile.PlanEntry],
     given: dict[str, Any],
 ) -> None:
-    raise UsageError(
-        f"{plan.shown}: a plan file of several aliases (aliases:, alias-pattern:) needs the "
-        "batch runner, which this build does not have",
-        hint="give one alias as alias: NAME; nothing was done",
-    )
+    """Several aliases: one batch of runs (reindex_fsm.batch), each run storing the file."""
+    settings = plan.settings()
+    if not given["force"]:
+        need_terminal("apply", hint="pass --force (and try --dry-run first)")
+    for entry in entries:  # refused here, at the entry's line, before the question
+        _warnings(entry.options)
+        _plan(cfg, plan, entry)
+    if not given["force"]:
+        confirm(
+            [f"batch of {len(entries)} runs, {settings.concurrency} at a time:"]
+            + [
+                f"  {e.alias}" + (f" ({', '.join(e.overrides)})" if e.overrides else "")
+                for e in entries
+            ],
+            f"Rebuild the indices behind these {len(entries)} aliases?",
+        )
+    items = [BatchItem(e.alias, e.options) for e in entries]
+    batches._line_reporter(ctx, cfg)  # several runs at once: state lines, no bar
+    outcome = batch.start_batch(cfg, items, settings, plan_path=plan.path, plan_hash=plan.sha256)
+    batches.print_batch(ctx, outcome)
 
 
 def _plan(cfg: Config, plan: planfile.PlanFile, entry: planfile.PlanEntry) -> Plan:
@@ -158,7 +184,7 @@ def _print_dry_run(
             {
                 "dry_run": True,
                 "plan_file": {"path": plan.path, "sha256": plan.sha256},
-                "batch": plan.batch if plan.shape == "batch" else None,
+                "batch": asdict(plan.settings()) if plan.shape == "batch" else None,
                 "aliases": [change for _, change in shown],
             }
         )
