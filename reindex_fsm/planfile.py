@@ -280,6 +280,14 @@ class _Parser:
                     "credentials are never read from a plan file",
                     hint=f"give {CREDENTIALS[key]} when you run apply; nothing was done",
                 )
+            if key == "defaults" and key not in known:
+                raise self.fail(
+                    key_node,
+                    key,
+                    "there is no defaults block: the file's own option keys apply to every alias",
+                    hint="move its keys to the top level; an entry of aliases: overrides "
+                    "them for its alias",
+                )
             if key not in known:
                 raise self.fail(
                     key_node,
@@ -329,7 +337,8 @@ class _Parser:
     def _alias_name(self, node: yaml.Node, key: str) -> str:
         value = _python(node)
         if not isinstance(value, str):
-            raise self.fail(node, key, f"an alias name is a string, not {_type_name(value)}")
+            hint = "several aliases go under aliases: [...]" if isinstance(value, list) else None
+            raise self.fail(node, key, f"an alias name is a string, not {_type_name(value)}", hint)
         try:
             return check_alias_name(value, key)
         except UsageError as exc:

@@ -117,6 +117,12 @@ rollback-on-failure: true
     }
 
 
+def test_verify_true_is_the_flag_alone_and_minus_one_no_throttle(tmp_path):
+    path = write(tmp_path, f"alias: {ALIAS}\nverify: true\nrequests-per-second: -1\n")
+    (entry,) = load(path).entries
+    assert entry.options == start_options("--verify", "--requests-per-second", "-1")
+
+
 def test_the_hash_is_of_the_bytes_and_the_path_absolute(tmp_path, monkeypatch):
     path = write(tmp_path, f"alias: {ALIAS}\n")
     monkeypatch.chdir(tmp_path)
@@ -217,6 +223,13 @@ BAD = {
     "wrong type: int": (f"alias: {ALIAS}\nlease-ttl: soon\n", 2, "lease-ttl", "must be a number"),
     "wrong type: list for a string": (f"alias: {ALIAS}\nslices: [1]\n", 2, "slices", "not a list"),
     "wrong type: alias": ("alias: 3\n", 1, "alias", "is a string"),
+    "a list under alias": ("alias: [a, b]\n", 1, "alias", "go under aliases"),
+    "a defaults block": (
+        f"alias: {ALIAS}\ndefaults: {{verify: deep}}\n",
+        2,
+        "defaults",
+        "top level",
+    ),
     "wrong type: path": (
         f"alias: {ALIAS}\nsettings: {{a: 1}}\n",
         2,
