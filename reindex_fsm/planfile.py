@@ -26,6 +26,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -176,6 +177,8 @@ def _python(node: yaml.Node) -> Any:
 
 
 def _type_name(value: Any) -> str:
+    if isinstance(value, date):
+        return "a date"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -439,8 +442,11 @@ class _Parser:
             raise self.fail(node, named, exc.message + for_alias, exc.hint) from exc
 
     def _value(self, flag: Flag, key: str, node: yaml.Node, key_node: yaml.Node) -> Any:
-        """What the flag's click option would have parsed from the key's value."""
+        """What the flag's click option would have parsed from the key's value; null is
+        the flag not given (an entry's ``pipeline: null`` drops the file's pipeline)."""
         value = _python(node)
+        if value is None:
+            return unset(flag)
 
         def wrong(expected: str) -> PlanError:
             hint = None
@@ -477,11 +483,12 @@ class _Parser:
                 raise self.fail(node, key, exc.message, exc.hint) from exc
         if flag.metavar == "JSON" and isinstance(value, dict):
             return json.dumps(value)
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if not isinstance(node, yaml.ScalarNode):
             raise wrong("a path" if flag.kind == "path" else "a string")
+        text = str(node.value)  # as written: 2024-01-01 or 007 are text, as on the command line
         if flag.kind == "path" or flag.metavar == "FILE":
-            return str((self.base / str(value)).resolve())  # relative to the plan file
-        return str(value)
+            return str((self.base / text).resolve())  # relative to the plan file
+        return text
 
     def _multiple(self, flag: Flag, key: str, node: yaml.Node, value: Any) -> tuple[Any, ...]:
         """A repeatable flag: a list (or one value); ``set``/``copy-set`` also a mapping of
@@ -544,14 +551,13 @@ def _has_credentials(url: Any) -> bool:
     return parts.password is not None or parts.username is not None
 
 
+def unset(flag: Flag) -> Any:
+    """What click passes for a flag not given."""
+    if flag.multiple:
+        return ()
+    return False if flag.kind == "bool" else flag.default
+
+
 def default_given() -> dict[str, Any]:
     """start's parsed flags when none is given: what click passes the command."""
-    out: dict[str, Any] = {}
-    for flag in start_flags():
-        if flag.multiple:
-            out[flag.param] = ()
-        elif flag.kind == "bool":
-            out[flag.param] = False
-        else:
-            out[flag.param] = flag.default
-    return out
+    return {flag.param: unset(flag) for flag in start_flags()}

@@ -123,6 +123,17 @@ def test_verify_true_is_the_flag_alone_and_minus_one_no_throttle(tmp_path):
     assert entry.options == start_options("--verify", "--requests-per-second", "-1")
 
 
+def test_text_is_as_written_and_null_is_not_given(tmp_path):
+    path = write(
+        tmp_path,
+        "aliases:\n  - a\n  - alias: b\n    pipeline: null\n    target-index: 2027-01-01\n"
+        "pipeline: add-fields\nslices: 007\n",
+    )
+    a, b = load(path).entries
+    assert (a.options.pipeline, b.options.pipeline) == ("add-fields", None)
+    assert b.options.target_index == "2027-01-01" and a.options.slices == 7
+
+
 def test_the_hash_is_of_the_bytes_and_the_path_absolute(tmp_path, monkeypatch):
     path = write(tmp_path, f"alias: {ALIAS}\n")
     monkeypatch.chdir(tmp_path)
@@ -223,6 +234,12 @@ BAD = {
     "wrong type: int": (f"alias: {ALIAS}\nlease-ttl: soon\n", 2, "lease-ttl", "must be a number"),
     "wrong type: list for a string": (f"alias: {ALIAS}\nslices: [1]\n", 2, "slices", "not a list"),
     "wrong type: alias": ("alias: 3\n", 1, "alias", "is a string"),
+    "wrong type: date for a number": (
+        f"alias: {ALIAS}\nlease-ttl: 2027-01-01\n",
+        2,
+        "lease-ttl",
+        "not a date",
+    ),
     "a list under alias": ("alias: [a, b]\n", 1, "alias", "go under aliases"),
     "a defaults block": (
         f"alias: {ALIAS}\ndefaults: {{verify: deep}}\n",
