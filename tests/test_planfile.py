@@ -555,6 +555,12 @@ on-failure: continue
     }
     assert not any(name.startswith("logs-") and name.endswith("0000") for name in fake.indices)
 
+    human = invoke(cfg, "apply", str(path), "--dry-run")
+    assert "batch of 3 runs: concurrency 2, slices budget no limit, on failure continue" in (
+        human.stdout
+    )
+    assert "setting  ~ index.number_of_shards: 1 -> 2" in human.stdout
+
     result = invoke(cfg, "apply", str(path), "--force", "--json")
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
@@ -594,3 +600,29 @@ def test_a_batch_without_force_and_no_terminal_refuses(cfg, fake, state_db, tmp_
     result = invoke(cfg, "apply", str(path))
     assert result.exit_code == 2 and "pass --force" in result.stderr
     assert run_count(state_db) == 0
+
+
+def test_force_unlock_is_for_one_alias(cfg, fake, state_db, tmp_path):
+    add_tenants(fake, "tenant-a", "tenant-b")
+    path = write(tmp_path, "aliases: [tenant-a, tenant-b]\n")
+    result = invoke(cfg, "apply", str(path), "--force", "--force-unlock")
+    assert result.exit_code == 2 and "not for a batch" in result.stderr
+    assert run_count(state_db) == 0
+
+
+@pytest.mark.parametrize("shape", ["alias", "batch"])
+def test_apply_asks_and_a_no_writes_nothing(cfg, fake, state_db, tmp_path, monkeypatch, shape):
+    from reindex_fsm.cli import apply as apply_cli
+
+    monkeypatch.setattr(apply_cli, "need_terminal", lambda *a, **k: None)
+    add_tenants(fake, "tenant-a", "tenant-b")
+    text = "alias: tenant-a\n" if shape == "alias" else "aliases: [tenant-a, tenant-b]\n"
+    path = write(tmp_path, text)
+    before = fake.snapshot()
+    declined = CliRunner().invoke(cli, ["apply", str(path)], obj=cfg, input="n\n")
+    assert declined.exit_code == 10, declined.output
+    assert "tenant-a" in declined.output
+    assert fake.snapshot() == before and run_count(state_db) == 0
+    accepted = CliRunner().invoke(cli, ["apply", str(path), "--json"], obj=cfg, input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert run_count(state_db) == (1 if shape == "alias" else 2)

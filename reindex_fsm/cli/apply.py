@@ -130,6 +130,12 @@ def _start_batch(
 ) -> None:
     """Several aliases: one batch of runs (reindex_fsm.batch), each run storing the file."""
     settings = plan.settings()
+    if given["force_unlock"]:
+        raise UsageError(
+            f"{plan.shown}: --force-unlock takes the lease of one alias: not for a batch",
+            hint="free the one alias with `reindex-fsm start --alias NAME --force-unlock`, "
+            "or wait for its lease to expire; nothing was done",
+        )
     if not given["force"]:
         need_terminal("apply", hint="pass --force (and try --dry-run first)")
     for entry in entries:  # refused here, at the entry's line, before the question
@@ -190,6 +196,13 @@ def _print_dry_run(
         )
         return
     lines = [f"plan file {plan.path} (sha256 {plan.sha256}): dry run, nothing written"]
+    if plan.shape == "batch":
+        settings = plan.settings()
+        budget = settings.slices_budget or "no limit"
+        lines.append(
+            f"batch of {len(entries)} runs: concurrency {settings.concurrency}, slices budget "
+            f"{budget}, on failure {settings.on_failure}"
+        )
     for p, change in shown:
         lines.extend(plan_changes.lines(change, p))
     render.print_out(*lines)
