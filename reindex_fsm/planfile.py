@@ -148,8 +148,19 @@ def _at(path: str, node: yaml.Node) -> str:
     return f"{path}:{node.start_mark.line + 1}"
 
 
-def _check_duplicates(path: str, node: yaml.Node) -> None:
-    """A key given twice in any mapping of the file (YAML would keep the last silently)."""
+def _check_duplicates(
+    path: str, node: yaml.Node, done: set[int] | None = None, above: tuple[int, ...] = ()
+) -> None:
+    """A key given twice in any mapping of the file (YAML would keep the last silently);
+    a node that contains itself (``&a [*a]``) is refused too. A node reached again by a
+    YAML alias is checked once."""
+    done = set() if done is None else done
+    if id(node) in above:
+        raise PlanError(_at(path, node), None, "a YAML alias refers to a node that holds it")
+    if id(node) in done:
+        return
+    done.add(id(node))
+    inside = (*above, id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
@@ -162,10 +173,10 @@ def _check_duplicates(path: str, node: yaml.Node) -> None:
                     hint="give each key once; nothing was done",
                 )
             seen[name] = key.start_mark.line + 1
-            _check_duplicates(path, value)
+            _check_duplicates(path, value, done, inside)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _check_duplicates(path, item)
+            _check_duplicates(path, item, done, inside)
 
 
 def _python(node: yaml.Node) -> Any:
@@ -205,6 +216,15 @@ class _Parser:
         self.sha256 = sha256
         self.read = read
         self.options = option_flags()
+
+    def _python(self, node: yaml.Node) -> Any:
+        try:
+            return _python(node)
+        except yaml.MarkedYAMLError as exc:  # e.g. a tag the safe loader does not make
+            mark = exc.problem_mark or node.start_mark
+            raise PlanError(
+                f"{self.shown}:{mark.line + 1}", None, f"YAML error: {exc.problem or exc}"
+            ) from exc
 
     def fail(self, node: yaml.Node, key: str | None, message: str, hint: str | None = None):
         return PlanError(_at(self.shown, node), key, message, hint)
@@ -338,7 +358,7 @@ class _Parser:
 
     # -- aliases --
     def _alias_name(self, node: yaml.Node, key: str) -> str:
-        value = _python(node)
+        value = self._python(node)
         if not isinstance(value, str):
             hint = "several aliases go under aliases: [...]" if isinstance(value, list) else None
             raise self.fail(node, key, f"an alias name is a string, not {_type_name(value)}", hint)
@@ -362,7 +382,7 @@ class _Parser:
             items = list(node.value)
         else:
             raise self.fail(
-                node, "aliases", f"must be a list of aliases, not {_type_name(_python(node))}"
+                node, "aliases", f"must be a list of aliases, not {_type_name(self._python(node))}"
             )
         if not items:
             raise self.fail(node, "aliases", "the list is empty", hint="name at least one alias")
@@ -397,7 +417,7 @@ class _Parser:
         items = list(node.value) if isinstance(node, yaml.SequenceNode) else [node]
         out: list[tuple[str, int]] = []
         for item in items:
-            value = _python(item)
+            value = self._python(item)
             if not isinstance(value, str) or not value.strip():
                 raise self.fail(
                     item,
@@ -444,7 +464,7 @@ class _Parser:
     def _value(self, flag: Flag, key: str, node: yaml.Node, key_node: yaml.Node) -> Any:
         """What the flag's click option would have parsed from the key's value; null is
         the flag not given (an entry's ``pipeline: null`` drops the file's pipeline)."""
-        value = _python(node)
+        value = self._python(node)
         if value is None:
             return unset(flag)
 

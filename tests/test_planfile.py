@@ -207,6 +207,13 @@ def test_connection_keys_are_read_and_credentials_never(tmp_path):
 
 BAD = {
     "syntax": (f"alias: {ALIAS}\nset: {{a: 1\n", 3, None, "YAML syntax error"),
+    "unsafe tag": (
+        f"alias: {ALIAS}\npipeline: !!python/object:os.system x\n",
+        2,
+        None,
+        "YAML error",
+    ),
+    "recursive alias": (f"alias: {ALIAS}\nset: &a {{index.x: *a}}\n", 2, None, "holds it"),
     "empty": ("# nothing yet\n", 1, None, "the plan file is empty"),
     "not a mapping": ("- documents\n", 1, None, "must be a mapping"),
     "unknown key": (f"alias: {ALIAS}\nverfy: deep\n", 2, "verfy", "did you mean 'verify'"),
