@@ -243,3 +243,20 @@ def test_apply_asks_and_a_no_writes_nothing(cfg, fake, state_db, tmp_path, monke
     accepted = CliRunner().invoke(cli, ["apply", str(path), "--json"], obj=cfg, input="y\n")
     assert accepted.exit_code == 0, accepted.output
     assert run_count(state_db) == (1 if shape == "alias" else 2)
+
+
+def test_the_files_ca_certs_wins_over_the_variable_and_the_flag_over_both(
+    cfg, tmp_path, monkeypatch
+):
+    for name in ("env.pem", "file.pem", "flag.pem"):
+        (tmp_path / name).write_text("not used: the fake engine takes any options")
+    seen: list[dict] = []
+    factory = cfg.engine_factory
+    cfg.engine_factory = lambda url, kind, **kw: seen.append(kw) or factory(url, kind, **kw)
+    monkeypatch.setenv("REINDEX_FSM_CA_CERTS", str(tmp_path / "env.pem"))
+    path = write(tmp_path, f"alias: {ALIAS}\nca-certs: file.pem\n")
+    assert invoke(cfg, "apply", str(path), "--dry-run", "--json").exit_code == 0
+    assert seen[-1]["ca_certs"] == str(tmp_path / "file.pem")
+    flag = str(tmp_path / "flag.pem")
+    assert invoke(cfg, "apply", str(path), "--dry-run", "--json", "--ca-certs", flag).exit_code == 0
+    assert seen[-1]["ca_certs"] == flag

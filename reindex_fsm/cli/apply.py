@@ -80,8 +80,8 @@ def apply(ctx: click.Context, plan_file: str, **given: Any) -> None:
 
 
 def _config(ctx: click.Context, plan: planfile.PlanFile, given: dict[str, Any]) -> Config:
-    """The command line's connection flags, else the file's keys (else the environment
-    and the defaults, as for every command)."""
+    """The command line's connection flags, else the file's keys, else the environment
+    and the defaults (as for every command)."""
     file = plan.connection
     kind = given["engine_kind"]
     if ctx.get_parameter_source("engine_kind") is click.core.ParameterSource.DEFAULT:
@@ -96,7 +96,8 @@ def _config(ctx: click.Context, plan: planfile.PlanFile, given: dict[str, Any]) 
     if file.get("insecure") and "verify_certs" not in client:
         client["verify_certs"] = False
         warn(f"{plan.shown}: insecure: the engine's TLS certificate is NOT verified")
-    if file.get("ca_certs") and "ca_certs" not in client:
+    from_flag = ctx.get_parameter_source("ca_certs") is click.core.ParameterSource.COMMANDLINE
+    if file.get("ca_certs") and not from_flag:  # the file's over REINDEX_FSM_CA_CERTS
         client["ca_certs"] = file["ca_certs"]
     cfg.client_options = client
     return cfg
