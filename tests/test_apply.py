@@ -260,3 +260,12 @@ def test_the_files_ca_certs_wins_over_the_variable_and_the_flag_over_both(
     flag = str(tmp_path / "flag.pem")
     assert invoke(cfg, "apply", str(path), "--dry-run", "--json", "--ca-certs", flag).exit_code == 0
     assert seen[-1]["ca_certs"] == flag
+
+
+def test_a_warning_is_given_once_for_all_the_aliases(cfg, fake, tmp_path):
+    add_tenants(fake, "tenant-a", "tenant-b")
+    path = write(tmp_path, "aliases: [tenant-a, tenant-b]\nno-verify: true\n")
+    result = invoke(cfg, "apply", str(path), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("no-verify: the target's document count is NOT compared") == 1
+    assert result.stdout.count("verification is OFF") == 2  # each alias's plan says it

@@ -14,7 +14,7 @@ from .. import api, batch, plan_changes, planfile, render
 from ..batch import BatchItem
 from ..config import Config
 from ..errors import ExitCode, UsageError
-from ..options import RunOptions, start_flags
+from ..options import start_flags
 from ..plan import Plan
 from ..steps.copy.registry import strategy_for_options
 from ..store import RunOrigin
@@ -52,6 +52,7 @@ def apply(ctx: click.Context, plan_file: str, **given: Any) -> None:
     plan = planfile.load(plan_file, run_options)
     cfg = _config(ctx, plan, given)
     entries = _entries(cfg, plan)
+    _warnings(entries)
     if given["dry_run"]:
         _print_dry_run(cfg, plan, entries, given["as_json"])
         return
@@ -59,7 +60,6 @@ def apply(ctx: click.Context, plan_file: str, **given: Any) -> None:
         _start_batch(ctx, cfg, plan, entries, given)
         return
     (entry,) = entries
-    _warnings(entry.options)
     if not given["force"]:
         need_terminal("apply", hint="pass --force (and try --dry-run first)")
     planned = _plan(cfg, plan, entry)
@@ -140,7 +140,6 @@ def _start_batch(
     if not given["force"]:
         need_terminal("apply", hint="pass --force (and try --dry-run first)")
     for entry in entries:  # refused here, at the entry's line, before the question
-        _warnings(entry.options)
         _plan(cfg, plan, entry)
     if not given["force"]:
         confirm(
@@ -170,10 +169,14 @@ def _plan(cfg: Config, plan: planfile.PlanFile, entry: planfile.PlanEntry) -> Pl
         ) from exc
 
 
-def _warnings(options: RunOptions) -> None:
-    if not options.verify:
-        warn("no-verify: the target's document count is NOT compared with the source's")
-    for line in strategy_for_options(options).warnings(options):
+def _warnings(entries: list[planfile.PlanEntry]) -> None:
+    """What start warns of before it plans, each line once for all the file's aliases."""
+    lines: dict[str, None] = {}
+    for entry in entries:
+        if not entry.options.verify:
+            lines["no-verify: the target's document count is NOT compared with the source's"] = None
+        lines.update(dict.fromkeys(strategy_for_options(entry.options).warnings(entry.options)))
+    for line in lines:
         warn(line)
 
 
