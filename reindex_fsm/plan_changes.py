@@ -21,7 +21,10 @@ def changes(p: Plan, source: IndexDefinition, options: Any) -> dict[str, Any]:
         "source_index": p.source_index,
         "target_index": p.target_index,
         "documents": p.source_count,
-        "settings": settings_diff(source.settings, p.settings),
+        # the lifecycle settings held back until the swap are the target's from then on
+        "settings": settings_diff(
+            source.settings, {**p.settings, **((p.lifecycle or {}).get("after_swap") or {})}
+        ),
         "copy_settings": dict(p.copy_settings),
         "mappings": mappings_diff(source.mappings, p.mappings),
         "aliases": alias_moves(p),

@@ -269,3 +269,20 @@ def test_a_warning_is_given_once_for_all_the_aliases(cfg, fake, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert result.stderr.count("no-verify: the target's document count is NOT compared") == 1
     assert result.stdout.count("verification is OFF") == 2  # each alias's plan says it
+
+
+def test_dry_run_counts_the_lifecycle_settings_put_on_at_the_swap(tmp_path):
+    from .conftest import make_config
+    from .test_lifecycle import NEXT, es_cluster
+
+    fake = es_cluster()
+    cfg = make_config(fake, f"sqlite:///{tmp_path}/s.db")
+    path = write(tmp_path, f"alias: {ALIAS}\ntarget-index: {NEXT}\n")  # a rollover name
+    result = invoke(cfg, "apply", str(path), "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (change,) = data["aliases"]
+    assert change["lifecycle"]["after_swap"]["index.lifecycle.name"] == "logs-policy"
+    assert not any(k.startswith("index.lifecycle.") for k in change["settings"]["removed"])
+    human = invoke(cfg, "apply", str(path), "--dry-run").stdout
+    assert "lifecycle ILM policy logs-policy manages the target from" in human
