@@ -404,3 +404,13 @@ def test_an_alias_the_engine_refuses_names_its_line(cfg, fake, state_db, tmp_pat
     (err,) = result.stderr.splitlines()
     assert err.startswith(f"error: {path}:3: alias: missing: alias 'missing' does not exist")
     assert fake.snapshot() == before and run_count(state_db) == 0
+
+
+def test_the_readme_examples_are_valid_plan_files(tmp_path):
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Plan files") : text.index("### Plan file keys")]
+    examples = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert len(examples) == 3
+    (tmp_path / "documents-mappings.json").write_text('{"properties": {}}')
+    shapes = [load(write(tmp_path, example)).shape for example in examples]
+    assert shapes == ["alias", "batch", "batch"]
