@@ -435,6 +435,8 @@ SUMMARY_FIELDS = (
     "finished_at",
     "write_policy",
     "verification",
+    "plan_path",  # the plan file a run was made from (apply), and the SHA-256 of its bytes
+    "plan_hash",
 )
 
 

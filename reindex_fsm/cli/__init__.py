@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import GROUP_LOG_FLAGS
 from ..errors import ExitCode, ReindexFsmError
 from ..steps import write_policy
-from . import inspection, run_verbs, start
+from . import apply, inspection, run_verbs, start
 from .options import configure_logs, with_flags
 from .rendering import close_reporter, emit_json, fail, json_mode, usage_error_json
 
@@ -148,6 +148,7 @@ def completion(shell: str) -> None:
 
 for _command in (
     start.start,
+    apply.apply,
     run_verbs.resume,
     run_verbs.abort,
     run_verbs.undo,

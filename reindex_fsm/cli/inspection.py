@@ -67,6 +67,8 @@ def show(
             f"cause: {failure['error_kind'] or '-'} (failed from {failure['failed_from'] or '-'})"
         )
     lines.extend(f"next: {step}" for step in picture["next_steps"])
+    if record.plan_path:  # made by apply from a plan file
+        lines.append(f"plan file: {record.plan_path} (sha256 {record.plan_hash})")
     if task["task_id"]:
         progress = json.dumps(task["progress"], default=str) if task["progress"] else "-"
         lines.append(
