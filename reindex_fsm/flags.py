@@ -120,7 +120,13 @@ CLEANUP_FLAGS = (
         "How many of the newest earlier indices to keep (for undo).",
         kind="int",
         min=0,
-        required=True,
+        metavar="N",
+    ),
+    Flag(
+        ("--older-than",),
+        "Delete only indices created longer ago than AGE (30m, 12h, 14d, 2w); with --keep, "
+        "only those beyond the newest N and older than AGE.",
+        metavar="AGE",
     ),
     Flag(("--dry-run",), "List what would be deleted; delete nothing.", kind="bool"),
     Flag(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from .. import api, render
+from .. import cleanup as cleanup_rules
 from ..api import Outcome
 from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, UNDO_FLAGS
 from ..machine import State
@@ -113,7 +114,8 @@ def undo(
 def cleanup(
     ctx: click.Context,
     alias: str,
-    keep: int,
+    keep: int | None,
+    older_than: str | None,
     dry_run: bool,
     force: bool,
     engine_url: str | None,
@@ -121,7 +123,9 @@ def cleanup(
     state_db: str | None,
     as_json: bool,
 ) -> None:
-    """Delete the indices earlier runs of ALIAS created, beyond the newest N.
+    """Delete the indices earlier runs of ALIAS created, beyond the newest N (--keep N)
+    and/or older than AGE (--older-than 14d); with both, only what is beyond the newest N
+    AND older than AGE.
 
     Only indices whose mappings' _meta names reindex-fsm, this alias and a run of this
     state database (whose target they are) are considered. Never deleted, nor counted in
@@ -132,11 +136,13 @@ def cleanup(
     \b
     Example:
       reindex-fsm cleanup --alias documents --keep 1 --dry-run
+      reindex-fsm cleanup --alias documents --keep 1 --older-than 14d --force
     """
+    age = cleanup_rules.check_rules(keep, older_than)  # one line, exit 2, nothing opened
     cfg = config_for(ctx, state_db, engine_url, engine_kind)
     only: set[str] | None = None
     if not dry_run and not force:
-        listed = api.cleanup(cfg, alias, keep, dry_run=True)
+        listed = api.cleanup(cfg, alias, keep, dry_run=True, older_than=age)
         doomed = [r for r in listed if r.action == "delete"]
         if doomed:
             need_terminal("delete indices", "--force")
@@ -147,7 +153,9 @@ def cleanup(
                 f"{alias}?",
             )
         only = {r.index for r in doomed}
-    rows = api.cleanup(cfg, alias, keep, dry_run, only=only, delete_undo_index=force)
+    rows = api.cleanup(
+        cfg, alias, keep, dry_run, only=only, delete_undo_index=force, older_than=age
+    )
     if as_json:
         emit_json({"dry_run": dry_run, "indices": [r.as_dict() for r in rows]})
         return
