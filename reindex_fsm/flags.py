@@ -136,3 +136,17 @@ CLEANUP_FLAGS = (
         kind="bool",
     ),
 )
+
+
+# -- metrics and notifications: the flag of the verbs that end runs (start, resume, abort,
+# undo), for Config.notify_url; not a RunOptions field: the URL may carry a token, and is
+# never stored --
+NOTIFY_URL_FLAG = Flag(
+    ("--notify-url", "notify_url"),
+    "POST one JSON event to URL when the run ends (success, failure, rollback), retried on "
+    "errors; never fails the run. Not stored: give it to resume again "
+    "[env REINDEX_FSM_NOTIFY_URL].",
+    metavar="URL",
+    hook="notify_url",
+    expose_value=False,
+)

@@ -8,9 +8,10 @@ import click
 from .. import api, render
 from .. import cleanup as cleanup_rules
 from ..api import Outcome
-from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, UNDO_FLAGS
+from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, NOTIFY_URL_FLAG, UNDO_FLAGS
 from ..machine import State
 from ..options import parse_rate
+from ..outputs import RESUME_FLAGS
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, print_outcome
@@ -18,7 +19,7 @@ from .rendering import emit_json, print_outcome
 
 @click.command()
 @click.argument("run_id")
-@with_flags((FORCE_UNLOCK_RESUME,))
+@with_flags((FORCE_UNLOCK_RESUME,), RESUME_FLAGS)
 @engine_flags
 @common_flags
 @click.pass_context
@@ -26,6 +27,7 @@ def resume(
     ctx: click.Context,
     run_id: str,
     force_unlock: bool,
+    metrics_file: str | None,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -38,11 +40,13 @@ def resume(
       reindex-fsm resume 3f2a9c1b7d4e
     """
     cfg = config_for(ctx, state_db, engine_url, engine_kind)
-    print_outcome(ctx, api.resume(cfg, run_id, force_unlock=force_unlock))
+    outcome = api.resume(cfg, run_id, force_unlock=force_unlock, metrics_file=metrics_file)
+    print_outcome(ctx, outcome)
 
 
 @click.command()
 @click.argument("run_id")
+@with_flags((NOTIFY_URL_FLAG,))
 @engine_flags
 @common_flags
 @click.pass_context
@@ -65,7 +69,7 @@ def abort(
 
 @click.command()
 @click.argument("run_id")
-@with_flags(UNDO_FLAGS)
+@with_flags(UNDO_FLAGS, (NOTIFY_URL_FLAG,))
 @engine_flags
 @common_flags
 @click.pass_context
