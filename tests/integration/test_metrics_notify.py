@@ -22,8 +22,8 @@ from .conftest import options
 
 pytestmark = pytest.mark.integration
 
-N = 2000
-RPS = 500  # _reindex batches of 1000: a copy of about 4 s, seen between its batches
+N = 3000
+RPS = 500  # one slice, _reindex batches of 1000 every 2 s: counts seen between the batches
 
 
 def samples(path: Path) -> dict[str, list[Any]]:
@@ -85,7 +85,9 @@ def test_a_real_copy_writes_its_figures_as_it_goes_and_posts_its_end(
     monkeypatch.setattr(metrics, "write_run", spy)
     monkeypatch.setattr("reindex_fsm.outputs.EVERY_S", 0.5)
     path = tmp_path / "run.prom"
-    rec = api.start(cfg, names.alias, options(metrics_file=str(path), requests_per_second=RPS))
+    rec = api.start(
+        cfg, names.alias, options(metrics_file=str(path), requests_per_second=RPS, slices=1)
+    )
     assert rec.record.state is State.SWAPPED
     copying = [(done, rate) for st, done, rate in seen if st == "REINDEXING"]
     assert any(0 < done < N for done, _ in copying), seen  # seen between the batches
