@@ -5,6 +5,7 @@ receiver."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reindex_fsm import api, metrics
 from reindex_fsm.machine import State
 
-from .conftest import options
+from .conftest import cli_argv, cli_env, options, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +109,57 @@ def test_a_real_copy_writes_its_figures_as_it_goes_and_posts_its_end(
         rec.record.id,
     )
     assert event["counts"]["target"] == N and "tok3n" not in json.dumps(event)
+
+
+def _copying(path: Path) -> dict[str, list[Any]] | None:
+    """The file's samples once it shows the copy under way (some documents done)."""
+    if not path.exists():
+        return None
+    found = samples(path)
+    done = value(found, "reindex_fsm_run_documents_done")
+    return found if state(found) == "REINDEXING" and done > 0 else None
+
+
+def test_a_start_killed_mid_copy_and_resumed_keeps_writing_its_file(
+    cfg, names, make_source, tmp_path, receiver
+):
+    """The CLI: a start SIGKILLed while it copies leaves its file as it was (no event: the
+    run did not end); `resume` without the flag writes the stored file to the end, and
+    the variable's URL gets the one event."""
+    n = 6000  # about 12 s of copy at RPS
+    make_source(n)
+    url, events = receiver
+    path = tmp_path / "run.prom"
+    start = subprocess.Popen(
+        cli_argv(
+            "start", "--alias", names.alias, "--force", "--metrics-file", str(path),
+            "--requests-per-second", str(RPS), "--slices", "1", "--notify-url", url,
+            "--engine-url", cfg.engine_url, "--state-db", cfg.state_db,
+        ),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        found = wait_for("the metrics file to show the copy", lambda: _copying(path), 60)
+        start.kill()
+        start.wait(30)
+    finally:
+        if start.poll() is None:
+            start.kill()
+            start.wait(30)
+    assert 0 < value(found, "reindex_fsm_run_documents_done") < n
+    assert events == []  # killed: the run did not end
+    [info] = found["reindex_fsm_run_info"]
+    run_id = info.labels["run_id"]
+    assert "tok3n" not in json.dumps(api.show(cfg, run_id)[0].as_dict(), default=str)
+    resumed = subprocess.run(
+        cli_argv("resume", run_id, "--state-db", cfg.state_db, "--json"),
+        env={**cli_env(), "REINDEX_FSM_NOTIFY_URL": url},
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "tok3n" not in resumed.stdout + resumed.stderr
+    found = samples(path)
+    assert state(found) == "SWAPPED"
+    assert value(found, "reindex_fsm_run_documents_done") == n
+    assert value(found, "reindex_fsm_run_target_documents") == n
+    assert [(e["run_id"], e["outcome"]) for e in events] == [(run_id, "success")]
