@@ -13,6 +13,7 @@ run: a file that cannot be written, or an event not delivered, is one warning li
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -157,6 +158,7 @@ def resuming_with(path: str) -> Callable[[RunDriver], RunRecord]:
     as the resume's first write), then resume; later resumes keep writing it. A path
     that cannot be one is refused here, before anything is opened."""
     check_metrics_file(path)
+    path = os.path.abspath(path)  # stored: a later resume may run in another folder
 
     def how(driver: RunDriver) -> RunRecord:
         ctx = driver.ctx

@@ -274,3 +274,20 @@ def test_duration_of_a_finished_run_is_plan_to_end(tmp_path):
     samples = parse(path)
     assert one(samples, "reindex_fsm_run_duration_seconds") == 90
     assert one(samples, "reindex_fsm_run_documents_per_second") == pytest.approx(40 / 90)
+
+
+def test_a_relative_path_is_stored_absolute(cfg, fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake.task_script = TaskScript(fail_after_polls=1)
+    result = invoke(cfg, "start", "--alias", ALIAS, "--force", "--metrics-file", "run.prom")
+    assert result.exit_code != 0
+    (rec,) = cfg.repo().list()
+    assert rec.options["metrics_file"] == str(tmp_path / "run.prom")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    fake.task_script = TaskScript()
+    resumed = invoke(cfg, "resume", rec.id, "--metrics-file", "again.prom")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert cfg.repo().get(rec.id).options["metrics_file"] == str(elsewhere / "again.prom")
+    assert state_of(parse(elsewhere / "again.prom"), rec.id) == "SWAPPED"
