@@ -18,6 +18,7 @@ stored, and shown only as ``scheme://host[:port]/...``. Set it with ``--notify-u
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
 import urllib.error
@@ -173,6 +174,18 @@ class Notifier:
         self.timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
         self.attempts = ATTEMPTS if attempts is None else attempts
 
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's parts that may be secret (path, query, user info)."""
+        try:
+            parts = urlsplit(self.url)
+            pieces = [self.url, parts.query, parts.password, parts.username]
+            pieces.append(parts.path if len(parts.path) > 1 else None)
+        except ValueError:
+            return "(reason withheld: it may hold the URL)"
+        for piece in sorted((p for p in pieces if p), key=len, reverse=True):
+            text = text.replace(piece, "...")
+        return text
+
     def _request(self, body: bytes, event_id: str) -> urllib.request.Request:
         parts = urlsplit(self.url)
         headers = {
@@ -196,7 +209,7 @@ class Notifier:
             check_url(self.url)
             request = self._request(json.dumps(event, default=str).encode(), event["event_id"])
         except (UsageError, ValueError) as exc:
-            self.warn(f"{what} not sent: {_reason(exc)}")
+            self.warn(f"{what} not sent: {self._scrub(_reason(exc))}")
             return False
         delay, reason = BACKOFF.first, ""
         for attempt in range(1, self.attempts + 1):
@@ -208,6 +221,7 @@ class Notifier:
             self.sleep(delay)
             delay = BACKOFF.after(delay)
         tries = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
+        reason = self._scrub(reason)
         self.warn(f"{what} not delivered {tries}: {reason}; the run is not affected")
         return False
 
@@ -225,6 +239,10 @@ class Notifier:
             ):
                 return True, f"no answer within {self.timeout_s:g}s"
             return True, _reason(exc)
+        except http.client.HTTPException as exc:  # a broken answer (IncompleteRead...)
+            return True, type(exc).__name__
+        except ValueError as exc:  # http.client refuses the URL (its text may hold it)
+            return False, type(exc).__name__
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -311,3 +311,34 @@ def test_batch_ended_writes_the_batch_file_and_posts_one_event(ncfg, fake, recei
     [line] = ncfg.warnings
     assert line.startswith(f"metrics file {tmp_path / 'gone' / 'b.prom'} not written: ")
     assert line.endswith("; the batch goes on")
+
+
+def test_a_broken_answer_is_a_warning_not_a_crash(ncfg, fake, state_db, monkeypatch):
+    """Whatever the connection raises (a broken answer, a URL http.client refuses with
+    the URL in its text), the run ends as it would, one warning line, no token."""
+    import http.client
+
+    def broken(request, timeout):
+        raise http.client.IncompleteRead(b"")
+
+    monkeypatch.setattr(notify._OPENER, "open", broken)
+    monkeypatch.setattr(notify, "ATTEMPTS", 2)
+    assert api.start(ncfg, ALIAS, RunOptions()).record.state is State.SWAPPED
+    assert "IncompleteRead" in ncfg.warnings[-1] and "after 2 attempts" in ncfg.warnings[-1]
+
+    def refused(request, timeout):
+        raise http.client.InvalidURL(f"URL can't contain control characters. {request.full_url!r}")
+
+    monkeypatch.setattr(notify._OPENER, "open", refused)
+    cfg = make_config(fake, state_db)
+    cfg.warn = (warnings := []).append
+    cfg.notify_url = f"http://127.0.0.1:9/hooks/{TOKEN}"
+    assert api.start(cfg, ALIAS, RunOptions()).record.state is State.SWAPPED
+    [line] = warnings
+    assert "InvalidURL" in line and "not delivered" in line
+    no_secret(line)
+
+
+def test_scrub_removes_the_secret_parts():
+    n = notify.Notifier(f"https://u:{TOKEN}@h.example/hooks/{TOKEN}?k={TOKEN}", print, print)
+    assert TOKEN not in n._scrub(f"failed for https://h.example/hooks/{TOKEN}?k={TOKEN} ({TOKEN})")
