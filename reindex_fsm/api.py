@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import outputs, report
 from .cleanup import CleanupRow as CleanupRow  # re-exported: callers' imports
 from .cleanup import cleanup as cleanup
 from .config import DEFAULT_ENGINE_URL as DEFAULT_ENGINE_URL  # re-exported: callers' imports
@@ -96,7 +96,7 @@ def _context(
         clock=cfg.clock,
         sleep=cfg.sleep if lease is None else LeasedSleep(cfg.sleep, lease),
         crash=cfg.crash(),
-        reporter=cfg.reporter,
+        reporter=outputs.RunOutputs.of(cfg, cfg.repo().now),  # + metrics file, notification
         now=cfg.now,
         lease=lease,
     )
@@ -195,6 +195,7 @@ def _drive_holding(
         record = how(RunDriver(ctx))
     except TargetRefused:  # the run ended CANCELLED as it raised: nothing left to hold
         keeper.release()
+        outputs.finish(ctx.reporter, ctx.record, ended=True)
         raise
     except KeyboardInterrupt as exc:
         exc.run = ctx.record  # type: ignore[attr-defined]
@@ -205,6 +206,7 @@ def _drive_holding(
         keeper.release()
     elif record.state is State.FAILED:  # nobody drives it now: its resume need not wait
         keeper.mark_idle()
+    outputs.finish(ctx.reporter, record)  # the metrics file's last write; the notification
     return record
 
 
@@ -338,8 +340,12 @@ def holding_lease(
     return _drive_holding(_context(cfg, engine, record, keeper), keeper, how)
 
 
-def resume(cfg: Config, run_id: str, *, force_unlock: bool = False) -> Outcome:
-    return Outcome(holding_lease(cfg, run_id, RunDriver.resume, force_unlock=force_unlock))
+def resume(
+    cfg: Config, run_id: str, *, force_unlock: bool = False, metrics_file: str | None = None
+) -> Outcome:
+    """Continue a stored run; ``metrics_file``: write (and store) this one from now on."""
+    how = RunDriver.resume if metrics_file is None else outputs.resuming_with(metrics_file)
+    return Outcome(holding_lease(cfg, run_id, how, force_unlock=force_unlock))
 
 
 def abort(cfg: Config, run_id: str) -> Outcome:

@@ -46,6 +46,8 @@ ENV = {
     "username": "REINDEX_FSM_USERNAME",
     "password": "REINDEX_FSM_PASSWORD",
     "ca_certs": "REINDEX_FSM_CA_CERTS",
+    # -- metrics and notifications: the notify URL may carry a token, so it is not stored --
+    "notify_url": "REINDEX_FSM_NOTIFY_URL",
 }
 
 
@@ -89,6 +91,11 @@ def ignored_engine_url_env(
     )
 
 
+def resolve_notify_url(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """--notify-url, else REINDEX_FSM_NOTIFY_URL, else none (metrics and notifications)."""
+    return given or from_env("notify_url", environ)
+
+
 def default_engine_factory(url: str, kind: str, **client_options: Any) -> Engine:
     from .engine.connect import connect
 
@@ -113,6 +120,8 @@ class Config:
     reporter: Reporter = field(default_factory=SilentReporter)
     _repo: RunRepository | None = field(default=None, repr=False)
     warn: Callable[[str], None] = lambda _message: None  # one warning line for the operator
+    # -- metrics and notifications: where a run's end is POSTed (reindex_fsm.notify) --
+    notify_url: str | None = None
 
     def state_db_url(self) -> str:
         return resolve_state_db(self.state_db)

@@ -121,7 +121,13 @@ CLEANUP_FLAGS = (
         "How many of the newest earlier indices to keep (for undo).",
         kind="int",
         min=0,
-        required=True,
+        metavar="N",
+    ),
+    Flag(
+        ("--older-than",),
+        "Delete only indices created longer ago than AGE (30m, 12h, 14d, 2w); with --keep, "
+        "only those beyond the newest N and older than AGE.",
+        metavar="AGE",
     ),
     Flag(("--dry-run",), "List what would be deleted; delete nothing.", kind="bool"),
     Flag(
@@ -130,4 +136,18 @@ CLEANUP_FLAGS = (
         "needs (kept otherwise).",
         kind="bool",
     ),
+)
+
+
+# -- metrics and notifications: the flag of the verbs that end runs (start, resume, abort,
+# undo), for Config.notify_url; not a RunOptions field: the URL may carry a token, and is
+# never stored --
+NOTIFY_URL_FLAG = Flag(
+    ("--notify-url", "notify_url"),
+    "POST one JSON event to URL when the run ends (success, failure, rollback), retried on "
+    "errors; never fails the run. Not stored: give it to resume again "
+    "[env REINDEX_FSM_NOTIFY_URL].",
+    metavar="URL",
+    hook="notify_url",
+    expose_value=False,
 )

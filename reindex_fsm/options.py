@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import UsageError
-from .flags import Flag, meta, opt
+from .flags import NOTIFY_URL_FLAG, Flag, meta, opt
 from .lease import DEFAULT_TTL_S
 
 # The names --skip-preflight accepts, one per check of preflight.py.
@@ -443,6 +443,19 @@ class RunOptions:
     poll_max_interval_s: float = 2.0  # a poll is one cheap GET; a long gap is wasted time
     cancel_wait_s: float = 60.0
     health_wait_s: float = 300.0
+    # -- metrics and notifications: the run's figures for node_exporter (reindex_fsm.metrics);
+    # stored, so a resume keeps writing the file (the notify URL is Config's: not stored) --
+    metrics_file: str | None = opt(
+        None,
+        Flag(
+            ("--metrics-file",),
+            "Write the run's figures (state, documents done and total, docs/s, duration, "
+            "failures) to FILE (*.prom) in the Prometheus text format, for node_exporter's "
+            "textfile collector; rewritten atomically as the run goes. Kept by resume.",
+            kind="path",
+            metavar="FILE",
+        ),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -472,11 +485,32 @@ class RunOptions:
         _check_ranges(self)
         _check_transforms(self)
         _check_write_policy(self)
+        check_metrics_file(self.metrics_file)
         unknown = [name for name in self.skip_preflight if name not in PREFLIGHT_CHECKS]
         if unknown:
             raise UsageError(
                 f"--skip-preflight {unknown[0]!r} is not one of {', '.join(PREFLIGHT_CHECKS)}"
             )
+
+
+def check_metrics_file(path: str | None, flag: str = "--metrics-file") -> None:
+    """A metrics file node_exporter's textfile collector reads (``*.prom``) in a folder
+    that is there and writable (its temporary file is made beside it); None: none."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path.endswith(".prom"):
+        raise UsageError(
+            f"{flag} {path} does not end in .prom",
+            hint="node_exporter's textfile collector reads only *.prom files",
+        )
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a folder", hint="give a file path ending in .prom")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{flag} {path}: folder {folder} is not there or not writable",
+            hint="give a file in a writable folder (e.g. the textfile collector's directory)",
+        )
 
 
 def field_flag(name: str) -> str:
@@ -652,6 +686,7 @@ START_FLAGS: tuple[Flag, ...] = (
         kind="bool",
         before="skip_preflight",
     ),
+    replace(NOTIFY_URL_FLAG, before="metrics_file"),  # metrics and notifications
 )
 
 

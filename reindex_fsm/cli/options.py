@@ -13,9 +13,10 @@ from typing import Any
 import click
 
 from .. import logs
-from ..config import COMMON_FLAGS, ENGINE_FLAGS, Config
+from ..config import COMMON_FLAGS, ENGINE_FLAGS, Config, resolve_notify_url
 from ..errors import UsageError
 from ..flags import Flag
+from ..notify import check_url
 from ..options import parse_rate
 from ..steps.context import SilentReporter
 from ..steps.planning import check_alias_name
@@ -83,12 +84,19 @@ def _set_client_option(ctx: click.Context, param: click.Parameter, value: Any) -
     options[str(param.name)] = value
 
 
+def _set_notify_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """--notify-url: checked now, kept for Config.notify_url (config_for)."""
+    if value:
+        ctx.find_root().meta["notify_url"] = check_url(value)
+
+
 HOOKS: dict[str, Callable[..., Any]] = {
     "alias_name": _alias_name,
     "rate": _rate,
     "json": _set_json,
     "log_option": _set_log_option,
     "client_option": _set_client_option,
+    "notify_url": _set_notify_url,
 }
 
 
@@ -183,6 +191,9 @@ def config_for(
     given = root.meta.get("client_options")
     if given:
         cfg.client_options = {**cfg.client_options, **given}
+    if any(p.name == "notify_url" for p in ctx.command.params):  # the verbs that end runs
+        notify_url = resolve_notify_url(root.meta.get("notify_url") or cfg.notify_url)
+        cfg.notify_url = None if notify_url is None else check_url(notify_url)
     if isinstance(cfg.reporter, SilentReporter):
         cfg.reporter = make_reporter(ctx)
     cfg.warn = warn

@@ -6,10 +6,12 @@ from __future__ import annotations
 import click
 
 from .. import api, render
+from .. import cleanup as cleanup_rules
 from ..api import Outcome
-from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, UNDO_FLAGS
+from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, NOTIFY_URL_FLAG, UNDO_FLAGS
 from ..machine import State
 from ..options import parse_rate
+from ..outputs import RESUME_FLAGS
 from . import batches
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
@@ -18,7 +20,7 @@ from .rendering import emit_json, print_outcome
 
 @click.command()
 @click.argument("run_id")
-@with_flags((FORCE_UNLOCK_RESUME,))
+@with_flags((FORCE_UNLOCK_RESUME,), RESUME_FLAGS)
 @engine_flags
 @common_flags
 @click.pass_context
@@ -26,6 +28,7 @@ def resume(
     ctx: click.Context,
     run_id: str,
     force_unlock: bool,
+    metrics_file: str | None,
     engine_url: str | None,
     engine_kind: str,
     state_db: str | None,
@@ -41,11 +44,13 @@ def resume(
     cfg = config_for(ctx, state_db, engine_url, engine_kind)
     if batches.is_batch_id(run_id):  # a batch: every unfinished run of it (cli/batches.py)
         batches.resume(ctx, cfg, run_id)
-    print_outcome(ctx, api.resume(cfg, run_id, force_unlock=force_unlock))
+    outcome = api.resume(cfg, run_id, force_unlock=force_unlock, metrics_file=metrics_file)
+    print_outcome(ctx, outcome)
 
 
 @click.command()
 @click.argument("run_id")
+@with_flags((NOTIFY_URL_FLAG,))
 @engine_flags
 @common_flags
 @click.pass_context
@@ -72,7 +77,7 @@ def abort(
 
 @click.command()
 @click.argument("run_id")
-@with_flags(UNDO_FLAGS)
+@with_flags(UNDO_FLAGS, (NOTIFY_URL_FLAG,))
 @engine_flags
 @common_flags
 @click.pass_context
@@ -121,7 +126,8 @@ def undo(
 def cleanup(
     ctx: click.Context,
     alias: str,
-    keep: int,
+    keep: int | None,
+    older_than: str | None,
     dry_run: bool,
     force: bool,
     engine_url: str | None,
@@ -129,7 +135,9 @@ def cleanup(
     state_db: str | None,
     as_json: bool,
 ) -> None:
-    """Delete the indices earlier runs of ALIAS created, beyond the newest N.
+    """Delete the indices earlier runs of ALIAS created, beyond the newest N (--keep N)
+    and/or older than AGE (--older-than 14d); with both, only what is beyond the newest N
+    AND older than AGE.
 
     Only indices whose mappings' _meta names reindex-fsm, this alias and a run of this
     state database (whose target they are) are considered. Never deleted, nor counted in
@@ -140,11 +148,13 @@ def cleanup(
     \b
     Example:
       reindex-fsm cleanup --alias documents --keep 1 --dry-run
+      reindex-fsm cleanup --alias documents --keep 1 --older-than 14d --force
     """
+    age = cleanup_rules.check_rules(keep, older_than)  # one line, exit 2, nothing opened
     cfg = config_for(ctx, state_db, engine_url, engine_kind)
     only: set[str] | None = None
     if not dry_run and not force:
-        listed = api.cleanup(cfg, alias, keep, dry_run=True)
+        listed = api.cleanup(cfg, alias, keep, dry_run=True, older_than=age)
         doomed = [r for r in listed if r.action == "delete"]
         if doomed:
             need_terminal("delete indices", "--force")
@@ -155,7 +165,9 @@ def cleanup(
                 f"{alias}?",
             )
         only = {r.index for r in doomed}
-    rows = api.cleanup(cfg, alias, keep, dry_run, only=only, delete_undo_index=force)
+    rows = api.cleanup(
+        cfg, alias, keep, dry_run, only=only, delete_undo_index=force, older_than=age
+    )
     if as_json:
         emit_json({"dry_run": dry_run, "indices": [r.as_dict() for r in rows]})
         return

@@ -5,6 +5,7 @@ calls the api, and prints the plan, the question or the outcome."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -110,6 +111,8 @@ READERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "vector_mapping": _vector_mapping,
     "script": _script,
     "skip_preflight": lambda given: tuple(given["skip_preflight"]),
+    # stored: a resume from another working directory writes the same file
+    "metrics_file": lambda given: given["metrics_file"] and os.path.abspath(given["metrics_file"]),
 }
 
 
