@@ -15,8 +15,7 @@ whose writes are single compare-and-set transactions (SQLite waits on its busy t
 the progress reporter is serialized here. Signals reach the main thread only: Ctrl-C or
 SIGTERM stops the batch making new runs and ends the process, which takes the runs under
 way down like a kill, from which each resumes. One process also means that a SIGKILL of
-the batch stops every run at once: no orphan goes on driving a run its resume would then
-find held.
+the batch stops every run at once: no orphan drives a run its resume would find held.
 
 The slices budget bounds the ``_reindex`` slices of the batch's copies at one time: a run
 about to be made gets at most the budget left (``--slices auto`` counts as the source's
@@ -35,7 +34,7 @@ from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any
 
-from . import api
+from . import api, outputs
 from .config import Config
 from .engine.base import Engine
 from .errors import BatchFinished, ExitCode, ReindexFsmError, UsageError
@@ -254,6 +253,7 @@ def start_batch(
     _check_items(cfg, items)
     engine = cfg.engine()
     dicts = [item.options.to_dict() for item in items]
+    metrics_file = _batch_metrics_file(dicts)
     batch_id = new_batch_id()
     _batches(cfg).create(
         {
@@ -262,7 +262,7 @@ def start_batch(
                 {"alias": item.alias, "options": o, "run_id": None, "error": None}
                 for item, o in zip(items, dicts, strict=True)
             ],
-            "options": _common(dicts),
+            "options": {**_common(dicts), "metrics_file": metrics_file},
             "concurrency": settings.concurrency,
             "slices_budget": settings.slices_budget,
             "on_failure": settings.on_failure,
@@ -314,6 +314,7 @@ def abort_batch(cfg: Config, batch_id: str) -> BatchOutcome:
         else ""
     )
     batch = repo.set_state(batch_id, ABORTED, error=error)
+    _moved(cfg, repo, batch_id, ended=True)
     return BatchOutcome(batch, after, aborted=True)
 
 
@@ -330,6 +331,24 @@ def list_batches(cfg: Config, limit: int | None = 50) -> list[BatchOutcome]:
 
 
 # -- driving -----------------------------------------------------------------------------------
+
+
+def _batch_metrics_file(dicts: list[dict[str, Any]]) -> str | None:
+    """The one --metrics-file all runs were given is the batch's (a series per run, the
+    totals), not the runs'; different files (a plan file's per alias) stay the runs'."""
+    files = {d.get("metrics_file") for d in dicts}
+    if len(files) != 1 or None in files:
+        return None
+    for d in dicts:
+        d["metrics_file"] = None
+    return files.pop()
+
+
+def _moved(cfg: Config, repo: BatchRepository, batch_id: str, *, ended: bool = False) -> None:
+    """The batch's metrics file rewritten (and, once it ended, its one event sent)."""
+    batch = repo.get(batch_id)
+    report = outputs.batch_ended if ended else outputs.batch_moved
+    report(cfg, batch_id, batch.state, repo.runs(batch_id), batch.options.get("metrics_file"))
 
 
 def _batches(cfg: Config) -> BatchRepository:
@@ -478,6 +497,7 @@ class _Driver:
             self.refused(alias, exc)
         finally:
             self.budget.give(granted)
+            _moved(self.cfg, self.repo, self.batch.id)
 
     def resume(self, run: RunRecord) -> None:
         if self.stopped():
@@ -501,6 +521,7 @@ class _Driver:
             self.refused(run.alias, exc)
         finally:
             self.budget.give(taken)
+            _moved(self.cfg, self.repo, self.batch.id)
 
 
 def _drive(cfg: Config, batch_id: str) -> BatchOutcome:
@@ -524,7 +545,9 @@ def _drive(cfg: Config, batch_id: str) -> BatchOutcome:
         driver.stop.set()
         exc.batch_id = batch_id  # type: ignore[attr-defined]
         raise
-    return _ended(repo, batch_id)
+    outcome = _ended(repo, batch_id)
+    _moved(cfg, repo, batch_id, ended=True)
+    return outcome
 
 
 def _ended(repo: BatchRepository, batch_id: str) -> BatchOutcome:
