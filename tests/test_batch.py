@@ -343,6 +343,9 @@ def test_an_interrupt_stops_the_batch_making_runs_and_names_it(bcfg, fleet):
         if not sent:
             sent.append(request.source)
             _thread.interrupt_main()
+        # every copy starts after the main thread saw the interrupt (it looks every 0.2 s),
+        # so no worker makes another run before the batch is stopped
+        time.sleep(0.6)
         return real(request)
 
     fleet.start_reindex = start_reindex
