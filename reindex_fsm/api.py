@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import remote, report
 from .cleanup import CleanupRow as CleanupRow  # re-exported: callers' imports
 from .cleanup import cleanup as cleanup
 from .config import DEFAULT_ENGINE_URL as DEFAULT_ENGINE_URL  # re-exported: callers' imports
@@ -111,6 +111,9 @@ def _check_alias_free(repo: RunRepository, alias: str) -> None:
 def _checked_plan(cfg: Config, engine: Engine, alias: str, options: RunOptions) -> Plan:
     """Preflight (read-only; PreflightFailed at the first failed check), then the plan."""
     info = engine.info()
+    if options.source_url is not None:  # another cluster as the source
+        p = remote.make_plan(cfg, engine, info, alias, options, new_run_id(), cfg.now())
+        return replace(p, shrink=verify.check_plan(p, options))
     with data_streams.refused(engine, alias):  # a data stream named: one line, exit 2
         results = preflight(engine, info, alias, options)
         p = make_plan(engine, info, alias, options, new_run_id(), cfg.now())
@@ -133,6 +136,7 @@ def plan(cfg: Config, alias: str, options: RunOptions) -> Plan:
     """What ``start`` would do; reads the engine and the database, writes nothing.
     Options the CLI would refuse are refused here too, before either is opened."""
     check_options(options)
+    cfg, options = remote.split_credentials(cfg, options)
     _check_alias_free(cfg.repo(), alias)
     return _checked_plan(cfg, cfg.engine(), alias, options)
 
@@ -256,10 +260,12 @@ def start(
     gives the lease back. Options the CLI would refuse are refused here too (UsageError),
     before anything is opened."""
     check_options(options)
+    cfg, options = remote.split_credentials(cfg, options)
     repo = cfg.repo()
     _check_alias_free(repo, alias)
     engine = cfg.engine()
     p = planned or _checked_plan(cfg, engine, alias, options)
+    engine = remote.sourced(cfg, engine, p)
     keeper = _keeper(cfg, engine, alias, p.run_id, options.lease_ttl_s)
     keeper.acquire(force=force_unlock)
     try:
@@ -320,7 +326,7 @@ def holding_lease(
     record = cfg.repo().get(run_id)
     if record.finished:
         raise RunFinished(record.id, record.state.value)
-    engine = _run_engine(cfg, record)
+    engine = remote.sourced(cfg, _run_engine(cfg, record), Plan.from_dict(record.plan))
     ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
     keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
     keeper.acquire(force=force_unlock, take_over=take_over)
@@ -454,7 +460,7 @@ def undo(cfg: Config, run_id: str, force: bool = False) -> RunRecord:
             if not record.finished
             else "nothing was changed",
         )
-    engine = _run_engine(cfg, record)
+    engine = remote.sourced(cfg, _run_engine(cfg, record), Plan.from_dict(record.plan))
     ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
     keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
     keeper.acquire()  # no other process, whatever its state DB, is running on the alias

@@ -80,12 +80,35 @@ def _set_client_option(ctx: click.Context, param: click.Parameter, value: Any) -
     options[str(param.name)] = value
 
 
+# -- another cluster as the source: its credentials go to Config.source_client_options --
+def _set_source_client_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is None or value is False:
+        return
+    options = ctx.find_root().meta.setdefault("source_client_options", {})
+    name = str(param.name).removeprefix("source_")
+    if name == "insecure":
+        options["verify_certs"] = False
+        warn("--source-insecure: the source cluster's TLS certificate is NOT verified")
+        return
+    if name == "ca_certs" and not Path(value).is_file():
+        raise click.BadParameter(f"{value} is not a readable file", ctx=ctx, param=param)
+    if name == "password" and (
+        ctx.get_parameter_source(str(param.name)) is click.core.ParameterSource.COMMANDLINE
+    ):
+        warn(
+            "--source-password on the command line is visible to `ps`: prefer "
+            "REINDEX_FSM_SOURCE_PASSWORD"
+        )
+    options[name] = value
+
+
 HOOKS: dict[str, Callable[..., Any]] = {
     "alias_name": _alias_name,
     "rate": _rate,
     "json": _set_json,
     "log_option": _set_log_option,
     "client_option": _set_client_option,
+    "source_client_option": _set_source_client_option,
 }
 
 
@@ -180,6 +203,9 @@ def config_for(
     given = root.meta.get("client_options")
     if given:
         cfg.client_options = {**cfg.client_options, **given}
+    given_source = root.meta.get("source_client_options")
+    if given_source:
+        cfg.source_client_options = {**cfg.source_client_options, **given_source}
     if isinstance(cfg.reporter, SilentReporter):
         cfg.reporter = make_reporter(ctx)
     cfg.warn = warn
