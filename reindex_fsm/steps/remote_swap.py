@@ -6,6 +6,7 @@ the target cluster is the operator's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..engine.base import ALIAS_PROPERTIES, Engine
@@ -47,9 +48,13 @@ def already_swapped(ctx: RunContext) -> bool:
     return sorted(ctx.engine.get_alias(p.alias)) == [p.target_index]
 
 
-def run(ctx: RunContext) -> dict[str, Any]:
-    from .swap import adopt, change_marks  # swap.py sends remote runs here
-
+def run(
+    ctx: RunContext,
+    adopt: Callable[[RunContext], dict[str, Any]],
+    change_marks: Callable[[RunContext], dict[str, Any]],
+) -> dict[str, Any]:
+    """The swap on the target cluster; ``adopt`` and ``change_marks`` are swap.py's (a
+    swap found made, the target's marks for undo)."""
     p = ctx.plan
     if already_swapped(ctx):
         return adopt(ctx)
@@ -81,13 +86,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
     return {"detail": detail, "swap_record": record}
 
 
-def undo(ctx: RunContext, force: bool) -> dict[str, Any]:
+def undo(
+    ctx: RunContext,
+    force: bool,
+    writes_since_swap: Callable[[RunContext], dict[str, Any] | None],
+) -> dict[str, Any]:
     """SWAPPED -> UNDONE: on the target cluster, the aliases leave the target and go back
     to the indices that held them there before the swap (none: the alias is removed, as
     it was created by the swap). Refused as a local undo is (steps/undo.py): the alias
     moved since, or the target written to without ``force``."""
-    from .undo import writes_since_swap
-
     p = ctx.plan
     previous: dict[str, dict[str, Any]] = (ctx.record.swap_record or {}).get(
         "previous_holders"

@@ -35,7 +35,7 @@ def already_swapped(ctx: RunContext) -> bool:
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
     if p.source_cluster is not None:  # another cluster as the source
-        return remote_swap.run(ctx)
+        return remote_swap.run(ctx, adopt, change_marks)
     on_source = ctx.engine.get_index_aliases(p.source_index)
     on_target = ctx.engine.get_index_aliases(p.target_index)
     if p.alias in on_target and p.alias not in on_source:  # only this run moves it there
