@@ -39,7 +39,7 @@ _READ_AHEAD = 2  # batches read before they are indexed
 
 def sorts_by_id(info: EngineInfo) -> bool:
     """The source can be read in ``_id`` order: OpenSearch, Elasticsearch before 8."""
-    return info.flavor != "elasticsearch" or info.major_minor()[0] < 8
+    return info.flavor != "elasticsearch" or info.major_minor[0] < 8
 
 
 class SourceReader(IndexReader):
