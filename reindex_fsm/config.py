@@ -166,7 +166,7 @@ def _connection_flag(flag: str, key: str, metavar: str, help: str) -> Flag:
 
 
 # In --help order.
-ENGINE_FLAGS = (
+ENGINE_FLAGS: tuple[Flag, ...] = (
     Flag(
         ("--insecure", "insecure"),
         "Do not verify the engine's TLS certificate (prints a warning). Verification "

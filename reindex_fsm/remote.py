@@ -23,7 +23,6 @@ operator's.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -156,7 +155,9 @@ def refusal_line(target: EngineInfo, source_url: str) -> str:
     )
 
 
-def reindex_probe_body(source_url: str, source_index: str, dest: str, auth: Mapping[str, Any]):
+def reindex_probe_body(
+    source_url: str, source_index: str, dest: str, auth: Mapping[str, Any]
+) -> dict[str, Any]:
     """A ``_reindex`` from remote that matches no document: the target cluster checks its
     allowlist, reaches the source and searches it, and writes nothing (no document, so
     no bulk and no index made)."""
@@ -185,7 +186,7 @@ def probe_remote_reindex(
     "detail"}``; the refusal's detail says which setting to change, and where."""
     body = reindex_probe_body(source_url, source_index, dest, auth)
     try:
-        answer = target.reindex_now(body)  # type: ignore[attr-defined]
+        answer = target.reindex_now(body)
     except EngineError as exc:
         text = exc.message
         listed = "allowlist" in text or "whitelist" in text
@@ -203,11 +204,6 @@ def probe_remote_reindex(
             "fix": None,
         }
     return {"allowed": True, "detail": "a _reindex of no document from the source passed"}
-
-
-def listed_in(patterns: list[str], host: str) -> bool:
-    """The allowlist's own rule: ``host:port`` matched by a pattern with ``*`` wildcards."""
-    return any(fnmatch.fnmatchcase(host, pattern) for pattern in patterns)
 
 
 # -- the plan ---------------------------------------------------------------------------

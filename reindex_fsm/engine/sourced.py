@@ -96,12 +96,6 @@ def source_of(engine: Any) -> Engine:
     return engine if found is None else found
 
 
-def target_of(engine: Any) -> Engine:
-    """The run's own cluster's engine of a run's engine (itself for a local source)."""
-    found = getattr(engine, "target_engine", None)
-    return engine if found is None else found
-
-
 def remote_auth_of(engine: Any) -> dict[str, Any]:
     """The credentials a ``_reindex`` from remote sends the source ({} for none)."""
     return dict(getattr(engine, "remote_auth", None) or {})
