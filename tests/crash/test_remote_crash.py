@@ -216,3 +216,32 @@ def test_elasticsearch7_to_opensearch3_killed_during_the_copy_resumes(
     cluster = record["plan"]["source_cluster"]
     assert (cluster["copy"], cluster["flavor"]) == (mode, "elasticsearch")
     assert cluster["version"].startswith("7.17")
+
+
+@pytest.mark.parametrize("which", ["opensearch3", "elasticsearch7"])
+def test_a_source_the_allowlist_does_not_name_is_refused_by_the_real_engine(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """The probe against a real target cluster whose allowlist (127.0.0.1:*, localhost:*)
+    does not name the source: the engine refuses before it connects, and the line says
+    which setting to change and where."""
+    from reindex_fsm.remote import probe_remote_reindex
+
+    local: LocalEngine = request.getfixturevalue(which)
+    target = connect(local.url)
+    try:
+        info = target.info()
+        found = probe_remote_reindex(
+            target, info, "http://192.0.2.1:9200", "anything", "remote-probe-nothing", {}
+        )
+        assert found["allowed"] is False, found
+        assert "not in the allowlist" in found["detail"]
+        setting, config = (
+            ("reindex.remote.whitelist", "elasticsearch.yml")
+            if info.flavor == "elasticsearch"
+            else ("reindex.remote.allowlist", "opensearch.yml")
+        )
+        assert f'add "192.0.2.1:9200" to {setting} in {config}' in found["fix"]
+        assert not target.index_exists("remote-probe-nothing")
+    finally:
+        target.close()
