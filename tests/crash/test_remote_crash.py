@@ -87,8 +87,9 @@ def _copying(progress: dict[str, Any]) -> bool:
     """The copy has written some of the documents and is not done."""
     if progress.get("strategy") == "remote-scan":
         return 0 < int(progress.get("indexed") or 0) < N_DOCS
-    ranges = progress.get("ranges") or []
-    return any(r.get("task_id") for r in ranges) and not all(r.get("done") for r in ranges)
+    ranges = progress.get("ranges") or []  # some ranges copied (or copying), not all
+    begun = any(r.get("done") or int(r.get("created") or 0) > 0 for r in ranges)
+    return begun and not all(r.get("done") for r in ranges)
 
 
 def _kill_during_copy(args: list[str], db: Path, timeout: float = 120) -> None:
@@ -155,7 +156,14 @@ def _copy_and_resume(
         NOTES.append(
             f"  remote copy {mode}: {source.info().flavor} {source.info().version} -> "
             f"{target.info().flavor} {target.info().version}, killed in {state} after "
-            f"{progress.get('indexed', progress.get('copied', 0))} documents, resumed: "
+            f"{progress.get('indexed', progress.get('copied', 0))} documents"
+            + (
+                f" ({sum(1 for r in progress['ranges'] if r.get('done'))} of "
+                f"{len(progress['ranges'])} ranges done)"
+                if "ranges" in progress
+                else ""
+            )
+            + ", resumed: "
             f"SWAPPED in {took:.1f}s"
         )
         result.passed = True
