@@ -348,3 +348,33 @@ def test_the_source_engine_routes_calls_by_index(tmp_path: Path) -> None:
     assert pit is not None and engine.search(None, {"pit": {"id": pit}, "size": 5})["hits"]
     engine.close_pit(pit)
     assert [c.method for c in target.calls] == []
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_the_cli_takes_the_source_credentials_and_never_shows_or_stores_them(
+    clusters: tuple[FakeEngine, FakeEngine], state_db: str
+) -> None:
+    from click.testing import CliRunner
+
+    from reindex_fsm.cli import cli
+
+    _, target = clusters
+    target.remote_allowlist = ["fake-source:*"]
+    cfg = config(clusters, state_db)
+    args = ["start", "--alias", ALIAS, "--source-url", SOURCE_URL, "--force", "--json"]
+    args += ["--source-username", "reader"]
+    env = {"REINDEX_FSM_SOURCE_PASSWORD": PASSWORD}
+    result = CliRunner().invoke(cli, args, obj=cfg, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output + (result.stderr or "")
+    assert PASSWORD not in repr(db_rows(state_db))
+    task = next(iter(target.tasks.values()))
+    remote_body = task.request.body()["source"]["remote"]
+    assert (remote_body["username"], remote_body["password"]) == ("reader", PASSWORD)
+    # on the command line, the password is refused to no one, but warned about
+    args[-1:] = ["reader", "--source-password", PASSWORD, "--dry-run"]
+    shown = CliRunner().invoke(cli, args, obj=config(clusters, state_db), catch_exceptions=False)
+    assert "visible to `ps`" in (shown.stderr or shown.output)
+    assert PASSWORD not in shown.stdout
