@@ -15,9 +15,9 @@ verification sees the difference (``--block-source-writes`` keeps the source sti
 
 Every task copies with ``op_type=index``: a range copied again (a retry, a task finished
 unrecorded before a crash) overwrites the same documents. At most :data:`PARALLEL` ranges
-run at a time. Each start is recorded first (its ``attempts``), its task ID right after:
-on resume, a running task of the run that no range has recorded is the one range
-recorded as started without a task ID (only one start is ever in flight).
+run at a time. Each start is recorded first (``starting``, its ``attempts``), its task ID
+right after: on resume, a running task of the run that no range has recorded is the one
+range recorded as starting (only one start is ever in flight).
 """
 
 from __future__ import annotations
@@ -197,18 +197,18 @@ class RangeCopy:
         return next((t.task_id for t in listed if t.task_id not in known), None)
 
     def _start(self, r: dict[str, Any]) -> None:
-        if int(r["attempts"]) > 0:
+        if r.get("starting"):  # recorded as started, its task ID not: a crash in between
             orphan = self._orphan()
             if orphan is not None:  # started before a crash, its ID not recorded
-                r["task_id"] = orphan
+                r.update(task_id=orphan, starting=False)
                 self._store("range_adopted", {"range": r["n"], "task_id": orphan})
                 return
         own_target.require_own_target(self.ctx)
-        r["attempts"] = int(r["attempts"]) + 1
+        r.update(attempts=int(r["attempts"]) + 1, starting=True)
         self._store()  # the intent: a start in flight
         task_id = self.ctx.engine.start_reindex(range_request(self.ctx, r))
         self.ctx.crash("remote_reindex.range_started")
-        r["task_id"] = task_id
+        r.update(task_id=task_id, starting=False)
         detail = {"range": r["n"], "task_id": task_id, "attempt": r["attempts"]}
         self._store("range_started", detail)
 

@@ -16,9 +16,10 @@ Reading and indexing overlap: the next batch is read (one thread) while this one
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from ... import events
@@ -62,10 +63,12 @@ def initial_progress() -> dict[str, Any]:
     return {"strategy": STRATEGY, "batch": 0, "position": None, "indexed": 0}
 
 
-def _read_ahead(batches: Iterator[Batch], stop: threading.Event) -> Iterator[Batch]:
-    """``batches`` read by a thread, up to :data:`_READ_AHEAD` ahead of the consumer."""
+def _read_ahead(batches: Iterator[Batch]) -> Generator[Batch, None, None]:
+    """``batches`` read by a thread, up to :data:`_READ_AHEAD` ahead of the consumer; a
+    consumer that stops early (an error, a crash point) lets the thread end."""
     box: queue.Queue[Any] = queue.Queue(_READ_AHEAD)
     done = object()
+    stop = threading.Event()
 
     def read() -> None:
         try:
@@ -79,13 +82,19 @@ def _read_ahead(batches: Iterator[Batch], stop: threading.Event) -> Iterator[Bat
 
     reader = threading.Thread(target=read, name="remote-read", daemon=True)
     reader.start()
-    while True:
-        item = box.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # make room for a put it waits on; it then sees stop
+            with contextlib.suppress(queue.Empty):
+                box.get(timeout=0.05)
 
 
 class RemoteCopy:
@@ -111,16 +120,16 @@ class RemoteCopy:
     def _run(self) -> dict[str, Any]:
         size = int((self.plan.source_cluster or {}).get("batch_size") or 1000)
         reader = SourceReader(self.source, self.plan.source_index, size)
-        stop = threading.Event()
+        batches = reader.batches(int(self.progress["batch"]), self.progress["position"])
+        ahead = _read_ahead(batches)
         try:
-            batches = reader.batches(int(self.progress["batch"]), self.progress["position"])
-            for batch in _read_ahead(batches, stop):
+            for batch in ahead:
                 self.ctx.crash("remote_scan.read")
                 self._bulk(batch)
                 self.ctx.crash("remote_scan.indexed")
                 self._checkpoint(batch)
         finally:
-            stop.set()
+            ahead.close()  # the reading thread ends before its point in time is closed
             reader.close()
         return self.progress
 
