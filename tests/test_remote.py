@@ -378,3 +378,30 @@ def test_the_cli_takes_the_source_credentials_and_never_shows_or_stores_them(
     shown = CliRunner().invoke(cli, args, obj=config(clusters, state_db), catch_exceptions=False)
     assert "visible to `ps`" in (shown.stderr or shown.output)
     assert PASSWORD not in shown.stdout
+
+
+def test_a_range_retried_after_a_failure_does_not_adopt_another_ranges_task(
+    clusters: tuple[FakeEngine, FakeEngine], state_db: str
+) -> None:
+    source, target = clusters
+    target.remote_allowlist = ["fake-source:*"]
+    killer = KillAt("remote_reindex.range_started", 2)  # range 1 started, its ID unrecorded
+    cfg = config(clusters, state_db, crash=lambda: killer)
+    with pytest.raises(Kill):
+        api.start(cfg, ALIAS, remote(remote_ranges=2))
+    record = cfg.repo().active_run_for(ALIAS)
+    assert record is not None
+    first, second = record.progress["ranges"]
+    assert first["task_id"] and second["starting"] and second["task_id"] is None
+    failed = target.tasks[first["task_id"]]  # range 0's task failed meanwhile
+    failed.failures.append({"id": "x", "cause": {"type": "es_rejected_execution_exception"}})
+    failed.completed = True
+    orphan = next(t for t in target.tasks if t != first["task_id"])
+    resumed = api.resume(config(clusters, state_db), record.id)
+    assert resumed.record.state is State.SWAPPED, resumed.record.error
+    done = resumed.record.progress["ranges"]
+    assert done[1]["task_id"] == orphan  # adopted by the range that started it
+    assert done[0]["task_id"] not in (first["task_id"], orphan) and done[0]["attempts"] == 2
+    assert dict(target.indices[resumed.record.target_index].docs) == dict(
+        source.indices[SOURCE].docs
+    )
