@@ -32,7 +32,7 @@ from .config import Config
 from .engine.base import Engine, EngineInfo
 from .engine.sourced import SourcedEngine
 from .engine.urls import parse_engine_url, redact_url
-from .errors import EngineError, UsageError, WrongCluster
+from .errors import EngineError, EngineUnreachable, UsageError, WrongCluster
 from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
@@ -110,6 +110,20 @@ def remote_auth(cfg: Config) -> dict[str, Any]:
     return {}
 
 
+class Unreachable:
+    """A source cluster that did not answer: every call raises that error again."""
+
+    def __init__(self, error: EngineUnreachable) -> None:
+        self.error = error
+        self.url = error.url
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.error
+
+    def close(self) -> None:
+        return None
+
+
 def sourced(cfg: Config, engine: Engine, plan: Plan) -> Engine:
     """The engine a run's steps see: ``engine`` for a local source; for one on another
     cluster, the :class:`SourcedEngine` over it and that cluster, refused (WrongCluster,
@@ -118,7 +132,12 @@ def sourced(cfg: Config, engine: Engine, plan: Plan) -> Engine:
     if not cluster:
         return engine
     source = source_engine(cfg, cluster["url"])
-    info = source.info()
+    try:
+        info = source.info()
+    except EngineUnreachable as exc:
+        # An abort needs nothing of a read-only source (a cluster retired meanwhile); every
+        # step that reads it gets this error when it asks.
+        return SourcedEngine(engine, Unreachable(exc), plan.source_index, remote_auth(cfg))
     if cluster.get("cluster_uuid") and info.cluster_uuid != cluster["cluster_uuid"]:
         name = cluster.get("cluster_name")
         stored = f"source cluster {name!r}" if name else "a source cluster"

@@ -405,3 +405,23 @@ def test_a_range_retried_after_a_failure_does_not_adopt_another_ranges_task(
     assert dict(target.indices[resumed.record.target_index].docs) == dict(
         source.indices[SOURCE].docs
     )
+
+
+def test_an_abort_needs_no_source_cluster_and_a_resume_says_it_is_unreachable(
+    clusters: tuple[FakeEngine, FakeEngine], state_db: str
+) -> None:
+    from reindex_fsm.errors import EngineUnreachable
+
+    source, target = clusters
+    killer = KillAt("remote_scan.indexed", 2)
+    cfg = config(clusters, state_db, crash=lambda: killer)
+    with pytest.raises(Kill):
+        api.start(cfg, ALIAS, remote(remote_copy="scan", remote_batch_size=10))
+    record = cfg.repo().active_run_for(ALIAS)
+    assert record is not None
+    source.fail_always("info", EngineUnreachable(SOURCE_URL, "connection refused"))
+    with pytest.raises(EngineUnreachable, match="fake-source"):
+        api.resume(config(clusters, state_db), record.id)
+    aborted = api.abort(config(clusters, state_db), record.id)
+    assert aborted.record.state is State.ROLLED_BACK
+    assert record.target_index not in target.indices

@@ -56,20 +56,20 @@ class SourcedEngine:
         attr = getattr(self.target_engine, name)
         if name not in self._BY_INDEX:
             return attr
-        on_source = getattr(self.source_engine, name)
 
         def routed(index: Any = None, *args: Any, **kwargs: Any) -> Any:
             if name == "search" and index is None:  # a point-in-time search: whose PIT
                 body = args[0] if args else kwargs.get("body") or {}
                 pit = (body.get("pit") or {}).get("id")
-                chosen = on_source if pit in self._source_pits else attr
-                answer = chosen(index, *args, **kwargs)
-                if chosen is on_source and answer.get("pit_id"):
+                if pit not in self._source_pits:
+                    return attr(index, *args, **kwargs)
+                answer = getattr(self.source_engine, name)(index, *args, **kwargs)
+                if answer.get("pit_id"):
                     self._source_pits.add(answer["pit_id"])
                 return answer
             if index != self.source_index:
                 return attr(index, *args, **kwargs)
-            answer = on_source(index, *args, **kwargs)
+            answer = getattr(self.source_engine, name)(index, *args, **kwargs)
             if name == "open_pit" and answer:
                 self._source_pits.add(answer)
             return answer
