@@ -6,6 +6,7 @@ verification against the source cluster, a resume refused by another source clus
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -376,8 +377,12 @@ def test_the_cli_takes_the_source_credentials_and_never_shows_or_stores_them(
     # on the command line, the password is refused to no one, but warned about
     args[-1:] = ["reader", "--source-password", PASSWORD, "--dry-run"]
     shown = CliRunner().invoke(cli, args, obj=config(clusters, state_db), catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
     assert "visible to `ps`" in (shown.stderr or shown.output)
     assert PASSWORD not in shown.stdout
+    planned = json.loads(shown.stdout)
+    assert planned["source_cluster"]["url"] == SOURCE_URL
+    assert [step["step"] for step in planned["steps"]][2] == "copy"
 
 
 def test_a_range_retried_after_a_failure_does_not_adopt_another_ranges_task(
