@@ -253,3 +253,46 @@ def test_a_source_the_allowlist_does_not_name_is_refused_by_the_real_engine(
         assert not target.index_exists("remote-probe-nothing")
     finally:
         target.close()
+
+
+def test_block_source_writes_blocks_the_source_cluster_until_the_swap(
+    engine_url: str, opensearch3: LocalEngine, tmp_path: Path
+) -> None:
+    """--block-source-writes: the write block is put on the source index on the source
+    cluster before the copy (writers there get 403) and comes off at the swap."""
+    alias = f"remote-block-{uuid.uuid4().hex[:8]}"
+    source = connect(engine_url)
+    src = make_source(source, engine_url, alias, 500)
+    target = connect(opensearch3.url)
+    db = tmp_path / "state.db"
+    try:
+        args = ["start", "--alias", alias, "--source-url", engine_url, "--remote-copy", "scan"]
+        args += ["--block-source-writes", "--remote-batch-size", "50", "--force", "--json"]
+        args += ["--state-db", str(db), "--engine-url", opensearch3.url]
+        proc = spawn(args)
+        deadline = time.monotonic() + 60
+        while _progress(db)[0] != "REINDEXING" and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        blocked_during = src.write_blocked()
+        done = finish(proc)
+        assert done.rc == 0, done.err[-1500:]
+        (run_id,) = [r["id"] for r in _runs(db)]
+        record = open_store(f"sqlite:///{db}").get(run_id)
+        assert record.state.value == "SWAPPED"
+        assert blocked_during or record.write_policy["blocked_periods"], record.write_policy
+        assert record.write_policy["index"] == src.index and not record.write_policy["blocked"]
+        assert not src.write_blocked(), "the block was left on the source cluster"
+        assert doc_hashes(target, record.target_index) == src.hashes
+    finally:
+        for name in src.aliases:
+            for index in target.get_alias(name):
+                target.update_aliases([{"remove": {"index": index, "alias": name}}])
+        for index, meta in run_meta(opensearch3.url).items():
+            if meta.get("alias") == alias:
+                target.delete_index(index)
+        if src.write_blocked():
+            source.remove_write_block(src.index)
+        source.delete_index(src.index)
+        source.close()
+        target.close()
