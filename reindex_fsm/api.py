@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import outputs, report
+from . import outputs, remote, report
 from .cleanup import CleanupRow as CleanupRow  # re-exported: callers' imports
 from .cleanup import cleanup as cleanup
 from .config import DEFAULT_ENGINE_URL as DEFAULT_ENGINE_URL  # re-exported: callers' imports
@@ -113,6 +113,9 @@ def _checked_plan(
 ) -> Plan:
     """Preflight (read-only; PreflightFailed at the first failed check), then the plan."""
     info = engine.info()
+    if options.source_url is not None:  # another cluster as the source
+        p = remote.make_plan(cfg, engine, info, alias, options, new_run_id(), cfg.now())
+        return replace(p, shrink=verify.check_plan(p, options))
     with data_streams.refused(engine, alias):  # a data stream named: one line, exit 2
         results = preflight(engine, info, alias, options)
         p = make_plan(engine, info, alias, options, run_id or new_run_id(), cfg.now())
@@ -136,6 +139,7 @@ def plan(cfg: Config, alias: str, options: RunOptions, *, run_id: str | None = N
     Options the CLI would refuse are refused here too, before either is opened.
     ``run_id``: the ID the run is to have (a batch's, stored before its run was made)."""
     check_options(options)
+    cfg, options = remote.split_credentials(cfg, options)
     _check_alias_free(cfg.repo(), alias)
     return _checked_plan(cfg, cfg.engine(), alias, options, run_id)
 
@@ -261,10 +265,12 @@ def start(
     gives the lease back. Options the CLI would refuse are refused here too (UsageError),
     before anything is opened."""
     check_options(options)
+    cfg, options = remote.split_credentials(cfg, options)
     repo = cfg.repo()
     _check_alias_free(repo, alias)
     engine = cfg.engine()
     p = planned or _checked_plan(cfg, engine, alias, options)
+    engine = remote.sourced(cfg, engine, p)
     keeper = _keeper(cfg, engine, alias, p.run_id, options.lease_ttl_s)
     keeper.acquire(force=force_unlock)
     try:
@@ -325,7 +331,7 @@ def holding_lease(
     record = cfg.repo().get(run_id)
     if record.finished:
         raise RunFinished(record.id, record.state.value)
-    engine = _run_engine(cfg, record)
+    engine = remote.sourced(cfg, _run_engine(cfg, record), Plan.from_dict(record.plan))
     ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
     keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
     keeper.acquire(force=force_unlock, take_over=take_over)
@@ -465,7 +471,7 @@ def undo(cfg: Config, run_id: str, force: bool = False) -> RunRecord:
             if not record.finished
             else "nothing was changed",
         )
-    engine = _run_engine(cfg, record)
+    engine = remote.sourced(cfg, _run_engine(cfg, record), Plan.from_dict(record.plan))
     ttl_s = RunOptions.from_dict(record.options).lease_ttl_s
     keeper = _keeper(cfg, engine, record.alias, record.id, ttl_s)
     keeper.acquire()  # no other process, whatever its state DB, is running on the alias

@@ -48,6 +48,11 @@ ENV = {
     "ca_certs": "REINDEX_FSM_CA_CERTS",
     # -- metrics and notifications: the notify URL may carry a token, so it is not stored --
     "notify_url": "REINDEX_FSM_NOTIFY_URL",
+    # -- another cluster as the source (--source-url): its own credentials --
+    "source_api_key": "REINDEX_FSM_SOURCE_API_KEY",
+    "source_username": "REINDEX_FSM_SOURCE_USERNAME",
+    "source_password": "REINDEX_FSM_SOURCE_PASSWORD",
+    "source_ca_certs": "REINDEX_FSM_SOURCE_CA_CERTS",
 }
 
 
@@ -119,6 +124,8 @@ class Config:
     crash: Callable[[], Crashpoints] = Crashpoints.from_env
     reporter: Reporter = field(default_factory=SilentReporter)
     _repo: RunRepository | None = field(default=None, repr=False)
+    # -- another cluster as the source: how to reach it (never stored; reindex_fsm.remote)
+    source_client_options: dict[str, Any] = field(default_factory=dict, repr=False)
     warn: Callable[[str], None] = lambda _message: None  # one warning line for the operator
     # -- metrics and notifications: where a run's end is POSTed (reindex_fsm.notify) --
     notify_url: str | None = None
@@ -168,7 +175,7 @@ def _connection_flag(flag: str, key: str, metavar: str, help: str) -> Flag:
 
 
 # In --help order.
-ENGINE_FLAGS = (
+ENGINE_FLAGS: tuple[Flag, ...] = (
     Flag(
         ("--insecure", "insecure"),
         "Do not verify the engine's TLS certificate (prints a warning). Verification "
@@ -210,6 +217,42 @@ ENGINE_FLAGS = (
         metavar="URL",
     ),
 )
+
+
+# -- another cluster as the source (--source-url, a start option): its credentials, given
+# to every command that reaches the engine, since resume and abort read the source too.
+def _source_flag(flag: str, key: str, metavar: str, help: str) -> Flag:
+    return Flag(
+        (flag, key),
+        f"{help} [env {ENV[key]}]",
+        metavar=metavar,
+        envvar=ENV[key],
+        hook="source_client_option",
+        expose_value=False,
+    )
+
+
+SOURCE_FLAGS = (
+    Flag(
+        ("--source-insecure", "source_insecure"),
+        "Do not verify the source cluster's TLS certificate (prints a warning).",
+        kind="bool",
+        hook="source_client_option",
+        expose_value=False,
+    ),
+    _source_flag(
+        "--source-ca-certs", "source_ca_certs", "FILE", "CA bundle (PEM) of the source cluster."
+    ),
+    _source_flag(
+        "--source-password",
+        "source_password",
+        "PASSWORD",
+        "Password on the source cluster; prefer the environment variable.",
+    ),
+    _source_flag("--source-username", "source_username", "USER", "User on the source cluster."),
+    _source_flag("--source-api-key", "source_api_key", "KEY", "API key on the source cluster."),
+)
+ENGINE_FLAGS = (*ENGINE_FLAGS, *SOURCE_FLAGS)
 # -v/-q/--log-format: before the command name (the group's) and after it (each command's).
 GROUP_LOG_FLAGS = (
     Flag(

@@ -32,6 +32,8 @@ MAX_SAMPLE = 10_000  # a sample is one search: index.max_result_window's default
 VERIFY_LEVELS = ("count", "deep")
 WRITE_POLICIES = ("block", "catch-up")
 RECOMPUTE = "--recompute-embeddings"
+REMOTE_COPY_MODES = ("auto", "reindex", "scan")  # --remote-copy
+MAX_REMOTE_RANGES = 64
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,67 @@ class RunOptions:
             metavar="FILE",
         ),
     )
+    # -- another cluster as the source (reindex_fsm/remote.py, steps/copy/remote_*.py) --
+    source_url: str | None = opt(  # stored without credentials (see remote.split_credentials)
+        None,
+        Flag(
+            ("--source-url",),
+            "Copy from the alias on this other cluster into a new index on the --engine-url "
+            "cluster, where the alias is then created or moved (credentials: the --source-* "
+            "options or their variables; never stored).",
+            metavar="URL",
+        ),
+    )
+    remote_copy: str = opt(
+        "auto",
+        Flag(
+            ("--remote-copy",),
+            "With --source-url: reindex = the target cluster's _reindex from remote (needs "
+            "the source in its reindex.remote.allowlist), scan = this tool reads the source "
+            "and bulk-indexes, auto = reindex if the allowlist probe passes, else scan.",
+            kind="choice",
+            choices=REMOTE_COPY_MODES,
+            show_default=True,
+        ),
+    )
+    remote_ranges: int = opt(
+        4,
+        Flag(
+            ("--remote-ranges",),
+            "With --source-url and a _reindex from remote: copy in N _seq_no ranges, each "
+            "its own task, checkpointed and retried on its own.",
+            kind="int",
+            min=1,
+            max=MAX_REMOTE_RANGES,
+            show_default=True,
+        ),
+        min=1,
+        max=MAX_REMOTE_RANGES,
+    )
+    remote_batch_size: int = opt(
+        1000,
+        Flag(
+            ("--remote-batch-size",),
+            "With --source-url: documents per read of the source (and per checkpoint of a "
+            "scan copy).",
+            kind="int",
+            min=1,
+            max=MAX_SAMPLE,
+            show_default=True,
+        ),
+        min=1,
+        max=MAX_SAMPLE,
+    )
+    block_source_writes: bool = opt(
+        False,
+        Flag(
+            ("--block-source-writes",),
+            "With --source-url: put a write block on the source index (on the source cluster) "
+            "from just before the copy until the run ends (default: the run only reads the "
+            "source cluster).",
+            kind="bool",
+        ),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -486,6 +549,7 @@ class RunOptions:
         _check_transforms(self)
         _check_write_policy(self)
         check_metrics_file(self.metrics_file)
+        _check_remote(self)
         unknown = [name for name in self.skip_preflight if name not in PREFLIGHT_CHECKS]
         if unknown:
             raise UsageError(
@@ -609,6 +673,30 @@ def _check_write_policy(o: RunOptions) -> None:
         raise UsageError(
             "--write-policy catch-up needs --since-field FIELD",
             hint="a date field your writers set on every insert and update, e.g. updated_at",
+        )
+
+
+def _check_remote(o: RunOptions) -> None:
+    """Another cluster as the source: its options need --source-url; what the copy from
+    another cluster cannot do is refused (the strategies' ``refuses`` say the rest)."""
+    if o.source_url is None:
+        for name in ("remote_copy", "remote_ranges", "remote_batch_size", "block_source_writes"):
+            if getattr(o, name) != _default(name):
+                raise UsageError(f"{field_flag(name)} needs --source-url")
+        return
+    if not o.source_url.strip():
+        raise UsageError("--source-url needs a cluster URL")
+    if o.remote_copy not in REMOTE_COPY_MODES:
+        raise UsageError(
+            f"--remote-copy {o.remote_copy!r} is not one of {', '.join(REMOTE_COPY_MODES)}"
+        )
+    if o.recompute_embeddings:
+        raise UsageError(f"--source-url and {RECOMPUTE} cannot be combined", hint="drop one")
+    if o.write_policy == "catch-up":
+        raise UsageError(
+            "--write-policy catch-up is not supported with --source-url",
+            hint="leave it out (the source cluster is only read; verification compares both "
+            "clusters), or add --block-source-writes",
         )
 
 

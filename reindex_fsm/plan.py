@@ -115,6 +115,15 @@ class Plan:
     # -- index templates: those matching the target's name at plan time, each with what
     # it would add (steps/templates.py); the run keeps them off the target.
     templates: list[dict[str, Any]] = field(default_factory=list)
+    # -- another cluster as the source (reindex_fsm/remote.py): that cluster (url without
+    # credentials, flavor, version, cluster_name, cluster_uuid), the copy chosen and why,
+    # its ranges, whether the run blocks the source's writes; None: the source is local.
+    source_cluster: dict[str, Any] | None = None
+
+    @property
+    def reads_source_only(self) -> bool:
+        """The source is on another cluster and the run writes nothing there."""
+        return self.source_cluster is not None and not self.source_cluster.get("write_block")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

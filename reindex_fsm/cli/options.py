@@ -90,6 +90,28 @@ def _set_notify_url(ctx: click.Context, _param: click.Parameter, value: str | No
         ctx.find_root().meta["notify_url"] = check_url(value)
 
 
+# -- another cluster as the source: its credentials go to Config.source_client_options --
+def _set_source_client_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is None or value is False:
+        return
+    options = ctx.find_root().meta.setdefault("source_client_options", {})
+    name = str(param.name).removeprefix("source_")
+    if name == "insecure":
+        options["verify_certs"] = False
+        warn("--source-insecure: the source cluster's TLS certificate is NOT verified")
+        return
+    if name == "ca_certs" and not Path(value).is_file():
+        raise click.BadParameter(f"{value} is not a readable file", ctx=ctx, param=param)
+    if name == "password" and (
+        ctx.get_parameter_source(str(param.name)) is click.core.ParameterSource.COMMANDLINE
+    ):
+        warn(
+            "--source-password on the command line is visible to `ps`: prefer "
+            "REINDEX_FSM_SOURCE_PASSWORD"
+        )
+    options[name] = value
+
+
 HOOKS: dict[str, Callable[..., Any]] = {
     "alias_name": _alias_name,
     "rate": _rate,
@@ -97,6 +119,7 @@ HOOKS: dict[str, Callable[..., Any]] = {
     "log_option": _set_log_option,
     "client_option": _set_client_option,
     "notify_url": _set_notify_url,
+    "source_client_option": _set_source_client_option,
 }
 
 
@@ -194,6 +217,9 @@ def config_for(
     if any(p.name == "notify_url" for p in ctx.command.params):  # the verbs that end runs
         notify_url = resolve_notify_url(root.meta.get("notify_url") or cfg.notify_url)
         cfg.notify_url = None if notify_url is None else check_url(notify_url)
+    given_source = root.meta.get("source_client_options")
+    if given_source:
+        cfg.source_client_options = {**cfg.source_client_options, **given_source}
     if isinstance(cfg.reporter, SilentReporter):
         cfg.reporter = make_reporter(ctx)
     cfg.warn = warn

@@ -533,6 +533,13 @@ class Engine(Protocol):
         got past the privilege check (any other answer). Credentials refused (401) raise."""
         ...
 
+    # -- another cluster as the source --
+    def reindex_now(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST _reindex?wait_for_completion=true`` with ``body``: the answer (counts,
+        failures); an engine refusal raises EngineError. For short requests only (the
+        allowlist probe of a ``_reindex`` from remote, which copies no document)."""
+        ...
+
 
 _DISK = "cluster.routing.allocation.disk."
 

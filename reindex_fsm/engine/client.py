@@ -523,3 +523,15 @@ class ClientEngine(ClusterPolicies, ClientTransport):
             if exc.status == 401:
                 raise
         return None
+
+    # -- another cluster as the source ------------------------------------------------------
+
+    def reindex_now(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        answer = self._request(
+            "POST",
+            "/_reindex",
+            params={"wait_for_completion": "true"},
+            body=dict(body),
+            retry=False,
+        )
+        return dict(answer) if isinstance(answer, Mapping) else {}

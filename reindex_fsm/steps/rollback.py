@@ -179,7 +179,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     deleted, detail["target"] = _delete_target(ctx)
     # A swap racing this rollback may have moved the aliases onto the target just before
     # it was deleted, taking them with it: those go back on the source.
-    restored, left = _aliases_after(ctx, before, deleted)
+    # (another cluster as the source: the source's aliases were never on this cluster)
+    restored, left = _aliases_after(ctx, before, deleted) if p.source_cluster is None else ([], {})
     if restored:
         detail["aliases"] = f"back on {p.source_index}: {restored}"
     if left:

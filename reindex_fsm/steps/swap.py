@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import EngineError, EngineUnreachable, IndexNotFound, RunStepFailed, StaleState
 from ..plan import Plan
-from . import lifecycle, target, task_results
+from . import lifecycle, remote_swap, target, task_results
 from .context import RunContext
 from .target import swap_actions
 
@@ -24,6 +24,8 @@ def already_swapped(ctx: RunContext) -> bool:
     """The alias is on the target and not on the source: only this run's swap moves it
     there, and only after verification passed."""
     p = ctx.plan
+    if p.source_cluster is not None:  # another cluster as the source
+        return remote_swap.already_swapped(ctx)
     if not ctx.engine.index_exists(p.target_index):
         return False
     on_target = ctx.engine.get_index_aliases(p.target_index)
@@ -32,6 +34,8 @@ def already_swapped(ctx: RunContext) -> bool:
 
 def run(ctx: RunContext) -> dict[str, Any]:
     p = ctx.plan
+    if p.source_cluster is not None:  # another cluster as the source
+        return remote_swap.run(ctx, adopt, change_marks)
     on_source = ctx.engine.get_index_aliases(p.source_index)
     on_target = ctx.engine.get_index_aliases(p.target_index)
     if p.alias in on_target and p.alias not in on_source:  # only this run moves it there

@@ -17,7 +17,7 @@ from typing import Any
 from .. import events
 from ..errors import StaleState, UndoRefused
 from ..plan import Plan
-from . import lifecycle
+from . import lifecycle, remote_swap
 from .context import RunContext
 from .rollback import source_changed
 from .target import swap_actions
@@ -95,6 +95,8 @@ def writes_since_swap(ctx: RunContext) -> dict[str, Any] | None:
 
 def run(ctx: RunContext, force: bool = False) -> dict[str, Any]:
     p = ctx.plan
+    if p.source_cluster is not None:  # another cluster as the source
+        return remote_swap.undo(ctx, force, writes_since_swap)
     on_target = (
         ctx.engine.get_index_aliases(p.target_index)
         if ctx.engine.index_exists(p.target_index)

@@ -72,6 +72,13 @@ def check_options(options: RunOptions, source_mappings: dict[str, Any], source: 
 
 
 def plan(p: Plan, options: RunOptions) -> dict[str, Any]:
+    if p.reads_source_only:  # another cluster as the source: see --block-source-writes
+        return {
+            "step": "write_policy",
+            "policy": "none: the source cluster is only read",
+            "while_copying": f"writes to {p.source_index} go on; verification compares the "
+            "clusters' counts",
+        }
     if options.write_policy == "catch-up":
         return {
             "step": "write_policy",
@@ -211,6 +218,8 @@ def _recount(ctx: RunContext) -> int:
 # -- around the copy -----------------------------------------------------------------------
 def before_copy(ctx: RunContext) -> dict[str, Any]:
     """TARGET_CREATED -> REINDEXING, before the copy starts."""
+    if ctx.plan.reads_source_only:  # another cluster as the source, read only
+        return {}
     opts = ctx.options
     if opts.write_policy == "catch-up":
         state = _state(ctx)

@@ -14,10 +14,14 @@ from ...plan import Plan
 from .base import CopyStrategy
 from .recompute import RecomputeEmbeddings
 from .reindex import ReindexCopy
+from .remote_reindex import RemoteReindexCopy
+from .remote_scan import RemoteScanCopy
 
 STRATEGIES: dict[str, CopyStrategy] = {
     "reindex": ReindexCopy(),
     "recompute": RecomputeEmbeddings(),
+    "remote-reindex": RemoteReindexCopy(),  # another cluster as the source
+    "remote-scan": RemoteScanCopy(),
 }
 DEFAULT = "reindex"
 

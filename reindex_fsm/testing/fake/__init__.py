@@ -12,7 +12,8 @@ By topic: :mod:`.state` (the cluster's state, call recording, faults, test contr
 searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
 :mod:`.data_streams` (data streams, aliases over them), :mod:`.relocation` (a task moved
 to another node, Elasticsearch 9.5+), :mod:`.lifecycle` (ILM and the ISM plugin),
-:mod:`.templates` (index templates, applied by ``create_index``).
+:mod:`.templates` (index templates, applied by ``create_index``), :mod:`.remote`
+(a ``_reindex`` from another fake cluster).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .indices import FakeIndices
 from .lease import FakeLease
 from .lifecycle import FakeLifecycle
 from .relocation import FakeRelocation
+from .remote import FakeRemote
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
 from .tasks import FakeTasks
 from .templates import FakeTemplates
@@ -32,6 +34,7 @@ __all__ = ["Call", "Docs", "FakeEngine", "FakeIndex", "FakeTask", "TaskScript"]
 
 
 class FakeEngine(
+    FakeRemote,  # another cluster as the source
     FakeLifecycle,
     FakeDataStreams,
     FakeCluster,
