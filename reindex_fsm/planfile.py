@@ -449,6 +449,14 @@ class _Parser:
             for key, (key_node, node) in layer.items():
                 flag = self.options[key]
                 value = self._value(flag, key, node, key_node)
+                if key == "source-url" and _has_credentials(value):
+                    raise self.fail(
+                        node,
+                        key,
+                        "the URL carries credentials, which are never read from a plan file",
+                        hint=f"give the URL without user:password@ and the password with "
+                        f"{CREDENTIALS['source-password']}; nothing was done",
+                    )
                 if flag.multiple and key in ("set", "copy-set") and key in nodes:
                     value = (*given[flag.param], *value)
                 given[flag.param] = value
@@ -580,4 +588,4 @@ def unset(flag: Flag) -> Any:
 
 def default_given() -> dict[str, Any]:
     """start's parsed flags when none is given: what click passes the command."""
-    return {flag.param: unset(flag) for flag in start_flags()}
+    return {flag.param: unset(flag) for flag in start_flags() if flag.expose_value}

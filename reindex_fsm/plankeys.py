@@ -10,8 +10,16 @@ from .config import COMMON_FLAGS, ENGINE_FLAGS, ENV
 from .flags import Flag
 from .options import BATCH_FLAGS, start_flags
 
-# start's own flags that are not options of a run: apply has them on its command line.
-APPLY_ONLY = ("--alias", "--alias-pattern", "--dry-run", "--force", "--force-unlock")
+# start's own flags that are not options of a run: apply has them on its command line
+# (the notify URL too: it may carry a token, and a plan file is reviewed and kept).
+APPLY_ONLY = (
+    "--alias",
+    "--alias-pattern",
+    "--dry-run",
+    "--force",
+    "--force-unlock",
+    "--notify-url",
+)
 # The keys naming what the file applies to (one of alias / aliases, and patterns).
 SHAPE_KEYS = ("alias", "aliases", "alias-pattern")
 # Where the engine and the state database are: the CLI's own flags.
@@ -21,6 +29,9 @@ CREDENTIALS = {
     "password": f"--password or {ENV['password']}",
     "api-key": f"--api-key or {ENV['api_key']}",
     "username": f"--username or {ENV['username']}",
+    "source-password": f"--source-password or {ENV['source_password']}",
+    "source-api-key": f"--source-api-key or {ENV['source_api_key']}",
+    "source-username": f"--source-username or {ENV['source_username']}",
 }
 
 

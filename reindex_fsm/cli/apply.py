@@ -26,7 +26,7 @@ from .start import run_options
 
 # apply's own flags: start's definitions of them.
 APPLY_FLAGS = tuple(
-    f for f in start_flags() if f.flag in ("--dry-run", "--force", "--force-unlock")
+    f for f in start_flags() if f.flag in ("--dry-run", "--force", "--force-unlock", "--notify-url")
 )
 
 
