@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 12  # the documents file or the embedder is unusable; nothing was written
     PREFLIGHT_FAILED = 13  # a preflight check refused the start; nothing was written
     UNDO_REFUSED = 14  # undo refused (not SWAPPED, previous index gone, alias moved...)
+    PAUSED = 15  # --pause-before-swap: VERIFIED, waiting at the gate for `swap` or `abort`
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
     TERMINATED = 143  # SIGTERM (128 + 15: systemd, Kubernetes, a timeout); the run is resumable
 

@@ -443,6 +443,17 @@ class RunOptions:
     poll_max_interval_s: float = 2.0  # a poll is one cheap GET; a long gap is wasted time
     cancel_wait_s: float = 60.0
     health_wait_s: float = 300.0
+    # -- a gate before the swap --
+    pause_before_swap: bool = opt(  # stop VERIFIED; `swap RUN_ID` moves the alias
+        False,
+        Flag(
+            ("--pause-before-swap",),
+            "Copy and verify, then stop in VERIFIED before the swap (exit 15): the alias "
+            "untouched and locked, writes blocked as --write-policy says; `reindex-fsm swap "
+            "RUN_ID` checks again and swaps, `reindex-fsm abort RUN_ID` cleans up.",
+            kind="bool",
+        ),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
