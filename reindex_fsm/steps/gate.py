@@ -249,11 +249,30 @@ def recheck(ctx: RunContext) -> dict[str, Any]:
         checked["source"] = "as verified: nothing to copy again"
         return {"detail": {"recheck": checked}}
     checked["verified_again"] = again
-    values = verify.run(ctx)  # the block on again, what changed copied, counted, compared
-    detail = {"recheck": checked, **values.pop("detail", {})}
+    copied = _copy_again(ctx) if _copies_again(ctx) else {}
+    values = verify.run(ctx)  # (a block found lifted: on again, copied) counted, compared
+    detail = {"recheck": checked, **copied, **values.pop("detail", {})}
     record = {**(gate or {}), "rechecked_at": _iso(ctx.now()), "verified_again": again}
     verification = {**(ctx.record.verification or {}), GATE_KEY: record}
     return {**values, "verification": verification, "detail": detail}
+
+
+def _copies_again(ctx: RunContext) -> bool:
+    """A pass is due (catch-up's last one, a source that changed under the block) or was
+    begun by an interrupted swap and is to be finished."""
+    state = ctx.record.write_policy or {}
+    passes = state.get("passes") or []
+    unfinished = bool(passes) and "copied" not in passes[-1]
+    return ctx.options.write_policy == "catch-up" or bool(state.get("resync")) or unfinished
+
+
+def _copy_again(ctx: RunContext) -> dict[str, Any]:
+    """The block (on again), the pass (started, or adopted from an interrupted swap), the
+    documents deleted from the source meanwhile, and the source counted under the block:
+    what the verification then compares with."""
+    values = write_policy.after_copy(ctx)
+    ctx.checkpoint(source_count=values["source_count"])
+    return dict(values["detail"])
 
 
 def _why_again(
