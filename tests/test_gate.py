@@ -264,3 +264,27 @@ def test_cli_start_pauses_with_exit_15_show_presents_the_gate_swap_needs_force(f
 def test_every_refusal_of_swap_is_a_reindex_fsm_error(fake, cfg):
     with pytest.raises(ReindexFsmError):
         gate.swap(cfg, "nosuchrun")
+
+
+def test_the_html_report_and_history_show_a_run_at_the_gate(fake, cfg, tmp_path):
+    record = _paused(cfg).record
+    page_file = tmp_path / "run.html"
+    _record, _events, picture = api.show_picture(cfg, record.id, str(page_file))
+    page = page_file.read_text()
+    assert ">VERIFIED</text>" in page and "reindex-fsm swap" in page  # the box, "What now"
+    assert picture["path"][-1] == "VERIFIED" and "VERIFIED" in picture["diagram"]
+    (row,) = api.history_rows(cfg, state="verified")
+    assert row["result"] == "waiting for swap"
+
+
+def test_swap_asks_on_a_terminal_with_what_was_verified(fake, cfg, monkeypatch):
+    record = _paused(cfg).record
+    lines: list[str] = []
+    import reindex_fsm.cli.gate as cli_gate
+
+    monkeypatch.setattr(cli_gate, "need_terminal", lambda *a, **k: None)
+    monkeypatch.setattr(cli_gate, "confirm", lambda shown, question: lines.extend(shown))
+    done = _cli(cfg, "swap", record.id, "--json")
+    assert done.exit_code == 0, done.output
+    assert any(line.startswith("verified:   target 200 documents, source 200") for line in lines)
+    assert any("BLOCKED" in line for line in lines if line.startswith("writes:"))
