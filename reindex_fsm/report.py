@@ -14,7 +14,7 @@ from typing import Any
 
 from transitions.extensions.diagrams import GraphMachine
 
-from .machine import TERMINAL, TRANSITIONS, State
+from .machine import TERMINAL, TRANSITIONS, State, retry_state
 from .steps import gate, write_policy
 from .steps.copy.registry import documents_copied
 from .store import EventRecord, RunRecord
@@ -74,7 +74,8 @@ def next_steps(record: RunRecord) -> list[str]:
         )
     else:
         blocked = f"writes to {record.source_index} are not blocked by this run"
-    where = record.failed_from.value if record.failed_from else record.state.value
+    retried = retry_state(record.failed_from)  # a swap refused at the gate: the verification
+    where = retried.value if retried else record.state.value
     retry = (
         f"`reindex-fsm resume {record.id}` retries from {where}"
         if record.state is State.FAILED
