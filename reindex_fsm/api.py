@@ -39,7 +39,7 @@ from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
 from .runner import RunDriver
-from .steps import create_target, data_streams, swap, verify, write_policy
+from .steps import create_target, data_streams, gate, swap, verify, write_policy
 from .steps.context import RunContext
 from .steps.copy.registry import strategy_for, strategy_for_options
 from .steps.planning import make_plan
@@ -73,6 +73,8 @@ def exit_code_for(record: RunRecord) -> ExitCode:
     """The exit code of a start or resume that ended with ``record``."""
     if record.state is State.SWAPPED:
         return ExitCode.OK
+    if record.state is State.VERIFIED:  # waits at the gate (--pause-before-swap): unfinished
+        return ExitCode.PAUSED
     if record.error_kind == "VerificationFailed":
         return ExitCode.VERIFICATION_FAILED
     if record.state in (State.ROLLED_BACK, State.CANCELLED):  # failed, or aborted meanwhile
@@ -208,8 +210,8 @@ def _drive_holding(
         keeper.retire()
     if record.finished:
         keeper.release()
-    elif record.state is State.FAILED:  # nobody drives it now: its resume need not wait
-        keeper.mark_idle()
+    elif record.state in (State.FAILED, State.VERIFIED):  # nobody drives it now: its
+        keeper.mark_idle()  # resume (or swap) need not wait
     outputs.finish(ctx.reporter, record)  # the metrics file's last write; the notification
     return record
 
@@ -246,6 +248,7 @@ def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
         write_policy.plan(p, options),
         strategy_for(p).describe(p),
         verify.plan(p, options.verify, options),
+        *([gate.plan(p, options)] if gate.pauses(options) else []),
         swap.plan(p),
     ]
 

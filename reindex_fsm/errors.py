@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     PREFLIGHT_FAILED = 13  # a preflight check refused the start; nothing was written
     UNDO_REFUSED = 14  # undo refused (not SWAPPED, previous index gone, alias moved...)
     BATCH_INCOMPLETE = 15  # a batch ended with runs not SWAPPED (failed, rolled back, not made)
+    PAUSED = 16  # --pause-before-swap: VERIFIED, waiting at the gate for `swap` or `abort`
     INTERRUPTED = 130  # Ctrl-C; the run is resumable
     TERMINATED = 143  # SIGTERM (128 + 15: systemd, Kubernetes, a timeout); the run is resumable
 

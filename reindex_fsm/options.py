@@ -519,6 +519,17 @@ class RunOptions:
             kind="bool",
         ),
     )
+    # -- a gate before the swap --
+    pause_before_swap: bool = opt(  # stop VERIFIED; `swap RUN_ID` moves the alias
+        False,
+        Flag(
+            ("--pause-before-swap",),
+            "Copy and verify, then stop in VERIFIED before the swap (exit 16): the alias "
+            "untouched and locked, writes blocked as --write-policy says; `reindex-fsm swap "
+            "RUN_ID` checks again and swaps, `reindex-fsm abort RUN_ID` cleans up.",
+            kind="bool",
+        ),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,8 +14,8 @@ from typing import Any
 
 from transitions.extensions.diagrams import GraphMachine
 
-from .machine import TERMINAL, TRANSITIONS, State
-from .steps import write_policy
+from .machine import TERMINAL, TRANSITIONS, State, retry_state
+from .steps import gate, write_policy
 from .steps.copy.registry import documents_copied
 from .store import EventRecord, RunRecord
 
@@ -49,6 +49,8 @@ def result(record: RunRecord) -> str:
         return record.state.value.lower().replace("_", " ")
     if record.state is State.ABORTING:
         return "aborting"
+    if record.state is State.VERIFIED:
+        return "waiting for swap"
     return "in progress"
 
 
@@ -62,6 +64,8 @@ def next_steps(record: RunRecord) -> list[str]:
     writers are kept out, and the commands that end the run. Empty for a finished run."""
     if record.finished:
         return []
+    if record.state is State.VERIFIED:  # at the gate before the swap
+        return gate.next_steps(record)
     held = record.write_policy or {}
     if writes_blocked(record):
         blocked = (
@@ -70,7 +74,8 @@ def next_steps(record: RunRecord) -> list[str]:
         )
     else:
         blocked = f"writes to {record.source_index} are not blocked by this run"
-    where = record.failed_from.value if record.failed_from else record.state.value
+    retried = retry_state(record.failed_from)  # a swap refused at the gate: the verification
+    where = retried.value if retried else record.state.value
     retry = (
         f"`reindex-fsm resume {record.id}` retries from {where}"
         if record.state is State.FAILED
@@ -211,6 +216,7 @@ def build(record: RunRecord, events: list[EventRecord], now: datetime) -> dict[s
         },
         "writes_blocked": writes_blocked(record),
         "next_steps": next_steps(record),
+        "gate": gate.view(record),  # what the run verified before its swap, if it paused
         "diagram": mermaid(record.state, path),
     }
 
@@ -223,6 +229,7 @@ LAYOUT: dict[State, tuple[int, int]] = {
     State.REINDEXING: (2, 0),
     State.VERIFYING: (3, 0),
     State.SWAPPED: (4, 0),
+    State.VERIFIED: (4, 1),
     State.UNDONE: (5, 0),
     State.FAILED: (1, 1),
     State.ABORTING: (3, 1),
@@ -314,6 +321,7 @@ th { background: #f0f0f3; }
 .badge { display: inline-block; padding: 2px 10px; border-radius: 10px; font-weight: 600;
          background: #e6e6ea; }
 .badge.SWAPPED { background: #c9f0d3; } .badge.FAILED { background: #f8c9c9; }
+.badge.VERIFIED { background: #cfe3fb; }
 .badge.ROLLED_BACK, .badge.CANCELLED, .badge.UNDONE, .badge.ABORTING { background: #fde7b0; }
 .error { border-left: 4px solid #c0392b; background: #fdf0ef; padding: 8px 12px; }
 pre { background: #f6f6f8; padding: 8px 12px; overflow-x: auto; font-size: 12px; }

@@ -32,8 +32,16 @@ from .errors import (
     TargetRefused,
     UndoRefused,
 )
-from .machine import NEXT_TRIGGER, TERMINAL, State, build_machine
-from .steps import create_target, rollback, swap, templates, undo, verify, write_policy
+from .machine import (
+    GATED,
+    NEXT_TRIGGER,
+    SWAP_TRIGGER,
+    TERMINAL,
+    State,
+    build_machine,
+    retry_state,
+)
+from .steps import create_target, gate, rollback, swap, templates, undo, verify, write_policy
 from .steps import target as own_target
 from .steps.context import RunContext, SilentReporter
 from .steps.copy.registry import strategy_for
@@ -99,6 +107,17 @@ class RunDriver:
         self._take(swap.run(self.ctx))
         self._take(write_policy.release(self.ctx))
 
+    # -- the gate before the swap (--pause-before-swap; steps/gate.py) --
+    def step_hold(self, _e: EventData) -> None:
+        self._take(gate.hold(self.ctx))
+
+    def step_recheck(self, _e: EventData) -> None:
+        self._take(gate.recheck(self.ctx))
+
+    def pauses_before_swap(self, _e: EventData) -> bool:
+        # a swap found made (only ever after verification) is recorded, not paused before
+        return gate.pauses(self.ctx.options) and not swap.already_swapped(self.ctx)
+
     def step_rollback(self, _e: EventData) -> None:
         self._take(rollback.run(self.ctx))
         self._release_block()
@@ -135,7 +154,7 @@ class RunDriver:
         )
 
     def failed_from_is_dest(self, e: EventData) -> bool:
-        return self.record.failed_from == _moves(e)[1]
+        return retry_state(self.record.failed_from) == _moves(e)[1]
 
     def persist(self, e: EventData) -> None:
         src, dst = _moves(e)
@@ -185,12 +204,13 @@ class RunDriver:
         self.machine.set_state(self.record.state)
         return self.record
 
-    def drive(self) -> RunRecord:
-        """Move the run forward until it is finished or FAILED."""
-        while self.record.state in NEXT_TRIGGER:
+    def drive(self, next_trigger: dict[State, str] = NEXT_TRIGGER) -> RunRecord:
+        """Move the run forward until it is finished, FAILED or at the gate (VERIFIED);
+        ``next_trigger``: the trigger of each state to move on from."""
+        while self.record.state in next_trigger:
             try:
                 try:
-                    self._fire(NEXT_TRIGGER[self.record.state])
+                    self._fire(next_trigger[self.record.state])
                 except (StaleState, EngineUnreachable, LockHeld):
                     raise
                 except TargetRefused as exc:
@@ -291,12 +311,15 @@ class RunDriver:
             raise RunFinished(self.record.id, self.record.state.value)
         if self.record.state is State.ABORTING:  # an abort was interrupted: finish it
             return self._finish_abort()
-        if self.record.state in (State.VERIFYING, State.FAILED) and rollback.swap_made(self.ctx):
+        swappable = (State.VERIFYING, *GATED, State.FAILED)
+        if self.record.state in swappable and rollback.swap_made(self.ctx):
             self._record_swap("resumed")
             return self.record
         changed = rollback.source_changed(self.ctx)
         if changed is not None:
             raise SourceGone(self.record.id, self.ctx.plan.source_index, changed)
+        if self.record.state in GATED:  # waits for a human; a swap asked for is carried on
+            return self.drive(SWAP_TRIGGER) if gate.approved(self.record) else self.record
         if self.record.state is State.FAILED:
             if self.ctx.options.rollback_on_failure:
                 self._roll_back("resume of a failed run")
@@ -313,6 +336,24 @@ class RunDriver:
                 },
             )
         return self.drive()
+
+    def swap_at_gate(self) -> RunRecord:
+        """``swap RUN_ID``: let a run waiting at the gate (VERIFIED) through. The request
+        is stored first (a resume after a crash carries it on); the swap trigger then
+        checks again what may have changed while the run waited, and swaps."""
+        if self.record.state not in GATED:
+            raise gate.NotAtTheGate(self.record.id, self.record.state.value, self.record.finished)
+        if rollback.swap_made(self.ctx):
+            self._record_swap("swap at the gate")
+            return self.record
+        changed = rollback.source_changed(self.ctx)
+        if changed is not None:
+            raise gate.source_gone(self.ctx, changed)
+        try:
+            gate.approve(self.ctx)
+        except StaleState:
+            return self._moved_elsewhere()
+        return self.drive(SWAP_TRIGGER)
 
     def abort(self) -> RunRecord:
         """Operator abort: store the intent (ABORTING), then undo what the run wrote

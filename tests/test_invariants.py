@@ -56,7 +56,7 @@ from hypothesis.stateful import (
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import StaticPool
 
-from reindex_fsm import api, lease
+from reindex_fsm import api, gate, lease
 from reindex_fsm.api import Config
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.base import ENGINE_WRITES
@@ -150,6 +150,7 @@ OPTIONS = st.builds(
     slices=st.sampled_from(["auto", 1, 2]),
     requests_per_second=st.sampled_from([None, None, 50.0]),
     bulk_tuning=st.booleans(),
+    pause_before_swap=st.booleans(),
 )
 INTERFERENCES = [
     "write",
@@ -157,6 +158,7 @@ INTERFERENCES = [
     "steal_lease",
     "second_resume",
     "abort",
+    "swap",
     "rethrottle",
     "move_alias",
     "delete_target",
@@ -182,6 +184,8 @@ POINTS = [
     "rollback.aliases_restored",
     "rollback.engine_done",
     "undo.engine_done",
+    "checkpoint.swap_approved",  # swap RUN_ID asked for, nothing of it done yet
+    "checkpoint.source_changed_at_the_gate",
     *(f"checkpoint.progress#{k}" for k in range(1, 7)),
 ]
 AT = st.one_of(st.sampled_from(POINTS), st.integers(1, 40))
@@ -417,8 +421,8 @@ class Invariants(RuleBasedStateMachine):
                 self.client_write(k)
         elif kind == "steal_lease":
             self.steal_lease()
-        elif kind in ("second_resume", "abort") and record is not None:
-            verb = api.resume if kind == "second_resume" else api.abort
+        elif kind in ("second_resume", "abort", "swap") and record is not None:
+            verb = {"second_resume": api.resume, "abort": api.abort, "swap": gate.swap}[kind]
             with self.process(f"{kind} while {self.driving}"):
                 try:
                     verb(self.config(), record.id)
@@ -485,6 +489,14 @@ class Invariants(RuleBasedStateMachine):
         run_id = self._run(i).id
         result = self.command("abort", lambda cfg: api.abort(cfg, run_id), crash, run_id)
         self._outcome("abort", result)
+
+    @precondition(has_runs)
+    @rule(i=st.integers(0, 5), crash=CRASH)
+    def swap(self, i: int, crash: Any) -> None:
+        """swap RUN_ID: lets a run waiting at the gate through (refused for any other)."""
+        run_id = self._run(i).id
+        result = self.command("swap", lambda cfg: gate.swap(cfg, run_id), crash, run_id)
+        self._outcome("swap", result)
 
     @precondition(has_runs)
     @rule(i=st.integers(0, 5), force=st.booleans(), crash=CRASH)
@@ -729,8 +741,10 @@ class Invariants(RuleBasedStateMachine):
             if record.state not in UNFINISHED:
                 continue
             goal = not self.touched and record.state is not State.ABORTING
-            verb = api.resume if goal else api.abort
-            for _attempt in range(2):
+            for _attempt in range(4):
+                # a run waiting at the gate (VERIFIED) is let through by swap, not resume
+                at_gate = self.repo.get(record.id).state is State.VERIFIED
+                verb = (gate.swap if at_gate else api.resume) if goal else api.abort
                 result = self.command(
                     f"final {verb.__name__}",
                     lambda cfg, r=record, v=verb: v(cfg, r.id),
@@ -738,9 +752,13 @@ class Invariants(RuleBasedStateMachine):
                     record.id,
                 )
                 # a first resume may find a failure from before the heal (a task started
-                # under a fault fails when next polled); a second one must get there
-                failed = isinstance(result, api.Outcome) and result.record.state is State.FAILED
-                if not (goal and failed):
+                # under a fault fails when next polled); a second one must get there (and
+                # a run that pauses before its swap stops VERIFIED on the way)
+                unfinished = isinstance(result, api.Outcome) and result.record.state in (
+                    State.FAILED,
+                    State.VERIFIED,
+                )
+                if not (goal and unfinished):
                     break
             if isinstance(result, SwappedNotRolledBack):  # the swap was found made: the
                 # target is live, so the abort recorded SWAPPED instead (a finished end)
@@ -816,7 +834,38 @@ PLAIN = {
     "requests_per_second": None,
     "bulk_tuning": False,
 }
+PAUSED = {**PLAIN, "verify": True, "pause_before_swap": True}
+CATCH_UP_PAUSED = {**PAUSED, "write_policy": "catch-up"}
 SCHEDULES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "paused with catch-up, writes while it waits, swap": [
+        ("start", {"options": CATCH_UP_PAUSED, "crash": None}),
+        ("other_actor", {"act": ("write", "insert", 2)}),
+        ("other_actor", {"act": ("write", "update", 1)}),
+        ("other_actor", {"act": ("write", "delete", 1)}),
+        ("swap", {"i": 0, "crash": None}),
+    ],
+    "paused with catch-up, the swap killed in its last pass, a write, resume": [
+        ("start", {"options": CATCH_UP_PAUSED, "crash": None}),
+        ("other_actor", {"act": ("write", "insert", 1)}),
+        ("swap", {"i": 0, "crash": ("kill", "catch_up.pass_started")}),
+        ("other_actor", {"act": ("write", "insert", 1)}),  # refused: the block is on again
+        ("resume", {"i": 0, "crash": None}),
+    ],
+    "paused, the swap killed after it moved the alias, a write, abort": [
+        ("start", {"options": PAUSED, "crash": None}),
+        ("swap", {"i": 0, "crash": ("kill", "swap.engine_done")}),
+        ("other_actor", {"act": ("write", "insert", 1)}),
+        ("abort", {"i": 0, "crash": None}),
+    ],
+    "paused, the alias moved while it waits, swap": [
+        ("start", {"options": PAUSED, "crash": None}),
+        ("other_actor", {"act": ("move_alias",)}),
+        ("swap", {"i": 0, "crash": None}),
+    ],
+    "paused, aborted while the swap is paused at its approval": [
+        ("start", {"options": PAUSED, "crash": None}),
+        ("swap", {"i": 0, "crash": ("pause", "checkpoint.swap_approved", "abort")}),
+    ],
     "killed after the swap, a write, abort": [
         ("start", {"options": PLAIN, "crash": ("kill", "swap.engine_done")}),
         ("other_actor", {"act": ("write", "insert", 1)}),

@@ -5,16 +5,27 @@ from __future__ import annotations
 import pytest
 from transitions import MachineError
 
-from reindex_fsm.machine import ACTIVE, NEXT_TRIGGER, TERMINAL, TRANSITIONS, State, build_machine
+from reindex_fsm.machine import (
+    ACTIVE,
+    NEXT_TRIGGER,
+    SWAP_TRIGGER,
+    TERMINAL,
+    TRANSITIONS,
+    UNFINISHED,
+    State,
+    build_machine,
+    retry_state,
+)
 
 
 class Model:
     """Records the callbacks the machine calls; every guard says yes unless told."""
 
-    def __init__(self, failed_from=None, written=False):
+    def __init__(self, failed_from=None, written=False, pauses=False):
         self.calls = []
         self.failed_from = failed_from
         self.written = written
+        self.pauses = pauses
 
     def __getattr__(self, name):
         if name.startswith("step_") or name == "persist":
@@ -25,7 +36,10 @@ class Model:
         return not self.written
 
     def failed_from_is_dest(self, e):
-        return self.failed_from == State(e.transition.dest)
+        return retry_state(self.failed_from) == State(e.transition.dest)
+
+    def pauses_before_swap(self, e):
+        return self.pauses
 
 
 def allowed() -> set[tuple[State, str]]:
@@ -117,7 +131,7 @@ def test_cancel_needs_nothing_written():
     assert m.state is State.CANCELLED
 
 
-@pytest.mark.parametrize("origin", [State.VERIFYING, State.FAILED, State.ABORTING])
+@pytest.mark.parametrize("origin", [State.VERIFYING, State.VERIFIED, State.FAILED, State.ABORTING])
 def test_a_swap_found_made_is_recorded_from_where_the_run_is(origin):
     m = Model()
     build_machine(m, origin)
@@ -132,3 +146,68 @@ def test_no_swap_is_recorded_before_verification(origin):
     build_machine(m, origin)
     with pytest.raises(MachineError):
         m.trigger("record_swap")
+
+
+# -- the gate before the swap (--pause-before-swap) ---------------------------------------------
+
+
+def test_a_run_that_pauses_stops_verified_and_the_swap_trigger_moves_it_on():
+    m = Model(pauses=True)
+    build_machine(m, State.PLANNED)
+    while m.state in NEXT_TRIGGER:
+        m.trigger(NEXT_TRIGGER[m.state])
+    assert m.state is State.VERIFIED
+    assert m.calls[-3:] == ["step_verify", "step_hold", "persist"]
+    assert State.VERIFIED not in NEXT_TRIGGER  # nothing moves it on by itself
+    m.calls.clear()
+    assert m.trigger(SWAP_TRIGGER[State.VERIFIED])
+    assert m.state is State.SWAPPED
+    assert m.calls == ["step_recheck", "step_swap", "persist"]
+
+
+def test_the_gate_holds_the_alias_and_is_left_only_by_swap_fail_abort_or_a_swap_found():
+    assert State.VERIFIED in UNFINISHED and State.VERIFIED not in TERMINAL
+    leaving = {
+        (trigger, State(t["dest"]))
+        for t in TRANSITIONS
+        for trigger in [t["trigger"]]
+        if State.VERIFIED in (t["source"] if isinstance(t["source"], list) else [t["source"]])
+    }
+    assert leaving == {
+        ("swap", State.SWAPPED),
+        ("fail", State.FAILED),
+        ("roll_back", State.ROLLED_BACK),
+        ("request_abort", State.ABORTING),
+        ("record_swap", State.SWAPPED),
+    }
+
+
+def test_a_swap_that_fails_at_the_gate_is_retried_from_the_verification():
+    m = Model(failed_from=State.VERIFIED)
+    build_machine(m, State.VERIFIED)
+    assert m.fail()
+    assert m.state is State.FAILED
+    assert m.retry()
+    assert m.state is State.VERIFYING  # verified again, then (pausing) the gate again
+
+
+def test_a_failing_recheck_does_not_move_the_run():
+    class Boom(Model):
+        def step_recheck(self, e):
+            raise RuntimeError("target changed")
+
+    m = Boom()
+    build_machine(m, State.VERIFIED)
+    with pytest.raises(RuntimeError):
+        m.swap()
+    assert m.state is State.VERIFIED
+    assert m.calls == []
+
+
+def test_abort_from_the_gate_rolls_back():
+    m = Model(written=True)
+    build_machine(m, State.VERIFIED)
+    assert m.request_abort()
+    assert not m.cancel()  # the target was written: a rollback, not a cancel
+    assert m.roll_back()
+    assert m.state is State.ROLLED_BACK

@@ -141,7 +141,8 @@ def test_mermaid_diagram_is_the_machine_with_path_and_current_state_highlighted(
         "TARGET_CREATED": "previous",
         "REINDEXING": "previous",
         "FAILED": "active",
-        **{s: "default" for s in ("VERIFYING", "SWAPPED", "ROLLED_BACK", "ABORTING")},
+        **{s: "default" for s in ("VERIFYING", "VERIFIED", "SWAPPED", "ROLLED_BACK")},
+        **{s: "default" for s in ("ABORTING",)},
         **{s: "default" for s in ("CANCELLED", "UNDONE")},
     }
     # Mermaid's keywords are lower case; no line the Mermaid grammar would not know.

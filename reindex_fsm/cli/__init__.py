@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import GROUP_LOG_FLAGS
 from ..errors import ExitCode, ReindexFsmError
 from ..steps import write_policy
-from . import apply, inspection, run_verbs, start
+from . import apply, gate, inspection, run_verbs, start
 from .options import configure_logs, with_flags
 from .rendering import close_reporter, emit_json, fail, json_mode, usage_error_json
 
@@ -154,6 +154,7 @@ for _command in (
     run_verbs.undo,
     run_verbs.cleanup,
     run_verbs.rethrottle,
+    gate.swap,
     inspection.show,
     inspection.history,
 ):

@@ -14,6 +14,7 @@ from ..api import summary
 from ..flags import HISTORY_FLAGS, SHOW_FLAGS
 from ..machine import TERMINAL
 from . import batches
+from .gate import print_gate
 from .options import common_flags, config_for, with_flags
 from .rendering import emit_json, print_summary, print_verification
 
@@ -76,8 +77,11 @@ def show(
             f"last progress {progress}"
         )
     render.print_out(*lines)
-    if record.verification:
-        print_verification(record.verification)
+    deep = {k: v for k, v in (record.verification or {}).items() if k != "gate"}
+    if deep:  # the deep comparison's record (the gate's is printed on its own)
+        print_verification(deep)
+    if picture["gate"] is not None:
+        print_gate(picture["gate"])
     table = render.table(f"timeline of run {record.id}")
     for col in ("at", "from", "to", "trigger", "time in state", "detail"):
         table.add_column(col)

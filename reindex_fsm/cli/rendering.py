@@ -17,7 +17,7 @@ from ..api import Outcome, summary
 from ..errors import ExitCode, ReindexFsmError
 from ..machine import State
 from ..progress import BarReporter, JsonReporter, LineReporter
-from ..steps import write_policy
+from ..steps import gate, write_policy
 from ..steps.context import Reporter
 
 
@@ -96,9 +96,10 @@ def print_outcome(ctx: click.Context, outcome: Outcome) -> None:
         run_error_line(outcome.record)
     held = outcome.record.write_policy or {}
     if write_policy.is_blocked(held):
+        verb = "swap" if outcome.record.state is State.VERIFIED else "resume"
         click.echo(
             f"warning: writes to {held.get('index')} are still BLOCKED by run "
-            f"{outcome.record.id} ({outcome.record.state}): `reindex-fsm resume "
+            f"{outcome.record.id} ({outcome.record.state}): `reindex-fsm {verb} "
             f"{outcome.record.id}` or `reindex-fsm abort {outcome.record.id}` lifts the block",
             err=True,
         )
@@ -111,6 +112,9 @@ def print_outcome(ctx: click.Context, outcome: Outcome) -> None:
 
 def run_error_line(record: Any) -> None:
     """The one stderr line of a start/resume/abort whose run did not reach its goal."""
+    if record.state is State.VERIFIED:  # --pause-before-swap: waits at the gate (exit 15)
+        click.echo(f"paused: {gate.waiting_line(record)}", err=True)
+        return
     what = f"run {record.id} ended {record.state}"
     if record.error:
         what += f": {record.error}"

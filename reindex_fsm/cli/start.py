@@ -16,7 +16,7 @@ from .. import api, render
 from ..errors import UsageError
 from ..inputfiles import read_text
 from ..options import BATCH_FLAGS, RunOptions, start_flags
-from ..steps import deep_verify
+from ..steps import deep_verify, gate
 from ..steps.copy.registry import strategy_for_options
 from ..steps.planning import flatten_settings, parse_set
 from ..steps.transforms import load_script
@@ -183,7 +183,7 @@ def start(ctx: click.Context, **given: Any) -> None:
         if ctx.find_root().meta.get("verbose"):  # the full plan: -v (or --dry-run)
             click.echo(json.dumps({"steps": api.describe(planned, options)}, indent=2), err=True)
         confirm(
-            render.confirmation(planned, options),
+            render.confirmation(planned, options) + gate.confirmation(options),
             f"Move alias {alias} from {planned.source_index} to {planned.target_index}?",
         )
     outcome = api.start(cfg, alias, options, planned, force_unlock=given["force_unlock"])
