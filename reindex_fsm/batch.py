@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any
 
 from . import api, outputs
+from .batch_threads import SlicesBudget, in_threads
 from .config import Config
 from .engine.base import Engine
 from .errors import BatchFinished, ExitCode, ReindexFsmError, UsageError
@@ -217,6 +218,11 @@ def _check_items(cfg: Config, items: list[BatchItem]) -> None:
             )
         seen.add(item.alias)
         api.check_options(item.options)
+        if item.options.source_url is not None:  # aliases are resolved on the target cluster
+            raise UsageError(
+                "a batch cannot copy from another cluster (--source-url)",
+                hint="start one run per alias; nothing was done",
+            )
     targets = [item.options.target_index for item in items if item.options.target_index]
     if len(set(targets)) < len(targets):
         raise UsageError(
@@ -303,7 +309,7 @@ def abort_batch(cfg: Config, batch_id: str) -> BatchOutcome:
         except ReindexFsmError as exc:
             errors[run.alias] = exc.one_line()
 
-    _in_threads([partial(abort_one, r) for r in unfinished], batch.concurrency)
+    in_threads([partial(abort_one, r) for r in unfinished], batch.concurrency)
     for alias, line in errors.items():
         repo.set_item(batch_id, alias, error=line)
     after = repo.runs(batch_id)
@@ -378,35 +384,6 @@ class _Serialized:
             self.reporter.emit(run, event)
 
 
-class _Budget:
-    """The slices budget: slices taken by the copies under way, given back at their end."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.left = total or 0
-        self.cond = threading.Condition()
-
-    def take(self, want: int, *, flexible: bool) -> int:
-        """``flexible`` (a run about to be made): at most the budget left, at least one;
-        else (a copy whose slices are stored) ``want``, at most the whole budget."""
-        if self.total is None:
-            return want
-        need = 1 if flexible else min(want, self.total)
-        with self.cond:
-            while self.left < need:
-                self.cond.wait(1.0)
-            granted = min(want, self.left) if flexible else need
-            self.left -= granted
-            return granted
-
-    def give(self, n: int) -> None:
-        if self.total is None:
-            return
-        with self.cond:
-            self.left += n
-            self.cond.notify_all()
-
-
 def slices_wanted(engine: Engine, source_index: str, options: RunOptions) -> int:
     """The ``_reindex`` slices a run's copy uses: its --slices, auto = the source's
     primary shards; one for a copy that is not a ``_reindex`` task."""
@@ -442,7 +419,7 @@ class _Driver:
     def __init__(self, cfg: Config, repo: BatchRepository, batch: BatchRecord) -> None:
         self.cfg, self.repo, self.batch = cfg, repo, batch
         self.stop = threading.Event()
-        self.budget = _Budget(batch.slices_budget)
+        self.budget = SlicesBudget(batch.slices_budget)
         self.origin = RunOrigin(batch.id, batch.plan_path, batch.plan_hash)
 
     def stopped(self) -> bool:
@@ -540,7 +517,7 @@ def _drive(cfg: Config, batch_id: str) -> BatchOutcome:
         elif run.state not in TERMINAL:
             jobs.append(partial(driver.resume, run))
     try:
-        _in_threads(jobs, batch.concurrency)
+        in_threads(jobs, batch.concurrency)
     except KeyboardInterrupt as exc:
         driver.stop.set()
         exc.batch_id = batch_id  # type: ignore[attr-defined]
@@ -566,35 +543,3 @@ def _ended(repo: BatchRepository, batch_id: str) -> BatchOutcome:
     swapped = len(batch.items) - len(not_swapped)
     error = f"{swapped}/{len(batch.items)} runs SWAPPED; not: {', '.join(not_swapped)}"
     return BatchOutcome(repo.set_state(batch_id, FAILED, error=error), runs)
-
-
-def _in_threads(jobs: list[Callable[[], None]], concurrency: int) -> None:
-    """Run ``jobs``, ``concurrency`` at a time, in daemon threads (a process that ends
-    does not wait for them: its runs stop as if killed, and resume). A job's unexpected
-    exception (a bug) is raised here once every job ended."""
-    pending = list(reversed(jobs))
-    lock = threading.Lock()
-    bugs: list[BaseException] = []
-
-    def work() -> None:
-        while True:
-            with lock:
-                if not pending:
-                    return
-                job = pending.pop()
-            try:
-                job()
-            except BaseException as exc:  # re-raised in the main thread
-                bugs.append(exc)
-
-    threads = [
-        threading.Thread(target=work, name=f"batch-worker-{n}", daemon=True)
-        for n in range(min(concurrency, len(jobs)))
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)  # short waits: Ctrl-C and SIGTERM reach this thread at once
-    if bugs:
-        raise bugs[0]

@@ -703,6 +703,11 @@ def _check_remote(o: RunOptions) -> None:
         )
     if o.recompute_embeddings:
         raise UsageError(f"--source-url and {RECOMPUTE} cannot be combined", hint="drop one")
+    if o.pause_before_swap:  # the gate's checks read the source on the target cluster
+        raise UsageError(
+            "--pause-before-swap is not supported with --source-url",
+            hint="leave one out; nothing was done",
+        )
     if o.write_policy == "catch-up":
         raise UsageError(
             "--write-policy catch-up is not supported with --source-url",

@@ -179,6 +179,13 @@ def test_one_target_name_for_several_runs_is_refused(bcfg, state_db):
     assert db_rows(state_db) == before
 
 
+def test_a_batch_from_another_cluster_is_refused(bcfg, state_db):
+    before = db_rows(state_db)
+    with pytest.raises(UsageError, match=r"a batch cannot copy from another cluster"):
+        start_batch(bcfg, items(ALIASES[:2], source_url="http://src:9200"), BatchSettings())
+    assert db_rows(state_db) == before
+
+
 def test_unknown_batch_id(bcfg):
     with pytest.raises(BatchNotFound, match="no batch with ID 'batch-000000000000'"):
         resume_batch(bcfg, "batch-000000000000")

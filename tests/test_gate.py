@@ -14,7 +14,7 @@ from reindex_fsm import api, gate
 from reindex_fsm.cli import cli
 from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.engine.base import ENGINE_WRITES
-from reindex_fsm.errors import ExitCode, ReindexFsmError
+from reindex_fsm.errors import ExitCode, ReindexFsmError, UsageError
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
 from reindex_fsm.steps import gate as gate_steps
@@ -288,3 +288,8 @@ def test_swap_asks_on_a_terminal_with_what_was_verified(fake, cfg, monkeypatch):
     assert done.exit_code == 0, done.output
     assert any(line.startswith("verified:   target 200 documents, source 200") for line in lines)
     assert any("BLOCKED" in line for line in lines if line.startswith("writes:"))
+
+
+def test_the_gate_with_another_cluster_as_the_source_is_refused():
+    with pytest.raises(UsageError, match="--pause-before-swap is not supported with --source-url"):
+        RunOptions(pause_before_swap=True, source_url="http://src:9200").validate()
