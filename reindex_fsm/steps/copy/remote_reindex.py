@@ -25,17 +25,16 @@ from __future__ import annotations
 from typing import Any
 
 from ... import events
-from ...engine.base import Engine, EngineInfo, ReindexRequest, TaskStatus
+from ...engine.base import Engine, ReindexRequest, TaskStatus
 from ...engine.sourced import remote_auth_of
 from ...engine.urls import parse_engine_url
-from ...errors import CopyFailed, UsageError
-from ...options import RunOptions
+from ...errors import CopyFailed
 from ...plan import Plan
 from .. import target as own_target
 from ..context import RunContext
 from ..poll import Backoff, Waiter
-from .base import CopiedFrom, Prepared, describe_failure, reason
-from .remote_scan import FLAG, remote_refuses, remote_verify_checks
+from .base import describe_failure, reason
+from .remote_scan import RemoteStrategy
 
 STRATEGY = "remote-reindex"
 PARALLEL = 2  # range tasks running at a time
@@ -224,40 +223,13 @@ class RangeCopy:
         self.ctx.reporter.emit(self.ctx.record, events.Progress.from_status(status, STRATEGY, done))
 
 
-class RemoteReindexCopy:
+class RemoteReindexCopy(RemoteStrategy):
     """``--source-url`` copied by the target cluster's ``_reindex`` from remote."""
 
     name = STRATEGY
-    flag = FLAG
-    can_rethrottle = False  # several tasks, one after another: the rate is --requests-per-second
+    mode = "reindex"
+    progress_key = "copied"
     rate_set_by = "--requests-per-second (each range's task)"
-    copies_again_by_reindex = False  # the catch-up passes are local _reindex requests
-
-    def chosen_by(self, options: RunOptions) -> bool:
-        return options.source_url is not None and options.remote_copy != "scan"
-
-    def planned(self, p: Plan) -> bool:
-        return (p.source_cluster or {}).get("copy") == "reindex"
-
-    def refuses(self, options: RunOptions) -> UsageError | None:
-        return remote_refuses(options, "reindex")
-
-    def warnings(self, options: RunOptions) -> list[str]:
-        return []
-
-    def input_file(self, options: RunOptions) -> str | None:
-        return None
-
-    def prepare(
-        self,
-        engine: Engine,
-        info: EngineInfo,
-        options: RunOptions,
-        source_index: str,
-        source_count: int,
-        source_mappings: dict[str, Any],
-    ) -> Prepared:
-        return Prepared()  # planned by reindex_fsm.remote
 
     def describe(self, p: Plan) -> dict[str, Any]:
         cluster = p.source_cluster or {}
@@ -280,25 +252,3 @@ class RemoteReindexCopy:
         progress = RangeCopy(ctx).run()
         detail = {"strategy": STRATEGY, "ranges": len(progress["ranges"])}
         return {"progress": progress, "detail": {**detail, "copied": progress["copied"]}}
-
-    def source_index_count(self, p: Plan) -> int:
-        return p.source_count
-
-    def input_path(self, p: Plan) -> str | None:
-        return None
-
-    def verify_check(self, p: Plan) -> str | None:
-        return f"target count == the source's count on {(p.source_cluster or {}).get('url')}"
-
-    def verify_checks(
-        self, ctx: RunContext, target_count: int, detail: dict[str, Any]
-    ) -> list[str]:
-        return remote_verify_checks(ctx, target_count, detail)
-
-    def copied_from(self, p: Plan) -> CopiedFrom:
-        return CopiedFrom()
-
-    def copied(self, progress: dict[str, Any]) -> int | None:
-        if progress.get("strategy") == STRATEGY:
-            return int(progress.get("copied") or 0)
-        return None

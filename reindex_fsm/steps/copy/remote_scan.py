@@ -213,23 +213,26 @@ def remote_refuses(options: RunOptions, name: str) -> UsageError | None:
     return None
 
 
-class RemoteScanCopy:
-    """``--source-url`` read and bulk-indexed by this tool."""
+class RemoteStrategy:
+    """What the two copies from another cluster share: chosen by --source-url and
+    --remote-copy, planned by reindex_fsm.remote, verified against the source cluster."""
 
-    name = STRATEGY
+    name: str
+    mode: str  # the --remote-copy value the plan records for it ("scan", "reindex")
+    progress_key: str  # its stored progress's count of documents written
     flag = FLAG
     can_rethrottle = False
-    rate_set_by = "--remote-batch-size"
     copies_again_by_reindex = False  # the source is on another cluster
 
     def chosen_by(self, options: RunOptions) -> bool:
-        return options.source_url is not None and options.remote_copy == "scan"
+        scan = options.remote_copy == "scan"
+        return options.source_url is not None and scan == (self.mode == "scan")
 
     def planned(self, p: Plan) -> bool:
-        return (p.source_cluster or {}).get("copy") == "scan"
+        return (p.source_cluster or {}).get("copy") == self.mode
 
     def refuses(self, options: RunOptions) -> UsageError | None:
-        return remote_refuses(options, "scan")
+        return remote_refuses(options, self.mode)
 
     def warnings(self, options: RunOptions) -> list[str]:
         return []
@@ -247,6 +250,37 @@ class RemoteScanCopy:
         source_mappings: dict[str, Any],
     ) -> Prepared:
         return Prepared()  # planned by reindex_fsm.remote
+
+    def source_index_count(self, p: Plan) -> int:
+        return p.source_count
+
+    def input_path(self, p: Plan) -> str | None:
+        return None
+
+    def verify_check(self, p: Plan) -> str | None:
+        return f"target count == the source's count on {(p.source_cluster or {}).get('url')}"
+
+    def verify_checks(
+        self, ctx: RunContext, target_count: int, detail: dict[str, Any]
+    ) -> list[str]:
+        return remote_verify_checks(ctx, target_count, detail)
+
+    def copied_from(self, p: Plan) -> CopiedFrom:
+        return CopiedFrom()
+
+    def copied(self, progress: dict[str, Any]) -> int | None:
+        if progress.get("strategy") == self.name:
+            return int(progress.get(self.progress_key) or 0)
+        return None
+
+
+class RemoteScanCopy(RemoteStrategy):
+    """``--source-url`` read and bulk-indexed by this tool."""
+
+    name = STRATEGY
+    mode = "scan"
+    progress_key = "indexed"
+    rate_set_by = "--remote-batch-size"
 
     def describe(self, p: Plan) -> dict[str, Any]:
         cluster = p.source_cluster or {}
@@ -272,25 +306,3 @@ class RemoteScanCopy:
             "progress": progress,
             "detail": {"strategy": STRATEGY, "indexed": progress["indexed"]},
         }
-
-    def source_index_count(self, p: Plan) -> int:
-        return p.source_count
-
-    def input_path(self, p: Plan) -> str | None:
-        return None
-
-    def verify_check(self, p: Plan) -> str | None:
-        return f"target count == the source's count on {(p.source_cluster or {}).get('url')}"
-
-    def verify_checks(
-        self, ctx: RunContext, target_count: int, detail: dict[str, Any]
-    ) -> list[str]:
-        return remote_verify_checks(ctx, target_count, detail)
-
-    def copied_from(self, p: Plan) -> CopiedFrom:
-        return CopiedFrom()
-
-    def copied(self, progress: dict[str, Any]) -> int | None:
-        if progress.get("strategy") == STRATEGY:
-            return int(progress.get("indexed") or 0)
-        return None
