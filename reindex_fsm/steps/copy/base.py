@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ...engine.base import Engine, EngineInfo
-from ...errors import UsageError
+from ...errors import CopyFailed, UsageError
 from ...options import RunOptions
 from ...plan import Plan
 from ..context import RunContext
@@ -164,3 +164,16 @@ def describe_failure(failure: dict[str, Any]) -> str:
     if found:
         parts.append(f"field {found.group(1)} (mapped as {found.group(2)}) refused its value")
     return ", ".join([*parts, reason(cause)])
+
+
+def bulk_refused(ctx: RunContext, errors: list[Any], size: int, number: int, by: str) -> CopyFailed:
+    """The failure of a bulk batch some of whose documents ``by`` (the engine, the target
+    cluster) refused: how many of how many, and the first one's reason."""
+    first = errors[0]
+    item: Any = next(iter(first.values()), {}) if isinstance(first, dict) else {}
+    why = describe_failure(item) if isinstance(item, dict) and item else str(first)
+    return CopyFailed(
+        f"{len(errors)} of {size} documents of batch {number} were refused by {by}, first: {why}",
+        run_id=ctx.run_id,
+        state=ctx.record.state.value,
+    )

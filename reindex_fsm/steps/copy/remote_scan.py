@@ -25,12 +25,12 @@ from typing import Any
 from ... import events
 from ...engine.base import Engine, EngineInfo, TaskStatus
 from ...engine.sourced import source_of
-from ...errors import CopyFailed, UsageError
+from ...errors import UsageError
 from ...options import RunOptions
 from ...plan import Plan
 from .. import target as own_target
 from ..context import RunContext
-from .base import CopiedFrom, Prepared, describe_failure
+from .base import CopiedFrom, Prepared, bulk_refused
 from .readers import Batch, Fields, IndexReader, PositionLost
 
 STRATEGY = "remote-scan"  # the name in its stored progress
@@ -147,14 +147,8 @@ class RemoteCopy:
             actions.append(action)
         _, errors = self.ctx.engine.bulk(actions)
         if errors:
-            first = errors[0]
-            item: Any = next(iter(first.values()), {}) if isinstance(first, dict) else {}
-            why = describe_failure(item) if isinstance(item, dict) and item else str(first)
-            raise CopyFailed(
-                f"{len(errors)} of {len(batch.docs)} documents of batch {batch.number} were "
-                f"refused by the target cluster, first: {why}",
-                run_id=self.ctx.run_id,
-                state=self.ctx.record.state.value,
+            raise bulk_refused(
+                self.ctx, errors, len(batch.docs), batch.number, "the target cluster"
             )
 
     def _checkpoint(self, batch: Batch) -> None:

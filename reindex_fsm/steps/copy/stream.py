@@ -24,11 +24,11 @@ import numpy as np
 
 from ... import embedders, events
 from ...engine.base import TaskStatus
-from ...errors import CopyFailed, EmbedderError
+from ...errors import EmbedderError
 from ...plan import Plan, RecomputePlan
 from .. import target as own_target
 from ..context import RunContext
-from .base import describe_failure
+from .base import bulk_refused
 from .readers import Batch, IndexReader, JsonlReader, PositionLost
 
 STRATEGY = "recompute"  # the name in its stored progress
@@ -226,15 +226,7 @@ class Stream:
         )
         _, errors = self.ctx.engine.bulk(actions)
         if errors:
-            first = errors[0]
-            item: Any = next(iter(first.values()), {}) if isinstance(first, dict) else {}
-            why = describe_failure(item) if isinstance(item, dict) and item else str(first)
-            raise CopyFailed(
-                f"{len(errors)} of {len(batch.docs)} documents of batch {batch.number} were "
-                f"refused by the engine, first: {why}",
-                run_id=self.ctx.run_id,
-                state=self.ctx.record.state.value,
-            )
+            raise bulk_refused(self.ctx, errors, len(batch.docs), batch.number, "the engine")
 
     def _write_rejects(self, batch: Batch) -> None:
         # A JSONL file's rejects were written whole at plan time; the index's are found now.
