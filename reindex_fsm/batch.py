@@ -45,7 +45,7 @@ from .options import RunOptions
 from .steps.copy.registry import strategy_for_options
 from .steps.planning import check_alias_name
 from .store import RunOrigin, RunRecord
-from .store.batches import ABORTED, FAILED, RUNNING, SUCCEEDED, BatchRecord, BatchRepository
+from .store.batches import ABORTED, FAILED, PAUSED, RUNNING, SUCCEEDED, BatchRecord, BatchRepository
 
 BATCH_PREFIX = "batch-"  # run IDs are 12 hex digits: a batch ID is never one
 ON_FAILURE = ("stop", "continue")
@@ -117,10 +117,12 @@ class BatchOutcome:
     @property
     def exit_code(self) -> ExitCode:
         """0 only if every alias's run is SWAPPED (an abort: if no run is left
-        unfinished); else BATCH_INCOMPLETE."""
+        unfinished); PAUSED if the others wait at the gate; else BATCH_INCOMPLETE."""
         if self.aborted:
             left = [r for r in self.runs if r.state not in TERMINAL]
             return ExitCode.OK if not left else ExitCode.BATCH_INCOMPLETE
+        if self.batch.state == PAUSED:
+            return ExitCode.PAUSED
         return ExitCode.OK if self.swapped == self.total else ExitCode.BATCH_INCOMPLETE
 
     def as_dict(self) -> dict[str, Any]:
@@ -468,7 +470,7 @@ class _Driver:
                 p = api.plan(self.cfg, alias, options, run_id=p.run_id)
             self.repo.set_item(self.batch.id, alias, run_id=p.run_id, error=None)
             outcome = api.start(self.cfg, alias, options, p, origin=self.origin)
-            if outcome.record.state is not State.SWAPPED:
+            if outcome.record.state not in (State.SWAPPED, State.VERIFIED):  # paused: no failure
                 self.failed()
         except ReindexFsmError as exc:
             self.refused(alias, exc)
@@ -492,7 +494,7 @@ class _Driver:
             if self.stopped():
                 return
             outcome = api.resume(self.cfg, run.id)
-            if outcome.record.state is not State.SWAPPED:
+            if outcome.record.state not in (State.SWAPPED, State.VERIFIED):  # paused: no failure
                 self.failed()
         except ReindexFsmError as exc:
             self.refused(run.alias, exc)
@@ -541,5 +543,9 @@ def _ended(repo: BatchRepository, batch_id: str) -> BatchOutcome:
     if not not_swapped:
         return BatchOutcome(repo.set_state(batch_id, SUCCEEDED), runs)
     swapped = len(batch.items) - len(not_swapped)
+    paused = [a for a in batch.aliases if a in by_alias and by_alias[a].state is State.VERIFIED]
+    if len(paused) == len(not_swapped):  # the rest wait at the gate: nothing failed
+        error = f"{swapped}/{len(batch.items)} runs SWAPPED; at the gate: {', '.join(paused)}"
+        return BatchOutcome(repo.set_state(batch_id, PAUSED, error=error), runs)
     error = f"{swapped}/{len(batch.items)} runs SWAPPED; not: {', '.join(not_swapped)}"
     return BatchOutcome(repo.set_state(batch_id, FAILED, error=error), runs)

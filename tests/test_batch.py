@@ -44,6 +44,7 @@ class Serialized:
         self._fake = fake
         self._lock = threading.RLock()
         self.barrier: threading.Barrier | None = None  # copies that must start together
+        self.before_start: Any = None  # called before each copy starts, outside the lock
         self.slices_running: dict[str, int] = {}
         self.most_slices = 0
 
@@ -55,6 +56,8 @@ class Serialized:
         def call(*args: Any, **kwargs: Any) -> Any:
             if name == "start_reindex" and self.barrier is not None:
                 self.barrier.wait()  # outside the lock: the copies start together
+            if name == "start_reindex" and self.before_start is not None:
+                self.before_start()
             with self._lock:
                 result = attr(*args, **kwargs)
                 if name == "start_reindex":
@@ -340,22 +343,21 @@ def test_an_item_whose_run_was_never_stored_is_made_with_its_stored_id(bcfg, fle
     assert {r.id for r in again.runs if r.alias == "logs-01"} == {"0123456789ab"}
 
 
-def test_an_interrupt_stops_the_batch_making_runs_and_names_it(bcfg, fleet):
+def test_an_interrupt_stops_the_batch_making_runs_and_names_it(bcfg, locked):
     """Ctrl-C (or SIGTERM) reaches the main thread: the batch makes no new run, and the
     KeyboardInterrupt carries the batch's ID for the line the CLI prints."""
-    real = fleet.start_reindex
     sent = []
 
-    def start_reindex(request):
+    def before_start() -> None:
         if not sent:
-            sent.append(request.source)
+            sent.append(True)
             _thread.interrupt_main()
         # every copy starts after the main thread saw the interrupt (it looks every 0.2 s),
-        # so no worker makes another run before the batch is stopped
+        # so no worker makes another run before the batch is stopped; outside the fake's
+        # lock, so the runs' lease renewals go on meanwhile
         time.sleep(0.6)
-        return real(request)
 
-    fleet.start_reindex = start_reindex
+    locked.before_start = before_start
     with pytest.raises(KeyboardInterrupt) as caught:
         start_batch(bcfg, items(ALIASES), BatchSettings(concurrency=2))
     batch_id = caught.value.batch_id  # type: ignore[attr-defined]
@@ -363,6 +365,27 @@ def test_an_interrupt_stops_the_batch_making_runs_and_names_it(bcfg, fleet):
         worker.join(30)  # the runs under way go on to their end (in a process: killed)
     made = BatchRepository(bcfg.repo().engine).runs(batch_id)
     assert 1 <= len(made) <= 3 < len(ALIASES)  # under way then (2), perhaps one starting
-    fleet.start_reindex = real
+    locked.before_start = None
     again = resume_batch(bcfg, batch_id)
-    assert again.exit_code == ExitCode.OK and again.swapped == len(ALIASES)
+    why = (again.batch.error, [(i["alias"], i.get("error")) for i in again.batch.items])
+    assert again.exit_code == ExitCode.OK and again.swapped == len(ALIASES), why
+
+
+def test_a_batch_paused_at_the_gate_is_no_failure_and_resumes_after_the_swaps(bcfg, fleet):
+    """--pause-before-swap in a batch: every run waits at the gate (VERIFIED), none counts
+    as a failure (on-failure stop makes them all), the batch is PAUSED (exit 16); once each
+    run is swapped, resume BATCH_ID records the batch SUCCEEDED."""
+    from reindex_fsm import gate
+
+    outcome = start_batch(
+        bcfg, items(ALIASES[:4], pause_before_swap=True), BatchSettings(concurrency=2)
+    )
+    assert [r.state for r in outcome.runs] == [State.VERIFIED] * 4
+    assert outcome.batch.state == "PAUSED" and outcome.exit_code is ExitCode.PAUSED
+    assert "at the gate: " + ", ".join(ALIASES[:4]) in (outcome.batch.error or "")
+    for run in outcome.runs:
+        assert set(fleet.get_alias(run.alias)) == {run.source_index}  # the alias untouched
+        assert gate.swap(bcfg, run.id).record.state is State.SWAPPED
+    again = resume_batch(bcfg, outcome.batch_id)
+    assert again.batch.state == "SUCCEEDED" and again.exit_code is ExitCode.OK
+    assert all(swapped_exactly(fleet, r) for r in again.runs)

@@ -160,7 +160,14 @@ def print_batch(ctx: click.Context, outcome: BatchOutcome) -> None:
     not every run reached its goal, its exit code."""
     close_reporter(ctx)
     code = outcome.exit_code
-    if code != ExitCode.OK:
+    if code == ExitCode.PAUSED:
+        click.echo(
+            f"batch {outcome.batch_id} paused: {outcome.batch.error or ''}; `reindex-fsm swap "
+            f"RUN_ID` lets each through (`reindex-fsm show {outcome.batch_id}` lists them), "
+            f"then `reindex-fsm resume {outcome.batch_id}` records the batch",
+            err=True,
+        )
+    elif code != ExitCode.OK:
         click.echo(
             f"error: batch {outcome.batch_id} ended {outcome.batch.state}: "
             f"{outcome.batch.error or ''}; `reindex-fsm resume {outcome.batch_id}` continues "

@@ -22,8 +22,10 @@ from .repository import RunRecord, _aware, _Translate, utcnow
 
 # A batch's states: RUNNING until it ends (also while no process drives it: killed,
 # interrupted); SUCCEEDED (every run SWAPPED), FAILED (it ended with runs not SWAPPED, or
-# stopped at a failure) and ABORTED (its unfinished runs were aborted).
+# stopped at a failure) and ABORTED (its unfinished runs were aborted); PAUSED: every run
+# not SWAPPED waits at the gate (VERIFIED, --pause-before-swap) for its `swap`.
 RUNNING, SUCCEEDED, FAILED, ABORTED = "RUNNING", "SUCCEEDED", "FAILED", "ABORTED"
+PAUSED = "PAUSED"
 
 
 @dataclass(frozen=True)
