@@ -7,12 +7,15 @@ Two pairs: the session's engine (OpenSearch 2.19) into an OpenSearch 3.x of this
 and an Elasticsearch 7.17 of this module into that OpenSearch 3.x; each pair copied both
 ways a run can (``--remote-copy scan``: the tool reads and bulk-indexes; ``reindex``: the
 target cluster's ``_reindex`` from remote, in ``_seq_no`` ranges). The two extra engines
-are started once for the module (homes under /tmp/remote-*), and stopped at its end.
+are started once for the module (homes under /tmp/remote-*-PID: two sessions at once never
+share one), and stopped at its end.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
 import uuid
@@ -44,18 +47,19 @@ from .conftest import (
 pytestmark = [pytest.mark.crash, pytest.mark.needs("local_engines")]
 
 N_DOCS = 3000
-CACHE = Path("/tmp/remote-cache")  # the engines' downloads, copied from the launcher's cache
 STARTS: dict[str, float] = {}  # engine -> seconds its start took, for the summary
 
 
 def _engine(home: str, kind: str) -> Iterator[LocalEngine]:
     settings: dict[str, Any] = {"kind": kind, "knn": False, "heap": "512m", "security": False}
-    if CACHE.is_dir():
-        settings["cache"] = CACHE
-    with started_engine(home, **settings) as local:
-        STARTS[kind] = local.start_s
-        NOTES.append(f"  remote copy: {kind} engine started in {local.start_s:.1f}s")
-        yield local
+    home = f"{home}-{os.getpid()}"
+    try:
+        with started_engine(home, **settings) as local:
+            STARTS[kind] = local.start_s
+            NOTES.append(f"  remote copy: {kind} engine started in {local.start_s:.1f}s")
+            yield local
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # stopped: its logs and config go too
 
 
 @pytest.fixture(scope="module")
