@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,11 @@ __all__ = [
 
 DEFAULT_STATE_DB = "sqlite:///state/reindex_fsm.db"
 _MIGRATE_LOCK = threading.Lock()  # alembic's command API keeps global context
+# SQLite: the migration's transaction takes the write lock as it begins (BEGIN IMMEDIATE,
+# waiting on the busy timeout), so processes opening a new database at once (a start, a
+# `show` beside it) take turns; two deferred transactions that both read, then write,
+# deadlock, and SQLite fails one at once with "database is locked".
+_IMMEDIATE = threading.local()
 # PostgreSQL advisory lock key held while checking and applying migrations ("rfsm" in ASCII).
 _PG_MIGRATE_LOCK_KEY = 0x7266736D
 
@@ -81,6 +88,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(_IMMEDIATE, "on", False) else "BEGIN")
 
 
 def _sqlite_reader(parsed: URL, shown: str) -> URL | None:
@@ -158,7 +169,7 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> RunReposit
         raise StateStoreError(f"cannot use state database {_safe(resolved)}: {exc}") from exc
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
     if reader is not None:
         _check_schema_readonly(engine, _safe(resolved))
         return RunRepository(engine)
@@ -187,7 +198,7 @@ def migrate(engine: Engine) -> None:
     scripts = ScriptDirectory.from_config(cfg)
     head = scripts.get_current_head()
     try:
-        with _MIGRATE_LOCK, engine.begin() as conn:
+        with _MIGRATE_LOCK, _immediate(), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # A shared database: other processes may be migrating it right now. Wait
                 # for them (the lock ends with this transaction; PostgreSQL's DDL is
@@ -210,6 +221,15 @@ def migrate(engine: Engine) -> None:
         raise StateStoreError(
             f"cannot open state database {_safe(str(engine.url))}: {reason}"
         ) from exc
+
+
+@contextmanager
+def _immediate() -> Iterator[None]:
+    _IMMEDIATE.on = True
+    try:
+        yield
+    finally:
+        _IMMEDIATE.on = False
 
 
 def _known_revision(scripts: ScriptDirectory, revision: str) -> bool:
