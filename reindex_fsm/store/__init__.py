@@ -198,6 +198,9 @@ def migrate(engine: Engine) -> None:
     scripts = ScriptDirectory.from_config(cfg)
     head = scripts.get_current_head()
     try:
+        with _MIGRATE_LOCK, engine.connect() as conn:  # at head already: nothing to lock
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
         with _MIGRATE_LOCK, _immediate(), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # A shared database: other processes may be migrating it right now. Wait
