@@ -338,6 +338,17 @@ class _Parser:
             raise self.fail(nodes[named] if named else _first_key(top), named, exc.message) from exc
         return out
 
+    def _no_credentials_in(self, node: yaml.Node, key: str, url: Any, password: str) -> None:
+        """A URL key carrying user:password@ is refused: credentials never come from a file."""
+        if _has_credentials(url):
+            raise self.fail(
+                node,
+                key,
+                "the URL carries credentials, which are never read from a plan file",
+                hint=f"give the URL without user:password@ and the password with "
+                f"{CREDENTIALS[password]}; nothing was done",
+            )
+
     def _connection(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, flag in connection_flags().items():
@@ -345,14 +356,8 @@ class _Parser:
                 continue
             key_node, node = top[key]
             value = self._value(flag, key, node, key_node)
-            if key == "engine-url" and _has_credentials(value):
-                raise self.fail(
-                    node,
-                    key,
-                    "the URL carries credentials, which are never read from a plan file",
-                    hint=f"give the URL without user:password@ and the password with "
-                    f"{CREDENTIALS['password']}; nothing was done",
-                )
+            if key == "engine-url":
+                self._no_credentials_in(node, key, value, "password")
             out[flag.param] = value
         return out
 
@@ -449,14 +454,8 @@ class _Parser:
             for key, (key_node, node) in layer.items():
                 flag = self.options[key]
                 value = self._value(flag, key, node, key_node)
-                if key == "source-url" and _has_credentials(value):
-                    raise self.fail(
-                        node,
-                        key,
-                        "the URL carries credentials, which are never read from a plan file",
-                        hint=f"give the URL without user:password@ and the password with "
-                        f"{CREDENTIALS['source-password']}; nothing was done",
-                    )
+                if key == "source-url":
+                    self._no_credentials_in(node, key, value, "source-password")
                 if flag.multiple and key in ("set", "copy-set") and key in nodes:
                     value = (*given[flag.param], *value)
                 given[flag.param] = value
