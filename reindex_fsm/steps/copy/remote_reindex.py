@@ -242,11 +242,8 @@ class RemoteReindexCopy(RemoteStrategy):
             "probe": (cluster.get("probe") or {}).get("detail"),
         }
 
-    def start(self, ctx: RunContext) -> dict[str, Any]:
-        own_target.require_own_target(ctx)
-        stored = ctx.record.progress or {}
-        progress = stored if stored.get("strategy") == STRATEGY else initial_progress(ctx.plan)
-        return {"progress": progress, "detail": {"strategy": STRATEGY}}
+    def initial_progress(self, p: Plan) -> dict[str, Any]:
+        return initial_progress(p)
 
     def wait(self, ctx: RunContext) -> dict[str, Any]:
         progress = RangeCopy(ctx).run()

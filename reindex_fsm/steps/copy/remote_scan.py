@@ -245,6 +245,18 @@ class RemoteStrategy:
     ) -> Prepared:
         return Prepared()  # planned by reindex_fsm.remote
 
+    def initial_progress(self, p: Plan) -> dict[str, Any]:
+        """The progress a copy begins with (a resumed one keeps what was stored)."""
+        raise NotImplementedError
+
+    def start(self, ctx: RunContext) -> dict[str, Any]:
+        own_target.require_own_target(ctx)
+        stored = ctx.record.progress or {}
+        progress = (
+            stored if stored.get("strategy") == self.name else self.initial_progress(ctx.plan)
+        )
+        return {"progress": progress, "detail": {"strategy": self.name}}
+
     def source_index_count(self, p: Plan) -> int:
         return p.source_count
 
@@ -288,11 +300,8 @@ class RemoteScanCopy(RemoteStrategy):
             "why": (cluster.get("probe") or {}).get("detail") or "--remote-copy scan",
         }
 
-    def start(self, ctx: RunContext) -> dict[str, Any]:
-        own_target.require_own_target(ctx)
-        stored = ctx.record.progress or {}
-        progress = stored if stored.get("strategy") == STRATEGY else initial_progress()
-        return {"progress": progress, "detail": {"strategy": STRATEGY}}
+    def initial_progress(self, p: Plan) -> dict[str, Any]:
+        return initial_progress()
 
     def wait(self, ctx: RunContext) -> dict[str, Any]:
         progress = RemoteCopy(ctx).run()
