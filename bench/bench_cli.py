@@ -45,7 +45,7 @@ from _common import bench_engine, report
 
 from reindex_fsm.steps.planning import target_settings
 from reindex_fsm.store import open_store
-from reindex_fsm.testing.sample import create_sample, sample_settings
+from reindex_fsm.testing.sample import SAMPLE_MAPPINGS, generate_docs, sample_settings
 
 # OpenSearch 2.19 answers a blocking _reindex with one TASK_RESOURCE_USAGE header per scroll
 # phase (hundreds for 200k documents); Python's http.client refuses more than 100 headers.
@@ -132,14 +132,26 @@ def _ensure_source(engine: Any, docs: int) -> None:
     if engine.index_exists(SOURCE):
         engine.delete_index(SOURCE)
     t0 = time.perf_counter()
-    # Loaded with refresh off, then given the sample's refresh interval back and merged to a
-    # few segments: the source an operator has, made quickly.
-    load = {"index.number_of_replicas": 0, "index.refresh_interval": "-1"}
-    create_sample(engine, SOURCE, ALIAS, docs, settings=load)
-    engine.put_settings(
-        SOURCE, {"index.refresh_interval": sample_settings(engine)["index.refresh_interval"]}
+    # The sample's index and documents, loaded with refresh off and two bulk threads (the
+    # sample's own loader is one thread: a million documents would take most of an hour
+    # here), then given the sample's refresh interval and merged to a few segments.
+    settings = sample_settings(engine)
+    engine.create_index(SOURCE, {**settings, "index.refresh_interval": "-1"}, SAMPLE_MAPPINGS)
+    actions = (
+        {"_op_type": "index", "_index": SOURCE, "_id": doc_id, "_source": source}
+        for doc_id, source in generate_docs(docs)
     )
+    for ok, item in engine.helpers.parallel_bulk(
+        engine._client, actions, thread_count=2, chunk_size=2000, raise_on_error=False
+    ):
+        if not ok:
+            raise SystemExit(f"a sample document was refused: {item}")
+    engine.put_settings(SOURCE, {"index.refresh_interval": settings["index.refresh_interval"]})
+    engine.update_aliases([{"add": {"index": SOURCE, "alias": ALIAS, "is_write_index": True}}])
     engine.request("POST", f"/{SOURCE}/_forcemerge", params={"max_num_segments": 5})
+    engine.refresh(SOURCE)
+    if engine.count(SOURCE) != docs:
+        raise SystemExit(f"the source holds {engine.count(SOURCE)} of {docs} documents")
     print(f"loaded {docs} documents in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     _reset(engine)
 

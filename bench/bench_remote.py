@@ -41,7 +41,7 @@ from reindex_fsm.remote import carried_settings
 from reindex_fsm.steps.planning import target_settings
 from reindex_fsm.testing.sample import create_sample
 
-http.client._MAXHEADERS = 100_000  # type: ignore[attr-defined]  # see bench_reindex.py
+http.client._MAXHEADERS = 100_000  # type: ignore[attr-defined]  # see bench_cli.py
 ALIAS = "bench-remote"
 SOURCE = "bench-remote-src"
 MODES = ("reindex", "scan")
