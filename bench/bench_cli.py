@@ -50,43 +50,47 @@ from reindex_fsm.testing.sample import SAMPLE_MAPPINGS, generate_docs, sample_se
 # OpenSearch 2.19 answers a blocking _reindex with one TASK_RESOURCE_USAGE header per scroll
 # phase (hundreds for 200k documents); Python's http.client refuses more than 100 headers.
 http.client._MAXHEADERS = 100_000  # type: ignore[attr-defined]
-ALIAS = "bench-cli"
-SOURCE = "bench-cli-src"
+PREFIX = "bench-cli"  # alias bench-cli-<N>, its source bench-cli-<N>-src
 TOOL = Path(sys.executable).with_name("reindex-fsm")
 BY_HAND = ("expert", "plain")
 
 
-def _on_alias(engine: Any) -> list[str]:
-    return sorted(engine.get_alias(ALIAS))
+def _names(docs: int) -> tuple[str, str]:
+    alias = f"{PREFIX}-{docs}"
+    return alias, f"{alias}-src"
 
 
-def _reset(engine: Any) -> None:
-    """The alias back on the source alone; every other bench index deleted."""
-    on = _on_alias(engine)
-    if on != [SOURCE]:
-        actions: list[dict[str, Any]] = [{"remove": {"index": i, "alias": ALIAS}} for i in on]
-        actions.append({"add": {"index": SOURCE, "alias": ALIAS, "is_write_index": True}})
+def _reset(engine: Any, docs: int) -> None:
+    """The alias back on the source alone; every other index of this size deleted."""
+    alias, source = _names(docs)
+    on = sorted(engine.get_alias(alias))
+    if on != [source]:
+        actions: list[dict[str, Any]] = [{"remove": {"index": i, "alias": alias}} for i in on]
+        actions.append({"add": {"index": source, "alias": alias, "is_write_index": True}})
         engine.update_aliases(actions)
     body = engine.request("GET", "/_cat/indices", params={"format": "json", "h": "index"})
     for row in body:
-        if row["index"].startswith(ALIAS) and row["index"] != SOURCE:
+        if row["index"].startswith(f"{alias}-") and row["index"] != source:
             engine.delete_index(row["index"])
     # A write block the tool put on the source stays there after a swap (the source is the
     # previous index now); the next variant must find the source as the first one did.
-    engine.put_settings(SOURCE, {"index.blocks.write": None})
+    engine.put_settings(source, {"index.blocks.write": None})
 
 
-def _swap(engine: Any, dest: str) -> None:
+def _swap(engine: Any, docs: int, dest: str) -> None:
+    alias, source = _names(docs)
     engine.update_aliases(
         [
-            {"remove": {"index": SOURCE, "alias": ALIAS}},
-            {"add": {"index": dest, "alias": ALIAS, "is_write_index": True}},
+            {"remove": {"index": source, "alias": alias}},
+            {"add": {"index": dest, "alias": alias, "is_write_index": True}},
         ]
     )
 
 
-def _by_hand(engine: Any, n: int, dest: str, tuned: bool) -> float:
-    definition = engine.get_index(SOURCE)
+def _by_hand(engine: Any, n: int, tuned: bool, repeat: int) -> float:
+    alias, source = _names(n)
+    dest = f"{alias}-{'expert' if tuned else 'plain'}-{repeat}"
+    definition = engine.get_index(source)
     t0 = time.perf_counter()
     settings = target_settings(definition.settings, {})
     params = {"wait_for_completion": "true"}
@@ -99,23 +103,24 @@ def _by_hand(engine: Any, n: int, dest: str, tuned: bool) -> float:
         "POST",
         "/_reindex",
         params=params,
-        body={"source": {"index": SOURCE}, "dest": {"index": dest}},
+        body={"source": {"index": source}, "dest": {"index": dest}},
     )
     if tuned:
         keys = ("index.number_of_replicas", "index.refresh_interval")
         engine.put_settings(dest, {key: settings.get(key) for key in keys})
     engine.refresh(dest)
     count = engine.count(dest)
-    _swap(engine, dest)
+    _swap(engine, n, dest)
     elapsed = time.perf_counter() - t0
     if count != n or resp.get("failures"):
         raise SystemExit(f"{dest}: {count} of {n} documents: {json.dumps(resp)[:300]}")
     return elapsed
 
 
-def _tool(tool: str, url: str, state_db: str, extra: list[str], _repeat: int) -> float:
+def _tool(tool: str, url: str, state_db: str, extra: list[str], docs: int, _repeat: int) -> float:
+    alias, _ = _names(docs)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REINDEX_FSM_")}
-    argv = [tool, "-q", "start", "--alias", ALIAS, "--verify", "--force"]
+    argv = [tool, "-q", "start", "--alias", alias, "--verify", "--force"]
     argv += ["--engine-url", url, "--state-db", state_db, *extra]
     t0 = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -126,34 +131,35 @@ def _tool(tool: str, url: str, state_db: str, extra: list[str], _repeat: int) ->
 
 
 def _ensure_source(engine: Any, docs: int) -> None:
-    if engine.index_exists(SOURCE) and engine.count(SOURCE) == docs:
-        _reset(engine)
+    alias, source = _names(docs)
+    if engine.index_exists(source) and engine.count(source) == docs:
+        _reset(engine, docs)
         return
-    if engine.index_exists(SOURCE):
-        engine.delete_index(SOURCE)
+    if engine.index_exists(source):
+        engine.delete_index(source)
     t0 = time.perf_counter()
     # The sample's index and documents, loaded with refresh off and two bulk threads (the
     # sample's own loader is one thread: a million documents would take most of an hour
     # here), then given the sample's refresh interval and merged to a few segments.
     settings = sample_settings(engine)
-    engine.create_index(SOURCE, {**settings, "index.refresh_interval": "-1"}, SAMPLE_MAPPINGS)
+    engine.create_index(source, {**settings, "index.refresh_interval": "-1"}, SAMPLE_MAPPINGS)
     actions = (
-        {"_op_type": "index", "_index": SOURCE, "_id": doc_id, "_source": source}
-        for doc_id, source in generate_docs(docs)
+        {"_op_type": "index", "_index": source, "_id": doc_id, "_source": doc}
+        for doc_id, doc in generate_docs(docs)
     )
     for ok, item in engine.helpers.parallel_bulk(
         engine._client, actions, thread_count=2, chunk_size=2000, raise_on_error=False
     ):
         if not ok:
             raise SystemExit(f"a sample document was refused: {item}")
-    engine.put_settings(SOURCE, {"index.refresh_interval": settings["index.refresh_interval"]})
-    engine.update_aliases([{"add": {"index": SOURCE, "alias": ALIAS, "is_write_index": True}}])
-    engine.request("POST", f"/{SOURCE}/_forcemerge", params={"max_num_segments": 5})
-    engine.refresh(SOURCE)
-    if engine.count(SOURCE) != docs:
-        raise SystemExit(f"the source holds {engine.count(SOURCE)} of {docs} documents")
+    engine.put_settings(source, {"index.refresh_interval": settings["index.refresh_interval"]})
+    engine.update_aliases([{"add": {"index": source, "alias": alias, "is_write_index": True}}])
+    engine.request("POST", f"/{source}/_forcemerge", params={"max_num_segments": 5})
+    engine.refresh(source)
+    if engine.count(source) != docs:
+        raise SystemExit(f"the source holds {engine.count(source)} of {docs} documents")
     print(f"loaded {docs} documents in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    _reset(engine)
+    _reset(engine, docs)
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -161,17 +167,24 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def bench_size(
-    url: str, engine: Any, docs: int, repeats: int, tools: dict[str, str], extra: list[str]
+    url: str,
+    engine: Any,
+    docs: int,
+    repeats: int,
+    tools: dict[str, str],
+    extra: list[str],
+    by_hand: tuple[str, ...] = BY_HAND,
 ) -> dict[str, Any]:
     """``tools``: label -> the ``reindex-fsm`` executable (e.g. this checkout's as "tool" and
     an older checkout's as "tool-before", each on a state database of its own)."""
     _ensure_source(engine, docs)
-    variants = (*tools, *BY_HAND)
+    alias, _ = _names(docs)
+    variants = (*tools, *by_hand)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         runs: dict[str, Callable[[int], float]] = {
-            "expert": lambda i: _by_hand(engine, docs, f"{ALIAS}-expert-{i}", tuned=True),
-            "plain": lambda i: _by_hand(engine, docs, f"{ALIAS}-plain-{i}", tuned=False),
+            "expert": functools.partial(_by_hand, engine, docs, True),
+            "plain": functools.partial(_by_hand, engine, docs, False),
         }
         for label, tool in tools.items():
             state_db = f"sqlite:///{tmp}/{label}.db"
@@ -183,7 +196,7 @@ def bench_size(
                         tool,
                         "start",
                         "--alias",
-                        ALIAS,
+                        alias,
                         "--dry-run",
                         "--engine-url",
                         url,
@@ -193,18 +206,18 @@ def bench_size(
                     check=True,
                     capture_output=True,
                 )
-            runs[label] = functools.partial(_tool, tool, url, state_db, extra)
+            runs[label] = functools.partial(_tool, tool, url, state_db, extra, docs)
         for i in range(repeats):
             k = i % len(variants)
             order = variants[k:] + variants[:k]
             times: dict[str, float] = {}
             for which in order:
                 times[which] = runs[which](i)
-                _reset(engine)
+                _reset(engine, docs)
             row: dict[str, Any] = dict(times)
             for label in tools:
-                for by_hand in BY_HAND:
-                    row[f"{label}/{by_hand}"] = times[label] / times[by_hand]
+                for manual in by_hand:
+                    row[f"{label}/{manual}"] = times[label] / times[manual]
             row["order"] = "/".join(order)
             rows.append(row)
             print(
@@ -235,6 +248,8 @@ def bench_size(
     default=None,
     help="Another checkout's reindex-fsm executable, run as variant tool-before.",
 )
+@click.option("--no-plain", is_flag=True, help="Leave the plain _reindex out (the expert stays).")
+@click.option("--drop-sources", is_flag=True, help="Delete each size's source at the end.")
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False),
@@ -246,23 +261,27 @@ def main(
     repeats: int,
     extra: tuple[str, ...],
     tool_before: str | None,
+    no_plain: bool,
+    drop_sources: bool,
     out_dir: str | None,
 ) -> None:
     tools = {"tool": str(TOOL)}
     if tool_before:
         tools["tool-before"] = tool_before
+    by_hand = ("expert",) if no_plain else BY_HAND
     with bench_engine() as (url, engine):
         info = engine.info()
         for docs in sizes:
             result = {
                 "engine": info.__dict__,
-                **bench_size(url, engine, docs, repeats, tools, list(extra)),
+                **bench_size(url, engine, docs, repeats, tools, list(extra), by_hand),
             }
             out = None
             if out_dir:
                 out = str(Path(out_dir) / f"cli-{docs // 1000}k-{info.flavor}-{info.version}.json")
             report(result, out)
-        engine.delete_index(SOURCE)
+            if drop_sources:
+                engine.delete_index(_names(docs)[1])
 
 
 if __name__ == "__main__":
