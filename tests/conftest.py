@@ -13,6 +13,7 @@ The real engine of the integration and crash suites: ``tests/support/engine.py``
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import tempfile
 import uuid
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from devtools.engine import VARIABLES as ENGINE_LAUNCHER_VARIABLES
@@ -59,6 +62,24 @@ def without_operator_environment() -> Iterator[None]:
         for name in operator_variables(os.environ):
             mp.delenv(name)
         yield
+
+
+def _sqlite_without_fsync(dbapi_conn: Any, _record: Any) -> None:
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sqlite_without_fsync() -> Iterator[None]:
+    """Every SQLite state database this test process opens commits without fsync (PRAGMA
+    synchronous=OFF): an fsync costs ~18 ms here and a run commits dozens of times, which
+    was most of the unit suite's wall time. Only the operating system crashing loses such a
+    commit; a process killed (the crash suite's subprocesses, which keep the product's own
+    settings) does not. The product's settings are reindex_fsm.store's and stay as they are
+    for real runs."""
+    event.listen(Engine, "connect", _sqlite_without_fsync)
+    yield
+    event.remove(Engine, "connect", _sqlite_without_fsync)
 
 
 # The stateful invariant test (tests/test_invariants.py): every run of it has a fixed
@@ -117,11 +138,18 @@ def make_docs(n: int = N_DOCS) -> dict[str, dict[str, Any]]:
     }
 
 
+# The source documents by count, made once: add_index copies what it is given, so no test
+# can change these (make_docs itself still returns new documents for a test to change).
+_SOURCE_DOCS: dict[int, dict[str, dict[str, Any]]] = {}
+
+
 def make_cluster(n_docs: int = N_DOCS) -> FakeEngine:
     fake = FakeEngine()
+    if n_docs not in _SOURCE_DOCS:
+        _SOURCE_DOCS[n_docs] = make_docs(n_docs)
     fake.add_index(
         SOURCE,
-        make_docs(n_docs),
+        _SOURCE_DOCS[n_docs],
         settings=SOURCE_SETTINGS,
         mappings=SOURCE_MAPPINGS,
         aliases={

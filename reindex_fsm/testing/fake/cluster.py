@@ -4,7 +4,6 @@ privileges as each flavor reports them)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from ...engine.base import (
@@ -15,6 +14,7 @@ from ...engine.base import (
     PrivilegeCheck,
     watermarks_from_settings,
 )
+from .copying import clone
 from .state import FakeCore
 
 
@@ -71,7 +71,7 @@ class FakeCluster(FakeCore):
 
     def disk_watermarks(self) -> DiskWatermarks:
         self._call("disk_watermarks")
-        return watermarks_from_settings(copy.deepcopy(self.cluster_settings))
+        return watermarks_from_settings(clone(self.cluster_settings))
 
     def check_privileges(
         self, cluster: list[str], index: list[tuple[list[str], list[str]]]

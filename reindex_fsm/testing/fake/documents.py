@@ -3,13 +3,13 @@ searches (match_all, ids, a seeded random order, search_after), points in time, 
 
 from __future__ import annotations
 
-import copy
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ...errors import EngineError
+from .copying import clone
 from .state import FakeCore
 
 
@@ -28,7 +28,7 @@ class FakeDocuments(FakeCore):
             else:
                 source = action["_source"]  # a dict, or JSON as the clients accept it
                 idx.docs[action["_id"]] = (
-                    json.loads(source) if isinstance(source, str | bytes) else copy.deepcopy(source)
+                    json.loads(source) if isinstance(source, str | bytes) else clone(source)
                 )
             ok += 1
         return ok, errors
@@ -48,14 +48,14 @@ class FakeDocuments(FakeCore):
         if source is None:
             docs.pop(doc_id, None)
         else:
-            docs[doc_id] = copy.deepcopy(source)
+            docs[doc_id] = clone(source)
 
     def scan(
         self, index: str, query: Mapping[str, Any] | None = None, preserve_order: bool = False
     ) -> Iterator[dict[str, Any]]:
         self._call("scan", index)
         for doc_id, source in sorted(self._index(index).docs.items()):
-            yield {"_index": index, "_id": doc_id, "_source": copy.deepcopy(source)}
+            yield {"_index": index, "_id": doc_id, "_source": clone(source)}
 
     def search(self, index: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         self._call("search", index)
@@ -77,7 +77,7 @@ class FakeDocuments(FakeCore):
         if after is not None:
             docs = [d for d in docs if d[0] > after[0]]
         hits = [
-            {"_index": index, "_id": doc_id, "_source": copy.deepcopy(src), "sort": [doc_id]}
+            {"_index": index, "_id": doc_id, "_source": clone(src), "sort": [doc_id]}
             for doc_id, src in docs[: int(body.get("size", 10))]
         ]
         return {"hits": {"hits": hits}, **({"pit_id": pit["id"]} if pit else {})}
@@ -87,7 +87,7 @@ class FakeDocuments(FakeCore):
         if not self.pit_supported:
             return None
         pit_id = f"pit-{len(self.pits) + 1}-{index}"
-        self.pits[pit_id] = sorted(copy.deepcopy(self._index(index).docs).items())
+        self.pits[pit_id] = sorted(clone(self._index(index).docs).items())
         return pit_id
 
     def close_pit(self, pit_id: str) -> None:
@@ -100,6 +100,6 @@ class FakeDocuments(FakeCore):
         self._call("mget", index, len(docs))
         stored = self._index(index).docs
         return {
-            doc_id: (copy.deepcopy(stored[doc_id]) if source else {}) if doc_id in stored else None
+            doc_id: (clone(stored[doc_id]) if source else {}) if doc_id in stored else None
             for doc_id, _routing in docs
         }

@@ -3,13 +3,13 @@ refresh and count, atomic alias actions, deletion, listing by pattern, sequence 
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
 from ...engine.base import IndexDefinition, IndexSummary
 from ...errors import EngineError, IndexNotFound
+from .copying import clone
 from .state import Docs, FakeCore, FakeIndex
 
 
@@ -65,7 +65,7 @@ class FakeIndices(FakeCore):
     def get_index(self, index: str) -> IndexDefinition:
         self._call("get_index", index)
         idx = self._index(index)
-        return IndexDefinition(copy.deepcopy(idx.settings), copy.deepcopy(idx.mappings))
+        return IndexDefinition(clone(idx.settings), clone(idx.mappings))
 
     def create_index(
         self, index: str, settings: Mapping[str, Any], mappings: Mapping[str, Any]
@@ -82,7 +82,7 @@ class FakeIndices(FakeCore):
             {"index.uuid": f"uuid-{index}-{next(self._uuids)}", "index.provided_name": index}
         )
         stored.setdefault("index.creation_date", str(1_700_000_000_000 + next(self._created)))
-        self.indices[index] = FakeIndex(settings=stored, mappings=copy.deepcopy(dict(mappings)))
+        self.indices[index] = FakeIndex(settings=stored, mappings=clone(dict(mappings)))
 
     def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
         self._call("put_settings", index)
@@ -114,7 +114,7 @@ class FakeIndices(FakeCore):
                 created_ms=int(idx.settings.get("index.creation_date", 0)),
                 open=not idx.closed,
                 aliases=tuple(sorted(idx.aliases)),
-                meta=copy.deepcopy(idx.mappings.get("_meta") or {}),
+                meta=clone(idx.mappings.get("_meta") or {}),
             )
             for name, idx in self.indices.items()
             if fnmatch.fnmatchcase(name, pattern) and not name.startswith(".")

@@ -3,12 +3,12 @@ matching sequence number (the primary term is always 1)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 from ...engine.base import StoredLease
 from ...errors import LeaseConflict
+from .copying import clone
 from .state import FakeCore
 
 
@@ -16,7 +16,7 @@ class FakeLease(FakeCore):
     def get_lease(self, key: str) -> StoredLease | None:
         self._call("get_lease", key)
         found = self.leases.get(key)
-        return StoredLease(copy.deepcopy(found[0]), found[1], 1) if found else None
+        return StoredLease(clone(found[0]), found[1], 1) if found else None
 
     def put_lease(
         self,
@@ -34,9 +34,9 @@ class FakeLease(FakeCore):
                 raise LeaseConflict(key)
         elif found is None or found[1] != seq_no or primary_term != 1:
             raise LeaseConflict(key)
-        stored = (copy.deepcopy(dict(doc)), next(self._seq_nos))
+        stored = (clone(dict(doc)), next(self._seq_nos))
         self.leases[key] = stored
-        return StoredLease(copy.deepcopy(stored[0]), stored[1], 1)
+        return StoredLease(clone(stored[0]), stored[1], 1)
 
     def delete_lease(self, key: str, seq_no: int, primary_term: int) -> None:
         self._call("delete_lease", key, seq_no)

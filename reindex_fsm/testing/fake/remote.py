@@ -5,7 +5,6 @@ insertion order (what a range of the copy selects by)."""
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import itertools
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any
 
 from ...engine.base import ReindexRequest
 from ...errors import EngineError
+from .copying import clone
 from .state import FakeCore, FakeTask
 
 
@@ -80,7 +80,7 @@ class FakeRemote(FakeCore):
                 task.updated += 1
             else:
                 task.created += 1
-            dest.docs[key] = copy.deepcopy(docs[key])
+            dest.docs[key] = clone(docs[key])
         self.tasks[task_id] = task
         return task_id
 

@@ -8,7 +8,6 @@ that are no engine call (``add_index``, ``fail_on``, ``snapshot``...).
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from ...engine.base import ENGINE_WRITES, EngineInfo, NodeDisk, ReindexRequest
 from ...errors import EngineError, EngineUnreachable, IndexNotFound
+from .copying import clone
 
 MUTATING = ENGINE_WRITES | {"put_lease", "delete_lease"}
 
@@ -196,8 +196,8 @@ class FakeCore:
                 "index.version.created": "136408027",
                 **(settings or {}),
             },
-            mappings=copy.deepcopy(dict(mappings or {"properties": {}})),
-            docs={k: copy.deepcopy(v) for k, v in (docs or {}).items()},
+            mappings=clone(dict(mappings or {"properties": {}})),
+            docs=clone(dict(docs or {})),
             aliases={k: dict(v) for k, v in (aliases or {}).items()},
         )
         self.indices[name] = idx
@@ -229,7 +229,7 @@ class FakeCore:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole cluster as plain data (a deep copy), for before/after comparisons."""
-        return copy.deepcopy(
+        return clone(
             {
                 name: {
                     "settings": idx.settings,

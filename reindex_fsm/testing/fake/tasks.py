@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 from ...engine.base import ReindexRequest, TaskStatus
 from ...errors import EngineError, TaskNotFound
+from .copying import clone
 from .state import FakeCore, FakeTask
 
 
@@ -167,6 +167,6 @@ class FakeTasks(FakeCore):
                 task.updated += 1
             else:
                 task.created += 1
-            dest.docs[doc_id] = copy.deepcopy(src.docs[doc_id])
+            dest.docs[doc_id] = clone(src.docs[doc_id])
         if not task.pending:
             task.completed = True

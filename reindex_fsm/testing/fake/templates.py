@@ -11,13 +11,13 @@ refused, as the engines refuse them. Component templates are not modelled.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from ...engine.base import IndexTemplate, index_settings
 from ...errors import EngineError
+from .copying import clone
 from .indices import FakeIndices
 
 
@@ -43,12 +43,12 @@ def _flat(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def _merge_mappings(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """``over``'s top-level keys and fields win; fields only in ``base`` stay."""
-    merged = copy.deepcopy(dict(base))
+    merged = clone(dict(base))
     for key, value in over.items():
         if key == "properties" and isinstance(value, Mapping):
-            merged.setdefault("properties", {}).update(copy.deepcopy(dict(value)))
+            merged.setdefault("properties", {}).update(clone(dict(value)))
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = clone(value)
     return merged
 
 
@@ -64,12 +64,12 @@ class FakeTemplates(FakeIndices):
     # -- test controls ------------------------------------------------------------
     def add_legacy_template(self, name: str, body: Mapping[str, Any]) -> None:
         """A legacy template, as ``PUT _template/<name>`` would store it (unrecorded)."""
-        self.legacy_templates[name] = copy.deepcopy(dict(body))
+        self.legacy_templates[name] = clone(dict(body))
 
     def add_composable_template(self, name: str, body: Mapping[str, Any]) -> None:
         """A composable template, checked as the engine checks it (unrecorded)."""
         self._check_priority(name, body)
-        self.composable_templates[name] = copy.deepcopy(dict(body))
+        self.composable_templates[name] = clone(dict(body))
 
     # -- the Engine protocol ------------------------------------------------------
     def index_templates(self) -> list[IndexTemplate]:
@@ -90,8 +90,8 @@ class FakeTemplates(FakeIndices):
         body = self.composable_templates[winner].get("template") or {}
         return {
             "settings": _flat(body.get("settings") or {}),
-            "mappings": copy.deepcopy(body.get("mappings") or {}),
-            "aliases": copy.deepcopy(body.get("aliases") or {}),
+            "mappings": clone(body.get("mappings") or {}),
+            "aliases": clone(body.get("aliases") or {}),
         }
 
     def put_index_template(self, name: str, body: Mapping[str, Any]) -> None:
@@ -99,7 +99,7 @@ class FakeTemplates(FakeIndices):
         if not self.templates_supported:
             raise EngineError("no handler found for uri [/_index_template]", status=400)
         self._check_priority(name, body)
-        self.composable_templates[name] = copy.deepcopy(dict(body))
+        self.composable_templates[name] = clone(dict(body))
 
     def delete_index_template(self, name: str) -> bool:
         self._call("delete_index_template", name)
@@ -133,7 +133,7 @@ class FakeTemplates(FakeIndices):
         for body in bodies:
             added_settings.update(_flat(body.get("settings") or {}))
             added_mappings = _merge_mappings(added_mappings, body.get("mappings") or {})
-            aliases.update(copy.deepcopy(body.get("aliases") or {}))
+            aliases.update(clone(body.get("aliases") or {}))
         super().create_index(
             index, {**added_settings, **settings}, _merge_mappings(added_mappings, mappings)
         )
@@ -178,9 +178,9 @@ class FakeTemplates(FakeIndices):
             index_patterns=tuple(self._patterns(spec)),
             priority=int(spec.get("priority" if kind == "composable" else "order") or 0),
             settings=_flat(body.get("settings") or {}),
-            mappings=copy.deepcopy(body.get("mappings") or {}),
-            aliases=copy.deepcopy(body.get("aliases") or {}),
+            mappings=clone(body.get("mappings") or {}),
+            aliases=clone(body.get("aliases") or {}),
             composed_of=tuple(spec.get("composed_of") or ()),
             data_stream=spec.get("data_stream") is not None,
-            meta=copy.deepcopy(spec.get("_meta") or {}),
+            meta=clone(spec.get("_meta") or {}),
         )
