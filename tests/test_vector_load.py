@@ -191,3 +191,15 @@ def test_a_kill_while_deferred_or_merging_resumes_to_the_same_end(
     target = fake.indices[out.record.target_index]
     assert len(target.docs) == 20 and THRESHOLD not in target.settings
     assert fake.force_merges and all(THRESHOLD not in m[2] for m in fake.force_merges)
+
+
+def test_the_vector_load_benchmark_imports_and_prints_its_help(monkeypatch) -> None:
+    import importlib
+
+    from click.testing import CliRunner
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    module = importlib.import_module("bench_vector_load")
+    result = CliRunner().invoke(module.main, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "lucene,faiss-deferred,float" in result.output

@@ -43,7 +43,6 @@ from .poll import Backoff, Waiter
 
 THRESHOLD = "index.knn.advanced.approximate_threshold"
 NO_GRAPH = "-1"  # the engine stores the vectors and builds no graph
-NATIVE_ENGINES = ("faiss", "nmslib")
 SEGMENTS_AFTER = 1  # the force-merge's max_num_segments: one graph per shard
 DEFAULT_ENGINE = "faiss"  # what OpenSearch k-NN 2.19 gives a knn_vector without method.engine
 
