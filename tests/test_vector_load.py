@@ -203,3 +203,10 @@ def test_the_vector_load_benchmark_imports_and_prints_its_help(monkeypatch) -> N
     result = CliRunner().invoke(module.main, ["--help"])
     assert result.exit_code == 0, result.output
     assert "lucene,faiss-deferred,float" in result.output
+
+
+def test_an_opensearch_before_the_setting_is_left_as_it_is() -> None:
+    can, why = vector_load.decide(props(v=FAISS), KNN_ON, "2.17.1")
+    assert not can and "OpenSearch 2.17.1 has no" in why and "2.18 and later" in why
+    assert vector_load.decide(props(v=FAISS), KNN_ON, "2.18.0")[0]
+    assert vector_load.decide(props(v=FAISS), KNN_ON, "3.5.0")[0]

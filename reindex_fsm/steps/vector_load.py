@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..engine.base import EngineInfo
 from ..errors import RunStepFailed
 from ..options import RunOptions
 from .context import RunContext
@@ -44,6 +45,7 @@ from .poll import Backoff, Waiter
 THRESHOLD = "index.knn.advanced.approximate_threshold"
 NO_GRAPH = "-1"  # the engine stores the vectors and builds no graph
 SEGMENTS_AFTER = 1  # the force-merge's max_num_segments: one graph per shard
+THRESHOLD_SINCE = (2, 18)  # the k-NN plugin version that added the setting
 DEFAULT_ENGINE = "faiss"  # what OpenSearch k-NN 2.19 gives a knn_vector without method.engine
 
 
@@ -66,9 +68,19 @@ def _knn_engine(field: Mapping[str, Any]) -> str:
     return str(method.get("engine") or DEFAULT_ENGINE) if isinstance(method, Mapping) else "?"
 
 
-def decide(mappings: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[bool, str]:
-    """Can the graph build be deferred for a target of these mappings and settings, and
-    why (or why not)."""
+def _version(text: str | None) -> tuple[int, int] | None:
+    try:
+        major, minor = (text or "").split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
+def decide(
+    mappings: Mapping[str, Any], settings: Mapping[str, Any], version: str | None = None
+) -> tuple[bool, str]:
+    """Can the graph build be deferred for a target of these mappings and settings on an
+    OpenSearch of ``version`` (None: not known), and why (or why not)."""
     fields = list(vector_fields(mappings))
     if not fields:
         return False, "no vector field"
@@ -88,6 +100,12 @@ def decide(mappings: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[bo
             f"{THRESHOLD} applies to faiss/nmslib only; Lucene builds the graph as each "
             "vector is indexed"
         )
+    known = _version(version)
+    if known is not None and known < THRESHOLD_SINCE:
+        return False, (
+            f"OpenSearch {version} has no {THRESHOLD} (k-NN "
+            f"{'.'.join(map(str, THRESHOLD_SINCE))} and later)"
+        )
     engines = sorted({_knn_engine(f) for _, f in fields})
     return True, (
         f"knn_vector of {'/'.join(engines)}: no graph while copying ({THRESHOLD}={NO_GRAPH}), "
@@ -96,12 +114,16 @@ def decide(mappings: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[bo
 
 
 def copy_settings(
-    options: RunOptions, mappings: Mapping[str, Any] | None, settings: Mapping[str, Any]
+    options: RunOptions,
+    mappings: Mapping[str, Any] | None,
+    settings: Mapping[str, Any],
+    info: EngineInfo | None = None,
 ) -> dict[str, Any]:
     """The copy-time setting that defers the graph build, when the target allows it."""
     if not options.defer_vector_graph or mappings is None:
         return {}
-    deferred, _ = decide(mappings, settings)
+    version = info.version if info is not None and info.flavor == "opensearch" else None
+    deferred, _ = decide(mappings, settings, version)
     return {THRESHOLD: NO_GRAPH} if deferred else {}
 
 
@@ -111,10 +133,13 @@ def deferred(copy_time: Mapping[str, Any]) -> bool:
 
 
 def describe(
-    mappings: Mapping[str, Any], settings: Mapping[str, Any], copy_time: Mapping[str, Any]
+    mappings: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    copy_time: Mapping[str, Any],
+    version: str | None = None,
 ) -> str:
     """What the plan does about the vector graph, for --dry-run."""
-    can, why = decide(mappings, settings)
+    can, why = decide(mappings, settings, version)
     if deferred(copy_time):
         return why
     if can:

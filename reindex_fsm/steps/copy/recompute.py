@@ -177,7 +177,8 @@ def prepare(
 def describe(p: Plan) -> dict[str, Any]:
     rp = recompute_plan(p).to_dict()
     rp.pop("duplicate_lines", None)
-    graph = vector_load.describe(p.mappings, p.settings, p.copy_settings)
+    version = p.engine.get("version") if p.engine.get("flavor") == "opensearch" else None
+    graph = vector_load.describe(p.mappings, p.settings, p.copy_settings, version)
     return {"step": "copy", "strategy": "recompute embeddings", **rp, "vector_graph": graph}
 
 
