@@ -530,6 +530,18 @@ class RunOptions:
             kind="bool",
         ),
     )
+    # -- vector targets: the k-NN graph built once after the load (steps/vector_load.py) --
+    defer_vector_graph: bool = opt(
+        True,
+        Flag(
+            ("--no-defer-vector-graph",),
+            "Let the engine build a vector field's k-NN graph during the copy too (default: "
+            "where the engine allows it, OpenSearch k-NN faiss/nmslib fields, no graph "
+            "while copying, one force-merge builds it before verify).",
+            kind="bool",
+            invert=True,
+        ),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

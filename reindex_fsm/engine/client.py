@@ -177,6 +177,13 @@ class ClientEngine(ClusterPolicies, ClientTransport):
     def refresh(self, index: str) -> None:
         self._request("POST", _path(index, "_refresh"))
 
+    def force_merge(self, index: str, max_num_segments: int) -> str | None:
+        # in the background: a merge that builds vector graphs outlives a request's timeout
+        params = {"max_num_segments": str(max_num_segments), "wait_for_completion": "false"}
+        body = self._request("POST", _path(index, "_forcemerge"), params=params)
+        task = body.get("task") if isinstance(body, dict) else None
+        return str(task) if task else None
+
     def count(self, index: str) -> int:
         return int(self._request("GET", _path(index, "_count"))["count"])
 

@@ -16,7 +16,7 @@ from ..engine.base import Engine, EngineInfo, index_settings
 from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExists, UsageError
 from ..options import RunOptions
 from ..plan import Plan
-from . import deep_verify, lifecycle, templates, transforms
+from . import deep_verify, lifecycle, templates, transforms, vector_load
 from .copy.registry import strategy_for_options
 from .target import META_KEY, owner_of, reindex_request, swap_actions
 from .write_policy import check_options
@@ -171,11 +171,18 @@ def check_target_name(engine: Engine, name: str) -> str:
     return name
 
 
-def copy_settings(options: RunOptions) -> dict[str, Any]:
+def copy_settings(
+    options: RunOptions,
+    mappings: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    info: EngineInfo | None = None,
+) -> dict[str, Any]:
     """What the target carries while it is copied into: the bulk-load tuning, where the
     operator's own copy-time values (--copy-set) win; each goes back to its final value
-    (the source's or --set's) before verification."""
+    (the source's or --set's) before verification. ``mappings``/``settings``/``info``:
+    the target's and the engine's, for what depends on them (a vector graph's build)."""
     tuned = dict(COPY_SETTINGS) if options.bulk_tuning else {}
+    tuned.update(vector_load.copy_settings(options, mappings, settings or {}, info))
     for key, value in flatten_settings(options.copy_settings_overrides).items():
         if is_volatile(key):
             raise UsageError(f"setting {key} cannot be set on a new index", hint="see --copy-set")
@@ -270,7 +277,7 @@ def make_plan(
     settings = dict(sorted({**settings, **prepared.settings}.items()))
     if prepared.target_count is not None:
         source_count = prepared.target_count  # what the target is to hold
-    while_copying = copy_settings(options)
+    while_copying = copy_settings(options, mappings, settings, info)
     check_final_settings(settings, while_copying)
     request = reindex_request(source, target, run_id, options)
     matching_templates = templates.describe(engine, target, settings, alias)

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import UsageError, VerificationFailed
 from ..options import RunOptions
 from ..plan import Plan
-from . import deep_verify, write_policy
+from . import deep_verify, vector_load, write_policy
 from .context import RunContext
 from .copy.registry import strategy_for
 from .target import final_settings, restore_settings
@@ -133,6 +133,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         **restored,
         **resynced,
     }
+    # vector targets: the graph deferred during the copy is built here, once, before the
+    # checks (the deep verify's k-NN queries included) read the target
+    detail.update(vector_load.build_graphs(ctx))
     problems = strategy_for(p).verify_checks(ctx, target_count, detail)
     if ctx.options.verify and ctx.options.verify_level == "deep":
         problems += _deep_checks(ctx, target_count, list(problems))

@@ -23,6 +23,7 @@ from ...errors import BadInput, UsageError
 from ...options import RunOptions
 from ...plan import Plan, RecomputePlan
 from .. import target as own_target
+from .. import vector_load
 from ..context import RunContext
 from .base import CopiedFrom, Doc, Prepared
 from .readers import BATCH_BYTES, Fields, JsonlReader, file_sha256, inspect_jsonl
@@ -176,7 +177,9 @@ def prepare(
 def describe(p: Plan) -> dict[str, Any]:
     rp = recompute_plan(p).to_dict()
     rp.pop("duplicate_lines", None)
-    return {"step": "copy", "strategy": "recompute embeddings", **rp}
+    version = p.engine.get("version") if p.engine.get("flavor") == "opensearch" else None
+    graph = vector_load.describe(p.mappings, p.settings, p.copy_settings, version)
+    return {"step": "copy", "strategy": "recompute embeddings", **rp, "vector_graph": graph}
 
 
 # -- copying ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ searches, points in time, mget), :mod:`.tasks` (reindex tasks), :mod:`.lease`,
 :mod:`.data_streams` (data streams, aliases over them), :mod:`.relocation` (a task moved
 to another node, Elasticsearch 9.5+), :mod:`.lifecycle` (ILM and the ISM plugin),
 :mod:`.templates` (index templates, applied by ``create_index``), :mod:`.remote`
-(a ``_reindex`` from another fake cluster).
+(a ``_reindex`` from another fake cluster), :mod:`.merges` (force-merges).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .documents import FakeDocuments
 from .indices import FakeIndices
 from .lease import FakeLease
 from .lifecycle import FakeLifecycle
+from .merges import FakeMerges
 from .relocation import FakeRelocation
 from .remote import FakeRemote
 from .state import Call, Docs, FakeIndex, FakeTask, TaskScript
@@ -44,5 +45,6 @@ class FakeEngine(
     FakeTasks,
     FakeLease,
     FakeRelocation,
+    FakeMerges,  # force-merges (vector targets' graph build)
 ):
     """The whole fake cluster: every Engine protocol method, by topic in its mixins."""
