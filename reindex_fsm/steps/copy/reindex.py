@@ -24,7 +24,7 @@ from ...options import RunOptions
 from ...plan import Plan
 from .. import target
 from ..context import RunContext
-from ..poll import Backoff, Waiter
+from ..poll import Backoff, Waiter, task_eta_s
 from .base import CopiedFrom, Prepared, describe_failure, failure_cause, reason
 
 COUNT_KEYS = ("created", "updated", "deleted", "version_conflicts", "noops")
@@ -131,7 +131,7 @@ def wait_task(ctx: RunContext) -> dict[str, Any]:
                 raise _failed_copy(ctx, task_id, status)
             target.check_copy(ctx, task_id)  # e.g. deleted right before the last batch
             return {"progress": counts, "detail": {"task_id": task_id, **counts}}
-        waiter.pause()
+        waiter.pause(task_eta_s(status))  # polled again when it is due to end, if sooner
 
 
 class ReindexCopy:
