@@ -22,10 +22,16 @@ the process into three phases: before the copy (spawn to the ``POST _reindex``),
 copy (to the end of the task poll that saw it completed) and after (to the exit), with
 the requests, waits and commits of each, what is left (Python: imports, start-up,
 rendering), the copy task's own running time (from its final status) and the fixed
-cost: the whole process minus that running time. ``--plain`` also runs the same
-command without hooks, alternating, so that the hooks' own cost shows.
+cost: the whole process minus that running time (and that cost without the start-up,
+the time to the first request, which the machine's load moves most). ``--plain`` also
+runs the same command without hooks, alternating, so that the hooks' own cost shows.
+``--variant NAME=FOLDER`` traces the package of another folder (an earlier commit's
+``git archive``), alternating with the others in each repeat, so that a before and an
+after are measured side by side under the same load.
 
-    python bench/trace_run.py --docs 20000 --repeats 3 --label before
+    git archive 6275e7a reindex_fsm | tar -x -C /tmp/before
+    python bench/trace_run.py --docs 20000 --repeats 3 --label before-after \
+        --variant before=/tmp/before --variant after=installed
 """
 
 from __future__ import annotations
@@ -386,10 +392,17 @@ def summarize(trace: dict[str, Any], whole_s: float) -> dict[str, Any]:
     task_end = None
     if task.get("start_time_in_millis") is not None:
         task_end = task["start_time_in_millis"] / 1000 + running_s
+    first = min(e["start"] for e in events if e["kind"] in ("request", "sql"))
+    ended = trace["marks"].get("exit_handlers_done", whole_s)
     return {
         "whole_process_s": round(whole_s, 4),
         "copy_task_running_s": round(running_s, 4),
         "fixed_cost_s": round(whole_s - running_s, 4),
+        # Python's start-up and the imports, up to the first request or statement
+        "start_up_s": round(first, 4),
+        "fixed_cost_after_start_up_s": round(whole_s - running_s - first, 4),
+        # from the last exit handler to the parent seeing the process end
+        "teardown_s": round(whole_s - ended, 4),
         "marks": trace["marks"],
         "phases": phases,
         "polls": sum(1 for e in requests if shape(e["path"]).startswith("/_tasks/{task}")),
@@ -452,6 +465,34 @@ def _median_phases(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _medians(summaries: list[dict[str, Any]], plain_s: list[float]) -> dict[str, Any]:
+    def median(key: str) -> float:
+        return round(statistics.median(s[key] for s in summaries), 4)
+
+    fixed = [s["fixed_cost_s"] for s in summaries]
+    return {
+        "median_whole_process_s": median("whole_process_s"),
+        "median_copy_task_running_s": median("copy_task_running_s"),
+        "median_fixed_cost_s": median("fixed_cost_s"),
+        "fixed_cost_range_s": [min(fixed), max(fixed)],
+        "median_start_up_s": median("start_up_s"),
+        "median_fixed_cost_after_start_up_s": median("fixed_cost_after_start_up_s"),
+        "median_seen_after_task_end_s": median("seen_after_task_end_s"),
+        "median_teardown_s": median("teardown_s"),
+        "median_plain_process_s": round(statistics.median(plain_s), 4) if plain_s else None,
+        "median_phases": _median_phases(summaries),
+    }
+
+
+def _variant(text: str) -> tuple[str, str | None]:
+    name, _, folder = text.partition("=")
+    if not name or not folder:
+        raise SystemExit(f"--variant {text!r}: give NAME=FOLDER (FOLDER `installed`: this one)")
+    if folder != "installed" and not (Path(folder) / "reindex_fsm").is_dir():
+        raise SystemExit(f"--variant {text!r}: {folder} holds no reindex_fsm package")
+    return name, None if folder == "installed" else os.path.abspath(folder)
+
+
 def main(argv: list[str]) -> None:
     import click
 
@@ -462,14 +503,15 @@ def main(argv: list[str]) -> None:
     @click.option("--plain/--no-plain", default=True, help="Also time untraced runs, alternating.")
     @click.option("--out", type=click.Path(dir_okay=False), default=None)
     @click.option(
-        "--code",
-        type=click.Path(file_okay=False, exists=True),
-        default=None,
-        help="Run the reindex_fsm package of this folder (e.g. `git archive` of an earlier "
-        "commit) instead of the installed one.",
+        "--variant",
+        "variants",
+        multiple=True,
+        help="NAME=FOLDER: trace the reindex_fsm package of FOLDER (e.g. `git archive` of an "
+        "earlier commit; `installed`: this checkout's), alternating with the others in "
+        "each repeat. [default: installed=installed]",
     )
     def command(
-        docs: int, repeats: int, label: str, plain: bool, out: str | None, code: str | None
+        docs: int, repeats: int, label: str, plain: bool, out: str | None, variants: tuple[str]
     ) -> None:
         """Trace whole `reindex-fsm start --alias A --verify --force` processes."""
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -477,74 +519,69 @@ def main(argv: list[str]) -> None:
 
         from reindex_fsm.testing.sample import create_sample
 
-        with bench_engine() as (url, engine):
+        chosen = [_variant(v) for v in variants] or [("installed", None)]
+        args = ["start", "--alias", ALIAS, "--verify", "--force"]
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in chosen}
+        plain_s: dict[str, list[float]] = {name: [] for name, _ in chosen}
+        with bench_engine() as (url, engine), tempfile.TemporaryDirectory() as tmp:
             if not engine.index_exists(SOURCE) or engine.count(SOURCE) != docs:
                 if engine.index_exists(SOURCE):
                     engine.delete_index(SOURCE)
                 create_sample(engine, SOURCE, ALIAS, docs)
             _reset(engine)
-            runs: list[dict[str, Any]] = []
-            plain_s: list[float] = []
-            with tempfile.TemporaryDirectory() as tmp:
-                env = {
-                    **os.environ,
-                    "REINDEX_FSM_ENGINE_URL": url,
-                    "REINDEX_FSM_STATE_DB": f"sqlite:///{tmp}/state.db",
-                    "TRACE_CWD": tmp,
-                }
-                if code:
-                    env["PYTHONPATH"] = os.path.abspath(code)
-                # the database made and migrated once, as an operator's is after a first run
-                migrate = (
-                    "import sys; from reindex_fsm.store import open_store; open_store(sys.argv[1])"
-                )
-                _spawn([sys.executable, "-c", migrate, env["REINDEX_FSM_STATE_DB"]], env)
-                args = ["start", "--alias", ALIAS, "--verify", "--force"]
-                for i in range(repeats):
+            base = {
+                **os.environ,
+                "REINDEX_FSM_ENGINE_URL": url,
+                "REINDEX_FSM_STATE_DB": f"sqlite:///{tmp}/state.db",
+                "TRACE_CWD": tmp,
+            }
+            envs = {
+                name: {**base, **({"PYTHONPATH": folder} if folder else {})}
+                for name, folder in chosen
+            }
+            # the database made and migrated once, as an operator's is after a first run
+            migrate = "import sys; from reindex_fsm.store import open_store as o; o(sys.argv[1])"
+            _spawn([sys.executable, "-c", migrate, base["REINDEX_FSM_STATE_DB"]], base)
+            for i in range(repeats):
+                names = [name for name, _ in chosen]
+                names = names[i % len(names) :] + names[: i % len(names)]
+                for name in names:
                     order = ("traced", "plain") if i % 2 == 0 else ("plain", "traced")
                     for which in order if plain else ("traced",):
                         if which == "plain":
-                            plain_s.append(_spawn(_cli(args), env))
+                            plain_s[name].append(_spawn(_cli(args), envs[name]))
                         else:
-                            runs.append(run_traced(env, args, tmp, i))
+                            runs[name].append(run_traced(envs[name], args, tmp, i))
                         _reset(engine)
-                    s = runs[-1]["summary"]
+                    s = runs[name][-1]["summary"]
                     print(
-                        f"repeat {i + 1}: whole {s['whole_process_s']:.2f}s, copy task "
-                        f"{s['copy_task_running_s']:.2f}s, fixed {s['fixed_cost_s']:.2f}s"
-                        + (f", plain {plain_s[-1]:.2f}s" if plain else ""),
+                        f"repeat {i + 1} {name}: whole {s['whole_process_s']:.2f}s, copy task "
+                        f"{s['copy_task_running_s']:.2f}s, fixed {s['fixed_cost_s']:.2f}s "
+                        f"(start-up {s['start_up_s']:.2f}s)"
+                        + (f", plain {plain_s[name][-1]:.2f}s" if plain else ""),
                         file=sys.stderr,
                     )
-            summaries = [r["summary"] for r in runs]
-            result = {
-                "docs": docs,
-                "repeats": repeats,
-                "label": label,
-                "engine": engine.info().__dict__,
-                "command": "reindex-fsm " + " ".join(args),
-                "code": os.path.abspath(code) if code else "installed",
-                "state_db": "SQLite, made and migrated before the first run",
-                "median_whole_process_s": statistics.median(
-                    s["whole_process_s"] for s in summaries
-                ),
-                "median_copy_task_running_s": statistics.median(
-                    s["copy_task_running_s"] for s in summaries
-                ),
-                "median_fixed_cost_s": statistics.median(s["fixed_cost_s"] for s in summaries),
-                "fixed_cost_range_s": [
-                    min(s["fixed_cost_s"] for s in summaries),
-                    max(s["fixed_cost_s"] for s in summaries),
-                ],
-                "median_plain_process_s": statistics.median(plain_s) if plain_s else None,
-                "median_phases": _median_phases(summaries),
-                "runs": runs,
-            }
+            info = engine.info().__dict__
+        result = {
+            "docs": docs,
+            "repeats": repeats,
+            "label": label,
+            "engine": info,
+            "command": "reindex-fsm " + " ".join(args),
+            "state_db": "SQLite, made and migrated before the first run",
+            "variants": {
+                name: {
+                    "code": folder or "installed",
+                    **_medians([r["summary"] for r in runs[name]], plain_s[name]),
+                }
+                for name, folder in chosen
+            },
+            "runs": runs,
+        }
         k = f"{docs // 1000}k" if docs % 1000 == 0 else str(docs)
         path = Path(out) if out else RESULTS / f"trace-{k}-{label}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")
-        brief = {key: v for key, v in result.items() if key != "runs"}
-        brief["last_run_phases"] = summaries[-1]["phases"]
-        print(json.dumps(brief, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
         print(f"written to {path}", file=sys.stderr)
 
     command(argv)

@@ -16,7 +16,7 @@ from reindex_fsm import api
 from reindex_fsm.engine.base import TaskStatus
 from reindex_fsm.options import RunOptions
 from reindex_fsm.process import exit_code_of
-from reindex_fsm.steps.poll import DUE_S, Backoff, Waiter, task_eta_s
+from reindex_fsm.steps.poll import DUE_S, Backoff, TaskEta, Waiter, task_eta_s
 from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, N_DOCS, SOURCE, TARGET, FakeClock
@@ -44,6 +44,19 @@ def test_the_eta_of_a_task_from_its_own_progress(
     done: int, total: int, running_s: float, eta: float | None
 ) -> None:
     assert task_eta_s(status(done, total, running_s)) == eta
+
+
+def test_the_eta_from_the_rate_since_the_previous_status() -> None:
+    """A copy that wrote nothing in its first second: 1000 docs in 2 s overall (500/s,
+    2 s to go) but 500 in its last half second (1000/s: 1 s to go)."""
+    now, before = status(1000, 2000, 2.0), status(500, 2000, 1.5)
+    assert task_eta_s(now) == 2.0
+    assert task_eta_s(now, before) == 1.0
+    other = TaskStatus("n:2", False, total=2000, created=500, running_time_s=1.5)
+    assert task_eta_s(now, other) == 2.0  # another task (a copy started again): overall
+    assert task_eta_s(now, now) == 2.0  # nothing moved since: overall
+    eta = TaskEta()
+    assert [eta(before), eta(now)] == [4.5, 1.0]  # 1500 left at 1000 in 3 s, then as above
 
 
 def test_version_conflicts_and_noops_count_as_done() -> None:

@@ -25,14 +25,34 @@ GROWTH = 1.5  # each pause is this many times the previous one, up to the cap
 DUE_S = 0.05
 
 
-def task_eta_s(status: TaskStatus) -> float | None:
-    """Seconds until a copy task is expected to end, at the rate it has gone so far
-    (documents done, of its total, in its running time); 0 when all are done; None
-    when it cannot be told yet (no total, nothing done, no running time)."""
+def task_eta_s(status: TaskStatus, since: TaskStatus | None = None) -> float | None:
+    """Seconds until a copy task is expected to end at its rate: documents done of its
+    total in its running time, since the status ``since`` of the same task when given
+    (its recent rate: a copy's first seconds, before its first batch, say little of how
+    fast it goes); 0 when all are done; None when it cannot be told yet (no total,
+    nothing done, no running time)."""
     done, total, elapsed = status.done_docs, status.total, status.running_time_s
     if total <= 0 or done <= 0 or elapsed <= 0:
         return None
-    return max(0.0, (total - done) * elapsed / done)
+    if done >= total:
+        return 0.0
+    rate = done / elapsed
+    if since is not None and since.task_id == status.task_id:
+        moved, took = done - since.done_docs, elapsed - since.running_time_s
+        if moved > 0 and took > 0:
+            rate = moved / took
+    return (total - done) / rate
+
+
+class TaskEta:
+    """:func:`task_eta_s` of each status of a copy, from the rate since the previous."""
+
+    def __init__(self) -> None:
+        self._last: TaskStatus | None = None
+
+    def __call__(self, status: TaskStatus) -> float | None:
+        last, self._last = self._last, status
+        return task_eta_s(status, last)
 
 
 @dataclass(frozen=True)
