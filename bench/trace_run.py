@@ -249,15 +249,16 @@ def _hook_state_db(trace: Trace) -> None:
 
     started: dict[int, float] = {}
 
-    @event.listens_for(Engine, "before_cursor_execute")
     def _before(_conn: Any, cursor: Any, *_args: Any) -> None:
         started[id(cursor)] = time.time()
 
-    @event.listens_for(Engine, "after_cursor_execute")
     def _after(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
         t = started.pop(id(cursor), time.time())
         verb = statement.split(None, 1)[0].upper() if statement.strip() else "?"
         trace.add("sql", t, time.time() - t, verb=verb, by=_frames(3))
+
+    event.listen(Engine, "before_cursor_execute", _before)
+    event.listen(Engine, "after_cursor_execute", _after)
 
 
 class AfterImport(importlib.abc.MetaPathFinder):

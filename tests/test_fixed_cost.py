@@ -231,3 +231,63 @@ def test_an_auto_expanded_replica_count_is_read_from_the_target(
         "cluster_health",
         "cluster_health",
     ]
+
+
+# -- the trace's summary (bench/trace_run.py) -------------------------------------------------
+
+
+def _event(kind: str, start: float, duration: float, **fields: object) -> dict[str, object]:
+    return {"kind": kind, "start": start, "duration": duration, "thread": "MainThread", **fields}
+
+
+def test_a_trace_is_split_before_during_and_after_the_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    import trace_run
+
+    t0 = 1_000.0
+    task = "nodeidabcdef:42"
+    done = {"completed": True, "start_time_in_millis": (t0 + 2.05) * 1000}
+    trace = {
+        "t0": t0,
+        "marks": {"exit_handlers_done": 4.2},
+        "events": [
+            _event("request", 1.0, 0.01, method="GET", path="/", by=["config.py:engine"]),
+            _event("request", 2.0, 0.1, method="POST", path="/_reindex?slices=auto", by=["x"]),
+            _event("request", 3.0, 0.01, method="GET", path=f"/_tasks/{task}", task={}),
+            _event("sleep", 3.01, 0.5, asked=0.5, by=["lease.py:__call__", "reindex.py:wait"]),
+            _event(
+                "request",
+                3.6,
+                0.02,
+                method="GET",
+                path=f"/_tasks/{task}",
+                task={**done, "running_time_in_nanos": 1.5e9},
+            ),
+            _event("commit", 3.7, 0.01, by=["store/repository.py:transition"]),
+            _event("request", 4.0, 0.05, method="POST", path="/_aliases", by=["swap.py:run"]),
+            {**_event("request", 3.2, 0.01, method="PUT", path="/l"), "thread": "lease-a"},
+        ],
+    }
+    s = trace_run.summarize(trace, whole_s=4.3)
+    assert s["copy_task_running_s"] == 1.5
+    assert s["fixed_cost_s"] == pytest.approx(2.8)
+    assert s["start_up_s"] == 1.0 and s["teardown_s"] == pytest.approx(0.1)
+    assert s["seen_after_task_end_s"] == pytest.approx(0.07)
+    assert s["polls"] == 2 and s["background_requests"] == 1
+    before, copy, after = (s["phases"][p] for p in ("before_copy", "copy", "after_copy"))
+    assert (before["seconds"], before["requests"]) == (2.0, 1)
+    assert copy["seconds"] == pytest.approx(1.62)
+    assert (copy["requests"], copy["sleeps"], copy["sleep_s"]) == (3, 1, 0.5)
+    assert after["seconds"] == pytest.approx(0.68) and after["commits"] == 1
+    assert "GET /_tasks/{task} <- ?" in copy["by_what"]
+
+
+def test_the_trace_tool_prints_its_help() -> None:
+    bench = Path(__file__).resolve().parents[1] / "bench" / "trace_run.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--variant" in done.stdout
