@@ -118,8 +118,7 @@ def run_calls(polls: int) -> list[str]:
         "index_exists",  # is the run's write block still on? (else: block, copy again)
         "get_index",
         "put_lease",
-        "put_settings",  # final replicas and refresh interval back
-        "get_index",
+        "put_settings",  # final replicas and refresh interval back (the planned count)
         "cluster_health",  # how many data nodes
         "cluster_health",  # wait for the health they allow
         "refresh",

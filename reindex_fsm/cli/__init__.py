@@ -16,6 +16,7 @@ import click
 from .. import __version__
 from ..config import GROUP_LOG_FLAGS
 from ..errors import ExitCode, ReindexFsmError
+from ..process import exit_code_of, exit_now
 from ..steps import write_policy
 from . import apply, gate, inspection, run_verbs, start
 from .options import configure_logs, with_flags
@@ -163,4 +164,7 @@ for _command in (
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    cli(prog_name="reindex-fsm")
+    try:
+        cli(prog_name="reindex-fsm")
+    except SystemExit as exc:  # how click's standalone mode always ends
+        exit_now(exit_code_of(exc))  # without the interpreter's teardown (process.py)

@@ -6,18 +6,22 @@ which, unlike the official Elasticsearch 8 client, talks to any server) and retu
 :class:`~reindex_fsm.engine.opensearch.OpenSearchEngine`. ``engine="elasticsearch"`` or
 ``"opensearch"`` skips the question; the first call then finds out whether the engine
 is reachable.
+
+Each adapter's client is imported when it is chosen: a run on OpenSearch never loads
+the Elasticsearch client (elasticsearch-py and elastic_transport, a large part of a
+command's start-up), nor the reverse when ``engine="elasticsearch"`` is given.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedEngine
-from .client import ClientEngine
-from .elasticsearch import ElasticsearchEngine
-from .opensearch import OpenSearchEngine
 from .responses import SUPPORTED_ENGINES, detect_flavor
 from .urls import redact_url
+
+if TYPE_CHECKING:
+    from .client import ClientEngine
 
 __all__ = ["ENGINE_CHOICES", "connect", "detect_flavor", "redact_url"]
 
@@ -37,7 +41,11 @@ def connect(url: str, engine: str = "auto", **client_kwargs: Any) -> ClientEngin
     """
     choice = engine.strip().lower()
     if choice == "elasticsearch":
+        from .elasticsearch import ElasticsearchEngine
+
         return ElasticsearchEngine(url, **client_kwargs)
+    from .opensearch import OpenSearchEngine
+
     if choice == "opensearch":
         return OpenSearchEngine(url, **client_kwargs)
     if choice != "auto":
@@ -56,4 +64,6 @@ def connect(url: str, engine: str = "auto", **client_kwargs: Any) -> ClientEngin
         probe._info = info
         return probe
     probe.close()
+    from .elasticsearch import ElasticsearchEngine
+
     return ElasticsearchEngine(url, **client_kwargs)

@@ -1,5 +1,7 @@
 """The one wait loop of a run: sleep between polls of the engine with a delay that grows
-(``growth`` times per pause, up to ``cap``), optionally until a deadline.
+(``growth`` times per pause, up to ``cap``), optionally until a deadline; a wait whose
+end can be foreseen (a copy task's progress: :func:`task_eta_s`) wakes when it is due
+instead, so that a task that ends right after a poll is not seen up to ``cap`` later.
 
 Every wait of a run goes through :class:`Waiter` (the copy's task, catch-up passes, the
 cancel of a copy task, the target's health after its settings are put back, the wait
@@ -13,9 +15,44 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..engine.base import TaskStatus
 from ..options import RunOptions
 
 GROWTH = 1.5  # each pause is this many times the previous one, up to the cap
+# The shortest pause before a poll that is due (the end foreseen now or already past: a
+# copy whose last batch is written finishes its bookkeeping); each further one in a row
+# grows by GROWTH, up to the pause the backoff would make.
+DUE_S = 0.05
+
+
+def task_eta_s(status: TaskStatus, since: TaskStatus | None = None) -> float | None:
+    """Seconds until a copy task is expected to end at its rate: documents done of its
+    total in its running time, since the status ``since`` of the same task when given
+    (its recent rate: a copy's first seconds, before its first batch, say little of how
+    fast it goes); 0 when all are done; None when it cannot be told yet (no total,
+    nothing done, no running time)."""
+    done, total, elapsed = status.done_docs, status.total, status.running_time_s
+    if total <= 0 or done <= 0 or elapsed <= 0:
+        return None
+    if done >= total:
+        return 0.0
+    rate = done / elapsed
+    if since is not None and since.task_id == status.task_id:
+        moved, took = done - since.done_docs, elapsed - since.running_time_s
+        if moved > 0 and took > 0:
+            rate = moved / took
+    return (total - done) / rate
+
+
+class TaskEta:
+    """:func:`task_eta_s` of each status of a copy, from the rate since the previous."""
+
+    def __init__(self) -> None:
+        self._last: TaskStatus | None = None
+
+    def __call__(self, status: TaskStatus) -> float | None:
+        last, self._last = self._last, status
+        return task_eta_s(status, last)
 
 
 @dataclass(frozen=True)
@@ -56,6 +93,7 @@ class Waiter:
         self.backoff = backoff
         self.deadline = None if timeout_s is None else clock() + timeout_s
         self.delay = backoff.first
+        self._due = DUE_S
 
     def expired(self) -> bool:
         return self.deadline is not None and self.clock() >= self.deadline
@@ -65,12 +103,21 @@ class Waiter:
         self._sleep(self.delay)
         self.delay = self.backoff.after(self.delay)
 
-    def pause(self) -> bool:
-        """Sleep the next delay unless the deadline has passed (then False)."""
+    def pause(self, due_in: float | None = None) -> bool:
+        """Sleep the next delay unless the deadline has passed (then False). ``due_in``:
+        when what is awaited is expected to be over (seconds from now, None: unknown):
+        sooner than the next delay, sleep only until then (at least DUE_S, more for
+        each such pause in a row), and the backoff's delay does not grow."""
         if self.expired():
             return False
-        self.sleep()
+        if due_in is None or due_in >= self.delay:
+            self._due = DUE_S
+            self.sleep()
+            return True
+        self._sleep(min(max(due_in, self._due), self.delay))
+        self._due *= self.backoff.growth
         return True
 
     def reset(self) -> None:
         self.delay = self.backoff.first
+        self._due = DUE_S

@@ -89,18 +89,37 @@ def final_settings(p: Plan) -> dict[str, Any]:
     return {key: p.settings.get(key) for key in p.copy_settings}
 
 
+def planned_replicas(p: Plan, restore: dict[str, Any]) -> int | None:
+    """The target's replica count once ``restore`` is put back, when the plan says it (the
+    create refused any setting it did not plan); None when the engine decides it (an
+    ``auto_expand_replicas``, a value reset to the engine's default): ask the target."""
+    key = "index.number_of_replicas"
+    if str(p.settings.get("index.auto_expand_replicas", "false")).lower() != "false":
+        return None
+    try:
+        return int(restore[key] if key in restore else p.settings[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def restore_settings(ctx: RunContext) -> dict[str, Any]:
     """Put the final replica count and refresh interval back and wait for the health they
-    allow: green when every replica can be placed on its own node, else yellow."""
+    allow: green when every replica can be placed on its own node (always, without
+    replicas: the node count is not asked), else yellow."""
     p = ctx.plan
     restore = final_settings(p)
     if not restore:
         return {}
     ctx.engine.put_settings(p.target_index, restore)
     ctx.crash("verify.settings_restored")
-    replicas = int(ctx.engine.get_index(p.target_index).settings.get("index.number_of_replicas", 1))
-    nodes = int(ctx.engine.cluster_health().get("number_of_data_nodes", 1))
-    expected = "green" if nodes > replicas else "yellow"
+    replicas = planned_replicas(p, restore)
+    if replicas is None:
+        found = ctx.engine.get_index(p.target_index).settings
+        replicas = int(found.get("index.number_of_replicas", 1))
+    expected = "green"
+    if replicas > 0:
+        nodes = int(ctx.engine.cluster_health().get("number_of_data_nodes", 1))
+        expected = "green" if nodes > replicas else "yellow"
     # each request waits on the engine's side: no pause between them, only the deadline
     waiter = Waiter(ctx.clock, ctx.sleep, Backoff.of(ctx.options), ctx.options.health_wait_s)
     while True:  # short waits, so that no single request outlives the client's timeout

@@ -24,7 +24,7 @@ from ...options import RunOptions
 from ...plan import Plan
 from .. import target
 from ..context import RunContext
-from ..poll import Backoff, Waiter
+from ..poll import Backoff, TaskEta, Waiter
 from .base import CopiedFrom, Prepared, describe_failure, failure_cause, reason
 
 COUNT_KEYS = ("created", "updated", "deleted", "version_conflicts", "noops")
@@ -100,6 +100,7 @@ def failure_hint(failure: dict[str, Any], run_id: str) -> str:
 def wait_task(ctx: RunContext) -> dict[str, Any]:
     """Poll until the task completes; return its final counts."""
     waiter = Waiter(ctx.clock, ctx.sleep, Backoff.of(ctx.options))
+    eta = TaskEta()  # when the task is due to end, from its progress
     last: dict[str, int] | None = None
     while True:
         task_id = ctx.record.task_id
@@ -131,7 +132,7 @@ def wait_task(ctx: RunContext) -> dict[str, Any]:
                 raise _failed_copy(ctx, task_id, status)
             target.check_copy(ctx, task_id)  # e.g. deleted right before the last batch
             return {"progress": counts, "detail": {"task_id": task_id, **counts}}
-        waiter.pause()
+        waiter.pause(eta(status))  # polled again when it is due to end, if sooner
 
 
 class ReindexCopy:

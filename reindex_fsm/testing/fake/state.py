@@ -70,6 +70,9 @@ class TaskScript:
     fail_after_polls: int | None = None  # report a bulk failure and complete
     vanish_after_polls: int | None = None  # the engine forgets the task (node lost)
     stall: bool = False  # never progresses (for abort tests)
+    # the task's running time grows this much per poll (0: the fake reports none, so no
+    # ETA can be told from its progress)
+    seconds_per_poll: float = 0.0
 
 
 @dataclass

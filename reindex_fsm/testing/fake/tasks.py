@@ -49,6 +49,7 @@ class FakeTasks(FakeCore):
             cancelled=task.cancelled,
             opaque_id=task.request.opaque_id,
             description=f"reindex from [{task.request.source}] to [{task.request.dest}]",
+            running_time_s=task.polls * task.script.seconds_per_poll,
         )
 
     # -- Engine protocol -----------------------------------------------------------
