@@ -110,12 +110,21 @@ def confirmation(p: Any, options: Any) -> list[str]:
             f"{estimate} (estimated from {basis})"
         )
     lines.extend(f"templates:  {t}" for t in template_lines(p))
+    lines.extend(f"tuning:     {t}" for t in tuning_lines(p))
     lines.extend(f"warning:    {w}" for w in plan_warnings(p, options))
     # lifecycle policies handed over after the swap (steps/lifecycle.py)
     lines.extend(
         f"lifecycle:  {note}" for note in (getattr(p, "lifecycle", None) or {}).get("notes", [])
     )
     return lines
+
+
+def tuning_lines(p: Any) -> list[str]:
+    """The copy tuning the tool chose at plan time (steps/copy/tuning.py), with its reason."""
+    tuned = getattr(p, "copy_tuning", None)
+    if not tuned or tuned.get("batch_size") is None:
+        return []
+    return [f"_reindex batches of {tuned['batch_size']:,} documents ({tuned['batch_size_from']})"]
 
 
 def template_lines(p: Any) -> list[str]:
