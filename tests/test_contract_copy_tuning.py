@@ -67,10 +67,10 @@ def test_the_batch_size_is_source_size_in_the_body(server: ContractServer, fake:
 def test_a_run_sends_the_size_its_plan_chose(
     server: ContractServer, fake: FakeEngine, state_db: str
 ):
-    fake.store_bytes[SOURCE] = 4_000 * N_DOCS
+    fake.store_bytes[SOURCE] = 40_000 * N_DOCS
     cfg = contract_config(server, state_db)
     rec = api.start(cfg, ALIAS, RunOptions(verify=True)).record
     assert rec.state is State.SWAPPED, rec.error
     (body,) = _reindex_bodies(server)
-    assert body["source"]["size"] == tuning.BATCH_BYTES // 4_000
+    assert body["source"]["size"] == tuning.BATCH_BYTES // 40_000
     assert "size" not in body and "max_docs" not in body

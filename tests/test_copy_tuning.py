@@ -19,15 +19,16 @@ from .conftest import ALIAS, N_DOCS, SOURCE
 @pytest.mark.parametrize(
     ("average", "window", "expected"),
     [
-        (644, 10_000, tuning.BATCH_BYTES // 644),  # the bench's sample: about 8,100
+        (644, 10_000, tuning.DEFAULT_BATCH),  # the bench's sample: the engines' 1,000
+        (20_000, 10_000, tuning.BATCH_BYTES // 20_000),  # 20 kB documents: 262, about 5 MiB
         (5 * 1024 * 1024, 10_000, tuning.MIN_BATCH),  # 5 MiB documents: never below 100
-        (10, 10_000, tuning.MAX_BATCH),  # tiny documents: at most 10,000
-        (10, 2_000, 2_000),  # ... and at most the source's index.max_result_window
+        (10, 10_000, tuning.DEFAULT_BATCH),  # tiny ones: larger batches did not pay
+        (10, 500, 500),  # at most the source's index.max_result_window
         (10, 50, 50),  # a window under the minimum wins: the engine refuses more
         (None, 10_000, tuning.DEFAULT_BATCH),  # size unknown: the engines' default
     ],
 )
-def test_the_batch_size_holds_about_five_mib_within_bounds(average, window, expected):
+def test_the_batch_size_holds_at_most_about_five_mib_within_bounds(average, window, expected):
     assert tuning.batch_size_for(average, window) == expected
 
 
@@ -38,13 +39,13 @@ def test_the_average_is_primary_store_bytes_per_document():
 
 
 def test_the_plan_chooses_source_size_from_the_store_and_sends_it(cfg, fake):
-    fake.store_bytes[SOURCE] = 2_000 * N_DOCS  # 2,000 bytes per document
+    fake.store_bytes[SOURCE] = 20_000 * N_DOCS  # 20,000 bytes per document
     p = api.plan(cfg, ALIAS, RunOptions())
-    expected = tuning.BATCH_BYTES // 2_000
+    expected = tuning.BATCH_BYTES // 20_000
     assert p.copy_tuning is not None
     assert p.copy_tuning["batch_size"] == expected
-    assert p.copy_tuning["average_doc_bytes"] == 2_000
-    assert "2000 bytes per document" in p.copy_tuning["batch_size_from"]
+    assert p.copy_tuning["average_doc_bytes"] == 20_000
+    assert "20000 bytes per document" in p.copy_tuning["batch_size_from"]
     assert p.reindex["source"] == {"index": SOURCE, "size": expected}
     # the batch size, never a cap on the documents copied
     assert "size" not in p.reindex and "max_docs" not in p.reindex
@@ -58,18 +59,21 @@ def test_the_plan_chooses_source_size_from_the_store_and_sends_it(cfg, fake):
 def test_the_run_sends_the_planned_batch_size_on_every_start_of_the_copy(cfg, fake):
     """A copy started again (its task vanished) sends the plan's size, not one chosen anew
     from what the source's store holds by then."""
-    fake.store_bytes[SOURCE] = 1_000 * N_DOCS
+    fake.store_bytes[SOURCE] = 50_000 * N_DOCS
     planned = api.plan(cfg, ALIAS, RunOptions())
-    fake.store_bytes[SOURCE] = 10 * N_DOCS  # would choose 10,000 now
+    fake.store_bytes[SOURCE] = 10 * N_DOCS  # would choose 1,000 now
     fake.next_task_scripts = [TaskScript(docs_per_poll=10, vanish_after_polls=1)]
     rec = api.start(cfg, ALIAS, RunOptions(), planned).record
     assert rec.state is State.SWAPPED, rec.error
     sizes = [t.request.batch_size for t in fake.tasks.values()]
-    assert len(sizes) == 2 and set(sizes) == {tuning.BATCH_BYTES // 1_000}
-    assert rec.plan["copy_tuning"]["batch_size"] == tuning.BATCH_BYTES // 1_000
+    assert len(sizes) == 2 and set(sizes) == {tuning.BATCH_BYTES // 50_000}
+    assert rec.plan["copy_tuning"]["batch_size"] == tuning.BATCH_BYTES // 50_000
 
 
 def test_the_flag_overrides_the_choice(cfg, fake):
+    p = api.plan(cfg, ALIAS, RunOptions())
+    assert p.copy_tuning["batch_size"] == tuning.DEFAULT_BATCH  # 1,000 bytes per document
+    assert "larger batches did not pay" in p.copy_tuning["batch_size_from"]
     p = api.plan(cfg, ALIAS, RunOptions(reindex_batch_size=250))
     assert p.copy_tuning["batch_size"] == 250
     assert p.copy_tuning["batch_size_from"] == "--reindex-batch-size"
@@ -77,11 +81,12 @@ def test_the_flag_overrides_the_choice(cfg, fake):
 
 
 def test_a_throttled_copy_keeps_the_engines_batch_size(cfg, fake):
-    fake.store_bytes[SOURCE] = 10 * N_DOCS  # tiny documents: 10,000 unthrottled
+    fake.store_bytes[SOURCE] = 20_000 * N_DOCS  # 262 unthrottled
     p = api.plan(cfg, ALIAS, RunOptions(requests_per_second=500))
     assert p.copy_tuning["batch_size"] == tuning.DEFAULT_BATCH
     assert "throttled" in p.copy_tuning["batch_size_from"]
-    assert api.plan(cfg, ALIAS, RunOptions()).copy_tuning["batch_size"] == tuning.MAX_BATCH
+    unthrottled = api.plan(cfg, ALIAS, RunOptions()).copy_tuning["batch_size"]
+    assert unthrottled == tuning.BATCH_BYTES // 20_000
 
 
 def test_a_batch_size_over_the_sources_result_window_is_refused_before_any_write(cfg, fake):

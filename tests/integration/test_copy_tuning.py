@@ -25,7 +25,7 @@ def test_the_chosen_batch_size_copies_everything(cfg, engine, names, make_source
     chosen = rec.plan["copy_tuning"]
     average = tuning.average_doc_bytes(status.primary_store_bytes, n_docs)
     assert chosen["average_doc_bytes"] == pytest.approx(average, rel=0.5)  # store grows
-    assert tuning.MIN_BATCH <= chosen["batch_size"] <= tuning.MAX_BATCH
+    assert tuning.MIN_BATCH <= chosen["batch_size"] <= tuning.DEFAULT_BATCH
     assert rec.plan["reindex"]["source"]["size"] == chosen["batch_size"]
 
 

@@ -3,13 +3,20 @@ source, stored with the plan (``Plan.copy_tuning``) so that every (re)start of t
 after a crash too, sends the same request; ``--dry-run`` shows it, flags override it.
 
 - Scroll batch size (``source.size``, the engines' default 1,000): a batch is one search
-  and one bulk request per slice. Chosen so that a batch holds about :data:`BATCH_BYTES`
-  of the source's documents (primary store bytes / documents, from ``_cat/indices`` and
-  ``_count``), within :data:`MIN_BATCH`..:data:`MAX_BATCH` and the source's
-  ``index.max_result_window`` (the engines refuse a larger scroll batch).
-  ``--reindex-batch-size`` overrides it. A throttled copy (``--requests-per-second``)
-  keeps the engines' 1,000: the throttle waits between batches, so a larger batch makes
-  the load burstier, not the rate higher.
+  and one bulk request per slice. Chosen so that a batch holds at most about
+  :data:`BATCH_BYTES` of the source's documents (primary store bytes / documents, from
+  ``_cat/indices`` and ``_count``): the engines' 1,000 for documents under about 5 KiB,
+  fewer for larger ones (down to :data:`MIN_BATCH`), so that one bulk request of large
+  documents does not trip the engine's memory breakers; never more than the source's
+  ``index.max_result_window`` (the engines refuse a larger scroll batch). Larger batches
+  for small documents (about 8,000 for the bench's 644-byte ones) did not pay on the
+  bench (README, "Copy tuning"), so the tool does not choose them.
+  ``--reindex-batch-size`` (up to :data:`MAX_BATCH`) overrides it. A throttled copy
+  (``--requests-per-second``) keeps the engines' 1,000: the throttle waits between
+  batches, so a larger batch makes the load burstier, not the rate higher.
+
+The translog (``index.translog.durability: async``, a larger flush threshold) and more
+slices than shards were measured too and did not pay: they are not chosen.
 
 Whether each choice pays is measured by ``bench/bench_copy_tuning.py`` (the tool with and
 without it, alternating on one engine); the README's "Copy tuning" section has the figures.
@@ -23,9 +30,9 @@ from ...errors import UsageError
 from ...options import RunOptions
 
 DEFAULT_BATCH = 1000  # the engines' own source.size for _reindex
-BATCH_BYTES = 5 * 1024 * 1024  # a scroll batch (one bulk request) of about 5 MiB
+BATCH_BYTES = 5 * 1024 * 1024  # a scroll batch (one bulk request) of at most about 5 MiB
 MIN_BATCH = 100  # very large documents: still more than a handful per request
-MAX_BATCH = 10_000  # index.max_result_window's default; bounds the heap a batch takes
+MAX_BATCH = 10_000  # the flag's bound: index.max_result_window's default
 DEFAULT_MAX_RESULT_WINDOW = 10_000
 
 
@@ -37,10 +44,11 @@ def average_doc_bytes(store_bytes: int | None, documents: int) -> int | None:
 
 
 def batch_size_for(average: int | None, max_result_window: int) -> int:
-    """The scroll batch holding about BATCH_BYTES of documents of ``average`` bytes."""
-    cap = max(1, min(MAX_BATCH, max_result_window))
+    """The engines' 1,000 documents, fewer when that would be more than BATCH_BYTES of
+    documents of ``average`` bytes; within the source's ``max_result_window``."""
+    cap = max(1, min(DEFAULT_BATCH, max_result_window))
     if average is None:
-        return min(DEFAULT_BATCH, cap)
+        return cap
     return max(min(MIN_BATCH, cap), min(cap, BATCH_BYTES // average))
 
 
@@ -72,12 +80,18 @@ def choose(
         why = "the engine default: the copy is throttled (--requests-per-second)"
     else:
         size = batch_size_for(average, window)
-        why = (
-            f"about {BATCH_BYTES // (1024 * 1024)} MiB per batch at {average} bytes per "
-            "document (primary store / documents)"
-            if average is not None
-            else "the engine default (the source's size is not known)"
-        )
+        if average is None:
+            why = "the engine default (the source's size is not known)"
+        elif size < min(DEFAULT_BATCH, window):
+            why = (
+                f"at most about {BATCH_BYTES // (1024 * 1024)} MiB per batch at {average} "
+                "bytes per document (primary store / documents)"
+            )
+        else:
+            why = (
+                f"the engine default: {average} bytes per document (primary store / "
+                "documents) fit in a batch of it; larger batches did not pay on the bench"
+            )
     return {
         "batch_size": size,
         "batch_size_from": why,
