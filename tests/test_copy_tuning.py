@@ -74,6 +74,7 @@ def test_the_flag_overrides_the_choice(cfg, fake):
     p = api.plan(cfg, ALIAS, RunOptions())
     assert p.copy_tuning["batch_size"] == tuning.DEFAULT_BATCH  # 1,000 bytes per document
     assert "larger batches did not pay" in p.copy_tuning["batch_size_from"]
+    assert render.tuning_lines(p) == []  # the engines' default: no confirmation line
     p = api.plan(cfg, ALIAS, RunOptions(reindex_batch_size=250))
     assert p.copy_tuning["batch_size"] == 250
     assert p.copy_tuning["batch_size_from"] == "--reindex-batch-size"
