@@ -543,6 +543,22 @@ class RunOptions:
         ),
     )
 
+    # -- copy tuning: what the tool chooses for the _reindex copy at plan time --
+    reindex_batch_size: int | None = opt(  # None: chosen from the source's document size
+        None,
+        Flag(
+            ("--reindex-batch-size",),
+            "Documents per _reindex scroll batch (source.size; each batch is one bulk "
+            "request) [default: chosen from the source's average document size].",
+            kind="int",
+            min=1,
+            max=MAX_SAMPLE,
+            metavar="N",
+        ),
+        min=1,
+        max=MAX_SAMPLE,
+    )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -570,6 +586,7 @@ class RunOptions:
             )
         _check_ranges(self)
         _check_transforms(self)
+        _check_copy_tuning(self)
         _check_write_policy(self)
         check_metrics_file(self.metrics_file)
         _check_remote(self)
@@ -674,6 +691,22 @@ def _check_ranges(o: RunOptions) -> None:
             raise UsageError(f"{flag} {value:g} must be {at} {low:g}")
         if high is not None and value > high:
             raise UsageError(f"{flag} {value:g} must be at most {high:g}")
+
+
+def _check_copy_tuning(o: RunOptions) -> None:
+    """The _reindex copy's own tuning flags: not for a copy that is not a local _reindex."""
+    if o.reindex_batch_size is None:
+        return
+    if o.recompute_embeddings:
+        raise UsageError(
+            f"--reindex-batch-size is for the _reindex copy, not {RECOMPUTE}",
+            hint="use --batch-size for the documents embedded and indexed per batch",
+        )
+    if o.source_url is not None:
+        raise UsageError(
+            "--reindex-batch-size is for a copy within one cluster, not --source-url",
+            hint="use --remote-batch-size for the documents per read of the source",
+        )
 
 
 def _check_transforms(o: RunOptions) -> None:

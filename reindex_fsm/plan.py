@@ -119,6 +119,9 @@ class Plan:
     # credentials, flavor, version, cluster_name, cluster_uuid), the copy chosen and why,
     # its ranges, whether the run blocks the source's writes; None: the source is local.
     source_cluster: dict[str, Any] | None = None
+    # -- copy tuning: the _reindex copy's scroll batch size chosen at plan time and why
+    # (steps/copy/tuning.py); None: a recompute or remote copy, or a plan made before it.
+    copy_tuning: dict[str, Any] | None = None
 
     @property
     def reads_source_only(self) -> bool:

@@ -68,6 +68,7 @@ def print_out(*renderables: RenderableType | str) -> None:
 # A throttled copy is estimated at its --requests-per-second (the _reindex throttle is a
 # rate of documents). The README gives the same figures.
 ASSUMED_COPY_DOCS_PER_S = 5000.0
+ENGINE_BATCH = 1000  # the engines' own _reindex scroll batch: not worth a confirmation line
 ASSUMED_MINILM_DOCS_PER_S = 180.0  # per worker; README, "Recomputing embeddings"
 
 
@@ -110,12 +111,22 @@ def confirmation(p: Any, options: Any) -> list[str]:
             f"{estimate} (estimated from {basis})"
         )
     lines.extend(f"templates:  {t}" for t in template_lines(p))
+    lines.extend(f"tuning:     {t}" for t in tuning_lines(p))
     lines.extend(f"warning:    {w}" for w in plan_warnings(p, options))
     # lifecycle policies handed over after the swap (steps/lifecycle.py)
     lines.extend(
         f"lifecycle:  {note}" for note in (getattr(p, "lifecycle", None) or {}).get("notes", [])
     )
     return lines
+
+
+def tuning_lines(p: Any) -> list[str]:
+    """The copy tuning the tool chose at plan time (steps/copy/tuning.py), with its reason,
+    when it is not the engines' default batch of 1,000 (--dry-run shows it always)."""
+    tuned = getattr(p, "copy_tuning", None)
+    if not tuned or tuned.get("batch_size") in (None, ENGINE_BATCH):
+        return []
+    return [f"_reindex batches of {tuned['batch_size']:,} documents ({tuned['batch_size_from']})"]
 
 
 def template_lines(p: Any) -> list[str]:

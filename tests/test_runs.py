@@ -46,6 +46,7 @@ PLAN_CALLS = [
     "get_index",  # source settings and mappings
     "count",  # source snapshot
     "ism_explain",  # is there an ISM plugin, and a policy on the source? (no plugin here)
+    "index_status",  # the source's primary store size: the copy's scroll batch size
     "index_templates",  # the templates matching the target's name (none)
     "get_lease",  # the engine lease on the alias: free
     "put_lease",  # taken (op_type=create)

@@ -140,6 +140,10 @@ class ReindexRequest:
     # --pipeline / --script: dest.pipeline and the body's script.
     pipeline: str | None = None
     script: Mapping[str, Any] | None = None
+    # Documents per scroll batch (and so per bulk request): ``source.size``, the same key on
+    # Elasticsearch 7/8/9 and OpenSearch (a top-level ``size``/``max_docs`` would cap the
+    # documents copied instead). None: the engine's default, 1,000.
+    batch_size: int | None = None
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -147,6 +151,8 @@ class ReindexRequest:
             "dest": {"index": self.dest, "op_type": self.op_type},
             "conflicts": self.conflicts,
         }
+        if self.batch_size is not None:
+            body["source"]["size"] = self.batch_size
         if self.pipeline:
             body["dest"]["pipeline"] = self.pipeline
         if self.script:

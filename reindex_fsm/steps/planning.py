@@ -17,6 +17,7 @@ from ..errors import AliasNotFound, AliasOnSeveralIndices, NotAnAlias, TargetExi
 from ..options import RunOptions
 from ..plan import Plan
 from . import deep_verify, lifecycle, templates, transforms, vector_load
+from .copy import tuning
 from .copy.registry import strategy_for_options
 from .target import META_KEY, owner_of, reindex_request, swap_actions
 from .write_policy import check_options
@@ -279,7 +280,8 @@ def make_plan(
         source_count = prepared.target_count  # what the target is to hold
     while_copying = copy_settings(options, mappings, settings, info)
     check_final_settings(settings, while_copying)
-    request = reindex_request(source, target, run_id, options)
+    tuned = _copy_tuning(engine, strategy.name, options, source, definition.settings, source_count)
+    request = reindex_request(source, target, run_id, options, tuning.batch_size(tuned))
     matching_templates = templates.describe(engine, target, settings, alias)
     return Plan(
         run_id=run_id,
@@ -305,7 +307,23 @@ def make_plan(
         source_uuid=definition.settings.get("index.uuid"),
         lifecycle=handover,
         templates=matching_templates,
+        copy_tuning=tuned,
     )
+
+
+def _copy_tuning(
+    engine: Engine,
+    strategy: str,
+    options: RunOptions,
+    source: str,
+    settings: dict[str, Any],
+    documents: int,
+) -> dict[str, Any] | None:
+    """The ``_reindex`` copy's tuning (steps/copy/tuning.py); None for another copy."""
+    if strategy != "reindex":
+        return None
+    store = engine.index_status(source).primary_store_bytes
+    return tuning.choose(options, source, settings, documents, store)
 
 
 def parse_set(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:

@@ -52,9 +52,12 @@ def owner_of(engine: Engine, index: str) -> str | None:
     return meta.get("run_id") if isinstance(meta, dict) else None
 
 
-def reindex_request(source: str, target: str, run_id: str, options: RunOptions) -> ReindexRequest:
+def reindex_request(
+    source: str, target: str, run_id: str, options: RunOptions, batch_size: int | None = None
+) -> ReindexRequest:
     """The copy's request, the same at plan time and on every (re)start of the copy; the
-    rate is the run's current one (``rethrottle`` stores it in the options)."""
+    rate is the run's current one (``rethrottle`` stores it in the options); the scroll
+    batch size is the plan's (``Plan.copy_tuning``; None: the engine's default)."""
     return ReindexRequest(
         source=source,
         dest=target,
@@ -63,6 +66,7 @@ def reindex_request(source: str, target: str, run_id: str, options: RunOptions) 
         requests_per_second=options.requests_per_second,
         pipeline=options.pipeline,
         script=options.script,
+        batch_size=batch_size,
     )
 
 

@@ -57,7 +57,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
         "index.refresh_interval": "-1",
     }
     assert plan["mappings"]["_meta"]["reindex_fsm"]["source_index"] == names.source
-    assert plan["reindex"]["source"] == {"index": names.source}
+    # the copy's batch size, chosen from the source's documents (steps/copy/tuning.py)
+    assert plan["reindex"]["source"] == {"index": names.source, "size": 1000}
+    assert plan["copy_tuning"]["batch_size"] == 1000
     assert plan["reindex"]["dest"]["index"] == target
     assert plan["aliases"] == before["aliases"][names.source]["aliases"]
     removes = [a["remove"] for a in plan["alias_actions"] if "remove" in a]

@@ -25,6 +25,7 @@ from ...plan import Plan
 from .. import target
 from ..context import RunContext
 from ..poll import Backoff, TaskEta, Waiter
+from . import tuning
 from .base import CopiedFrom, Prepared, describe_failure, failure_cause, reason
 
 COUNT_KEYS = ("created", "updated", "deleted", "version_conflicts", "noops")
@@ -32,7 +33,8 @@ COUNT_KEYS = ("created", "updated", "deleted", "version_conflicts", "noops")
 
 def _request(ctx: RunContext, again: bool) -> ReindexRequest:
     p = ctx.plan
-    request = target.reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options)
+    size = tuning.batch_size(p.copy_tuning)  # the plan's: a resumed copy sends the same
+    request = target.reindex_request(p.source_index, p.target_index, ctx.run_id, ctx.options, size)
     return replace(request, conflicts="proceed") if again else request
 
 
@@ -172,7 +174,10 @@ class ReindexCopy:
         return Prepared()
 
     def describe(self, p: Plan) -> dict[str, Any]:
-        return {"step": "copy", "reindex": p.reindex, "wait_for_completion": False}
+        out = {"step": "copy", "reindex": p.reindex, "wait_for_completion": False}
+        if p.copy_tuning:  # what the tool chose for the copy, and why
+            out["tuning"] = p.copy_tuning
+        return out
 
     def start(self, ctx: RunContext) -> dict[str, Any]:
         task_id, detail = start_task(ctx)

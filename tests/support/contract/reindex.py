@@ -76,8 +76,23 @@ class ReindexApi(Family):
         wait = call.query.get("wait_for_completion", "true") != "false"
         body = self._body(call)
         source, dest = body.get("source") or {}, body.get("dest") or {}
-        if not isinstance(source.get("index"), str) or not set(source) <= {"index", "query"}:
-            raise Unsupported(f"reindex source {source!r} (one index and a query)")
+        if not isinstance(source.get("index"), str) or not set(source) <= {
+            "index",
+            "query",
+            "size",
+        }:
+            raise Unsupported(f"reindex source {source!r} (one index, a query, a batch size)")
+        if "size" in body or "max_docs" in body:  # the run never caps the documents copied
+            raise Unsupported(f"reindex with a top-level size or max_docs: {body!r}")
+        batch = source.get("size")
+        if batch is not None:
+            window = int(
+                self.fake._index(source["index"]).settings.get("index.max_result_window") or 10_000
+            )
+            if isinstance(batch, bool) or not isinstance(batch, int) or not 0 < batch <= window:
+                # the engines refuse it when the task's first scroll starts; a run must not
+                # send one (the plan bounds it by the source's max_result_window)
+                raise Unsupported(f"reindex source.size {batch!r} (1..{window})")
         slices = call.query.get("slices", "1")
         rps = float(call.query.get("requests_per_second", "-1"))
         request = ReindexRequest(
@@ -98,6 +113,7 @@ class ReindexApi(Family):
             },
             pipeline=dest.get("pipeline"),
             script=body.get("script"),
+            batch_size=batch,
         )
         task_id = self.fake.start_reindex(request)
         if not wait:
