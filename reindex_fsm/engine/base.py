@@ -140,9 +140,8 @@ class ReindexRequest:
     # --pipeline / --script: dest.pipeline and the body's script.
     pipeline: str | None = None
     script: Mapping[str, Any] | None = None
-    # Documents per scroll batch (and so per bulk request): ``source.size``, the same key on
-    # Elasticsearch 7/8/9 and OpenSearch (a top-level ``size``/``max_docs`` would cap the
-    # documents copied instead). None: the engine's default, 1,000.
+    # Documents per scroll batch (one bulk each): ``source.size`` on every engine (a top-level
+    # ``size``/``max_docs`` would cap the copy instead). None: the engine's default, 1,000.
     batch_size: int | None = None
 
     def body(self) -> dict[str, Any]:
@@ -257,11 +256,9 @@ class IndexSummary:
 
 @dataclass(frozen=True)
 class DataStreamUse:
-    """What a name is to the engine's data streams: a data stream itself
-    (``kind="data_stream"``), one of a data stream's backing indices (``"backing_index"``),
-    or an alias whose members are data streams (``"alias"``, Elasticsearch 7.14+).
-    ``data_streams`` are the streams concerned; ``backing_indices`` theirs, as far as the
-    engine said."""
+    """What a name is to the engine's data streams: a data stream (``kind="data_stream"``),
+    a backing index (``"backing_index"``) or an alias of data streams (``"alias"``, ES 7.14+);
+    ``data_streams`` are the streams concerned, ``backing_indices`` theirs, as far as known."""
 
     kind: Literal["data_stream", "backing_index", "alias"]
     name: str
@@ -353,9 +350,7 @@ class Engine(Protocol):
     def refresh(self, index: str) -> None: ...
 
     def force_merge(self, index: str, max_num_segments: int) -> str | None:
-        """Merge each shard of ``index`` down to ``max_num_segments`` segments, in the
-        background: the task's ID to poll, or None when the engine finished it at once."""
-        ...
+        """_forcemerge each shard to ``max_num_segments`` in the background: a task ID (None: done)."""
 
     def count(self, index: str) -> int: ...
 
