@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from transitions.extensions.diagrams import GraphMachine
-
 from .machine import TERMINAL, TRANSITIONS, State, retry_state
 from .steps import gate, write_policy
 from .steps.copy.registry import documents_copied
@@ -169,6 +167,8 @@ def mermaid(current: State, path: list[tuple[str, str]]) -> str:
     """The machine's state diagram as Mermaid ``stateDiagram-v2`` text, drawn by
     transitions' GraphMachine from :data:`TRANSITIONS`: the states the run went through
     in class ``s_previous``, the current one in ``s_active``."""
+    from transitions.extensions.diagrams import GraphMachine  # only show draws it
+
     model = _DiagramModel()
     graph_machine = GraphMachine(
         model=model,
