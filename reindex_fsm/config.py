@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .crashpoints import Crashpoints
-from .engine.base import Engine
 from .errors import UsageError
+from .events import Reporter, SilentReporter
 from .flags import Flag
 from .logs import FORMATS as LOG_FORMATS
-from .steps.context import Reporter, SilentReporter
 from .store import DEFAULT_STATE_DB, open_store, state_db_url
 
 if TYPE_CHECKING:  # SQLAlchemy is imported where a database is opened
+    from .engine.base import Engine
     from .store import RunRepository
 
 DEFAULT_ENGINE_URL = "http://localhost:9200"

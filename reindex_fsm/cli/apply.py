@@ -13,7 +13,6 @@ import click
 from ..config import Config
 from ..errors import ExitCode, UsageError
 from ..options import start_flags
-from ..plan import Plan
 from ..store import RunOrigin
 from . import batches
 from .lazy import lazy
@@ -24,6 +23,7 @@ from .start import run_options
 
 if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
     from .. import api, batch, plan_changes, planfile, render
+    from ..plan import Plan
     from ..steps.copy import registry
 else:
     api = lazy("reindex_fsm.api")
