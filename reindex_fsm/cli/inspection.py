@@ -55,7 +55,9 @@ def show(
     if batches.is_batch_id(run_id):  # a batch and its runs (cli/batches.py)
         batches.show(ctx, config_for(ctx, state_db), run_id)
         return
-    record, events, picture = reads.show_picture(config_for(ctx, state_db), run_id, report_file)
+    record, events, picture = reads.show_picture(
+        config_for(ctx, state_db, progress=False), run_id, report_file
+    )
     data = {
         **reads.summary(record),
         "batch_id": record.batch_id,  # the batch that made the run (None: on its own)
@@ -142,7 +144,9 @@ def history(
         batches.history(ctx, config_for(ctx, state_db), limit)
         return
     since_utc = since.replace(tzinfo=UTC) if since else None
-    rows = reads.history_rows(config_for(ctx, state_db), alias, state, since_utc, limit)
+    rows = reads.history_rows(
+        config_for(ctx, state_db, progress=False), alias, state, since_utc, limit
+    )
     if as_json:
         emit_json(rows)
         return

@@ -203,11 +203,13 @@ def config_for(
     state_db: str | None = None,
     engine_url: str | None = None,
     engine_kind: str | None = None,
+    *,
+    progress: bool = True,
 ) -> Config:
     """The Config of a command: the one the CLI was given (tests, embedding programs) or
     a new one, with the flags given over it; REINDEX_FSM_ENGINE_URL and
     REINDEX_FSM_STATE_DB are reindex_fsm.config's to read (a run's stored URL wins over
-    the first)."""
+    the first). ``progress=False``: no progress display (show and history report none)."""
     root = ctx.find_root()
     base = root.obj if isinstance(root.obj, Config) else Config()
     cfg = replace(base)
@@ -226,7 +228,7 @@ def config_for(
     given_source = root.meta.get("source_client_options")
     if given_source:
         cfg.source_client_options = {**cfg.source_client_options, **given_source}
-    if isinstance(cfg.reporter, SilentReporter):
+    if progress and isinstance(cfg.reporter, SilentReporter):  # not for a verb that only reads
         cfg.reporter = make_reporter(ctx)
     cfg.warn = warn
     return cfg
