@@ -18,7 +18,9 @@ def bench_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(BENCH))
 
 
-@pytest.mark.parametrize("name", ["bench_reindex", "bench_recompute", "bench_verify"])
+@pytest.mark.parametrize(
+    "name", ["bench_reindex", "bench_recompute", "bench_verify", "bench_startup"]
+)
 def test_a_benchmark_imports_and_prints_its_help(name: str) -> None:
     module = importlib.import_module(name)
     result = CliRunner().invoke(module.main, ["--help"])
