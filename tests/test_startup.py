@@ -342,3 +342,26 @@ def test_decoded_columns_are_the_models_columns():
     assert set(EVENT_COLUMNS) == {c.name for c in EventRow.__table__.columns}
     assert set(EVENT_JSON_COLUMNS) == kinds(EventRow, JSON)
     assert set(EVENT_DATETIME_COLUMNS) == kinds(EventRow, DateTime)
+
+
+def test_a_lazily_bound_module_is_never_half_loaded_for_others():
+    """The stand-ins put nothing in sys.modules: a batch's threads importing the api while
+    the CLI first uses it get the whole module, never one still loading."""
+    code = (
+        "import sys, threading\n"
+        "import reindex_fsm.cli.run_verbs as rv\n"
+        "assert 'reindex_fsm.api' not in sys.modules\n"
+        "found = []\n"
+        "def plain():\n"
+        "    from reindex_fsm import api\n"
+        "    found.append(callable(api.resume))\n"
+        "def through_cli():\n"
+        "    found.append(callable(rv.api.resume))\n"
+        "threads = [threading.Thread(target=f) for f in (plain, through_cli) * 4]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "assert found == [True] * 8, found\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr
