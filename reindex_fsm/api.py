@@ -9,11 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from . import outputs, remote, report
+from . import outputs, remote
 from .cleanup import CleanupRow as CleanupRow  # re-exported: callers' imports
 from .cleanup import cleanup as cleanup
 from .config import DEFAULT_ENGINE_URL as DEFAULT_ENGINE_URL  # re-exported: callers' imports
@@ -32,19 +30,24 @@ from .errors import (
     UsageError,
     WrongCluster,
 )
-from .flags import HISTORY_LIMIT
 from .lease import Lease, LeasedEngine, LeasedSleep, LeaseKeeper
 from .machine import State
 from .options import RunOptions
 from .plan import Plan
 from .preflight import preflight
+from .reads import KEY_FIELDS as KEY_FIELDS  # show and history: re-exported, callers' imports
+from .reads import SUMMARY_FIELDS as SUMMARY_FIELDS
+from .reads import history as history
+from .reads import history_rows as history_rows
+from .reads import show as show
+from .reads import show_picture as show_picture
+from .reads import summary as summary
 from .runner import RunDriver
 from .steps import create_target, data_streams, gate, swap, verify, write_policy
 from .steps.context import RunContext
 from .steps.copy.registry import strategy_for, strategy_for_options
 from .steps.planning import make_plan
 from .store import (
-    EventRecord,
     RunOrigin,
     RunRecord,
     RunRepository,
@@ -364,100 +367,6 @@ def abort(cfg: Config, run_id: str) -> Outcome:
     if record.state is State.SWAPPED:  # its swap was found made: the target is live
         raise SwappedNotRolledBack(record.id, record.alias, record.target_index)
     return Outcome(record, aborted=True)
-
-
-def show(cfg: Config, run_id: str) -> tuple[RunRecord, list[EventRecord]]:
-    repo = cfg.repo(read_only=True)
-    record = repo.get(run_id)
-    return record, repo.events(run_id)
-
-
-def show_picture(
-    cfg: Config, run_id: str, report_file: str | None = None
-) -> tuple[RunRecord, list[EventRecord], dict[str, Any]]:
-    """`show`: the run, its events and its picture (timeline, time in each state, task
-    status, error, Mermaid diagram); with ``report_file``, also written there as one
-    self-contained HTML page."""
-    record, events = show(cfg, run_id)
-    now = cfg.repo(read_only=True).now()  # the clock of the stored timestamps
-    if report_file:
-        page = report.html_report(record, events, now)
-        try:
-            Path(report_file).write_text(page, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the report to {report_file}: {exc.strerror or exc}",
-                hint="give a writable file path to --report",
-            ) from exc
-    return record, events, report.build(record, events, now)
-
-
-def history(
-    cfg: Config,
-    alias: str | None = None,
-    state: str | None = None,
-    since: datetime | None = None,
-    limit: int | None = HISTORY_LIMIT,
-) -> list[RunRecord]:
-    try:
-        wanted = State(state.upper()) if state else None
-    except ValueError as exc:
-        raise UsageError(
-            f"unknown state {state!r}", hint=f"one of {', '.join(s.value for s in State)}"
-        ) from exc
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit {limit} must be 1 or more")
-    return cfg.repo(read_only=True).list(alias=alias, state=wanted, since=since, limit=limit)
-
-
-def history_rows(
-    cfg: Config,
-    alias: str | None = None,
-    state: str | None = None,
-    since: datetime | None = None,
-    limit: int | None = HISTORY_LIMIT,
-) -> list[dict[str, Any]]:
-    """`history`: each run's summary with its duration (so far, if unfinished) and result."""
-    runs = history(cfg, alias, state, since, limit)
-    now = cfg.repo(read_only=True).now()  # the clock of the stored timestamps
-    return [
-        {**summary(r), "duration_s": report.duration_s(r, now), "result": report.result(r)}
-        for r in runs
-    ]
-
-
-# What every start, resume and show prints (and the human summary shows, when set).
-KEY_FIELDS = (
-    "run_id",
-    "state",
-    "alias",
-    "source_index",
-    "target_index",
-    "task_id",
-    "source_count",
-    "target_count",
-    "error",
-)
-SUMMARY_FIELDS = (
-    *KEY_FIELDS,
-    "error_kind",
-    "failed_from",
-    "copy_attempts",
-    "progress",
-    "engine_url",
-    "created_at",
-    "updated_at",
-    "finished_at",
-    "write_policy",
-    "verification",
-    "plan_path",  # the plan file a run was made from (apply), and the SHA-256 of its bytes
-    "plan_hash",
-)
-
-
-def summary(record: RunRecord) -> dict[str, Any]:
-    full = record.as_dict()
-    return {k: full[k] for k in SUMMARY_FIELDS}
 
 
 # -- undo, cleanup, rethrottle ---------------------------------------------------------------

@@ -46,18 +46,14 @@ from .steps.copy.registry import strategy_for_options
 from .steps.planning import check_alias_name
 from .store import RunOrigin, RunRecord
 from .store.batches import ABORTED, FAILED, PAUSED, RUNNING, SUCCEEDED, BatchRecord, BatchRepository
+from .store.records import BATCH_PREFIX
+from .store.records import is_batch_id as is_batch_id  # re-exported: callers' imports
 
-BATCH_PREFIX = "batch-"  # run IDs are 12 hex digits: a batch ID is never one
 ON_FAILURE = ("stop", "continue")
 
 
 def new_batch_id() -> str:
     return BATCH_PREFIX + uuid.uuid4().hex[:12]
-
-
-def is_batch_id(text: str) -> bool:
-    """``text`` names a batch (not a run): what resume, abort and show tell apart by."""
-    return text.startswith(BATCH_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .crashpoints import Crashpoints
-from .engine.base import Engine
 from .errors import UsageError
+from .events import Reporter, SilentReporter
 from .flags import Flag
 from .logs import FORMATS as LOG_FORMATS
-from .steps.context import Reporter, SilentReporter
-from .store import DEFAULT_STATE_DB, RunRepository, open_store, state_db_url
+from .store import DEFAULT_STATE_DB, open_store, state_db_url
+
+if TYPE_CHECKING:  # SQLAlchemy is imported where a database is opened
+    from .engine.base import Engine
+    from .store import RunRepository
 
 DEFAULT_ENGINE_URL = "http://localhost:9200"
 ENGINE_KINDS = ("auto", "elasticsearch", "opensearch")

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .engine.base import TaskStatus
 from .machine import State
 
 if TYPE_CHECKING:
+    from .engine.base import TaskStatus
     from .store import RunRecord
 
 __all__ = [

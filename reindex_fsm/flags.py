@@ -151,3 +151,14 @@ NOTIFY_URL_FLAG = Flag(
     hook="notify_url",
     expose_value=False,
 )
+# resume's outputs: the metrics file (kept with the run) and the notification URL.
+RESUME_FLAGS = (
+    Flag(
+        ("--metrics-file",),
+        "Write the run's figures to FILE (*.prom) from now on, and keep it with the run "
+        "[default: the file it was started with, if any].",
+        kind="path",
+        metavar="FILE",
+    ),
+    NOTIFY_URL_FLAG,
+)

@@ -11,9 +11,10 @@ callback order table in the transitions README).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transitions import Machine
+if TYPE_CHECKING:  # imported where a machine is built: start-up of the CLI does not need it
+    from transitions import Machine
 
 
 class State(StrEnum):
@@ -139,6 +140,8 @@ TRANSITIONS: list[dict[str, Any]] = [
 
 def build_machine(model: Any, initial: State) -> Machine:
     """Attach the run machine to ``model``, starting in ``initial`` (the stored state)."""
+    from transitions import Machine
+
     return Machine(
         model=model,
         states=State,

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from . import metrics, notify
 from .events import Event, Progress, Reporter, SilentReporter, Transition
-from .flags import NOTIFY_URL_FLAG, Flag
 from .machine import State
 from .options import check_metrics_file
 from .progress import throttle
@@ -32,18 +31,6 @@ if TYPE_CHECKING:
     from .runner import RunDriver
 
 EVERY_S = 5.0  # node_exporter is scraped every 15 s or more: a file per 5 s is plenty
-
-# resume's: the metrics file from now on (stored), and the notify URL (never stored)
-RESUME_FLAGS = (
-    Flag(
-        ("--metrics-file",),
-        "Write the run's figures to FILE (*.prom) from now on, and keep it with the run "
-        "[default: the file it was started with, if any].",
-        kind="path",
-        metavar="FILE",
-    ),
-    NOTIFY_URL_FLAG,
-)
 
 
 class RunOutputs:

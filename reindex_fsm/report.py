@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from transitions.extensions.diagrams import GraphMachine
-
 from .machine import TERMINAL, TRANSITIONS, State, retry_state
-from .steps import gate, write_policy
-from .steps.copy.registry import documents_copied
 from .store import EventRecord, RunRecord
 
 
@@ -56,6 +52,8 @@ def result(record: RunRecord) -> str:
 
 def writes_blocked(record: RunRecord) -> bool:
     """The run holds a write block on its source (writers of the alias get 403)."""
+    from .steps import write_policy  # here: history, which never asks, does not load the steps
+
     return write_policy.is_blocked(record.write_policy)
 
 
@@ -65,6 +63,8 @@ def next_steps(record: RunRecord) -> list[str]:
     if record.finished:
         return []
     if record.state is State.VERIFIED:  # at the gate before the swap
+        from .steps import gate
+
         return gate.next_steps(record)
     held = record.write_policy or {}
     if writes_blocked(record):
@@ -91,6 +91,8 @@ def next_steps(record: RunRecord) -> list[str]:
 
 def copied(progress: dict[str, Any] | None) -> int | None:
     """Documents the copy had written at its last stored progress (None: none stored)."""
+    from .steps.copy.registry import documents_copied  # history: only for a copy under way
+
     return documents_copied(progress)
 
 
@@ -169,6 +171,8 @@ def mermaid(current: State, path: list[tuple[str, str]]) -> str:
     """The machine's state diagram as Mermaid ``stateDiagram-v2`` text, drawn by
     transitions' GraphMachine from :data:`TRANSITIONS`: the states the run went through
     in class ``s_previous``, the current one in ``s_active``."""
+    from transitions.extensions.diagrams import GraphMachine  # only show draws it
+
     model = _DiagramModel()
     graph_machine = GraphMachine(
         model=model,
@@ -196,6 +200,8 @@ def mermaid(current: State, path: list[tuple[str, str]]) -> str:
 
 def build(record: RunRecord, events: list[EventRecord], now: datetime) -> dict[str, Any]:
     """Everything `show` prints, as plain data (the JSON of `show --json`)."""
+    from .steps import gate
+
     steps = timeline(events, now)
     path = path_taken(steps)
     return {

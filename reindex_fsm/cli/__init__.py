@@ -9,7 +9,7 @@ and what they print is in rendering.
 from __future__ import annotations
 
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,10 +17,15 @@ from .. import __version__
 from ..config import GROUP_LOG_FLAGS
 from ..errors import ExitCode, ReindexFsmError
 from ..process import exit_code_of, exit_now
-from ..steps import write_policy
 from . import apply, gate, inspection, run_verbs, start
+from .lazy import lazy
 from .options import configure_logs, with_flags
 from .rendering import close_reporter, emit_json, fail, json_mode, usage_error_json
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from ..steps import write_policy
+else:
+    write_policy = lazy("reindex_fsm.steps.write_policy")
 
 __all__ = ["ReindexGroup", "Terminated", "cli", "interrupted_line", "main"]
 

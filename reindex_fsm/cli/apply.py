@@ -6,23 +6,32 @@ SHA-256 of its bytes."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import api, batch, plan_changes, planfile, render
-from ..batch import BatchItem
 from ..config import Config
 from ..errors import ExitCode, UsageError
 from ..options import start_flags
-from ..plan import Plan
-from ..steps.copy.registry import strategy_for_options
 from ..store import RunOrigin
 from . import batches
+from .lazy import lazy
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, print_outcome, warn
 from .start import run_options
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from .. import api, batch, plan_changes, planfile, render
+    from ..plan import Plan
+    from ..steps.copy import registry
+else:
+    api = lazy("reindex_fsm.api")
+    batch = lazy("reindex_fsm.batch")
+    plan_changes = lazy("reindex_fsm.plan_changes")
+    planfile = lazy("reindex_fsm.planfile")
+    render = lazy("reindex_fsm.render")
+    registry = lazy("reindex_fsm.steps.copy.registry")
 
 # apply's own flags: start's definitions of them.
 APPLY_FLAGS = tuple(
@@ -150,7 +159,7 @@ def _start_batch(
             ],
             f"Rebuild the indices behind these {len(entries)} aliases?",
         )
-    items = [BatchItem(e.alias, e.options) for e in entries]
+    items = [batch.BatchItem(e.alias, e.options) for e in entries]
     batches._line_reporter(ctx, cfg)  # several runs at once: state lines, no bar
     outcome = batch.start_batch(cfg, items, settings, plan_path=plan.path, plan_hash=plan.sha256)
     batches.print_batch(ctx, outcome)
@@ -175,7 +184,9 @@ def _warnings(entries: list[planfile.PlanEntry]) -> None:
     for entry in entries:
         if not entry.options.verify:
             lines["no-verify: the target's document count is NOT compared with the source's"] = None
-        lines.update(dict.fromkeys(strategy_for_options(entry.options).warnings(entry.options)))
+        lines.update(
+            dict.fromkeys(registry.strategy_for_options(entry.options).warnings(entry.options))
+        )
     for line in lines:
         warn(line)
 

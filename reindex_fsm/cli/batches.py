@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import api, batch, render
-from ..batch import BatchItem, BatchOutcome, BatchSettings
 from ..errors import ExitCode, UsageError
 from ..options import BATCH_FLAGS, RunOptions
-from ..progress import BarReporter, LineReporter
+from ..store.records import is_batch_id as is_batch_id
+from .lazy import lazy
 from .prompts import confirm, need_terminal
 from .rendering import close_reporter, emit_json, json_mode, out
 
-__all__ = ["check_aliases_given", "is_batch_id", "refuse_batch_flags", "start", "wants_batch"]
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from .. import api, batch, progress, render
+else:
+    api = lazy("reindex_fsm.api")
+    batch = lazy("reindex_fsm.batch")
+    progress = lazy("reindex_fsm.progress")
+    render = lazy("reindex_fsm.render")
 
-is_batch_id = batch.is_batch_id
+__all__ = ["check_aliases_given", "is_batch_id", "refuse_batch_flags", "start", "wants_batch"]
 
 
 def wants_batch(given: dict[str, Any]) -> bool:
@@ -38,9 +43,9 @@ def refuse_batch_flags(given: dict[str, Any]) -> None:
             )
 
 
-def settings_of(given: dict[str, Any]) -> BatchSettings:
-    defaults = BatchSettings()
-    return BatchSettings(
+def settings_of(given: dict[str, Any]) -> batch.BatchSettings:
+    defaults = batch.BatchSettings()
+    return batch.BatchSettings(
         concurrency=given["concurrency"] or defaults.concurrency,
         slices_budget=given["slices_budget"],
         on_failure=given["on_failure"] or defaults.on_failure,
@@ -49,9 +54,11 @@ def settings_of(given: dict[str, Any]) -> BatchSettings:
 
 def _line_reporter(ctx: click.Context, cfg: api.Config) -> None:
     """Several runs at once cannot share one live bar: state lines instead."""
-    if isinstance(cfg.reporter, BarReporter):
+    if isinstance(cfg.reporter, progress.BarReporter):
         cfg.reporter.close()
-        cfg.reporter = LineReporter(sys.stderr, quiet=bool(ctx.find_root().meta.get("quiet")))
+        cfg.reporter = progress.LineReporter(
+            sys.stderr, quiet=bool(ctx.find_root().meta.get("quiet"))
+        )
         ctx.find_root().meta["reporter"] = cfg.reporter
 
 
@@ -71,7 +78,7 @@ def start(ctx: click.Context, cfg: api.Config, given: dict[str, Any], options: R
     settings = settings_of(given)
     settings.validate()
     resolved = batch.resolve_aliases(cfg.engine(), aliases, patterns)
-    items = [BatchItem(alias, options) for alias in resolved]
+    items = [batch.BatchItem(alias, options) for alias in resolved]
     if given["dry_run"]:
         plans = []
         for alias in resolved:
@@ -136,7 +143,7 @@ def history(ctx: click.Context, cfg: api.Config, limit: int) -> None:
     render.print_out(table)
 
 
-def _print_table(outcome: BatchOutcome) -> None:
+def _print_table(outcome: batch.BatchOutcome) -> None:
     data = outcome.as_dict()
     title = f"batch {data['batch_id']}: {data['state']}, {data['swapped']}/{data['total']} SWAPPED"
     table = render.table(title)
@@ -155,7 +162,7 @@ def _print_table(outcome: BatchOutcome) -> None:
     render.print_out(table)
 
 
-def print_batch(ctx: click.Context, outcome: BatchOutcome) -> None:
+def print_batch(ctx: click.Context, outcome: batch.BatchOutcome) -> None:
     """A batch start, resume or abort that ended: its table (or JSON), one error line when
     not every run reached its goal, its exit code."""
     close_reporter(ctx)

@@ -5,16 +5,22 @@ through, after a question on a terminal (``--force``: none); and the gate's part
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import gate as gate_api
-from .. import render
 from ..flags import FORCE_UNLOCK_RESUME, Flag
+from .lazy import lazy
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import print_outcome
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from .. import gate as gate_api
+    from .. import render
+else:
+    gate_api = lazy("reindex_fsm.gate")
+    render = lazy("reindex_fsm.render")
 
 SWAP_FLAGS = (
     Flag(("--force",), "Do not ask for confirmation.", kind="bool"),

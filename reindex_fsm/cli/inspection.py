@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
-from .. import api, render, report
-from ..api import summary
 from ..flags import HISTORY_FLAGS, SHOW_FLAGS
 from ..machine import TERMINAL
 from . import batches
 from .gate import print_gate
+from .lazy import lazy
 from .options import common_flags, config_for, with_flags
 from .rendering import emit_json, print_summary, print_verification
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from rich import table as rich_table
+
+    from .. import reads, render, report
+else:
+    rich_table = lazy("rich.table")
+    reads = lazy("reindex_fsm.reads")
+    render = lazy("reindex_fsm.render")
+    report = lazy("reindex_fsm.report")
 
 
 @click.command()
@@ -47,9 +55,11 @@ def show(
     if batches.is_batch_id(run_id):  # a batch and its runs (cli/batches.py)
         batches.show(ctx, config_for(ctx, state_db), run_id)
         return
-    record, events, picture = api.show_picture(config_for(ctx, state_db), run_id, report_file)
+    record, events, picture = reads.show_picture(
+        config_for(ctx, state_db, progress=False), run_id, report_file
+    )
     data = {
-        **summary(record),
+        **reads.summary(record),
         "batch_id": record.batch_id,  # the batch that made the run (None: on its own)
         "options": record.options,
         "plan": record.plan,
@@ -134,11 +144,13 @@ def history(
         batches.history(ctx, config_for(ctx, state_db), limit)
         return
     since_utc = since.replace(tzinfo=UTC) if since else None
-    rows = api.history_rows(config_for(ctx, state_db), alias, state, since_utc, limit)
+    rows = reads.history_rows(
+        config_for(ctx, state_db, progress=False), alias, state, since_utc, limit
+    )
     if as_json:
         emit_json(rows)
         return
-    table = Table(title="reindex-fsm runs")
+    table = rich_table.Table(title="reindex-fsm runs")
     columns = ("run", "alias", "source -> target", "state", "started", "duration")
     for col in (*columns, "documents", "result", "error"):
         table.add_column(col)

@@ -8,19 +8,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import logs
 from ..config import COMMON_FLAGS, ENGINE_FLAGS, Config, resolve_notify_url
 from ..errors import UsageError
+from ..events import SilentReporter
 from ..flags import Flag
-from ..notify import check_url
 from ..options import parse_rate
-from ..steps.context import SilentReporter
-from ..steps.planning import check_alias_name
+from .lazy import lazy
 from .rendering import make_reporter, warn
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from .. import notify
+    from ..steps import planning
+else:
+    notify = lazy("reindex_fsm.notify")
+    planning = lazy("reindex_fsm.steps.planning")
 
 Decorator = Callable[[Any], Any]
 
@@ -30,8 +36,8 @@ def _alias_name(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any
     """--alias is one alias name (no pattern, no list), refused before anything is opened;
     a repeatable --alias: each of its values."""
     if isinstance(value, tuple):
-        return tuple(check_alias_name(v) for v in value)
-    return None if value is None else check_alias_name(value)
+        return tuple(planning.check_alias_name(v) for v in value)
+    return None if value is None else planning.check_alias_name(value)
 
 
 def _rate(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -87,7 +93,7 @@ def _set_client_option(ctx: click.Context, param: click.Parameter, value: Any) -
 def _set_notify_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     """--notify-url: checked now, kept for Config.notify_url (config_for)."""
     if value:
-        ctx.find_root().meta["notify_url"] = check_url(value)
+        ctx.find_root().meta["notify_url"] = notify.check_url(value)
 
 
 # -- another cluster as the source: its credentials go to Config.source_client_options --
@@ -197,11 +203,13 @@ def config_for(
     state_db: str | None = None,
     engine_url: str | None = None,
     engine_kind: str | None = None,
+    *,
+    progress: bool = True,
 ) -> Config:
     """The Config of a command: the one the CLI was given (tests, embedding programs) or
     a new one, with the flags given over it; REINDEX_FSM_ENGINE_URL and
     REINDEX_FSM_STATE_DB are reindex_fsm.config's to read (a run's stored URL wins over
-    the first)."""
+    the first). ``progress=False``: no progress display (show and history report none)."""
     root = ctx.find_root()
     base = root.obj if isinstance(root.obj, Config) else Config()
     cfg = replace(base)
@@ -216,11 +224,11 @@ def config_for(
         cfg.client_options = {**cfg.client_options, **given}
     if any(p.name == "notify_url" for p in ctx.command.params):  # the verbs that end runs
         notify_url = resolve_notify_url(root.meta.get("notify_url") or cfg.notify_url)
-        cfg.notify_url = None if notify_url is None else check_url(notify_url)
+        cfg.notify_url = None if notify_url is None else notify.check_url(notify_url)
     given_source = root.meta.get("source_client_options")
     if given_source:
         cfg.source_client_options = {**cfg.source_client_options, **given_source}
-    if isinstance(cfg.reporter, SilentReporter):
+    if progress and isinstance(cfg.reporter, SilentReporter):  # not for a verb that only reads
         cfg.reporter = make_reporter(ctx)
     cfg.warn = warn
     return cfg

@@ -6,30 +6,41 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from .. import api, render
-from ..api import Outcome, summary
 from ..errors import ExitCode, ReindexFsmError
 from ..machine import State
-from ..progress import BarReporter, JsonReporter, LineReporter
-from ..steps import gate, write_policy
-from ..steps.context import Reporter
+from .lazy import lazy
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from rich import console as rich_console
+    from rich import table as rich_table
+
+    from .. import progress, reads, render
+    from ..api import Outcome
+    from ..events import Reporter
+    from ..steps import gate, write_policy
+else:
+    rich_console = lazy("rich.console")
+    rich_table = lazy("rich.table")
+    progress = lazy("reindex_fsm.progress")
+    reads = lazy("reindex_fsm.reads")
+    render = lazy("reindex_fsm.render")
+    gate = lazy("reindex_fsm.steps.gate")
+    write_policy = lazy("reindex_fsm.steps.write_policy")
 
 
-def out() -> Console:
-    console = Console(soft_wrap=True)
+def out() -> rich_console.Console:
+    console = rich_console.Console(soft_wrap=True)
     if not console.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
-        console = Console(soft_wrap=True, width=200)
+        console = rich_console.Console(soft_wrap=True, width=200)
     return console
 
 
-def err() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+def err() -> rich_console.Console:
+    return rich_console.Console(stderr=True, soft_wrap=True)
 
 
 def json_mode(ctx: click.Context) -> bool:
@@ -72,11 +83,11 @@ def make_reporter(ctx: click.Context) -> Reporter:
     quiet = bool(meta.get("quiet"))
     reporter: Reporter
     if json_mode(ctx):
-        reporter = JsonReporter(sys.stderr, quiet=quiet)
+        reporter = progress.JsonReporter(sys.stderr, quiet=quiet)
     elif (console := err()).is_terminal:
-        reporter = BarReporter(console, quiet=quiet)
+        reporter = progress.BarReporter(console, quiet=quiet)
     else:
-        reporter = LineReporter(sys.stderr, quiet=quiet)
+        reporter = progress.LineReporter(sys.stderr, quiet=quiet)
     meta["reporter"] = reporter
     return reporter
 
@@ -91,7 +102,7 @@ def print_outcome(ctx: click.Context, outcome: Outcome) -> None:
     """A start, resume, abort or undo that ended: the summary, the error line when the
     run did not reach its goal, a warning while writes stay blocked; its exit code."""
     close_reporter(ctx)
-    data = summary(outcome.record)
+    data = reads.summary(outcome.record)
     if outcome.exit_code != ExitCode.OK:  # the summary goes to stdout; the error, here too
         run_error_line(outcome.record)
     held = outcome.record.write_policy or {}
@@ -129,8 +140,8 @@ def run_error_line(record: Any) -> None:
 
 
 def print_summary(data: dict[str, Any]) -> None:
-    table = Table(show_header=False, box=None)
-    for key in api.KEY_FIELDS:
+    table = rich_table.Table(show_header=False, box=None)
+    for key in reads.KEY_FIELDS:
         if data.get(key) is not None:
             render.add_row(table, render.text(key, "bold"), data[key])
     render.print_out(table)
@@ -138,7 +149,7 @@ def print_summary(data: dict[str, Any]) -> None:
 
 def print_verification(v: dict[str, Any]) -> None:
     """What the last verification compared and what differed, one row per check."""
-    table = Table(title="verification", show_header=False)
+    table = rich_table.Table(title="verification", show_header=False)
     result = render.text("passed") if v.get("passed") else render.text("DIFFERENCES", "bold red")
     render.add_row(table, render.text("result", "bold"), result)
     for note in v.get("notes") or ():

@@ -3,19 +3,26 @@ cleanup and rethrottle."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .. import api, render
-from .. import cleanup as cleanup_rules
-from ..api import Outcome
-from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, NOTIFY_URL_FLAG, UNDO_FLAGS
+from ..flags import CLEANUP_FLAGS, FORCE_UNLOCK_RESUME, NOTIFY_URL_FLAG, RESUME_FLAGS, UNDO_FLAGS
 from ..machine import State
 from ..options import parse_rate
-from ..outputs import RESUME_FLAGS
 from . import batches
+from .lazy import lazy
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, print_outcome
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from .. import api, render
+    from .. import cleanup as cleanup_rules
+else:
+    api = lazy("reindex_fsm.api")
+    render = lazy("reindex_fsm.render")
+    cleanup_rules = lazy("reindex_fsm.cleanup")
 
 
 @click.command()
@@ -115,7 +122,7 @@ def undo(
             ],
             f"Move alias {record.alias} back to {record.source_index}?",
         )
-    print_outcome(ctx, Outcome(api.undo(cfg, run_id, force), undone=True))
+    print_outcome(ctx, api.Outcome(api.undo(cfg, run_id, force), undone=True))
 
 
 @click.command()

@@ -8,22 +8,31 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import api, render
 from ..errors import UsageError
 from ..inputfiles import read_text
 from ..options import BATCH_FLAGS, RunOptions, start_flags
-from ..steps import deep_verify, gate
-from ..steps.copy.registry import strategy_for_options
-from ..steps.planning import flatten_settings, parse_set
-from ..steps.transforms import load_script
 from . import batches
+from .lazy import lazy
 from .options import common_flags, config_for, engine_flags, with_flags
 from .prompts import confirm, need_terminal
 from .rendering import emit_json, out, print_outcome, warn
+
+if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
+    from .. import api, render
+    from ..steps import deep_verify, gate, planning, transforms
+    from ..steps.copy import registry
+else:
+    api = lazy("reindex_fsm.api")
+    render = lazy("reindex_fsm.render")
+    deep_verify = lazy("reindex_fsm.steps.deep_verify")
+    gate = lazy("reindex_fsm.steps.gate")
+    planning = lazy("reindex_fsm.steps.planning")
+    transforms = lazy("reindex_fsm.steps.transforms")
+    registry = lazy("reindex_fsm.steps.copy.registry")
 
 
 def load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
@@ -48,8 +57,8 @@ def load_json_file(path: str | None, what: str) -> dict[str, Any] | None:
 
 
 def _settings(given: dict[str, Any]) -> dict[str, Any]:
-    overrides = flatten_settings(load_json_file(given["settings_file"], "settings") or {})
-    overrides.update(flatten_settings(parse_set(given["set_pairs"])))
+    overrides = planning.flatten_settings(load_json_file(given["settings_file"], "settings") or {})
+    overrides.update(planning.flatten_settings(planning.parse_set(given["set_pairs"])))
     return overrides
 
 
@@ -86,7 +95,7 @@ def _vector_mapping(given: dict[str, Any]) -> dict[str, Any] | str | None:
 
 
 def _script(given: dict[str, Any]) -> dict[str, Any] | None:
-    return load_script(given["script_file"]) if given["script_file"] else None
+    return transforms.load_script(given["script_file"]) if given["script_file"] else None
 
 
 def _deep_sample(given: dict[str, Any]) -> int | None:
@@ -107,7 +116,9 @@ READERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "verify_level": _verify_level,
     "deep_sample": _deep_sample,
     "mappings_override": lambda given: load_json_file(given["mappings_file"], "mappings"),
-    "copy_settings_overrides": lambda given: flatten_settings(parse_set(given["copy_set_pairs"])),
+    "copy_settings_overrides": lambda given: planning.flatten_settings(
+        planning.parse_set(given["copy_set_pairs"])
+    ),
     "vector_mapping": _vector_mapping,
     "script": _script,
     "skip_preflight": lambda given: tuple(given["skip_preflight"]),
@@ -136,7 +147,7 @@ def run_options(given: dict[str, Any]) -> RunOptions:
 
 def _strategy_warnings(options: RunOptions) -> None:
     """What the copy strategy chosen by the options warns of before it starts."""
-    for line in strategy_for_options(options).warnings(options):
+    for line in registry.strategy_for_options(options).warnings(options):
         warn(line)
 
 

@@ -18,9 +18,10 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where a batch is checked: not at the CLI's start-up
+    import numpy as np
 
 from ..errors import EmbedderError
 
@@ -35,7 +36,7 @@ BUILTIN: dict[str, str] = {
 }
 PROBE_TEXT = "reindex-fsm dimension probe"
 
-EmbedFn = Callable[[list[str]], np.ndarray]
+EmbedFn = Callable[[list[str]], "np.ndarray"]
 
 
 class ZerosEmbedderWarning(UserWarning):
@@ -131,6 +132,8 @@ def load(spec: str = DEFAULT_EMBEDDER, *, warn_zeros: bool = True) -> Embedder:
         raise EmbedderError(
             f"embedder {spec!r} failed on the dimension probe: {type(exc).__name__}: {exc}"
         ) from exc
+    import numpy as np
+
     array = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
     if array.ndim != 2 or array.shape[0] != 1 or array.shape[1] < 1:
         raise EmbedderError(
@@ -147,6 +150,8 @@ def check_batch(
     spec: str, vectors: object, n: int, dimension: int, allow_zero_rows: bool = False
 ) -> np.ndarray:
     """The batch as float32 (n, d), or EmbedderError saying what is wrong with it."""
+    import numpy as np
+
     if not isinstance(vectors, np.ndarray):
         raise EmbedderError(
             f"embedder {spec!r} returned {type(vectors).__name__}, not a numpy.ndarray"

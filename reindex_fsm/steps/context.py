@@ -14,10 +14,11 @@ from ..engine.base import Engine, opaque_id_for
 from ..events import Note, Reporter, SilentReporter, Warning
 from ..options import RunOptions
 from ..plan import Plan
-from ..store import RunRecord, RunRepository
+from ..store import RunRecord
 
 if TYPE_CHECKING:
     from ..lease import LeaseKeeper
+    from ..store import RunRepository
 
 
 @dataclass

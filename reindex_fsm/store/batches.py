@@ -18,7 +18,8 @@ from sqlalchemy import Engine, insert, select, update
 
 from ..errors import BatchNotFound
 from .models import BatchRow, RunRow
-from .repository import RunRecord, _aware, _Translate, utcnow
+from .records import RunRecord, _aware, utcnow
+from .repository import _Translate
 
 # A batch's states: RUNNING until it ends (also while no process drives it: killed,
 # interrupted); SUCCEEDED (every run SWAPPED), FAILED (it ended with runs not SWAPPED, or
@@ -97,7 +98,7 @@ class BatchRepository:
             select(RunRow).where(RunRow.batch_id == batch_id).order_by(RunRow.created_at, RunRow.id)
         )
         with _Translate(self.engine), self.engine.connect() as conn:
-            return [RunRecord.from_row(r) for r in conn.execute(query)]  # type: ignore[arg-type]
+            return [RunRecord.from_row(r) for r in conn.execute(query)]
 
     # -- writes ---------------------------------------------------------------
     def create(self, values: dict[str, Any]) -> BatchRecord:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -20,110 +19,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from ..errors import LockHeld, RunNotFound, StaleState, StateStoreError
 from ..machine import TERMINAL, State
 from .models import AliasLockRow, EventRow, RunRow
+from .records import EventRecord, RunOrigin, RunRecord, _aware, utcnow
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A snapshot of one run row."""
-
-    id: str
-    alias: str
-    source_index: str
-    target_index: str
-    state: State
-    failed_from: State | None
-    options: dict[str, Any]
-    plan: dict[str, Any]
-    engine_url: str
-    engine_flavor: str
-    engine_version: str
-    task_id: str | None
-    copy_attempts: int
-    source_count: int | None
-    target_count: int | None
-    progress: dict[str, Any] | None
-    error: str | None
-    error_kind: str | None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    write_policy: dict[str, Any] | None = None
-    verification: dict[str, Any] | None = None
-    cluster_uuid: str | None = None
-    swap_record: dict[str, Any] | None = None
-    batch_id: str | None = None
-    plan_path: str | None = None
-    plan_hash: str | None = None
-
-    @classmethod
-    def from_row(cls, row: RunRow) -> RunRecord:
-        values = {f.name: getattr(row, f.name) for f in fields(cls)}
-        values["state"] = State(row.state)
-        values["failed_from"] = State(row.failed_from) if row.failed_from else None
-        for key in ("created_at", "updated_at", "finished_at"):
-            values[key] = _aware(values[key])
-        return cls(**values)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in TERMINAL
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"run_id": self.id}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "id":
-                continue
-            if isinstance(value, State):
-                value = value.value
-            elif isinstance(value, datetime):
-                value = value.isoformat()
-            out[f.name] = value
-        return out
-
-
-@dataclass(frozen=True)
-class RunOrigin:
-    """Where a run came from: the batch that made it and the plan file (its path and the
-    SHA-256 of its bytes), stored with the run. All None: a run started on its own."""
-
-    batch_id: str | None = None
-    plan_path: str | None = None
-    plan_hash: str | None = None
-
-    def columns(self) -> dict[str, str | None]:
-        return {"batch_id": self.batch_id, "plan_path": self.plan_path, "plan_hash": self.plan_hash}
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    run_id: str
-    at: datetime
-    from_state: str | None
-    to_state: str
-    trigger: str
-    detail: dict[str, Any] | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at.isoformat(),
-            "from": self.from_state,
-            "to": self.to_state,
-            "trigger": self.trigger,
-            "detail": self.detail,
-        }
+__all__ = ["EventRecord", "RunOrigin", "RunRecord", "RunRepository", "_aware", "utcnow"]
 
 
 # Columns a step may set along with a state change or checkpoint.
@@ -158,7 +56,7 @@ class RunRepository:
             row = conn.execute(select(RunRow).where(RunRow.id == run_id)).first()
         if row is None:
             raise RunNotFound(run_id)
-        return RunRecord.from_row(row)  # type: ignore[arg-type]
+        return RunRecord.from_row(row)
 
     def find(self, run_id: str) -> RunRecord | None:
         try:
@@ -191,23 +89,12 @@ class RunRepository:
         if limit:
             query = query.limit(limit)
         with self._translate(), self.engine.connect() as conn:
-            return [RunRecord.from_row(r) for r in conn.execute(query)]  # type: ignore[arg-type]
+            return [RunRecord.from_row(r) for r in conn.execute(query)]
 
     def events(self, run_id: str) -> builtins.list[EventRecord]:  # `list` is a method here
         query = select(EventRow).where(EventRow.run_id == run_id).order_by(EventRow.id)
         with self._translate(), self.engine.connect() as conn:
-            return [
-                EventRecord(
-                    id=r.id,
-                    run_id=r.run_id,
-                    at=_aware(r.at),  # type: ignore[arg-type]
-                    from_state=r.from_state,
-                    to_state=r.to_state,
-                    trigger=r.trigger,
-                    detail=r.detail,
-                )
-                for r in conn.execute(query)
-            ]
+            return [EventRecord.from_row(r) for r in conn.execute(query)]
 
     # -- writes ---------------------------------------------------------------
     def create(self, values: dict[str, Any], detail: dict[str, Any] | None = None) -> RunRecord:

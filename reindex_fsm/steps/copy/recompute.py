@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from ... import embedders
 from ...engine.base import Engine, EngineInfo
 from ...errors import BadInput, UsageError
@@ -280,6 +278,8 @@ def sample_check(ctx: RunContext) -> dict[str, Any]:
     mismatched: list[str] = []
     min_cosine: float | None = None
     if texts:
+        import numpy as np  # here: the CLI's start-up does not load it
+
         fresh = embedder(texts)
         kept = np.asarray(stored, dtype=np.float32)
         if embedder.allows_zero_rows:

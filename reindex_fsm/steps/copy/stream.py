@@ -18,9 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import ProcessPoolExecutor
 from concurrent.futures.thread import ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ... import embedders, events
 from ...engine.base import TaskStatus
@@ -30,6 +28,9 @@ from .. import target as own_target
 from ..context import RunContext
 from .base import bulk_refused
 from .readers import Batch, IndexReader, JsonlReader, PositionLost
+
+if TYPE_CHECKING:  # only in annotations: the CLI's start-up does not load numpy
+    import numpy as np
 
 STRATEGY = "recompute"  # the name in its stored progress
 
