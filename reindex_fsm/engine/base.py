@@ -350,7 +350,7 @@ class Engine(Protocol):
     def refresh(self, index: str) -> None: ...
 
     def force_merge(self, index: str, max_num_segments: int) -> str | None:
-        """_forcemerge each shard to ``max_num_segments``, in the background: its task (None: done)."""
+        """_forcemerge each shard to ``max_num_segments``, in the background: its task."""
 
     def count(self, index: str) -> int: ...
 
