@@ -31,6 +31,7 @@ import functools
 import http.client
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -171,12 +172,13 @@ def bench_size(
     engine: Any,
     docs: int,
     repeats: int,
-    tools: dict[str, str],
+    tools: dict[str, tuple[str, list[str]]],
     extra: list[str],
     by_hand: tuple[str, ...] = BY_HAND,
 ) -> dict[str, Any]:
-    """``tools``: label -> the ``reindex-fsm`` executable (e.g. this checkout's as "tool" and
-    an older checkout's as "tool-before", each on a state database of its own)."""
+    """``tools``: label -> (the ``reindex-fsm`` executable, arguments of its own): this
+    checkout's as "tool", an older checkout's as "tool-before", this one with other options
+    as a ``--variant``; each on a state database of its own."""
     _ensure_source(engine, docs)
     alias, _ = _names(docs)
     variants = (*tools, *by_hand)
@@ -186,7 +188,7 @@ def bench_size(
             "expert": functools.partial(_by_hand, engine, docs, True),
             "plain": functools.partial(_by_hand, engine, docs, False),
         }
-        for label, tool in tools.items():
+        for label, (tool, own_args) in tools.items():
             state_db = f"sqlite:///{tmp}/{label}.db"
             if tool == str(TOOL):
                 open_store(state_db)  # the operator's state database exists already
@@ -206,7 +208,8 @@ def bench_size(
                     check=True,
                     capture_output=True,
                 )
-            runs[label] = functools.partial(_tool, tool, url, state_db, extra, docs)
+            args = [*extra, *own_args]
+            runs[label] = functools.partial(_tool, tool, url, state_db, args, docs)
         for i in range(repeats):
             k = i % len(variants)
             order = variants[k:] + variants[:k]
@@ -248,6 +251,13 @@ def bench_size(
     default=None,
     help="Another checkout's reindex-fsm executable, run as variant tool-before.",
 )
+@click.option(
+    "--variant",
+    multiple=True,
+    metavar="LABEL=ARGS",
+    help="This checkout's tool with more start options, e.g. "
+    "'async=--copy-set index.translog.durability=async' (repeatable).",
+)
 @click.option("--no-plain", is_flag=True, help="Leave the plain _reindex out (the expert stays).")
 @click.option("--drop-sources", is_flag=True, help="Delete each size's source at the end.")
 @click.option(
@@ -261,13 +271,17 @@ def main(
     repeats: int,
     extra: tuple[str, ...],
     tool_before: str | None,
+    variant: tuple[str, ...],
     no_plain: bool,
     drop_sources: bool,
     out_dir: str | None,
 ) -> None:
-    tools = {"tool": str(TOOL)}
+    tools: dict[str, tuple[str, list[str]]] = {"tool": (str(TOOL), [])}
     if tool_before:
-        tools["tool-before"] = tool_before
+        tools["tool-before"] = (tool_before, [])
+    for spec in variant:
+        label, _, args = spec.partition("=")
+        tools[label] = (str(TOOL), shlex.split(args))
     by_hand = ("expert",) if no_plain else BY_HAND
     with bench_engine() as (url, engine):
         info = engine.info()

@@ -18,8 +18,8 @@ after a crash too, sends the same request; ``--dry-run`` shows it, flags overrid
 The translog (``index.translog.durability: async``, a larger flush threshold) and more
 slices than shards were measured too and did not pay: they are not chosen.
 
-Whether each choice pays is measured by ``bench/bench_copy_tuning.py`` (the tool with and
-without it, alternating on one engine); the README's "Copy tuning" section has the figures.
+Whether each choice pays is measured by ``bench/bench_cli.py`` (``--variant``: the tool with
+and without it, alternating on one engine); the README's "Copy tuning" section has the figures.
 """
 
 from __future__ import annotations
