@@ -365,3 +365,22 @@ def test_a_lazily_bound_module_is_never_half_loaded_for_others():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def _alembic_loaded_by_opening(url: str) -> bool:
+    code = (
+        "import sys; from reindex_fsm.store import open_store; "
+        f"open_store({url!r}); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip() == "True"
+
+
+def test_a_database_at_the_head_opens_without_alembic(tmp_path: Path) -> None:
+    """A start, resume or abort opens a writable state database: one at the head is known
+    by its alembic_version row alone; only a new (or older) one loads Alembic to migrate."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    assert _alembic_loaded_by_opening(url)  # new: made and migrated by Alembic
+    assert not _alembic_loaded_by_opening(url)  # at the head: one read, no Alembic
+    assert open_store(url).list() == []

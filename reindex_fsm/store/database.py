@@ -1,5 +1,12 @@
 """Opening the state database: migrate it to head on first use, check a read-only one,
-and give its repository (imported on first use by reindex_fsm.store)."""
+and give its repository (imported on first use by reindex_fsm.store).
+
+A database already at :data:`~.reader.HEAD_REVISION` (the usual case: every open after the
+first) is recognised by one read of ``alembic_version``, without importing Alembic (a
+tenth of a second of every command's start-up here); Alembic is loaded only to migrate or
+to explain a schema that is not this version's. tests/test_startup.py checks that the
+constant is Alembic's head.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +15,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import ResolutionError
-from alembic.util import CommandError
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..errors import NoStateDatabase, StateStoreError
 from .location import DEFAULT_STATE_DB, state_db_url
+from .reader import HEAD_REVISION
 from .repository import RunRepository
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 _MIGRATE_LOCK = threading.Lock()  # alembic's command API keeps global context
 # SQLite: the migration's transaction takes the write lock as it begins (BEGIN IMMEDIATE,
@@ -35,6 +41,8 @@ _PG_MIGRATE_LOCK_KEY = 0x7266736D
 
 
 def _migrations_config() -> Config:
+    from alembic.config import Config
+
     from . import migrations
 
     cfg = Config()
@@ -90,21 +98,33 @@ def _sqlite_reader(parsed: URL, shown: str) -> URL | None:
     return parsed.set(database=f"file:{file.resolve()}", query=query)
 
 
+def _current_revision(conn: Connection) -> str | None:
+    """The schema revision stamped in ``alembic_version`` (None: not a state database yet),
+    read as Alembic's MigrationContext reads it, without loading Alembic."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    if len(rows) > 1:  # the migrations have one branch: never stamped so by this tool
+        raise StateStoreError(f"state database has several schema revisions: {rows}")
+    return rows[0][0] if rows else None
+
+
 def _check_schema_readonly(engine: Engine, shown: str) -> None:
     """A database opened read-only is never migrated: its schema must be this version's."""
-    cfg = _migrations_config()
-    scripts = ScriptDirectory.from_config(cfg)
-    head = scripts.get_current_head()
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = _current_revision(conn)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise StateStoreError(f"cannot read state database {shown}: {reason}") from exc
-    if current == head:
+    if current == HEAD_REVISION:
         return
     if current is None:
         raise NoStateDatabase(shown)
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_migrations_config())
+    head = scripts.get_current_head()
     try:
         known = scripts.get_revision(current) is not None
     except Exception:  # alembic raises its own errors for an unknown revision
@@ -164,7 +184,7 @@ def _require_schema(engine: Engine, shown: str) -> None:
     command that only reads does not create them."""
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = _current_revision(conn)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise StateStoreError(f"cannot read state database {shown}: {reason}") from exc
@@ -174,13 +194,23 @@ def _require_schema(engine: Engine, shown: str) -> None:
 
 def migrate(engine: Engine) -> None:
     """Apply the Alembic migrations up to head, unless the database is there already."""
+    try:
+        with _MIGRATE_LOCK, engine.connect() as conn:  # at head already: nothing to lock
+            if _current_revision(conn) == HEAD_REVISION:
+                return
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StateStoreError(
+            f"cannot open state database {_safe(str(engine.url))}: {reason}"
+        ) from exc
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     cfg = _migrations_config()
     scripts = ScriptDirectory.from_config(cfg)
     head = scripts.get_current_head()
     try:
-        with _MIGRATE_LOCK, engine.connect() as conn:  # at head already: nothing to lock
-            if MigrationContext.configure(conn).get_current_revision() == head:
-                return
         with _MIGRATE_LOCK, _immediate(), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # A shared database: other processes may be migrating it right now. Wait
@@ -216,6 +246,9 @@ def _immediate() -> Iterator[None]:
 
 
 def _known_revision(scripts: ScriptDirectory, revision: str) -> bool:
+    from alembic.script.revision import ResolutionError
+    from alembic.util import CommandError
+
     try:
         return scripts.get_revision(revision) is not None
     except (ResolutionError, CommandError):  # not in this version's migrations: a newer one
