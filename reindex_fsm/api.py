@@ -43,7 +43,7 @@ from .reads import show as show
 from .reads import show_picture as show_picture
 from .reads import summary as summary
 from .runner import RunDriver
-from .steps import create_target, data_streams, gate, swap, verify, write_policy
+from .steps import create_target, data_streams, gate, swap, verify, views, write_policy
 from .steps.context import RunContext
 from .steps.copy.registry import strategy_for, strategy_for_options
 from .steps.planning import make_plan
@@ -251,7 +251,7 @@ def describe(p: Plan, options: RunOptions) -> list[dict[str, Any]]:
         write_policy.plan(p, options),
         strategy_for(p).describe(p),
         verify.plan(p, options.verify, options),
-        *([gate.plan(p, options)] if gate.pauses(options) else []),
+        *([gate.plan(p, options)] if views.pauses(options) else []),
         swap.plan(p),
     ]
 

@@ -1,6 +1,6 @@
 """The gate before the swap, as verbs: ``swap RUN_ID`` lets a run that waits in VERIFIED
 (``start --pause-before-swap``) through; what ``show`` presents of it is
-:func:`reindex_fsm.steps.gate.view`. No printing here (that is ``cli/gate.py``)."""
+:func:`reindex_fsm.steps.views.view`. No printing here (that is ``cli/gate.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from .api import Config, Outcome, holding_lease
 from .machine import GATED
 from .runner import RunDriver
-from .steps import gate
+from .steps import gate, views
 from .store import RunRecord
 
 
@@ -19,7 +19,7 @@ def pending(cfg: Config, run_id: str) -> tuple[RunRecord, dict[str, Any] | None]
     record = cfg.repo(read_only=True).get(run_id)
     if record.state not in GATED:
         raise gate.NotAtTheGate(record.id, record.state.value, record.finished)
-    return record, gate.view(record)
+    return record, views.view(record)
 
 
 def swap(cfg: Config, run_id: str, *, force_unlock: bool = False) -> Outcome:

@@ -52,9 +52,9 @@ def result(record: RunRecord) -> str:
 
 def writes_blocked(record: RunRecord) -> bool:
     """The run holds a write block on its source (writers of the alias get 403)."""
-    from .steps import write_policy  # here: history, which never asks, does not load the steps
+    from .steps import views  # here: history, which never asks, does not load it
 
-    return write_policy.is_blocked(record.write_policy)
+    return views.is_blocked(record.write_policy)
 
 
 def next_steps(record: RunRecord) -> list[str]:
@@ -63,9 +63,9 @@ def next_steps(record: RunRecord) -> list[str]:
     if record.finished:
         return []
     if record.state is State.VERIFIED:  # at the gate before the swap
-        from .steps import gate
+        from .steps import views
 
-        return gate.next_steps(record)
+        return views.next_steps(record)
     held = record.write_policy or {}
     if writes_blocked(record):
         blocked = (
@@ -200,7 +200,7 @@ def mermaid(current: State, path: list[tuple[str, str]]) -> str:
 
 def build(record: RunRecord, events: list[EventRecord], now: datetime) -> dict[str, Any]:
     """Everything `show` prints, as plain data (the JSON of `show --json`)."""
-    from .steps import gate
+    from .steps import views
 
     steps = timeline(events, now)
     path = path_taken(steps)
@@ -222,7 +222,7 @@ def build(record: RunRecord, events: list[EventRecord], now: datetime) -> dict[s
         },
         "writes_blocked": writes_blocked(record),
         "next_steps": next_steps(record),
-        "gate": gate.view(record),  # what the run verified before its swap, if it paused
+        "gate": views.view(record),  # what the run verified before its swap, if it paused
         "diagram": mermaid(record.state, path),
     }
 

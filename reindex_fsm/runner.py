@@ -41,7 +41,7 @@ from .machine import (
     build_machine,
     retry_state,
 )
-from .steps import create_target, gate, rollback, swap, templates, undo, verify, write_policy
+from .steps import create_target, gate, rollback, swap, templates, undo, verify, views, write_policy
 from .steps import target as own_target
 from .steps.context import RunContext, SilentReporter
 from .steps.copy.registry import strategy_for
@@ -116,7 +116,7 @@ class RunDriver:
 
     def pauses_before_swap(self, _e: EventData) -> bool:
         # a swap found made (only ever after verification) is recorded, not paused before
-        return gate.pauses(self.ctx.options) and not swap.already_swapped(self.ctx)
+        return views.pauses(self.ctx.options) and not swap.already_swapped(self.ctx)
 
     def step_rollback(self, _e: EventData) -> None:
         self._take(rollback.run(self.ctx))
@@ -319,7 +319,7 @@ class RunDriver:
         if changed is not None:
             raise SourceGone(self.record.id, self.ctx.plan.source_index, changed)
         if self.record.state in GATED:  # waits for a human; a swap asked for is carried on
-            return self.drive(SWAP_TRIGGER) if gate.approved(self.record) else self.record
+            return self.drive(SWAP_TRIGGER) if views.approved(self.record) else self.record
         if self.record.state is State.FAILED:
             if self.ctx.options.rollback_on_failure:
                 self._roll_back("resume of a failed run")

@@ -17,7 +17,7 @@ from reindex_fsm.engine.base import ENGINE_WRITES
 from reindex_fsm.errors import ExitCode, ReindexFsmError, UsageError
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
-from reindex_fsm.steps import gate as gate_steps
+from reindex_fsm.steps import views as gate_steps
 from reindex_fsm.steps.gate import NotAtTheGate, SourceGoneAtTheGate
 from reindex_fsm.testing.fake import FakeEngine
 

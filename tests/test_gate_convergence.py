@@ -25,7 +25,7 @@ from reindex_fsm.crashpoints import Crashpoints
 from reindex_fsm.errors import SwappedNotRolledBack
 from reindex_fsm.machine import State
 from reindex_fsm.options import RunOptions
-from reindex_fsm.steps.gate import approved
+from reindex_fsm.steps.views import approved
 from reindex_fsm.testing.fake import FakeEngine, TaskScript
 
 from .conftest import ALIAS, SOURCE, TARGET, make_cluster, make_config

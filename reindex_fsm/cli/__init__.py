@@ -23,9 +23,9 @@ from .options import configure_logs, with_flags
 from .rendering import close_reporter, emit_json, fail, json_mode, usage_error_json
 
 if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
-    from ..steps import write_policy
+    from ..steps import views
 else:
-    write_policy = lazy("reindex_fsm.steps.write_policy")
+    views = lazy("reindex_fsm.steps.views")
 
 __all__ = ["ReindexGroup", "Terminated", "cli", "interrupted_line", "main"]
 
@@ -105,13 +105,13 @@ def interrupted_line(exc: BaseException) -> str:
     if run.state.value == "REINDEXING" and run.task_id:
         left.append(f"its _reindex task {run.task_id} keeps copying into {run.target_index}")
     held = run.write_policy or {}
-    if write_policy.is_blocked(held):
+    if views.is_blocked(held):
         left.append(f"writes to {held.get('index')} stay BLOCKED")
     server = "; on the server " + " and ".join(left) if left else ""
     return (
         f"{what}: run {run.id} stopped in {run.state}{server}; `reindex-fsm resume {run.id}` "
         f"continues it, `reindex-fsm abort {run.id}` cancels it"
-        + (" and lifts the block" if write_policy.is_blocked(held) else "")
+        + (" and lifts the block" if views.is_blocked(held) else "")
     )
 
 

@@ -21,15 +21,14 @@ if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
     from .. import progress, reads, render
     from ..api import Outcome
     from ..events import Reporter
-    from ..steps import gate, write_policy
+    from ..steps import views
 else:
     rich_console = lazy("rich.console")
     rich_table = lazy("rich.table")
     progress = lazy("reindex_fsm.progress")
     reads = lazy("reindex_fsm.reads")
     render = lazy("reindex_fsm.render")
-    gate = lazy("reindex_fsm.steps.gate")
-    write_policy = lazy("reindex_fsm.steps.write_policy")
+    views = lazy("reindex_fsm.steps.views")
 
 
 def out() -> rich_console.Console:
@@ -106,7 +105,7 @@ def print_outcome(ctx: click.Context, outcome: Outcome) -> None:
     if outcome.exit_code != ExitCode.OK:  # the summary goes to stdout; the error, here too
         run_error_line(outcome.record)
     held = outcome.record.write_policy or {}
-    if write_policy.is_blocked(held):
+    if views.is_blocked(held):
         verb = "swap" if outcome.record.state is State.VERIFIED else "resume"
         click.echo(
             f"warning: writes to {held.get('index')} are still BLOCKED by run "
@@ -124,7 +123,7 @@ def print_outcome(ctx: click.Context, outcome: Outcome) -> None:
 def run_error_line(record: Any) -> None:
     """The one stderr line of a start/resume/abort whose run did not reach its goal."""
     if record.state is State.VERIFIED:  # --pause-before-swap: waits at the gate (exit 15)
-        click.echo(f"paused: {gate.waiting_line(record)}", err=True)
+        click.echo(f"paused: {views.waiting_line(record)}", err=True)
         return
     what = f"run {record.id} ended {record.state}"
     if record.error:

@@ -23,13 +23,13 @@ from .rendering import emit_json, out, print_outcome, warn
 
 if TYPE_CHECKING:  # imported on first use: see cli/lazy.py
     from .. import api, render
-    from ..steps import deep_verify, gate, planning, transforms
+    from ..steps import deep_verify, planning, transforms, views
     from ..steps.copy import registry
 else:
     api = lazy("reindex_fsm.api")
     render = lazy("reindex_fsm.render")
     deep_verify = lazy("reindex_fsm.steps.deep_verify")
-    gate = lazy("reindex_fsm.steps.gate")
+    views = lazy("reindex_fsm.steps.views")
     planning = lazy("reindex_fsm.steps.planning")
     transforms = lazy("reindex_fsm.steps.transforms")
     registry = lazy("reindex_fsm.steps.copy.registry")
@@ -194,7 +194,7 @@ def start(ctx: click.Context, **given: Any) -> None:
         if ctx.find_root().meta.get("verbose"):  # the full plan: -v (or --dry-run)
             click.echo(json.dumps({"steps": api.describe(planned, options)}, indent=2), err=True)
         confirm(
-            render.confirmation(planned, options) + gate.confirmation(options),
+            render.confirmation(planned, options) + views.confirmation(options),
             f"Move alias {alias} from {planned.source_index} to {planned.target_index}?",
         )
     outcome = api.start(cfg, alias, options, planned, force_unlock=given["force_unlock"])

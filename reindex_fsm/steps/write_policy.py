@@ -34,6 +34,7 @@ from . import target
 from .context import RunContext
 from .copy.registry import strategy_for
 from .poll import Backoff, Waiter
+from .views import is_blocked  # re-exported: callers ask write_policy.is_blocked
 
 # Field types a --since-field can have: a range query with an ISO timestamp works on
 # dates; epoch milliseconds on numbers.
@@ -108,13 +109,6 @@ def _iso(t: datetime) -> str:
 
 def _state(ctx: RunContext) -> dict[str, Any]:
     return dict(ctx.record.write_policy or {})
-
-
-def is_blocked(write_policy: dict[str, Any] | None) -> bool:
-    """The run holds a write block on its source (recorded, maybe not yet put on)."""
-    return bool(
-        write_policy and write_policy.get("blocked") and not write_policy.get("pre_existing")
-    )
 
 
 def _blocked_already(engine: Engine, index: str) -> bool:
