@@ -11,7 +11,7 @@ run with the same interpreter and libraries; variants alternate within each repe
 the machine's load falls on both alike. Reported: median, min and max seconds of each.
 
     python bench/bench_startup.py --repeats 15 --before /tmp/startup-before \
-        --out bench/results/startup-2026-12-01.json
+        --out bench/results/startup-<date>.json
 """
 
 from __future__ import annotations
