@@ -109,14 +109,18 @@ def _current_revision(conn: Connection) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _check_schema_readonly(engine: Engine, shown: str) -> None:
-    """A database opened read-only is never migrated: its schema must be this version's."""
+def _read_revision(engine: Engine, shown: str) -> str | None:
     try:
         with engine.connect() as conn:
-            current = _current_revision(conn)
+            return _current_revision(conn)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise StateStoreError(f"cannot read state database {shown}: {reason}") from exc
+
+
+def _check_schema_readonly(engine: Engine, shown: str) -> None:
+    """A database opened read-only is never migrated: its schema must be this version's."""
+    current = _read_revision(engine, shown)
     if current == HEAD_REVISION:
         return
     if current is None:
@@ -182,13 +186,7 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> RunReposit
 def _require_schema(engine: Engine, shown: str) -> None:
     """A server database without reindex-fsm's tables is not a state database yet: a
     command that only reads does not create them."""
-    try:
-        with engine.connect() as conn:
-            current = _current_revision(conn)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise StateStoreError(f"cannot read state database {shown}: {reason}") from exc
-    if current is None:
+    if _read_revision(engine, shown) is None:
         raise NoStateDatabase(shown)
 
 
