@@ -41,11 +41,10 @@ POINTS = [
 ]
 
 
+@pytest.mark.needs("knn")  # deselected, and named, on an engine without the k-NN plugin
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_while_the_graph_is_deferred_resumes(engine_url: str, tmp_path: Path, point: str):
     engine = connect(engine_url)
-    if not any("knn" in p for p in engine.plugins()):
-        pytest.skip("the engine has no OpenSearch k-NN plugin")
     alias = f"crash-vec-{uuid.uuid4().hex[:8]}"
     src = make_source(engine, engine_url, alias, 20, settings={"index.number_of_shards": 1})
     try:

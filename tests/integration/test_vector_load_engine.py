@@ -22,9 +22,10 @@ from reindex_fsm.embedders import hashing
 from reindex_fsm.machine import State
 from reindex_fsm.steps import vector_load
 
-from .conftest import make_config, options, raw, vector_type
+from .conftest import make_config, options, raw
 
-pytestmark = pytest.mark.integration
+# Deselected (and named in the summary) on an engine without the OpenSearch k-NN plugin.
+pytestmark = [pytest.mark.integration, pytest.mark.needs("knn")]
 
 THRESHOLD = vector_load.THRESHOLD
 FAISS = {
@@ -32,12 +33,6 @@ FAISS = {
     "dimension": hashing.DIMENSION,
     "method": {"name": "hnsw", "engine": "faiss", "space_type": "l2"},
 }
-
-
-@pytest.fixture(autouse=True)
-def _needs_knn(engine) -> None:
-    if vector_type(engine) != "knn_vector":
-        pytest.skip("the engine has no OpenSearch k-NN plugin")
 
 
 def write_jsonl(path: Path, n: int) -> Path:
