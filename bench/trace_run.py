@@ -124,6 +124,21 @@ def _task_fields(path: str, response: Any) -> dict[str, Any]:
     }
 
 
+def _request(
+    trace: Trace,
+    started: float,
+    duration: float,
+    method: str,
+    path: str,
+    status: int | None,
+    **extra: Any,
+) -> None:
+    """One engine request of the traced run, with the tool frames that sent it."""
+    trace.add(
+        "request", started, duration, method=method, path=path, status=status, by=_frames(), **extra
+    )
+
+
 def _hook_opensearch(trace: Trace) -> None:
     from opensearchpy.connection.base import Connection
 
@@ -139,14 +154,13 @@ def _hook_opensearch(trace: Trace) -> None:
         response: Any,
         duration: float,
     ) -> None:
-        trace.add(
-            "request",
+        _request(
+            trace,
             time.time() - duration,
             duration,
-            method=method,
-            path=path,
-            status=status_code,
-            by=_frames(),
+            method,
+            path,
+            status_code,
             **_task_fields(path, response),
         )
         success(self, method, full_url, path, body, status_code, response, duration)
@@ -162,14 +176,13 @@ def _hook_opensearch(trace: Trace) -> None:
         response: Any = None,
         exception: Exception | None = None,
     ) -> None:
-        trace.add(
-            "request",
+        _request(
+            trace,
             time.time() - duration,
             duration,
-            method=method,
-            path=path,
-            status=status_code,
-            by=_frames(),
+            method,
+            path,
+            status_code,
             error=type(exception).__name__ if exception is not None else None,
         )
         fail(self, method, full_url, path, body, duration, status_code, response, exception)
@@ -188,27 +201,25 @@ def _hook_elastic(trace: Trace) -> None:
         try:
             answer = perform(self, method, target, **kwargs)
         except Exception as exc:
-            trace.add(
-                "request",
+            _request(
+                trace,
                 started,
                 time.time() - started,
-                method=method,
-                path=target,
-                status=None,
-                by=_frames(),
+                method,
+                target,
+                None,
                 error=type(exc).__name__,
             )
             raise
         body = answer.body
         text = json.dumps(body) if isinstance(body, dict) else None
-        trace.add(
-            "request",
+        _request(
+            trace,
             started,
             time.time() - started,
-            method=method,
-            path=target,
-            status=answer.meta.status,
-            by=_frames(),
+            method,
+            target,
+            answer.meta.status,
             **_task_fields(target.split("?")[0], text),
         )
         return answer
