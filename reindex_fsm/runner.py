@@ -269,7 +269,7 @@ class RunDriver:
         failed_from = self.record.state
         # writers are not kept out by a run nobody is driving (unless asked to); an index
         # made again under the source's name never had the block
-        if write_policy.is_blocked(self.record.write_policy) and (
+        if views.is_blocked(self.record.write_policy) and (
             rollback.source_changed(self.ctx) is None
         ):
             self._take(write_policy.release_on_failure(self.ctx, failed_from))

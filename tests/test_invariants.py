@@ -68,7 +68,7 @@ from reindex_fsm.errors import (
 )
 from reindex_fsm.machine import TRANSITIONS, UNFINISHED, State
 from reindex_fsm.options import RunOptions
-from reindex_fsm.steps.write_policy import is_blocked
+from reindex_fsm.steps.views import is_blocked
 from reindex_fsm.store import RunRecord, RunRepository, _sqlite_pragmas, migrate
 from reindex_fsm.testing.fake import FakeEngine, TaskScript
 

@@ -40,7 +40,7 @@ from . import swap, verify, write_policy
 from . import target as own_target
 from .context import RunContext
 from .copy.registry import strategy_for
-from .views import GATE_KEY, record_of
+from .views import GATE_KEY, is_blocked, record_of
 
 
 class NotAtTheGate(UsageError):
@@ -141,7 +141,7 @@ def hold(ctx: RunContext) -> dict[str, Any]:
     found_target = marks(ctx.engine, p.target_index)
     values: dict[str, Any] = {}
     detail: dict[str, Any] = {"paused": "verified; waiting for `swap` or `abort`"}
-    if ctx.options.write_policy == "catch-up" and write_policy.is_blocked(state):
+    if ctx.options.write_policy == "catch-up" and is_blocked(state):
         released = write_policy.release(ctx)  # crash point write_policy.released
         state = released["write_policy"]
         state["resync"] = True  # the swap blocks again and makes the last pass again
@@ -150,7 +150,7 @@ def hold(ctx: RunContext) -> dict[str, Any]:
             f"removed from {state['index']} for the wait: writes go on; the swap blocks them "
             "again for a last catch-up pass"
         )
-    elif write_policy.is_blocked(state):
+    elif is_blocked(state):
         detail["write_block"] = (
             f"WRITES TO {state['index']} STAY BLOCKED until `swap` or `abort` of this run"
         )
@@ -269,7 +269,7 @@ def _why_again(
         return "the record of the pause is missing: verified again"
     if copied_since:
         return "an interrupted swap had begun copying again"
-    if not write_policy.is_blocked(state):
+    if not is_blocked(state):
         return None  # the source was write-blocked before the run (kept) or not the run's
     settings = ctx.engine.get_index(p.source_index).settings
     if str(settings.get("index.blocks.write", "false")).lower() != "true":

@@ -34,7 +34,7 @@ from . import target
 from .context import RunContext
 from .copy.registry import strategy_for
 from .poll import Backoff, Waiter
-from .views import is_blocked  # re-exported: callers ask write_policy.is_blocked
+from .views import is_blocked
 
 # Field types a --since-field can have: a range query with an ISO timestamp works on
 # dates; epoch milliseconds on numbers.
